@@ -1,0 +1,1 @@
+"""activities room (see docs/architecture.md)."""

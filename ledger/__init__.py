@@ -1,0 +1,1 @@
+"""ledger room (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Receipt payouts: what the rooms share (settings, payload models, money, phone crypto, CLI)."""

@@ -1,0 +1,35 @@
+"""The embedded defaults `payouts dev` runs on. Not secrets: they only open the local sandbox.
+
+Every value here is also documented in docs/development.md. Production never reads this module;
+`payouts dev` copies these into the environment of the processes it starts (without overriding
+anything already set).
+"""
+
+from __future__ import annotations
+
+DEV_PORTMONE_LOGIN = "dev-login"
+DEV_PORTMONE_PASSWORD = "dev-password"  # noqa: S105 - sandbox-only credential, documented
+DEV_PAYEE_ID = "dev-payee-1"
+DEV_FERNET_KEY = "cmVjZWlwdC1wYXlvdXRzLWRldi1vbmx5LWtleS0zMmI="
+DEV_HMAC_KEY = "receipt-payouts-dev-only-hmac-key-000"
+DEV_INTAKE_TOKEN = "dev-intake-token"  # noqa: S105 - dev-only, documented
+DEV_TELEGRAM_TOKEN = "dev-bot-token"  # noqa: S105 - the fake Bot API accepts it
+
+
+def dev_environment(*, sandbox_url: str, webhook_url: str, data_dir: str) -> dict[str, str]:
+    """Environment variables for every dev-mode process."""
+    return {
+        "PAYOUTS_ENV": "dev",
+        "PAYOUTS_DATA_DIR": data_dir,
+        "PORTMONE_LOGIN": DEV_PORTMONE_LOGIN,
+        "PORTMONE_PASSWORD": DEV_PORTMONE_PASSWORD,
+        "PORTMONE_PAYEE_ID": DEV_PAYEE_ID,
+        "PORTMONE_API_BASE": f"{sandbox_url}/api/directcash/",
+        "PAYOUTS_FERNET_KEYS": DEV_FERNET_KEY,
+        "PAYOUTS_HMAC_KEY": DEV_HMAC_KEY,
+        "WEBHOOK_INTAKE_TOKEN": DEV_INTAKE_TOKEN,
+        "TELEGRAM_BOT_TOKEN": DEV_TELEGRAM_TOKEN,
+        "TELEGRAM_API_BASE": f"{sandbox_url}/telegram",
+        "SANDBOX_CALLBACK_URL": f"{webhook_url}/portmone/callback",
+        "LEDGER_URL": f"sqlite+aiosqlite:///{data_dir}/ledger.db",
+    }

@@ -1,0 +1,71 @@
+"""Phone numbers: normalising, masking, encrypting for transit and keyed hashing for limits.
+
+A plaintext phone number exists only at intake (before encryption) and inside the `create_bill`
+activity (decrypted just in time). Everything else holds a Fernet token, the masked form or the
+keyed HMAC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+_UA_MOBILE = re.compile(r"^380[0-9]{9}$")
+
+
+class MsisdnError(ValueError):
+    """A phone number or token that cannot be used."""
+
+
+def normalize_msisdn(raw: str) -> str:
+    """`+380 (67) 123-45-67`, `0671234567` or `380671234567` -> `380671234567`."""
+    digits = re.sub(r"[\s()\-+]", "", raw.strip())
+    if digits.startswith("0") and len(digits) == 10:
+        digits = "38" + digits
+    if not _UA_MOBILE.match(digits):
+        raise MsisdnError("phone number must be a Ukrainian mobile number: 380 and 9 digits")
+    return digits
+
+
+def is_valid_msisdn(value: str) -> bool:
+    """True for the canonical form 380 + 9 digits (what Portmone's contractNumber takes)."""
+    return bool(_UA_MOBILE.match(value))
+
+
+def mask_msisdn(msisdn: str) -> str:
+    """`380671234567` -> `+380•••••67`: enough for a person to recognise, useless to anyone else."""
+    return f"+{msisdn[:3]}•••••{msisdn[-2:]}"
+
+
+class MsisdnVault:
+    """Encrypts phones for transit (MultiFernet: first key encrypts, all keys decrypt) and hashes
+    them with a keyed HMAC so limits can be counted per user without storing the phone."""
+
+    def __init__(self, fernet_keys: list[str], hmac_key: bytes) -> None:
+        if not fernet_keys:
+            raise MsisdnError("at least one Fernet key is required")
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in fernet_keys])
+        self._hmac_key = hmac_key
+
+    def encrypt(self, msisdn: str) -> str:
+        return self._fernet.encrypt(normalize_msisdn(msisdn).encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            value = self._fernet.decrypt(token.encode()).decode()
+        except (InvalidToken, ValueError) as exc:
+            raise MsisdnError("phone token cannot be decrypted with the configured keys") from exc
+        if not is_valid_msisdn(value):
+            raise MsisdnError("phone token holds no valid phone number")
+        return value
+
+    def rotate(self, token: str) -> str:
+        """Re-encrypt a token under the newest key."""
+        return self._fernet.rotate(token.encode()).decode()
+
+    def digest(self, msisdn: str) -> str:
+        """Keyed HMAC-SHA256 of the normalised phone, hex; the ledger's per-user key."""
+        return hmac.new(self._hmac_key, normalize_msisdn(msisdn).encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,1 @@
+"""portmone room (see docs/architecture.md)."""

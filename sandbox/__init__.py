@@ -1,0 +1,1 @@
+"""sandbox room (see docs/architecture.md)."""

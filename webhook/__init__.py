@@ -1,0 +1,1 @@
+"""webhook room (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""workers room (see docs/architecture.md)."""
