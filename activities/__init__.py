@@ -1,1 +1,4 @@
-"""activities room (see docs/architecture.md)."""
+"""Activities: thin, idempotent bridges from workflows to Portmone, the ledger, Telegram, telecom, analytics.
+
+Each is a method of a small class built with its dependencies, so tests inject fakes.
+"""

@@ -1,1 +1,53 @@
-"""ledger room (see docs/architecture.md)."""
+"""The ledger room: the durable record of payouts (SQLAlchemy Core, async; SQLite or PostgreSQL).
+
+Use: `upgrade(url)` (Alembic upgrade head, blocking), then `Ledger.from_url(url)`; `await ledger.aclose()`
+at shutdown. `Ledger` methods raise `LedgerUnavailable` when the database cannot serve them.
+"""
+
+from ledger.errors import IllegalTransition, LedgerError, LedgerUnavailable, PayoutNotFound
+from ledger.migrate import head_revision, upgrade
+from ledger.records import (
+    AttemptRecord,
+    AttemptState,
+    CallbackRecord,
+    ExchangeRecord,
+    OperatorActionRecord,
+    PayoutRecord,
+    ReserveRequest,
+    ReserveResult,
+    StatusChangeRecord,
+    StoreCallbackResult,
+)
+from ledger.reserve import (
+    AMOUNT_OVER_MAX,
+    DAILY_BUDGET,
+    DUPLICATE_FISCAL_KEY,
+    DUPLICATE_RECEIPT,
+    USER_DAILY_LIMIT,
+)
+from ledger.store import Ledger
+
+__all__ = [
+    "AMOUNT_OVER_MAX",
+    "DAILY_BUDGET",
+    "DUPLICATE_FISCAL_KEY",
+    "DUPLICATE_RECEIPT",
+    "USER_DAILY_LIMIT",
+    "AttemptRecord",
+    "AttemptState",
+    "CallbackRecord",
+    "ExchangeRecord",
+    "IllegalTransition",
+    "Ledger",
+    "LedgerError",
+    "LedgerUnavailable",
+    "OperatorActionRecord",
+    "PayoutNotFound",
+    "PayoutRecord",
+    "ReserveRequest",
+    "ReserveResult",
+    "StatusChangeRecord",
+    "StoreCallbackResult",
+    "head_revision",
+    "upgrade",
+]

@@ -69,3 +69,8 @@ class MsisdnVault:
     def digest(self, msisdn: str) -> str:
         """Keyed HMAC-SHA256 of the normalised phone, hex; the ledger's per-user key."""
         return hmac.new(self._hmac_key, normalize_msisdn(msisdn).encode(), hashlib.sha256).hexdigest()
+
+
+def vault_from_settings(fernet_keys: list[str], hmac_key: str) -> MsisdnVault:
+    """The vault for the configured keys (dev mode passes the embedded dev keys)."""
+    return MsisdnVault(fernet_keys, hmac_key.encode())

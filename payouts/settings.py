@@ -60,6 +60,7 @@ class PayoutSettings(BaseSettings):
     max_bill_rounds: int = Field(default=3, ge=1)
     retry_backoff_seconds: int = Field(default=300, ge=1)
     manual_reminder_seconds: int = Field(default=4 * 3600, ge=1)
+    bill_attempt_timeout_seconds: int = Field(default=90, ge=1)
     eligibility_days: int = Field(default=30, ge=1)
 
 
@@ -69,7 +70,6 @@ class TemporalSettings(BaseSettings):
     address: str = "localhost:7233"
     namespace: str = "default"
     task_queue: str = "payouts"
-    notify_task_queue: str = "payouts-notify"
 
 
 class CryptoSettings(BaseSettings):
@@ -90,6 +90,7 @@ class TelegramSettings(BaseSettings):
     api_base: str = "https://api.telegram.org"
     default_language: Literal["uk", "en"] = "uk"
     timeout_seconds: float = Field(default=5.0, gt=0)
+    operators_chat_id: str | None = None
 
 
 class TelecomSettings(BaseSettings):

@@ -1,1 +1,1 @@
-"""webhook room (see docs/architecture.md)."""
+"""The aiohttp service: receipt intake, Portmone callbacks, health and metrics."""

@@ -1,1 +1,1 @@
-"""workers room (see docs/architecture.md)."""
+"""Worker processes: build the client and dependencies, register workflows and activities, stop gracefully."""

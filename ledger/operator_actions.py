@@ -1,0 +1,94 @@
+"""The operators' audit trail: one row per action (retry, mark_paid, cancel, …), once per idempotency key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.db import Db
+from ledger.errors import LedgerError
+from ledger.payouts import require_payout
+from ledger.records import OperatorActionRecord
+from ledger.schema import operator_actions
+
+
+def action_record(row: sa.Row[Any]) -> OperatorActionRecord:
+    m = row._mapping
+    return OperatorActionRecord(
+        id=m["id"],
+        payout_id=m["payout_id"],
+        action=m["action"],
+        operator=m["operator"],
+        reason=m["reason"],
+        reference=m["reference"],
+        details=None if m["details"] is None else dict(m["details"]),
+        idempotency_key=m["idempotency_key"],
+        created_at=m["created_at"],
+    )
+
+
+async def _by_key(conn: AsyncConnection, key: str) -> OperatorActionRecord | None:
+    row = (await conn.execute(sa.select(operator_actions).where(operator_actions.c.idempotency_key == key))).first()
+    return None if row is None else action_record(row)
+
+
+async def record_operator_action(
+    db: Db,
+    *,
+    payout_id: str,
+    action: str,
+    operator: str,
+    reason: str | None = None,
+    reference: str | None = None,
+    details: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> OperatorActionRecord:
+    if not action or not operator:
+        raise ValueError("action and operator are required")
+    for _ in range(2):
+        try:
+            async with db.write() as conn:
+                if idempotency_key is not None:
+                    existing = await _by_key(conn, idempotency_key)
+                    if existing is not None:
+                        if (existing.payout_id, existing.action) != (payout_id, action):
+                            raise LedgerError(
+                                f"idempotency key {idempotency_key!r} was used for "
+                                f"{existing.action} on {existing.payout_id}"
+                            )
+                        return existing
+                await require_payout(conn, payout_id)
+                result = await conn.execute(
+                    sa.insert(operator_actions).values(
+                        payout_id=payout_id,
+                        action=action,
+                        operator=operator,
+                        reason=reason,
+                        reference=reference,
+                        details=details,
+                        idempotency_key=idempotency_key,
+                        created_at=db.now(),
+                    )
+                )
+                row = (
+                    await conn.execute(
+                        sa.select(operator_actions).where(
+                            operator_actions.c.id == result.inserted_primary_key[0]  # type: ignore[index]
+                        )
+                    )
+                ).one()
+                return action_record(row)
+        except sa_exc.IntegrityError:
+            if idempotency_key is None:
+                raise
+            # the same key was recorded concurrently: the next pass returns that row
+    raise LedgerError(f"could not record operator action {idempotency_key!r}")
+
+
+async def operator_actions_for(db: Db, payout_id: str) -> list[OperatorActionRecord]:
+    query = sa.select(operator_actions).where(operator_actions.c.payout_id == payout_id).order_by(operator_actions.c.id)
+    async with db.read() as conn:
+        return [action_record(row) for row in await conn.execute(query)]

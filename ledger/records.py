@@ -1,0 +1,139 @@
+"""Frozen values the ledger API takes and returns (no SQLAlchemy types leak out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+from payouts.status import PayoutStatus
+
+AttemptState = Literal["prepared", "answered", "not_sent", "unknown"]
+ATTEMPT_STATES: tuple[AttemptState, ...] = ("prepared", "answered", "not_sent", "unknown")
+
+
+@dataclass(frozen=True)
+class PayoutRecord:
+    id: str
+    receipt_id: str
+    fiscal_key: str | None
+    user_key: str
+    masked_msisdn: str
+    telegram_id: int
+    amount_kopecks: int
+    currency: str
+    payee_id: str | None
+    status: PayoutStatus
+    reason: str | None
+    owner: str
+    business_day: date
+    bill_id: str | None
+    portmone_status: str | None
+    error_code: str | None
+    error_description: str | None
+    created_at: datetime
+    updated_at: datetime
+    row_version: int
+
+
+@dataclass(frozen=True)
+class StatusChangeRecord:
+    id: int
+    payout_id: str
+    from_status: PayoutStatus | None  # None: the row was created with `to_status`
+    to_status: PayoutStatus
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    id: int
+    payout_id: str
+    round_no: int
+    attempt_no: int
+    state: AttemptState
+    bill_id: str | None
+    error_code: str | None
+    detail: str | None
+    prepared_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    id: int
+    dedupe_key: str
+    bill_id: str | None
+    payout_id: str | None
+    raw_body: str
+    rsp_status: str | None
+    bill_status: str | None
+    error_code: str | None
+    error_description: str | None
+    received_at: datetime
+    routed_at: datetime | None
+    processed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StoreCallbackResult:
+    callback: CallbackRecord
+    inserted: bool  # False: the same body was stored before (a Portmone retry)
+    payout_id: str | None  # the route, when the bill id is known
+
+
+@dataclass(frozen=True)
+class ReserveRequest:
+    payout_id: str
+    receipt_id: str
+    fiscal_key: str | None
+    user_key: str
+    masked_msisdn: str
+    telegram_id: int
+    amount_kopecks: int
+    currency: str
+    payee_id: str | None
+    owner: str
+    business_day: date
+    user_daily_limit: int
+    daily_budget_kopecks: int
+    max_payout_kopecks: int
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    accepted: bool
+    payout_id: str
+    status: PayoutStatus
+    reason: str | None
+    replay: bool  # True: the same owner asked before; this is the stored answer
+
+
+@dataclass(frozen=True)
+class OperatorActionRecord:
+    id: int
+    payout_id: str
+    action: str
+    operator: str
+    reason: str | None
+    reference: str | None
+    details: dict[str, Any] | None
+    idempotency_key: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ExchangeRecord:
+    id: int
+    created_at: datetime
+    method: str
+    request_redacted: dict[str, str]
+    response_body: str | None
+    http_status: int | None
+    outcome: str
+    elapsed_ms: int
+    receipt_id: str | None
+    payout_id: str | None
+    bill_id: str | None
+    telegram_id: int | None

@@ -1,0 +1,163 @@
+"""Gate and reserve: one transaction that inserts the payout row under its unique receipt (and fiscal
+key) and checks the per-user and daily-budget limits against a locked per-day row."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger.db import Db
+from ledger.errors import LedgerError
+from ledger.payouts import add_history, fetch_payout, payout_record
+from ledger.records import PayoutRecord, ReserveRequest, ReserveResult
+from ledger.schema import daily_totals, payouts
+from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus
+
+DUPLICATE_RECEIPT = "duplicate_receipt"
+DUPLICATE_FISCAL_KEY = "duplicate_fiscal_key"
+AMOUNT_OVER_MAX = "amount_over_max"
+USER_DAILY_LIMIT = "user_daily_limit"
+DAILY_BUDGET = "daily_budget"
+
+# A unique violation means a concurrent transaction inserted the same receipt (or fiscal key) first;
+# the next pass sees its row. Two passes suffice; the third is slack.
+_PASSES = 3
+_COUNTED = sorted(s.value for s in COUNTS_AGAINST_LIMITS)
+
+
+def _validate(req: ReserveRequest) -> None:
+    if isinstance(req.amount_kopecks, bool) or not isinstance(req.amount_kopecks, int):
+        raise TypeError("amount_kopecks must be an int (kopecks)")
+    if req.amount_kopecks <= 0:
+        raise ValueError("amount_kopecks must be positive")
+    if min(req.user_daily_limit, req.daily_budget_kopecks, req.max_payout_kopecks) < 0:
+        raise ValueError("limits must not be negative")
+    if not req.payout_id or not req.receipt_id or not req.owner:
+        raise ValueError("payout_id, receipt_id and owner are required")
+
+
+async def reserve(db: Db, req: ReserveRequest) -> ReserveResult:
+    _validate(req)
+    last: sa_exc.IntegrityError | None = None
+    for _ in range(_PASSES):
+        try:
+            async with db.write() as conn:
+                return await _reserve_once(db, conn, req)
+        except sa_exc.IntegrityError as exc:
+            last = exc
+    raise LedgerError(f"could not reserve receipt {req.receipt_id!r}: {last}") from last
+
+
+def _answer_existing(row: PayoutRecord, req: ReserveRequest) -> ReserveResult:
+    if row.owner == req.owner:
+        return ReserveResult(
+            accepted=row.status != PayoutStatus.REJECTED,
+            payout_id=row.id,
+            status=row.status,
+            reason=row.reason,
+            replay=True,
+        )
+    # Another run holds this receipt: this request is refused; the stored row is untouched.
+    return ReserveResult(
+        accepted=False, payout_id=row.id, status=PayoutStatus.REJECTED, reason=DUPLICATE_RECEIPT, replay=False
+    )
+
+
+async def _reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> ReserveResult:
+    existing = await _by_receipt(conn, req.receipt_id)
+    if existing is not None:
+        return _answer_existing(existing, req)
+    reserved_kopecks = await _lock_day(db, conn, req.business_day)
+    # a concurrent reserve of the same receipt may have committed while we waited for the lock
+    existing = await _by_receipt(conn, req.receipt_id)
+    if existing is not None:
+        return _answer_existing(existing, req)
+    clash = await fetch_payout(conn, req.payout_id)
+    if clash is not None:
+        raise LedgerError(f"payout id {req.payout_id!r} already belongs to receipt {clash.receipt_id!r}")
+
+    reason = await _rejection(conn, req, reserved_kopecks)
+    status = PayoutStatus.REJECTED if reason else PayoutStatus.RESERVED
+    now = db.now()
+    await conn.execute(
+        sa.insert(payouts).values(
+            id=req.payout_id,
+            receipt_id=req.receipt_id,
+            # the key stays with the receipt that used it first, so the unique index holds
+            fiscal_key=None if reason == DUPLICATE_FISCAL_KEY else (req.fiscal_key or None),
+            user_key=req.user_key,
+            masked_msisdn=req.masked_msisdn,
+            telegram_id=req.telegram_id,
+            amount_kopecks=req.amount_kopecks,
+            currency=req.currency,
+            payee_id=req.payee_id,
+            status=status.value,
+            reason=reason,
+            owner=req.owner,
+            business_day=req.business_day,
+            created_at=now,
+            updated_at=now,
+            row_version=1,
+        )
+    )
+    await add_history(db, conn, req.payout_id, None, status, reason)
+    if reason is None:
+        await conn.execute(
+            sa.update(daily_totals)
+            .where(daily_totals.c.business_day == req.business_day)
+            .values(
+                reserved_kopecks=daily_totals.c.reserved_kopecks + req.amount_kopecks,
+                reserved_count=daily_totals.c.reserved_count + 1,
+            )
+        )
+    return ReserveResult(accepted=reason is None, payout_id=req.payout_id, status=status, reason=reason, replay=False)
+
+
+async def _by_receipt(conn: AsyncConnection, receipt_id: str) -> PayoutRecord | None:
+    row = (await conn.execute(sa.select(payouts).where(payouts.c.receipt_id == receipt_id))).first()
+    return None if row is None else payout_record(row)
+
+
+async def _lock_day(db: Db, conn: AsyncConnection, day: date) -> int:
+    """Create the day's row if needed and lock it; returns the kopecks reserved so far.
+
+    PostgreSQL: SELECT … FOR UPDATE serializes every reserve of the day. SQLite: the transaction
+    began IMMEDIATE, so this connection is the only writer already.
+    """
+    dialect_insert = postgresql.insert if db.is_postgres else sqlite.insert
+    await conn.execute(
+        dialect_insert(daily_totals)
+        .values(business_day=day, reserved_kopecks=0, reserved_count=0)
+        .on_conflict_do_nothing(index_elements=[daily_totals.c.business_day])
+    )
+    reserved = await conn.scalar(
+        sa.select(daily_totals.c.reserved_kopecks).where(daily_totals.c.business_day == day).with_for_update()
+    )
+    return int(reserved or 0)
+
+
+async def _rejection(conn: AsyncConnection, req: ReserveRequest, reserved_kopecks: int) -> str | None:
+    if req.fiscal_key:
+        used = await conn.scalar(sa.select(payouts.c.id).where(payouts.c.fiscal_key == req.fiscal_key))
+        if used is not None:
+            return DUPLICATE_FISCAL_KEY
+    if req.amount_kopecks > req.max_payout_kopecks:
+        return AMOUNT_OVER_MAX
+    user_count = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(payouts)
+        .where(
+            payouts.c.user_key == req.user_key,
+            payouts.c.business_day == req.business_day,
+            payouts.c.status.in_(_COUNTED),
+        )
+    )
+    if int(user_count or 0) >= req.user_daily_limit:
+        return USER_DAILY_LIMIT
+    if reserved_kopecks + req.amount_kopecks > req.daily_budget_kopecks:
+        return DAILY_BUDGET
+    return None

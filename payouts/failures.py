@@ -1,0 +1,19 @@
+"""ApplicationError type names shared by activities (which raise them) and workflows (which branch on them)."""
+
+from __future__ import annotations
+
+# The request may have reached Portmone and no answer came back: never re-send blindly.
+OUTCOME_UNKNOWN = "PortmoneOutcomeUnknown"
+# Portmone answered fail with a permanent or configuration code: a person decides.
+PERMANENT = "PortmonePermanentError"
+# Portmone answered fail with a transient code, or the request was not sent: retry.
+TRANSIENT = "PortmoneTransientError"
+NOT_SENT = "PortmoneNotSent"
+# The ledger refused a status change: a bug, never retried.
+ILLEGAL_TRANSITION = "LedgerIllegalTransition"
+# The telecom API refused the top-up for good.
+TELECOM_REFUSED = "TelecomRefused"
+# The receipt's data cannot be used (phone token undecryptable, no payee for the number).
+BAD_PAYOUT_DATA = "BadPayoutData"
+
+NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA]

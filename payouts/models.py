@@ -1,0 +1,248 @@
+"""Payload models: one pydantic model per workflow, signal, update, query and activity.
+
+They travel through Temporal with the pydantic data converter, so none of them may hold a
+plaintext phone number: only `msisdn_token` (Fernet) and `masked_msisdn`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from payouts.status import PayoutStatus
+
+ReceiptId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+Kopecks = Annotated[int, Field(gt=0, le=10_000_000, strict=True)]
+Currency = Literal["UAH"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def payout_workflow_id(receipt_id: str) -> str:
+    """Workflow id and ledger payout id: `payout-{receipt_id}`; holds no personal data."""
+    return f"payout-{receipt_id}"
+
+
+class EscalationReason(StrEnum):
+    CALLBACK_TIMEOUT = "callback_timeout"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    PERMANENT_ERROR = "permanent_error"  # shown as permanent_error:<code>
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    TELECOM_FAILED = "telecom_failed"
+    REVERSED = "reversed"
+    UNKNOWN_STATUS = "unknown_status"
+
+
+# ---- workflow input -------------------------------------------------------------------------
+
+
+class PayoutRequest(_Model):
+    """ReceiptPayoutWorkflow's input: an accepted receipt, the phone already encrypted."""
+
+    receipt_id: ReceiptId
+    telegram_id: int = Field(gt=0)
+    msisdn_token: str = Field(min_length=10, max_length=1024)
+    masked_msisdn: str
+    # Keyed HMAC of the phone (payouts.msisdn.MsisdnVault.digest): per-user limits without the phone.
+    user_key: str = Field(min_length=16, max_length=128)
+    amount_kopecks: Kopecks
+    currency: Currency = "UAH"
+    payee_id: str | None = Field(default=None, max_length=64)
+    fiscal_key: str | None = Field(default=None, max_length=128)
+    accepted_at: datetime
+    language: Literal["uk", "en"] = "uk"
+
+
+# ---- signal, query, updates -----------------------------------------------------------------
+
+
+class CallbackSignal(_Model):
+    """What the webhook signals after it stored a Portmone callback (phone stripped)."""
+
+    callback_id: int
+    dedupe_key: str
+    bill_id: str
+    rsp_ok: bool
+    bill_status: str  # portmone.protocol.BillStatus value
+    error_code: str | None = None
+    error_description: str | None = None
+
+    @classmethod
+    def from_stored(cls, stored: Any) -> CallbackSignal:
+        """From a ledger CallbackRecord (duck-typed: payouts does not import the ledger)."""
+        return cls(
+            callback_id=stored.id,
+            dedupe_key=stored.dedupe_key,
+            bill_id=stored.bill_id or "",
+            rsp_ok=stored.rsp_status == "ok",
+            bill_status=stored.bill_status or "UNKNOWN",
+            error_code=stored.error_code,
+            error_description=stored.error_description,
+        )
+
+
+class PayoutView(_Model):
+    """The `status` query's answer: no phone beyond the masked form."""
+
+    payout_id: str
+    receipt_id: str
+    status: PayoutStatus
+    amount_kopecks: int
+    currency: str
+    masked_msisdn: str
+    bill_id: str | None = None
+    bill_round: int = 0
+    last_error: str | None = None
+    escalation_reason: str | None = None
+    rejection_reason: str | None = None
+    callbacks_seen: int = 0
+
+
+# ---- activities -----------------------------------------------------------------------------
+
+
+class ReserveInput(_Model):
+    payout_id: str
+    owner: str
+    request: PayoutRequest
+
+
+class ReserveOutput(_Model):
+    accepted: bool
+    reason: str | None = None
+
+
+class CreateBillInput(_Model):
+    payout_id: str
+    receipt_id: str
+    telegram_id: int
+    msisdn_token: str
+    amount_kopecks: int
+    currency: str
+    payee_id: str | None
+    round_no: int
+
+
+class CreateBillOutput(_Model):
+    bill_id: str
+    adopted: bool = False  # an earlier attempt of this round already holds a bill
+    early_callbacks: list[CallbackSignal] = Field(default_factory=list)
+
+
+class TransitionInput(_Model):
+    payout_id: str
+    to_status: PayoutStatus
+    reason: str | None = None
+    portmone_status: str | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+    processed_callback_id: int | None = None
+
+
+class ReminderInput(_Model):
+    payout_id: str
+    receipt_id: str
+    reason: str
+
+
+class NotifyKind(StrEnum):
+    PROCESSING = "processing"
+    PAID = "paid"
+    FAILED = "failed"
+    DELAYED = "delayed"  # sent to manual review: a person will look
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+class NotifyInput(_Model):
+    telegram_id: int
+    kind: NotifyKind
+    language: Literal["uk", "en"] = "uk"
+    amount_kopecks: int
+    message_id: int | None = None  # edit this message instead of sending a new one
+
+
+class NotifyOutput(_Model):
+    delivered: bool
+    message_id: int | None = None
+
+
+class TopupInput(_Model):
+    payout_id: str
+    msisdn_token: str
+    amount_kopecks: int
+    currency: str
+
+
+class TopupOutput(_Model):
+    configured: bool
+    topup_id: str | None = None
+
+
+class AnalyticsEvent(_Model):
+    name: Literal["payout_initiated", "payout_success", "payout_failure", "payout_timeout"]
+    payout_id: str
+    amount_kopecks: int
+    status: PayoutStatus
+    reason: str | None = None
+
+
+class PayoutPolicy(_Model):
+    """Timing knobs the starter copies from settings into the workflow input (workflows read no env)."""
+
+    callback_timeout_seconds: int = Field(default=3600, ge=1)
+    max_bill_rounds: int = Field(default=3, ge=1)
+    retry_backoff_seconds: int = Field(default=300, ge=1)
+    manual_reminder_seconds: int = Field(default=4 * 3600, ge=1)
+    # One bills.create attempt; above PORTMONE connect + read timeouts. A worker that dies mid-call
+    # is noticed after this long, and the retry then finds the unfinished attempt.
+    bill_attempt_timeout_seconds: int = Field(default=90, ge=1)
+
+
+class PayoutWorkflowInput(_Model):
+    request: PayoutRequest
+    policy: PayoutPolicy = Field(default_factory=PayoutPolicy)
+
+
+# ---- operator updates -----------------------------------------------------------------------
+
+
+class OperatorRetry(_Model):
+    """Fields are checked by the update validator, which names what is missing."""
+
+    operator: str = Field(default="", max_length=64)
+    reason: str = Field(default="", max_length=500)
+    # Required after an outcome-unknown attempt: the operator checked that Portmone holds no bill.
+    confirmed_no_bill_at_portmone: bool = False
+
+
+class OperatorMarkPaid(_Model):
+    operator: str = Field(default="", max_length=64)
+    reason: str = Field(default="", max_length=500)
+    external_reference: str = Field(default="", max_length=128)
+
+
+class OperatorCancel(_Model):
+    operator: str = Field(default="", max_length=64)
+    reason: str = Field(default="", max_length=500)
+
+
+class OperatorActionInput(_Model):
+    payout_id: str
+    action: Literal["retry", "mark_paid", "cancel", "late_callback"]
+    operator: str
+    reason: str | None = None
+    reference: str | None = None
+    idempotency_key: str
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class OperatorResult(_Model):
+    accepted: bool
+    status: PayoutStatus
+    message: str

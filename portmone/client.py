@@ -1,0 +1,364 @@
+"""The PortmoneDirect client: one shared httpx.AsyncClient, one call per method, no retries.
+
+Retrying is Temporal's job. This client's job is to say precisely what happened to one request
+(see `portmone.results`): answered ok, answered fail, not sent, or outcome unknown. Inputs are
+validated before anything is sent; every outcome carries a redacted `Exchange` for the archive;
+the log names the method, the outcome, the HTTP status and the time taken, never the password or
+the phone.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import SecretStr
+
+from payouts.money import MoneyError, format_amount
+from payouts.msisdn import is_valid_msisdn
+from payouts.settings import PortmoneSettings
+from portmone import protocol as p
+from portmone.redact import REDACTED, redact_params, redact_xml
+from portmone.results import (
+    AnsweredFail,
+    AnsweredOk,
+    Exchange,
+    NotSent,
+    Outcome,
+    OutcomeUnknown,
+    PortmoneError,
+)
+from portmone.xml import XmlRejected, parse_rsp
+
+logger = logging.getLogger("portmone")
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 20.0
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
+_ARCHIVE_BODY_CHARS = 64 * 1024
+_MIN_ECHO_SECRET = 4
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class PortmoneClient:
+    """Async PortmoneDirect client. Use as `async with PortmoneClient(...) as client:` or call
+    `aclose()` when done; one instance per process shares its connection pool."""
+
+    def __init__(
+        self,
+        *,
+        api_base: str = p.DEFAULT_API_BASE,
+        login: str,
+        password: SecretStr | str,
+        version: int = p.PROTOCOL_VERSION,
+        lang: str | None = None,
+        cert_path: str | Path | None = None,
+        key_path: str | Path | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        scheme = urlsplit(api_base).scheme.lower()
+        if scheme not in ("http", "https") or not urlsplit(api_base).netloc:
+            raise ValueError("api_base must be an http:// or https:// URL")
+        if not login:
+            raise ValueError("login must not be empty")
+        secret = password if isinstance(password, SecretStr) else SecretStr(password)
+        if not secret.get_secret_value():
+            raise ValueError("password must not be empty")
+        if version not in (1, 2):
+            raise ValueError("version must be 1 or 2")
+        if lang is not None and lang not in p.LANGUAGES:
+            raise ValueError(f"lang must be one of {', '.join(p.LANGUAGES)} or None")
+        if connect_timeout <= 0 or read_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if max_response_bytes <= 0:
+            raise ValueError("max_response_bytes must be positive")
+        if key_path is not None and cert_path is None:
+            raise ValueError("key_path is set without cert_path")
+
+        self._api_base = api_base
+        self._login = login
+        self._password = secret
+        self._version = version
+        self._lang = lang
+        self._max_response_bytes = max_response_bytes
+        self._ssl_context: ssl.SSLContext | None = None
+        if scheme == "https":
+            self._ssl_context = _ssl_context(cert_path, key_path)
+        timeout = httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+        )
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            verify=self._ssl_context if self._ssl_context is not None else True,
+            transport=transport,
+            follow_redirects=False,
+            # Environment proxies are ignored: the path to Portmone (client certificate) is explicit.
+            trust_env=False,
+            headers={"Accept": "text/xml, application/xml"},
+        )
+        self._closed = False
+
+    @classmethod
+    def from_settings(
+        cls, settings: PortmoneSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> Self:
+        return cls(
+            api_base=settings.api_base,
+            login=settings.login,
+            password=settings.password,
+            version=settings.version,
+            lang=settings.lang,
+            cert_path=settings.cert_path,
+            key_path=settings.key_path,
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.read_timeout_seconds,
+            max_response_bytes=settings.max_response_bytes,
+            transport=transport,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"PortmoneClient(api_base={self._api_base!r}, login={self._login!r}, "
+            f"password={REDACTED!r}, version={self._version})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def api_base(self) -> str:
+        return self._api_base
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context used for an https api_base (TLS 1.2+, client certificate loaded)."""
+        return self._ssl_context
+
+    # -- methods -----------------------------------------------------------------------------
+
+    async def create_bill(
+        self, *, payee_id: str, contract_number: str, amount_kopecks: int, currency: str, comment: str
+    ) -> Outcome:
+        """`bills.create`. Raises ValueError (nothing sent) for invalid input; otherwise returns
+        exactly one outcome and never raises for network or protocol trouble."""
+        if not isinstance(payee_id, str) or not payee_id.strip():
+            raise ValueError("payee_id must not be empty")
+        if not isinstance(contract_number, str) or not is_valid_msisdn(contract_number):
+            raise ValueError("contract_number must be a phone number in the form 380 followed by 9 digits")
+        if isinstance(amount_kopecks, bool) or not isinstance(amount_kopecks, int):
+            raise ValueError("amount_kopecks must be an integer number of kopecks")
+        if amount_kopecks <= 0:
+            raise ValueError("amount_kopecks must be greater than zero")
+        try:
+            amount = format_amount(amount_kopecks)
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
+        if currency not in p.CURRENCIES:
+            raise ValueError(f"currency must be one of {', '.join(sorted(p.CURRENCIES))}")
+        if not isinstance(comment, str) or len(comment) > p.MAX_COMMENT_LENGTH:
+            raise ValueError(f"comment must be a string of at most {p.MAX_COMMENT_LENGTH} characters")
+        return await self._call(
+            p.METHOD_BILLS_CREATE,
+            {
+                p.P_PAYEE_ID: payee_id,
+                p.P_CONTRACT_NUMBER: contract_number,
+                p.P_AMOUNT: amount,
+                p.P_CURRENCY: currency,
+                p.P_COMMENT: comment,
+            },
+        )
+
+    # -- the one HTTP exchange ---------------------------------------------------------------
+
+    def _params(self, method: str, extra: dict[str, str]) -> dict[str, str]:
+        params = {
+            p.P_METHOD: method,
+            p.P_LOGIN: self._login,
+            p.P_PASSWORD: self._password.get_secret_value(),
+            p.P_VERSION: str(self._version),
+        }
+        if self._lang is not None:
+            params[p.P_LANG] = self._lang
+        params.update(extra)
+        return params
+
+    async def _call(self, method: str, extra: dict[str, str]) -> Outcome:
+        if self._closed:
+            raise RuntimeError("PortmoneClient is closed")
+        params = self._params(method, extra)
+        redacted = redact_params(params)
+        started = time.monotonic()
+        status: int | None = None
+        body: bytes | None = None
+        too_large = False
+        try:
+            async with self._http.stream("POST", self._api_base, data=params) as response:
+                status = response.status_code
+                try:
+                    body = await self._read_capped(response)
+                except _BodyTooLarge:
+                    too_large = True
+        except _NOT_SENT_ERRORS as exc:
+            return self._finish(
+                NotSent(reason=_reason(exc), exchange=self._exchange(method, redacted, None, None, started))
+            )
+        except httpx.HTTPError as exc:
+            # Read/write timeouts, resets and protocol errors after the request started: it may
+            # have reached Portmone.
+            return self._finish(
+                OutcomeUnknown(
+                    reason=_reason(exc),
+                    exchange=self._exchange(method, redacted, status, body, started),
+                )
+            )
+        exchange = self._exchange(method, redacted, status, body, started)
+        assert status is not None
+        if too_large:
+            reason = f"HTTP {status}: response over {self._max_response_bytes} bytes"
+            if _is_client_error(status):
+                return self._finish(_http_fail(status, reason, exchange))
+            return self._finish(OutcomeUnknown(reason=reason, exchange=exchange))
+        return self._finish(self._interpret(status, body or b"", exchange))
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        limit = self._max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _interpret(self, status: int, body: bytes, exchange: Exchange) -> Outcome:
+        try:
+            rsp = parse_rsp(body, max_bytes=self._max_response_bytes, requested_version=self._version)
+        except XmlRejected as exc:
+            if _is_client_error(status):
+                return _http_fail(status, f"HTTP {status} without a Portmone answer ({exc})", exchange)
+            return OutcomeUnknown(reason=f"HTTP {status}: unparseable answer: {exc}", exchange=exchange)
+        if not rsp.ok:
+            assert rsp.error is not None
+            return AnsweredFail(error=rsp.error, bill=rsp.bill, exchange=exchange)
+        if not 200 <= status < 300:
+            reason = f"HTTP {status} with an 'ok' answer: contradictory"
+            return OutcomeUnknown(reason=reason, exchange=exchange)
+        if rsp.bill is None:
+            return OutcomeUnknown(reason="'ok' answer without a bill", exchange=exchange)
+        return AnsweredOk(bill=rsp.bill, exchange=exchange)
+
+    def _exchange(
+        self,
+        method: str,
+        redacted: dict[str, str],
+        status: int | None,
+        body: bytes | None,
+        started: float,
+    ) -> Exchange:
+        text: str | None = None
+        if body is not None:
+            text = body[: _ARCHIVE_BODY_CHARS * 4].decode("utf-8", errors="replace")[:_ARCHIVE_BODY_CHARS]
+            secret = self._password.get_secret_value()
+            if len(secret) >= _MIN_ECHO_SECRET:
+                # A server that echoes the password (in an error text, say) must not put it in the archive.
+                text = text.replace(secret, REDACTED)
+            text = redact_xml(text)
+        return Exchange(
+            method=method,
+            request=redacted,
+            http_status=status,
+            response_body=text,
+            elapsed_ms=int((time.monotonic() - started) * 1000),
+        )
+
+    def _finish(self, outcome: Outcome) -> Outcome:
+        exchange = outcome.exchange
+        detail = ""
+        if isinstance(outcome, AnsweredFail):
+            detail = f" code={outcome.error.code or '-'} kind={outcome.error.kind.value}"
+            if outcome.error.fell_back_to_v1:
+                detail += " fell_back_to_v1=true"
+        elif isinstance(outcome, AnsweredOk):
+            detail = f" bill_id={outcome.bill.bill_id} bill_status={outcome.bill.status.value}"
+        elif isinstance(outcome, NotSent | OutcomeUnknown):
+            detail = f" reason={outcome.reason!r}"
+        level = logging.INFO if isinstance(outcome, AnsweredOk) else logging.WARNING
+        logger.log(
+            level,
+            "portmone %s -> %s http=%s elapsed_ms=%d%s",
+            exchange.method,
+            type(outcome).__name__,
+            exchange.http_status if exchange.http_status is not None else "-",
+            exchange.elapsed_ms,
+            detail,
+        )
+        return outcome
+
+
+def _ssl_context(cert_path: str | Path | None, key_path: str | Path | None) -> ssl.SSLContext:
+    context = httpx.create_ssl_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_path is not None:
+        context.load_cert_chain(str(cert_path), str(key_path) if key_path is not None else None)
+    return context
+
+
+def _is_client_error(status: int) -> bool:
+    """Statuses where the HTTP layer refused the request itself (3xx, 4xx): nothing was processed."""
+    return 300 <= status < 500
+
+
+def _http_fail(status: int, message: str, exchange: Exchange) -> AnsweredFail:
+    return AnsweredFail(
+        error=PortmoneError(
+            code=f"http_{status}",
+            message=message,
+            description=None,
+            kind=p.ErrorKind.CONFIGURATION,
+            fell_back_to_v1=False,
+        ),
+        bill=None,
+        exchange=exchange,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

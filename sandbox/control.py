@@ -1,0 +1,188 @@
+"""`/_sandbox/`: the sandbox's records and controls (for tests, `payouts dev` and people).
+
+GET  /_sandbox/health                      {"status": "ok", ...counts}
+GET  /_sandbox/requests                    {"requests": [...]}  every Portmone request, redacted
+GET  /_sandbox/bills                       {"bills": [...]}     phones masked
+GET  /_sandbox/callbacks                   {"callbacks": [...]} each callback with its attempts
+GET  /_sandbox/telegram                    {"telegram": [...]}
+GET  /_sandbox/telecom                     {"telecom": [...]}
+GET  /_sandbox/faults                      the fault table (format: sandbox.faults)
+POST /_sandbox/faults[?mode=replace]       merge (default) or replace; 400 and unchanged on bad input
+POST /_sandbox/reset                       forget records, bills and faults
+GET/POST /_sandbox/settings                {"callback_url": str|null, "callback_delay_seconds": number}
+POST /_sandbox/bills/{bill_id}/callback    {"status": "PAYED|REJECTED|CREATED|RETURN", "error_code"?: str}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from portmone.protocol import BillStatus
+from sandbox import callbacks
+from sandbox.faults import FaultError, FaultTable
+from sandbox.state import STATE, SandboxState
+
+PREFIX = "/_sandbox"
+_CALLBACK_STATUSES = frozenset(s.value for s in BillStatus if s is not BillStatus.UNKNOWN)
+
+
+def _bad(message: str, status: int = 400) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The parsed JSON body; raises HTTPBadRequest with a clear message."""
+    try:
+        text = await request.text()
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "body is not UTF-8"}), content_type="application/json"
+        ) from None
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"body is not valid JSON: {exc.msg} (position {exc.pos})"}),
+            content_type="application/json",
+        ) from None
+
+
+def _state(request: web.Request) -> SandboxState:
+    return request.app[STATE]
+
+
+async def health(request: web.Request) -> web.Response:
+    state = _state(request)
+    return web.json_response(
+        {
+            "status": "ok",
+            "bills": len(state.bills),
+            "requests": len(state.requests),
+            "pending_tasks": len(state.tasks),
+            "callback_url": state.callback_url,
+        }
+    )
+
+
+async def requests_(request: web.Request) -> web.Response:
+    return web.json_response({"requests": list(_state(request).requests)})
+
+
+async def bills(request: web.Request) -> web.Response:
+    return web.json_response({"bills": [b.to_json() for b in _state(request).bills.values()]})
+
+
+async def callbacks_(request: web.Request) -> web.Response:
+    return web.json_response({"callbacks": list(_state(request).callbacks)})
+
+
+async def telegram(request: web.Request) -> web.Response:
+    return web.json_response({"telegram": list(_state(request).telegram)})
+
+
+async def telecom(request: web.Request) -> web.Response:
+    return web.json_response({"telecom": list(_state(request).telecom)})
+
+
+async def get_faults(request: web.Request) -> web.Response:
+    return web.json_response(_state(request).faults.to_json())
+
+
+async def post_faults(request: web.Request) -> web.Response:
+    state = _state(request)
+    mode = request.query.get("mode", "merge")
+    if mode not in ("merge", "replace"):
+        return _bad("mode must be 'merge' or 'replace'")
+    spec = await _json_body(request)
+    try:
+        base = FaultTable() if mode == "replace" else state.faults
+        state.faults = base.merged(spec)
+    except FaultError as exc:
+        return _bad(str(exc))
+    return web.json_response(state.faults.to_json())
+
+
+async def reset(request: web.Request) -> web.Response:
+    await _state(request).reset()
+    return web.json_response({"status": "reset"})
+
+
+def _settings_json(state: SandboxState) -> dict[str, Any]:
+    return {"callback_url": state.callback_url, "callback_delay_seconds": state.callback_delay_seconds}
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    return web.json_response(_settings_json(_state(request)))
+
+
+async def post_settings(request: web.Request) -> web.Response:
+    state = _state(request)
+    spec = await _json_body(request)
+    if not isinstance(spec, dict):
+        return _bad("settings must be a JSON object")
+    unknown = sorted(set(spec) - {"callback_url", "callback_delay_seconds"})
+    if unknown:
+        return _bad(f"unknown setting(s) {', '.join(unknown)}; known: callback_url, callback_delay_seconds")
+    url = spec.get("callback_url", state.callback_url)
+    if url is not None:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            return _bad("callback_url must be an http(s) URL or null")
+    delay = spec.get("callback_delay_seconds", state.callback_delay_seconds)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
+        return _bad("callback_delay_seconds must be a non-negative number")
+    state.callback_url = url
+    state.callback_delay_seconds = float(delay)
+    return web.json_response(_settings_json(state))
+
+
+async def send_callback(request: web.Request) -> web.Response:
+    state = _state(request)
+    bill = state.bills.get(request.match_info["bill_id"])
+    if bill is None:
+        return _bad("unknown bill", status=404)
+    spec = await _json_body(request)
+    if not isinstance(spec, dict):
+        return _bad("body must be a JSON object")
+    unknown = sorted(set(spec) - {"status", "error_code"})
+    if unknown:
+        return _bad(f"unknown field(s) {', '.join(unknown)}; known: status, error_code")
+    status = spec.get("status")
+    if not isinstance(status, str) or status.upper() not in _CALLBACK_STATUSES:
+        return _bad(f"status must be one of {', '.join(sorted(_CALLBACK_STATUSES))}")
+    status = status.upper()
+    error_code = spec.get("error_code")
+    if error_code is not None and (not isinstance(error_code, str) or not 0 < len(error_code) <= 16):
+        return _bad("error_code must be a short string")
+    if status == "REJECTED" and error_code is None:
+        error_code = "30"
+    if status != "REJECTED" and error_code is not None:
+        return _bad("error_code goes with status REJECTED only")
+    if state.callback_url is None:
+        return _bad("no callback_url configured (POST /_sandbox/settings)", status=409)
+    bill.status = status
+    record = await state.spawn(callbacks.deliver(state, bill, status, error_code, kind="on_demand"))
+    return web.json_response(record)
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get(PREFIX + "/health", health)
+    r.add_get(PREFIX + "/requests", requests_)
+    r.add_get(PREFIX + "/bills", bills)
+    r.add_get(PREFIX + "/callbacks", callbacks_)
+    r.add_get(PREFIX + "/telegram", telegram)
+    r.add_get(PREFIX + "/telecom", telecom)
+    r.add_get(PREFIX + "/faults", get_faults)
+    r.add_post(PREFIX + "/faults", post_faults)
+    r.add_post(PREFIX + "/reset", reset)
+    r.add_get(PREFIX + "/settings", get_settings)
+    r.add_post(PREFIX + "/settings", post_settings)
+    r.add_post(PREFIX + "/bills/{bill_id}/callback", send_callback)

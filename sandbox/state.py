@@ -1,0 +1,134 @@
+"""The sandbox's memory: bills, records of every call, the live fault table, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from payouts.msisdn import mask_msisdn
+from sandbox.config import SandboxConfig
+from sandbox.faults import FaultTable
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class SimBill:
+    bill_id: str
+    payee_id: str
+    contract_number: str
+    amount_kopecks: int
+    currency: str
+    comment: str
+    date: str
+    status: str = "CREATED"
+    created_at: str = field(default_factory=now_iso)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bill_id": self.bill_id,
+            "status": self.status,
+            "payee_id": self.payee_id,
+            "contract_masked": mask_msisdn(self.contract_number),
+            "amount_kopecks": self.amount_kopecks,
+            "currency": self.currency,
+            "comment": self.comment,
+            "date": self.date,
+            "created_at": self.created_at,
+        }
+
+
+class SandboxState:
+    """Everything one sandbox app knows. Lives in the app under `STATE`."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.callback_url: str | None = config.callback_url
+        self.callback_delay_seconds: float = config.callback_delay_seconds
+        self.faults: FaultTable = config.faults.merged({})
+        self.rng = random.Random(config.seed)
+        self.bills: dict[str, SimBill] = {}
+        self.requests: deque[dict[str, Any]] = deque(maxlen=config.max_records)
+        self.callbacks: deque[dict[str, Any]] = deque(maxlen=config.max_records)
+        self.telegram: deque[dict[str, Any]] = deque(maxlen=config.max_records)
+        self.telegram_messages: dict[tuple[str, int], dict[str, Any]] = {}
+        self.telegram_next_id: dict[str, int] = {}
+        self.telecom: deque[dict[str, Any]] = deque(maxlen=config.max_records)
+        self.topups: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.session: aiohttp.ClientSession | None = None
+        # Set (and replaced) by reset and shutdown: wakes requests held by commit_then_hang.
+        self.release = asyncio.Event()
+        self._ids = itertools.count(1)
+        # Bill ids: milliseconds at start + a counter, so a restarted sandbox never reuses one.
+        self._bill_prefix = str(int(time.time() * 1000))
+        self._bill_counter = itertools.count(1)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def new_bill_id(self) -> str:
+        return f"{self._bill_prefix}{next(self._bill_counter):05d}"
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a background task that app cleanup (and reset) cancels."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def cancel_tasks(self) -> None:
+        tasks = [t for t in self.tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def release_hanging(self) -> None:
+        self.release.set()
+        self.release = asyncio.Event()
+
+    async def reset(self) -> None:
+        """Forget every record, bill and fault; pending callbacks are cancelled."""
+        self.release_hanging()
+        await self.cancel_tasks()
+        self.faults = FaultTable()
+        self.rng = random.Random(self.config.seed)
+        self.bills.clear()
+        self.requests.clear()
+        self.callbacks.clear()
+        self.telegram.clear()
+        self.telegram_messages.clear()
+        self.telegram_next_id.clear()
+        self.telecom.clear()
+        self.topups.clear()
+
+    # -- app signals -------------------------------------------------------------------------
+
+    async def on_startup(self, app: web.Application) -> None:
+        self.session = aiohttp.ClientSession()
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        self.release_hanging()
+
+    async def on_cleanup(self, app: web.Application) -> None:
+        self.release_hanging()
+        await self.cancel_tasks()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
+STATE = web.AppKey("sandbox_state", SandboxState)

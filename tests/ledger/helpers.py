@@ -1,0 +1,69 @@
+"""Helpers shared by the ledger tests."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger import Ledger, ReserveRequest
+
+PG_ADMIN_URL = os.environ.get("PAYOUTS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+DAY = date(2025, 11, 27)
+_ids = itertools.count(1)
+
+
+def make_req(**overrides: Any) -> ReserveRequest:
+    n = next(_ids)
+    receipt = overrides.pop("receipt_id", f"R{n}")
+    base = ReserveRequest(
+        payout_id=f"payout-{receipt}",
+        receipt_id=receipt,
+        fiscal_key=None,
+        user_key=f"{n:064x}",
+        masked_msisdn="+380•••••67",
+        telegram_id=5_000_000_000 + n,
+        amount_kopecks=2_500,
+        currency="UAH",
+        payee_id="payee-1",
+        owner=f"run-{receipt}",
+        business_day=DAY,
+        user_daily_limit=3,
+        daily_budget_kopecks=10_000_000,
+        max_payout_kopecks=100_000,
+    )
+    return replace(base, **overrides)
+
+
+async def reserved(ledger: Ledger, **overrides: Any) -> str:
+    """Reserve a payout that must be accepted; returns its id."""
+    result = await ledger.reserve(make_req(**overrides))
+    assert result.accepted, result
+    return result.payout_id
+
+
+class PgAdmin:
+    """Creates throwaway databases on the test server and drops them all at the end of the session."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.created: list[str] = []
+
+    async def create_database(self) -> str:
+        name = f"payouts_test_{secrets.token_hex(6)}"
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+    async def drop_all(self) -> None:
+        async with self.engine.connect() as conn:
+            for name in self.created:
+                await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ledger import Ledger, LedgerError, PayoutNotFound
+from tests.ledger.helpers import reserved
+
+
+async def test_write_ahead_log_of_bill_attempts(ledger: Ledger) -> None:
+    pid = await reserved(ledger)
+    first = await ledger.begin_attempt(pid, round_no=1)
+    assert (first.attempt_no, first.round_no, first.state, first.finished_at) == (1, 1, "prepared", None)
+    done = await ledger.finish_attempt(first.id, "answered", bill_id="B-1")
+    assert (done.state, done.bill_id) == ("answered", "B-1")
+    assert done.finished_at is not None
+    # finishing again the same way is a no-op; a different ending is refused
+    again = await ledger.finish_attempt(first.id, "answered", bill_id="B-1")
+    assert again == done
+    with pytest.raises(LedgerError, match="already finished"):
+        await ledger.finish_attempt(first.id, "unknown")
+
+    second = await ledger.begin_attempt(pid, round_no=2)
+    lost = await ledger.finish_attempt(second.id, "unknown", error_code="read_timeout", detail="no answer")
+    third = await ledger.begin_attempt(pid, round_no=2)
+    assert (second.attempt_no, third.attempt_no) == (2, 3)
+    assert lost.detail == "no answer"
+    assert [a.attempt_no for a in await ledger.attempts(pid)] == [1, 2, 3]
+    assert [(a.attempt_no, a.state) for a in await ledger.attempts(pid, round_no=2)] == [
+        (2, "unknown"),
+        (3, "prepared"),  # no recorded ending: the worker died mid-call
+    ]
+
+
+async def test_attempt_errors(ledger: Ledger) -> None:
+    with pytest.raises(PayoutNotFound):
+        await ledger.begin_attempt("payout-missing", 1)
+    pid = await reserved(ledger)
+    attempt = await ledger.begin_attempt(pid, 1)
+    with pytest.raises(ValueError, match="finishes as"):
+        await ledger.finish_attempt(attempt.id, "prepared")
+    with pytest.raises(LedgerError, match="no bill attempt"):
+        await ledger.finish_attempt(attempt.id + 1000, "answered")
+
+
+async def test_concurrent_attempts_get_distinct_numbers(ledger: Ledger) -> None:
+    pid = await reserved(ledger)
+    made = await asyncio.gather(*(ledger.begin_attempt(pid, 1) for _ in range(6)))
+    assert sorted(a.attempt_no for a in made) == [1, 2, 3, 4, 5, 6]

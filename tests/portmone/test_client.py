@@ -1,0 +1,632 @@
+"""PortmoneClient against the real sandbox over HTTP, and against transports that fail on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pydantic import SecretStr
+
+from payouts import devdefaults
+from payouts.settings import PortmoneSettings
+from portmone import (
+    AnsweredFail,
+    AnsweredOk,
+    BillStatus,
+    ErrorKind,
+    NotSent,
+    Outcome,
+    OutcomeUnknown,
+    PortmoneClient,
+    parse_rsp,
+)
+from tests.sandbox_fixtures import TEST_PHONE, CallbackReceiver, SandboxHandle, closed_port, make_client
+
+PASSWORD = devdefaults.DEV_PORTMONE_PASSWORD
+PAYEE = devdefaults.DEV_PAYEE_ID
+MASKED = "+380•••••67"
+
+
+async def _create(client: PortmoneClient, **overrides: Any) -> Outcome:
+    values: dict[str, Any] = {
+        "payee_id": PAYEE,
+        "contract_number": TEST_PHONE,
+        "amount_kopecks": 2500,
+        "currency": "UAH",
+        "comment": "receipt r-1",
+    }
+    values.update(overrides)
+    return await client.create_bill(**values)
+
+
+def _assert_redacted(outcome: Outcome) -> None:
+    text = repr(outcome)
+    assert PASSWORD not in text
+    assert TEST_PHONE not in text
+    assert outcome.exchange.request["password"] == "***"
+    assert outcome.exchange.request["contractNumber"] == MASKED
+
+
+# ---- one test per outcome class, against the sandbox ------------------------------------------
+
+
+async def test_ok_returns_the_created_bill(sandbox: SandboxHandle, portmone_client: PortmoneClient) -> None:
+    outcome = await _create(portmone_client)
+    assert isinstance(outcome, AnsweredOk), outcome
+    bill = outcome.bill
+    assert bill.status is BillStatus.CREATED
+    assert bill.bill_id
+    assert bill.amount_kopecks == 2500
+    assert bill.contract_number == TEST_PHONE
+    assert bill.currency == "UAH"
+    assert bill.comment == "receipt r-1"
+    assert bill.payee_id == PAYEE
+    ex = outcome.exchange
+    assert ex.method == "bills.create"
+    assert ex.http_status == 200
+    assert ex.elapsed_ms >= 0
+    assert ex.request["amount"] == "25.00"
+    assert ex.request["version"] == "2"
+    assert ex.response_body is not None
+    assert bill.bill_id in ex.response_body
+    assert MASKED in ex.response_body
+    _assert_redacted(outcome)
+    bills = await sandbox.records("bills")
+    assert [b["bill_id"] for b in bills] == [bill.bill_id]
+
+
+async def test_bill_ids_are_unique(portmone_client: PortmoneClient) -> None:
+    ids = set()
+    for _ in range(5):
+        outcome = await _create(portmone_client)
+        assert isinstance(outcome, AnsweredOk)
+        ids.add(outcome.bill.bill_id)
+    assert len(ids) == 5
+
+
+async def test_fail_v2_carries_the_description(portmone_client: PortmoneClient) -> None:
+    outcome = await _create(portmone_client, payee_id="no-such-payee")
+    assert isinstance(outcome, AnsweredFail), outcome
+    assert outcome.error.code == "13"
+    assert outcome.error.kind is ErrorKind.CONFIGURATION
+    assert outcome.error.description
+    assert outcome.error.fell_back_to_v1 is False
+    assert outcome.bill is None
+    _assert_redacted(outcome)
+
+
+async def test_fail_with_version_1_has_no_description(sandbox: SandboxHandle) -> None:
+    async with make_client(sandbox, version=1, lang="en") as client:
+        outcome = await _create(client, payee_id="no-such-payee")
+    assert isinstance(outcome, AnsweredFail), outcome
+    assert outcome.error.code == "13"
+    assert outcome.error.description is None
+    assert outcome.error.message == "Unknown payee"
+    # We asked for version 1, so this is no fall-back.
+    assert outcome.error.fell_back_to_v1 is False
+    assert outcome.exchange.request["version"] == "1"
+
+
+async def test_fail_fallback_to_v1_is_flagged(
+    sandbox: SandboxHandle, portmone_client: PortmoneClient
+) -> None:
+    await sandbox.set_faults({"version1_fallback": {"times": 1}})
+    outcome = await _create(portmone_client, currency="UAH", payee_id="nope")
+    assert isinstance(outcome, AnsweredFail), outcome
+    assert outcome.error.description is None
+    assert outcome.error.fell_back_to_v1 is True
+
+
+async def test_not_sent_when_nothing_listens() -> None:
+    port = closed_port()
+    async with PortmoneClient(
+        api_base=f"http://127.0.0.1:{port}/api/directcash/",
+        login="l",
+        password=SecretStr("p" * 8),
+        connect_timeout=2,
+    ) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, NotSent), outcome
+    assert "ConnectError" in outcome.reason
+    assert outcome.exchange.http_status is None
+    assert outcome.exchange.response_body is None
+    assert outcome.exchange.request["password"] == "***"
+
+
+async def test_outcome_unknown_on_read_timeout_and_the_bill_was_created(sandbox: SandboxHandle) -> None:
+    await sandbox.set_faults({"commit_then_hang": {"times": 1}})
+    async with make_client(sandbox, read_timeout=0.3) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, OutcomeUnknown), outcome
+    assert "ReadTimeout" in outcome.reason
+    assert outcome.exchange.http_status is None
+    _assert_redacted(outcome)
+    bills = await sandbox.records("bills")
+    assert len(bills) == 1
+    assert bills[0]["status"] == "CREATED"
+    assert bills[0]["contract_masked"] == MASKED
+    requests = await sandbox.records("requests")
+    assert requests[-1]["outcome"] == "hang"
+    assert "commit_then_hang" in requests[-1]["faults"]
+
+
+async def test_outcome_unknown_on_5xx(sandbox: SandboxHandle, portmone_client: PortmoneClient) -> None:
+    await sandbox.set_faults({"http_5xx": {"times": 1, "status": 502}})
+    outcome = await _create(portmone_client)
+    assert isinstance(outcome, OutcomeUnknown), outcome
+    assert outcome.exchange.http_status == 502
+    assert "HTTP 502" in outcome.reason
+    assert outcome.exchange.response_body is not None
+    # The fault was used up: the next call goes through.
+    assert isinstance(await _create(portmone_client), AnsweredOk)
+
+
+# ---- per fault kind ---------------------------------------------------------------------------
+
+
+async def test_latency_fault_is_applied_and_recorded(
+    sandbox: SandboxHandle, portmone_client: PortmoneClient
+) -> None:
+    await sandbox.set_faults({"latency_ms": 30})
+    outcome = await _create(portmone_client)
+    assert isinstance(outcome, AnsweredOk)
+    requests = await sandbox.records("requests")
+    assert requests[-1]["faults"] == ["latency_ms=30"]
+
+
+async def test_fail_code_fault(sandbox: SandboxHandle, portmone_client: PortmoneClient) -> None:
+    await sandbox.set_faults({"fail_codes": {"4": {"probability": 1.0, "times": 1}}})
+    outcome = await _create(portmone_client)
+    assert isinstance(outcome, AnsweredFail), outcome
+    assert outcome.error.code == "4"
+    assert outcome.error.kind is ErrorKind.TRANSIENT
+    assert await sandbox.records("bills") == []
+    assert isinstance(await _create(portmone_client), AnsweredOk)
+
+
+async def test_wrong_password_is_a_configuration_failure(sandbox: SandboxHandle) -> None:
+    async with make_client(sandbox, password=SecretStr("not-the-password")) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredFail), outcome
+    assert outcome.error.code == "10"
+    assert outcome.error.kind is ErrorKind.CONFIGURATION
+    assert "not-the-password" not in json.dumps(await sandbox.records("requests"))
+    assert "not-the-password" not in repr(outcome)
+
+
+async def test_callback_is_delivered(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    async with make_client(sandbox) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredOk)
+    [received] = await callback_receiver.wait_for(1)
+    assert received.content_type.startswith("application/xml")
+    rsp = parse_rsp(received.body, max_bytes=65536)
+    assert rsp.ok
+    assert rsp.bill is not None
+    assert rsp.bill.bill_id == outcome.bill.bill_id
+    assert rsp.bill.status is BillStatus.PAYED
+    assert rsp.bill.contract_number == TEST_PHONE
+    assert rsp.bill.amount_kopecks == 2500
+    assert rsp.bill.comment == "receipt r-1"
+    await sandbox.wait_idle()
+    [delivery] = await sandbox.records("callbacks")
+    assert delivery["delivered"] is True
+    assert [a["http_status"] for a in delivery["attempts"]] == [200]
+    assert (await sandbox.records("bills"))[0]["status"] == "PAYED"
+
+
+async def test_rejected_callback(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    await sandbox.set_faults({"callback_status": "REJECTED", "callback_error_code": "4"})
+    async with make_client(sandbox) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredOk)
+    [received] = await callback_receiver.wait_for(1)
+    rsp = parse_rsp(received.body, max_bytes=65536)
+    assert rsp.ok is False
+    assert rsp.error is not None
+    assert rsp.error.code == "4"
+    assert rsp.error.kind is ErrorKind.TRANSIENT
+    assert rsp.error.description
+    assert rsp.bill is not None
+    assert rsp.bill.bill_id == outcome.bill.bill_id
+    assert rsp.bill.status is BillStatus.REJECTED
+
+
+async def test_callback_delivery_is_retried(
+    sandbox: SandboxHandle, callback_receiver: CallbackReceiver
+) -> None:
+    callback_receiver.statuses = [500, 503]
+    async with make_client(sandbox) as client:
+        assert isinstance(await _create(client), AnsweredOk)
+    await callback_receiver.wait_for(1)
+    await sandbox.wait_idle()
+    [delivery] = await sandbox.records("callbacks")
+    assert [a["http_status"] for a in delivery["attempts"]] == [500, 503, 200]
+    assert delivery["delivered"] is True
+
+
+async def test_drop_callback(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    await sandbox.set_faults({"drop_callback": {"times": 1}})
+    async with make_client(sandbox) as client:
+        dropped = await _create(client)
+        delivered = await _create(client)
+    assert isinstance(dropped, AnsweredOk)
+    assert isinstance(delivered, AnsweredOk)
+    await callback_receiver.wait_for(1)
+    await sandbox.wait_idle()
+    bill_ids = [parse_rsp(r.body, max_bytes=65536).bill.bill_id for r in callback_receiver.received]  # type: ignore[union-attr]
+    assert bill_ids == [delivered.bill.bill_id]
+    records = {r["bill_id"]: r for r in await sandbox.records("callbacks")}
+    assert records[dropped.bill.bill_id]["dropped"] is True
+    assert records[dropped.bill.bill_id]["attempts"] == []
+
+
+async def test_duplicate_callback(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    await sandbox.set_faults({"duplicate_callback": True})
+    async with make_client(sandbox) as client:
+        assert isinstance(await _create(client), AnsweredOk)
+    first, second = await callback_receiver.wait_for(2)
+    assert first.body == second.body
+    await sandbox.wait_idle()
+    assert [r["kind"] for r in await sandbox.records("callbacks")] == ["final", "duplicate"]
+
+
+async def test_out_of_order_callback(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    await sandbox.set_faults({"out_of_order": True})
+    async with make_client(sandbox) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredOk)
+    received = await callback_receiver.wait_for(2)
+    bills = [parse_rsp(r.body, max_bytes=65536).bill for r in received]
+    assert [b.status for b in bills if b] == [BillStatus.PAYED, BillStatus.CREATED]
+    assert {b.bill_id for b in bills if b} == {outcome.bill.bill_id}
+
+
+async def test_callback_before_answer(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    await sandbox.set_faults({"callback_before_answer": {"times": 1}})
+    async with make_client(sandbox) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredOk)
+    # Already there when the answer arrives: no waiting.
+    assert len(callback_receiver.received) == 1
+    rsp = parse_rsp(callback_receiver.received[0].body, max_bytes=65536)
+    assert rsp.bill is not None
+    assert rsp.bill.bill_id == outcome.bill.bill_id
+
+
+async def test_on_demand_callback(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    await sandbox.set_faults({"drop_callback": True})
+    async with make_client(sandbox) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredOk)
+    resp = await sandbox.http.post(
+        f"{sandbox.base_url}/_sandbox/bills/{outcome.bill.bill_id}/callback", json={"status": "RETURN"}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["delivered"] is True
+    [received] = callback_receiver.received
+    rsp = parse_rsp(received.body, max_bytes=65536)
+    assert rsp.bill is not None
+    assert rsp.bill.status is BillStatus.RETURN
+    missing = await sandbox.http.post(
+        f"{sandbox.base_url}/_sandbox/bills/nope/callback", json={"status": "PAYED"}
+    )
+    assert missing.status_code == 404
+
+
+# ---- secrets ----------------------------------------------------------------------------------
+
+
+async def test_password_and_phone_never_leak(
+    sandbox: SandboxHandle, caplog: pytest.LogCaptureFixture, callback_receiver: CallbackReceiver
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = make_client(sandbox)
+    assert PASSWORD not in repr(client)
+    assert PASSWORD not in str(client)
+    outcomes = [await _create(client)]
+    await sandbox.set_faults({"http_5xx": {"times": 1}})
+    outcomes.append(await _create(client))
+    outcomes.append(await _create(client, payee_id="nope"))
+    await client.aclose()
+    await callback_receiver.wait_for(1)
+    await sandbox.wait_idle()
+    for outcome in outcomes:
+        _assert_redacted(outcome)
+        assert PASSWORD not in repr(outcome.exchange)
+    assert "portmone" in caplog.text
+    assert "AnsweredOk" in caplog.text
+    assert PASSWORD not in caplog.text
+    assert TEST_PHONE not in caplog.text
+    for what in ("requests", "bills", "callbacks"):
+        dumped = json.dumps(await sandbox.records(what), ensure_ascii=False)
+        assert PASSWORD not in dumped
+        assert TEST_PHONE not in dumped
+    requests = await sandbox.records("requests")
+    assert requests[0]["params"]["password"] == "***"
+    assert requests[0]["params"]["contractNumber"] == MASKED
+
+
+# ---- input validation -------------------------------------------------------------------------
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Answers with `respond(request)` or raises `exc`; counts the requests it saw."""
+
+    def __init__(
+        self,
+        *,
+        exc: Exception | None = None,
+        respond: Callable[[httpx.Request], httpx.Response] | None = None,
+    ) -> None:
+        self.exc = exc
+        self.respond = respond
+        self.calls = 0
+        self.bodies: list[bytes] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        self.bodies.append(await request.aread())
+        if self.exc is not None:
+            raise self.exc
+        assert self.respond is not None
+        return self.respond(request)
+
+
+def _client(transport: httpx.AsyncBaseTransport, **overrides: Any) -> PortmoneClient:
+    values: dict[str, Any] = {
+        "api_base": "http://portmone.test/api/directcash/",
+        "login": "l",
+        "password": SecretStr(PASSWORD),
+        "transport": transport,
+        "max_response_bytes": 4096,
+    }
+    values.update(overrides)
+    return PortmoneClient(**values)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"contract_number": "0671234567"}, "contract_number"),
+        ({"contract_number": "+380001234567"}, "contract_number"),
+        ({"amount_kopecks": 0}, "greater than zero"),
+        ({"amount_kopecks": -5}, "greater than zero"),
+        ({"amount_kopecks": True}, "integer"),
+        ({"amount_kopecks": 25.0}, "integer"),
+        ({"currency": "USD"}, "currency"),
+        ({"comment": "x" * 256}, "comment"),
+        ({"payee_id": " "}, "payee_id"),
+    ],
+)
+async def test_invalid_input_raises_and_sends_nothing(overrides: dict[str, Any], message: str) -> None:
+    transport = CountingTransport(exc=AssertionError("must not be called"))
+    async with _client(transport) as client:
+        with pytest.raises(ValueError, match=message) as info:
+            await _create(client, **overrides)
+    assert TEST_PHONE not in str(info.value)
+    assert transport.calls == 0
+
+
+def test_constructor_validation() -> None:
+    with pytest.raises(ValueError, match="version"):
+        PortmoneClient(login="l", password="p", version=3)
+    with pytest.raises(ValueError, match="lang"):
+        PortmoneClient(login="l", password="p", lang="de")
+    with pytest.raises(ValueError, match="api_base"):
+        PortmoneClient(api_base="ftp://x/", login="l", password="p")
+    with pytest.raises(ValueError, match="password"):
+        PortmoneClient(login="l", password=SecretStr(""))
+
+
+async def test_closed_client_refuses() -> None:
+    client = _client(CountingTransport(exc=AssertionError("unused")))
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await _create(client)
+
+
+# ---- transport failures -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ReadError("connection reset by peer"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.WriteError("broken pipe"),
+        httpx.ReadTimeout("timed out"),
+        httpx.WriteTimeout("timed out"),
+    ],
+)
+async def test_errors_after_sending_are_outcome_unknown(exc: Exception) -> None:
+    transport = CountingTransport(exc=exc)
+    async with _client(transport) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, OutcomeUnknown), outcome
+    assert type(exc).__name__ in outcome.reason
+    assert transport.calls == 1
+    # The form carried everything the profile asks for.
+    form = transport.bodies[0].decode()
+    for field in ("method=bills.create", "login=l", "version=2", "amount=25.00", "currency=UAH", "payeeId="):
+        assert field in form
+
+
+@pytest.mark.parametrize(
+    "exc", [httpx.ConnectError("refused"), httpx.ConnectTimeout("t"), httpx.PoolTimeout("t")]
+)
+async def test_errors_before_sending_are_not_sent(exc: Exception) -> None:
+    async with _client(CountingTransport(exc=exc)) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, NotSent), outcome
+    assert type(exc).__name__ in outcome.reason
+
+
+async def test_connection_closed_after_request_is_outcome_unknown() -> None:
+    """A real server that reads the whole request, then hangs up without a word."""
+    seen: list[bytes] = []
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(
+            next(
+                line.split(b":")[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+        )
+        seen.append(await reader.readexactly(length))
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with PortmoneClient(
+            api_base=f"http://127.0.0.1:{port}/api/directcash/", login="l", password=SecretStr(PASSWORD)
+        ) as client:
+            outcome = await _create(client)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert isinstance(outcome, OutcomeUnknown), outcome
+    assert "RemoteProtocolError" in outcome.reason or "ReadError" in outcome.reason
+    assert len(seen) == 1
+    assert b"method=bills.create" in seen[0]
+
+
+def _respond(
+    status: int, body: bytes, headers: dict[str, str] | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(
+        status, content=body, headers=headers or {"Content-Type": "text/xml"}
+    )
+
+
+OK_BODY = (
+    b'<rsp status="ok"><bill><billId>9</billId><status>CREATED</status><amount>25.00</amount></bill></rsp>'
+)
+FAIL_BODY = (
+    b'<rsp status="fail"><error code="2">busy</error><error_description>later</error_description></rsp>'
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected", "detail"),
+    [
+        (404, b"<html>Not Found</html>", AnsweredFail, "http_404"),
+        (403, b"", AnsweredFail, "http_403"),
+        (301, b"", AnsweredFail, "http_301"),
+        (200, b"<html>maintenance</html>", OutcomeUnknown, "unparseable"),
+        (200, b'<rsp status="ok"/>', OutcomeUnknown, "without a bill"),
+        (500, b"Internal Server Error", OutcomeUnknown, "HTTP 500"),
+        (503, FAIL_BODY, AnsweredFail, "2"),
+        (400, OK_BODY, OutcomeUnknown, "contradictory"),
+        (200, b"x" * 5000, OutcomeUnknown, "over 4096 bytes"),
+        (404, b"x" * 5000, AnsweredFail, "http_404"),
+    ],
+)
+async def test_answers_are_classified(status: int, body: bytes, expected: type, detail: str) -> None:
+    async with _client(CountingTransport(respond=_respond(status, body))) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, expected), outcome
+    assert outcome.exchange.http_status == status
+    if isinstance(outcome, AnsweredFail):
+        assert outcome.error.code == detail
+        if detail.startswith("http_"):
+            assert outcome.error.kind is ErrorKind.CONFIGURATION
+    else:
+        assert isinstance(outcome, OutcomeUnknown)
+        assert detail in outcome.reason
+
+
+async def test_declared_oversize_is_refused_without_reading() -> None:
+    respond = _respond(200, OK_BODY, {"Content-Type": "text/xml", "Content-Length": "999999"})
+
+    def lying(request: httpx.Request) -> httpx.Response:
+        response = respond(request)
+        response.headers["Content-Length"] = "999999"
+        return response
+
+    async with _client(CountingTransport(respond=lying)) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, OutcomeUnknown)
+    assert "over 4096 bytes" in outcome.reason
+
+
+async def test_password_echoed_by_the_server_is_redacted_in_the_archive() -> None:
+    body = (
+        b'<rsp status="fail"><error code="10">bad</error><error_description>password '
+        + PASSWORD.encode()
+        + b" for 380001234567 refused</error_description></rsp>"
+    )
+    async with _client(CountingTransport(respond=_respond(200, body))) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredFail)
+    assert outcome.exchange.response_body is not None
+    assert PASSWORD not in outcome.exchange.response_body
+    assert TEST_PHONE not in outcome.exchange.response_body
+
+
+# ---- construction -----------------------------------------------------------------------------
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "payouts-test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "client.pem", tmp_path / "client.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_from_settings_builds_a_tls12_client_with_the_certificate(tmp_path: Path) -> None:
+    cert_path, key_path = _self_signed(tmp_path)
+    settings = PortmoneSettings(
+        login="merchant",
+        password=SecretStr("pw-123456"),
+        cert_path=cert_path,
+        key_path=key_path,
+        version=2,
+        lang="en",
+    )
+    async with PortmoneClient.from_settings(settings) as client:
+        context = client.ssl_context
+        assert context is not None
+        assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert client.api_base.startswith("https://")
+        assert "pw-123456" not in repr(client)
+    with pytest.raises(ssl.SSLError):
+        PortmoneClient(login="l", password="p", cert_path=key_path, key_path=key_path)
+
+
+async def test_plain_http_base_has_no_tls_context(sandbox: SandboxHandle) -> None:
+    async with make_client(sandbox) as client:
+        assert client.ssl_context is None

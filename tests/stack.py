@@ -1,0 +1,259 @@
+"""A whole payout stack for tests: real ledger (SQLite file), real sandbox and webhook over HTTP,
+real workers, on whichever Temporal the test brings (time-skipping test server or dev server)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from temporalio.client import Client, WorkflowHandle
+
+from activities.analytics import MemorySink
+from ledger import Ledger, upgrade
+from payouts import devdefaults
+from payouts.models import PayoutView, payout_workflow_id
+from payouts.msisdn import vault_from_settings
+from payouts.settings import (
+    CryptoSettings,
+    LedgerSettings,
+    PayoutSettings,
+    PortmoneSettings,
+    SandboxSettings,
+    Settings,
+    TelecomSettings,
+    TelegramSettings,
+    TemporalSettings,
+    WebhookSettings,
+)
+from payouts.status import PayoutStatus
+from sandbox.app import start_sandbox
+from sandbox.config import SandboxConfig
+from webhook.app import start_webhook
+from webhook.deps import WebhookDeps
+from workers.deps import activity_set
+from workers.registry import build_workers
+from workflows.receipt_payout import ReceiptPayoutWorkflow
+
+# Operator code 00 does not exist in Ukraine: valid in form, nobody's phone.
+TEST_PHONE = "380001234567"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stack_settings(
+    tmp: Path,
+    *,
+    sandbox_port: int,
+    webhook_port: int,
+    task_queue: str,
+    temporal_address: str = "unused:7233",
+    read_timeout: float = 5.0,
+    telecom: bool = False,
+    payout: PayoutSettings | None = None,
+    ledger: LedgerSettings | None = None,
+) -> Settings:
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    return Settings(
+        env="dev",
+        data_dir=tmp,
+        portmone=PortmoneSettings(
+            login=devdefaults.DEV_PORTMONE_LOGIN,
+            password=SecretStr(devdefaults.DEV_PORTMONE_PASSWORD),
+            api_base=f"{sandbox}/api/directcash/",
+            payee_id=devdefaults.DEV_PAYEE_ID,
+            connect_timeout_seconds=2.0,
+            read_timeout_seconds=read_timeout,
+        ),
+        ledger=ledger or LedgerSettings(url=f"sqlite+aiosqlite:///{tmp}/ledger.db"),
+        payout=payout or PayoutSettings(callback_timeout_seconds=3600, retry_backoff_seconds=300),
+        temporal=TemporalSettings(address=temporal_address, task_queue=task_queue),
+        crypto=CryptoSettings(
+            fernet_keys=SecretStr(devdefaults.DEV_FERNET_KEY), hmac_key=SecretStr(devdefaults.DEV_HMAC_KEY)
+        ),
+        telegram=TelegramSettings(bot_token=SecretStr(devdefaults.DEV_TELEGRAM_TOKEN), api_base=f"{sandbox}/telegram"),
+        telecom=TelecomSettings(api_url=f"{sandbox}/telecom/topups" if telecom else None),
+        webhook=WebhookSettings(port=webhook_port, intake_token=SecretStr(devdefaults.DEV_INTAKE_TOKEN)),
+        sandbox=SandboxSettings(
+            port=sandbox_port,
+            callback_url=f"http://127.0.0.1:{webhook_port}/portmone/callback",
+            callback_delay_seconds=0.2,
+        ),
+    )
+
+
+@dataclass
+class Stack:
+    client: Client
+    settings: Settings
+    ledger: Ledger
+    http: httpx.AsyncClient
+    sink: MemorySink
+    sandbox_url: str
+    webhook_url: str
+
+    # ---- intake --------------------------------------------------------------------------------
+
+    def receipt(self, receipt_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "receipt_id": receipt_id or f"R-{uuid.uuid4().hex[:12]}",
+            "telegram_id": 4242,
+            "msisdn": TEST_PHONE,
+            "amount_kopecks": 2500,
+            "currency": "UAH",
+            "accepted_at": datetime.now(UTC).isoformat(),
+        }
+        body.update(overrides)
+        return body
+
+    async def post_receipt(self, body: dict[str, Any], token: str | None = None) -> httpx.Response:
+        token = devdefaults.DEV_INTAKE_TOKEN if token is None else token
+        return await self.http.post(
+            f"{self.webhook_url}/v1/receipts/accepted", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    async def submit(self, **overrides: Any) -> WorkflowHandle[Any, Any]:
+        body = self.receipt(**overrides)
+        resp = await self.post_receipt(body)
+        assert resp.status_code == 202, resp.text
+        return self.client.get_workflow_handle_for(ReceiptPayoutWorkflow.run, payout_workflow_id(body["receipt_id"]))
+
+    # ---- sandbox -------------------------------------------------------------------------------
+
+    async def faults(self, spec: dict[str, Any]) -> None:
+        resp = await self.http.post(f"{self.sandbox_url}/_sandbox/faults", json=spec)
+        assert resp.status_code == 200, resp.text
+
+    async def record(self, what: str) -> list[dict[str, Any]]:
+        resp = await self.http.get(f"{self.sandbox_url}/_sandbox/{what}")
+        assert resp.status_code == 200, resp.text
+        data = resp.json()
+        return list(data[what] if isinstance(data, dict) else data)
+
+    async def bills_for(self, masked_phone: str | None = None) -> list[dict[str, Any]]:
+        return await self.record("bills")
+
+    async def creates(self) -> list[dict[str, Any]]:
+        return [r for r in await self.record("requests") if r.get("method") == "bills.create"]
+
+    # ---- workflow ------------------------------------------------------------------------------
+
+    async def view(self, handle: WorkflowHandle[Any, Any]) -> PayoutView:
+        return await handle.query("status", result_type=PayoutView)
+
+    async def wait_status(
+        self, handle: WorkflowHandle[Any, Any], statuses: Iterable[PayoutStatus], timeout: float = 30
+    ) -> PayoutView:
+        wanted = set(statuses)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last: PayoutView | None = None
+        while loop.time() < deadline:
+            try:
+                last = await self.view(handle)
+            except Exception:
+                last = None
+            if last is not None and last.status in wanted:
+                return last
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{handle.id} did not reach {sorted(wanted)} in {timeout}s; last view: {last}")
+
+
+@asynccontextmanager
+async def running_stack(
+    client: Client,
+    tmp: Path,
+    *,
+    read_timeout: float = 5.0,
+    telecom: bool = False,
+    payout: PayoutSettings | None = None,
+    workers: bool = True,
+    ledger_settings: LedgerSettings | None = None,
+) -> AsyncIterator[Stack]:
+    sandbox_port, webhook_port = free_port(), free_port()
+    settings = stack_settings(
+        tmp,
+        sandbox_port=sandbox_port,
+        webhook_port=webhook_port,
+        task_queue=f"payouts-{uuid.uuid4().hex[:8]}",
+        temporal_address=client.service_client.config.target_host,
+        read_timeout=read_timeout,
+        telecom=telecom,
+        payout=payout,
+        ledger=ledger_settings,
+    )
+    await asyncio.to_thread(upgrade, settings.ledger.url)
+    ledger = Ledger.from_url(settings.ledger.url)
+    vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
+    sandbox_runner, _ = await start_sandbox(
+        SandboxConfig.from_settings(settings), "127.0.0.1", sandbox_port
+    )
+    webhook_runner, _ = await start_webhook(
+        WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault), "127.0.0.1", webhook_port
+    )
+    sink = MemorySink()
+    http = httpx.AsyncClient(timeout=10)
+    try:
+        async with activity_set(settings, sink) as activities:
+            running = []
+            if workers:
+                for worker in build_workers(
+                    client,
+                    activities,
+                    task_queue=settings.temporal.task_queue,
+                    workflow_failure_exception_types=[Exception],
+                ):
+                    running.append(worker)
+                    await worker.__aenter__()
+            try:
+                yield Stack(
+                    client=client,
+                    settings=settings,
+                    ledger=ledger,
+                    http=http,
+                    sink=sink,
+                    sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+                    webhook_url=f"http://127.0.0.1:{webhook_port}",
+                )
+            finally:
+                for worker in reversed(running):
+                    await worker.__aexit__(None, None, None)
+    finally:
+        await http.aclose()
+        await webhook_runner.cleanup()
+        await sandbox_runner.cleanup()
+        await ledger.aclose()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a separate `payouts worker` process needs to join this stack."""
+    p = settings.portmone
+    return {
+        "PAYOUTS_ENV": "dev",
+        "TEMPORAL_ADDRESS": settings.temporal.address,
+        "TEMPORAL_NAMESPACE": settings.temporal.namespace,
+        "TEMPORAL_TASK_QUEUE": settings.temporal.task_queue,
+        "LEDGER_URL": settings.ledger.url,
+        "PORTMONE_LOGIN": p.login,
+        "PORTMONE_PASSWORD": p.password.get_secret_value(),
+        "PORTMONE_API_BASE": p.api_base,
+        "PORTMONE_PAYEE_ID": p.payee_id,
+        "PORTMONE_READ_TIMEOUT_SECONDS": str(p.read_timeout_seconds),
+        "PORTMONE_CONNECT_TIMEOUT_SECONDS": str(p.connect_timeout_seconds),
+        "PAYOUTS_FERNET_KEYS": settings.crypto.fernet_keys.get_secret_value(),
+        "PAYOUTS_HMAC_KEY": settings.crypto.hmac_key.get_secret_value(),
+        "TELEGRAM_BOT_TOKEN": settings.telegram.bot_token.get_secret_value(),
+        "TELEGRAM_API_BASE": settings.telegram.api_base,
+    }

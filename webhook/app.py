@@ -1,0 +1,62 @@
+"""Build and run the webhook application."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from ledger import Ledger
+from payouts.msisdn import vault_from_settings
+from payouts.settings import Settings
+from payouts.temporal_client import connect
+from webhook.callback import portmone_callback
+from webhook.deps import WebhookDeps
+from webhook.health import healthz, metrics, readyz
+from webhook.intake import accept_receipt
+from webhook.keys import DEPS
+
+_log = logging.getLogger("payouts.webhook")
+
+
+def build_app(deps: WebhookDeps) -> web.Application:
+    # Bodies over the cap are refused by aiohttp before a handler reads them (413).
+    app = web.Application(client_max_size=deps.settings.webhook.max_body_bytes)
+    app[DEPS] = deps
+    app.router.add_post("/v1/receipts/accepted", accept_receipt)
+    app.router.add_post("/portmone/callback", portmone_callback)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_webhook(deps: WebhookDeps, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start on host:port (0 picks a free port); returns the runner and the bound port."""
+    runner = web.AppRunner(build_app(deps), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = int(runner.addresses[0][1]) if runner.addresses else port
+    return runner, bound
+
+
+async def run_webhook(settings: Settings) -> None:
+    settings.require("payouts webhook", ["crypto", "webhook"])
+    ledger = Ledger.from_url(settings.ledger.url)
+    client = await connect(settings.temporal)
+    vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
+    deps = WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault)
+    runner, port = await start_webhook(deps, settings.webhook.host, settings.webhook.port)
+    _log.info("webhook listening on http://%s:%s", settings.webhook.host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await ledger.aclose()

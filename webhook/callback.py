@@ -1,0 +1,97 @@
+"""`POST /portmone/callback`: check, store, answer fast, signal.
+
+The callback is stored before it is acknowledged: a ledger that cannot store it answers 503 so
+Portmone tries again. Storage is deduplicated by a hash of the raw body; the workflow dedupes
+signals too, so a repeat is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from aiohttp import web
+from prometheus_client import Counter
+from temporalio.service import RPCError, RPCStatusCode
+
+from ledger import LedgerUnavailable
+from payouts.models import CallbackSignal
+from portmone import Rsp, XmlRejected, parse_rsp, redact_xml
+from webhook.errors import error
+from webhook.keys import DEPS
+
+CALLBACKS = Counter("portmone_callbacks_total", "Portmone callbacks by result", ["result"])
+V1_FALLBACKS = Counter("portmone_v1_fallback_total", "Portmone answers that fell back to protocol version 1")
+_XML_TYPES = {"application/xml", "text/xml"}
+_ACK = '<?xml version="1.0" encoding="utf-8"?>\n<rsp status="ok"/>\n'
+_log = logging.getLogger("payouts.webhook.callback")
+
+
+def dedupe_key(rsp: Rsp) -> str:
+    """Same bill, same verdict: the same callback, however often and in whatever bytes it comes."""
+    assert rsp.bill is not None
+    parts = [rsp.bill.bill_id, "ok" if rsp.ok else "fail", rsp.bill.status.value, rsp.error.code if rsp.error else ""]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _ack(status: int = 200) -> web.Response:
+    return web.Response(text=_ACK, status=status, content_type="text/xml", charset="utf-8")
+
+
+async def portmone_callback(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    limit = deps.settings.webhook.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        CALLBACKS.labels(result="rejected").inc()
+        return error(413, f"body over {limit} bytes")
+    if request.content_type not in _XML_TYPES:
+        CALLBACKS.labels(result="rejected").inc()
+        return error(415, "send the callback as application/xml or text/xml")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        CALLBACKS.labels(result="rejected").inc()
+        return error(413, f"body over {limit} bytes")
+    try:
+        rsp = parse_rsp(raw, max_bytes=limit)
+    except XmlRejected as exc:
+        CALLBACKS.labels(result="rejected").inc()
+        return error(400, f"callback rejected: {exc}")
+    if rsp.bill is None or not rsp.bill.bill_id:
+        CALLBACKS.labels(result="rejected").inc()
+        return error(400, "callback names no bill (billId)")
+    if rsp.error is not None and rsp.error.fell_back_to_v1:
+        V1_FALLBACKS.inc()
+
+    try:
+        stored = await deps.ledger.store_callback(
+            dedupe_key=dedupe_key(rsp),
+            bill_id=rsp.bill.bill_id,
+            raw_body=redact_xml(raw.decode("utf-8", errors="replace")),
+            rsp_status="ok" if rsp.ok else "fail",
+            bill_status=rsp.bill.status.value,
+            error_code=rsp.error.code if rsp.error else None,
+            error_description=rsp.error.description if rsp.error else None,
+        )
+    except LedgerUnavailable:
+        CALLBACKS.labels(result="store_failed").inc()
+        _log.error("ledger unavailable: callback for bill %s not stored, asking Portmone to retry", rsp.bill.bill_id)
+        return error(503, "cannot store the callback now; retry later")
+
+    if stored.payout_id is None:
+        CALLBACKS.labels(result="unrouted").inc()
+        _log.info("callback for unknown bill %s stored for later delivery/reconciliation", rsp.bill.bill_id)
+        return _ack(202)
+
+    handle = deps.temporal.get_workflow_handle(stored.payout_id)
+    try:
+        await handle.signal("portmone_callback", CallbackSignal.from_stored(stored.callback))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            # The payout already ended; the stored callback is there for reconciliation.
+            CALLBACKS.labels(result="closed_payout").inc()
+            return _ack()
+        CALLBACKS.labels(result="signal_failed").inc()
+        _log.error("callback for %s stored but not signalled: %s", stored.payout_id, exc.status)
+        return error(503, "stored, but the payout could not be told; retry later")
+    CALLBACKS.labels(result="duplicate" if not stored.inserted else "delivered").inc()
+    return _ack()

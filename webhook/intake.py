@@ -1,0 +1,101 @@
+"""`POST /v1/receipts/accepted`: validate, encrypt the phone at once, start the payout idempotently."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from aiohttp import web
+from pydantic import ValidationError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from payouts import search_attributes as sa
+from payouts.models import PayoutRequest, PayoutWorkflowInput, payout_workflow_id
+from payouts.msisdn import MsisdnError, mask_msisdn
+from payouts.workflow_text import static_summary
+from webhook.deps import WebhookDeps
+from webhook.errors import error, validation_error
+from webhook.intake_model import AcceptedReceipt
+from webhook.keys import DEPS
+from workflows.receipt_payout import ReceiptPayoutWorkflow
+
+_log = logging.getLogger("payouts.webhook.intake")
+
+
+def _authorized(request: web.Request, deps: WebhookDeps) -> bool:
+    expected = deps.settings.webhook.intake_token.get_secret_value()
+    given = request.headers.get("Authorization", "")
+    return bool(expected) and hmac.compare_digest(given.encode(), f"Bearer {expected}".encode())
+
+
+async def accept_receipt(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    if not _authorized(request, deps):
+        return error(401, "missing or wrong bearer token")
+    if request.content_type != "application/json":
+        return error(415, "send the receipt as application/json")
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "body is not valid JSON")
+    if not isinstance(body, dict):
+        return error(400, "body must be a JSON object")
+    try:
+        receipt = AcceptedReceipt.model_validate(body)
+    except ValidationError as exc:
+        return validation_error(exc)
+
+    try:
+        payout_request = to_payout_request(receipt, deps)
+    except MsisdnError as exc:
+        return error(422, "invalid request", fields=[{"field": "msisdn_token", "message": str(exc)}])
+
+    workflow_id = payout_workflow_id(receipt.receipt_id)
+    try:
+        handle = await deps.temporal.start_workflow(
+            ReceiptPayoutWorkflow.run,
+            PayoutWorkflowInput(request=payout_request, policy=deps.policy),
+            id=workflow_id,
+            task_queue=deps.settings.temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=sa.initial(receipt.receipt_id, receipt.amount_kopecks),
+            static_summary=static_summary(
+                receipt.receipt_id, receipt.amount_kopecks, receipt.currency, payout_request.masked_msisdn
+            ),
+        )
+        response = getattr(handle, "_start_workflow_response", None)
+        new = bool(getattr(response, "started", True))
+    except WorkflowAlreadyStartedError:
+        new = False  # the payout already ran to its end: the duplicate changes nothing
+    _log.info("receipt %s -> %s (%s)", receipt.receipt_id, workflow_id, "new" if new else "existing")
+    return web.json_response(
+        {"workflow_id": workflow_id, "status": "started" if new else "existing", "new": new}, status=202
+    )
+
+
+def to_payout_request(receipt: AcceptedReceipt, deps: WebhookDeps) -> PayoutRequest:
+    """Encrypt a plaintext phone (or check a given token) so only a token enters Temporal."""
+    vault = deps.vault
+    if receipt.msisdn is not None:
+        msisdn = receipt.msisdn
+        token = vault.encrypt(msisdn)
+    else:
+        assert receipt.msisdn_token is not None
+        token = receipt.msisdn_token
+        msisdn = vault.decrypt(token)
+    return PayoutRequest(
+        receipt_id=receipt.receipt_id,
+        telegram_id=receipt.telegram_id,
+        msisdn_token=token,
+        masked_msisdn=mask_msisdn(msisdn),
+        user_key=vault.digest(msisdn),
+        amount_kopecks=receipt.amount_kopecks,
+        currency=receipt.currency,
+        payee_id=receipt.payee_id,
+        fiscal_key=receipt.fiscal_key,
+        accepted_at=receipt.accepted_at,
+        language=receipt.language or deps.settings.telegram.default_language,
+    )

@@ -1,0 +1,49 @@
+"""Build the worker's dependencies from settings, and close them again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+
+from activities.analytics import AnalyticsSink, LogSink
+from activities.bill import BillActivities
+from activities.ledger import LedgerActivities
+from activities.notify import NotifyActivities
+from activities.payee import PayeeResolver
+from activities.telecom import TelecomActivities
+from activities.telegram import TelegramClient
+from ledger import Ledger
+from payouts.msisdn import vault_from_settings
+from payouts.settings import Settings
+from portmone import PortmoneClient
+from workers.registry import ActivitySet
+
+
+@asynccontextmanager
+async def activity_set(settings: Settings, sink: AnalyticsSink | None = None) -> AsyncIterator[ActivitySet]:
+    """Everything the activities need, opened once per worker process and closed on the way out."""
+    async with AsyncExitStack() as stack:
+        ledger = Ledger.from_url(settings.ledger.url)
+        stack.push_async_callback(ledger.aclose)
+        client = PortmoneClient.from_settings(settings.portmone)
+        stack.push_async_callback(client.aclose)
+        http = httpx.AsyncClient(timeout=settings.telecom.timeout_seconds)
+        stack.push_async_callback(http.aclose)
+        vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
+        token = settings.telegram.bot_token.get_secret_value()
+        telegram = None
+        if token:
+            telegram = TelegramClient(settings.telegram.api_base, token, timeout=settings.telegram.timeout_seconds)
+            stack.push_async_callback(telegram.aclose)
+        yield ActivitySet(
+            ledger=LedgerActivities(ledger, settings.ledger, settings.payout.eligibility_days),
+            bill=BillActivities(
+                client, ledger, vault, PayeeResolver(settings.portmone.payee_id, settings.portmone.payee_prefixes)
+            ),
+            telecom=TelecomActivities(
+                settings.telecom.api_url, settings.telecom.api_token.get_secret_value(), vault, http
+            ),
+            notify=NotifyActivities(telegram, sink or LogSink(), settings.telegram.operators_chat_id),
+        )

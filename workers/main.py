@@ -1,0 +1,32 @@
+"""`payouts worker`: run both workers until SIGTERM/SIGINT, letting in-flight activities finish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from payouts.settings import Settings
+from payouts.temporal_client import connect
+from workers.deps import activity_set
+from workers.registry import build_workers
+
+_log = logging.getLogger("payouts.worker")
+
+
+async def run_worker(settings: Settings) -> None:
+    settings.require("payouts worker", ["portmone", "crypto"])
+    client = await connect(settings.temporal)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with activity_set(settings) as activities:
+        workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        _log.info("workers running on task queues %s", ", ".join(w.task_queue for w in workers))
+        await stop.wait()
+        _log.info("stopping: waiting for in-flight activities (graceful shutdown)")
+        await asyncio.gather(*(w.shutdown() for w in workers))
+        await asyncio.gather(*runs, return_exceptions=True)
+    _log.info("workers stopped")

@@ -1,0 +1,67 @@
+"""Which workflows and activities run on which task queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.bill import BillActivities
+from activities.ledger import LedgerActivities
+from activities.notify import NotifyActivities
+from activities.telecom import TelecomActivities
+from workflows.receipt_payout import NOTIFY_TASK_QUEUE, ReceiptPayoutWorkflow
+
+WORKFLOWS: Sequence[type] = (ReceiptPayoutWorkflow,)
+
+
+@dataclass
+class ActivitySet:
+    ledger: LedgerActivities
+    bill: BillActivities
+    telecom: TelecomActivities
+    notify: NotifyActivities
+
+    def payout_activities(self) -> list[Callable[..., Any]]:
+        return [
+            self.ledger.reserve,
+            self.ledger.transition,
+            self.ledger.record_operator_action,
+            self.bill.create_bill,
+            self.telecom.topup,
+        ]
+
+    def notify_activities(self) -> list[Callable[..., Any]]:
+        return [self.notify.notify, self.notify.emit_event, self.notify.remind_operators]
+
+
+def build_workers(
+    client: Client,
+    activities: ActivitySet,
+    *,
+    task_queue: str,
+    graceful_shutdown: timedelta = timedelta(seconds=30),
+    **worker_kwargs: Any,
+) -> list[Worker]:
+    """Two workers: payouts (workflows, ledger, Portmone, telecom) and notifications (Telegram, analytics),
+    so a slow Telegram cannot starve payouts."""
+    payouts = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities.payout_activities(),
+        graceful_shutdown_timeout=graceful_shutdown,
+        **worker_kwargs,
+    )
+    notify = Worker(
+        client,
+        task_queue=NOTIFY_TASK_QUEUE,
+        activities=activities.notify_activities(),
+        graceful_shutdown_timeout=graceful_shutdown,
+        **{k: v for k, v in worker_kwargs.items() if k != "workflow_failure_exception_types"},
+    )
+    return [payouts, notify]
