@@ -44,7 +44,7 @@ async def start_sandbox(
     config: SandboxConfig, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Start serving; returns the runner (call `await runner.cleanup()` to stop) and the real port."""
-    runner = web.AppRunner(build_app(config), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    runner = web.AppRunner(build_app(config), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
