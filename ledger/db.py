@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -49,6 +51,10 @@ class Db:
         self.engine = engine
         self.clock = clock
         self.dialect = engine.dialect.name
+        # SQLite has one writer at a time, and its busy handler sleeps up to 100 ms between
+        # tries. Queueing this process's writers here wakes the next one the moment the lock is
+        # free; other processes still meet the busy timeout.
+        self._sqlite_writer = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
     def is_postgres(self) -> bool:
@@ -65,7 +71,10 @@ class Db:
         explicitly. Connection-level failures become LedgerUnavailable.
         """
         try:
-            async with self.engine.connect() as conn:
+            async with contextlib.AsyncExitStack() as stack:
+                if write and self._sqlite_writer is not None:
+                    await stack.enter_async_context(self._sqlite_writer)
+                conn = await stack.enter_async_context(self.engine.connect())
                 if write:
                     await conn.execution_options(**{WRITE_OPTION: True})
                 async with conn.begin():

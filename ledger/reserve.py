@@ -77,6 +77,9 @@ async def _reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> R
     if existing is not None:
         return _answer_existing(existing, req)
     clash = await fetch_payout(conn, req.payout_id)
+    if clash is not None and clash.receipt_id == req.receipt_id:
+        # committed between the two reads (READ COMMITTED sees each statement's latest commits)
+        return _answer_existing(clash, req)
     if clash is not None:
         raise LedgerError(f"payout id {req.payout_id!r} already belongs to receipt {clash.receipt_id!r}")
 

@@ -1,0 +1,87 @@
+"""End-to-end payouts on the real Temporal dev server: intake latency, time to PAID, throughput.
+
+    .venv/bin/python -m bench.bench_payouts [--payouts N] [--concurrency C]
+
+The stack is the test harness's (SQLite ledger, sandbox with a 0.2 s callback delay, webhook,
+in-process workers). Prints figures; asserts only that every payout ended PAID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from payouts import search_attributes as sa
+from payouts.models import payout_workflow_id
+from payouts.settings import PayoutSettings
+from payouts.status import PayoutStatus
+from payouts.temporal_client import data_converter
+from payouts.tools import temporal_cli
+from tests.stack import Stack, running_stack
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * q) - 1)]
+
+
+async def one(stack: Stack, i: int, intake: list[float], settle: list[float]) -> PayoutStatus:
+    body = stack.receipt(f"bench-{i:05d}", msisdn=f"38000{i:07d}")
+    t0 = time.perf_counter()
+    resp = await stack.post_receipt(body)
+    intake.append(time.perf_counter() - t0)
+    assert resp.status_code == 202, resp.text
+    handle = stack.client.get_workflow_handle(payout_workflow_id(body["receipt_id"]))
+    view = await stack.wait_status(handle, {PayoutStatus.PAID, PayoutStatus.MANUAL_REVIEW, PayoutStatus.REJECTED},
+                                   timeout=300)
+    settle.append(time.perf_counter() - t0)
+    if view.status != PayoutStatus.PAID:
+        print(f"not paid: {view.payout_id} {view.status.value} {view.escalation_reason or view.rejection_reason}"
+              f" {view.last_error or ''}")
+    return view.status
+
+
+async def run(n: int, concurrency: int) -> None:
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(), data_converter=data_converter(),
+        search_attributes=list(sa.ALL), dev_server_log_level="error",
+    ) as env:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with running_stack(env.client, Path(tmp), payout=PayoutSettings()) as stack:
+                stack.settings.ledger.user_daily_limit = n
+                intake: list[float] = []
+                settle: list[float] = []
+                gate = asyncio.Semaphore(concurrency)
+
+                async def bounded(i: int) -> PayoutStatus:
+                    async with gate:
+                        return await one(stack, i, intake, settle)
+
+                start = time.perf_counter()
+                statuses = await asyncio.gather(*(bounded(i) for i in range(n)))
+                wall = time.perf_counter() - start
+    paid = sum(1 for s in statuses if s == PayoutStatus.PAID)
+    print(f"{n} payouts, concurrency {concurrency}: {paid} PAID in {wall:.1f} s = {n / wall:.1f} payouts/s")
+    print(f"intake POST -> 202: p50 {statistics.median(intake) * 1000:.1f} ms, p95 {pct(intake, 0.95) * 1000:.1f} ms")
+    print(f"intake -> PAID (incl. 0.2 s sandbox callback delay): p50 {statistics.median(settle):.2f} s, "
+          f"p95 {pct(settle, 0.95):.2f} s")
+    others = sorted({s.value for s in statuses} - {"PAID"})
+    assert paid == n, f"only {paid} of {n} payouts were PAID; others: {others}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--payouts", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=20)
+    args = parser.parse_args()
+    asyncio.run(run(args.payouts, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
