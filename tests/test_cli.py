@@ -1,0 +1,98 @@
+"""The `payouts` command line as a user meets it: production starts refuse missing settings, the
+sandbox answers a curl-style bills.create, submit reports errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from lxml import etree
+
+from payouts import devdefaults
+from tests.stack import free_port
+
+_SCRUB = ("PORTMONE_", "PAYOUTS_", "WEBHOOK_", "TELEGRAM_", "LEDGER_", "TEMPORAL_", "SANDBOX_", "TELECOM_", "PAYOUT_")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
+    env.update(extra)
+    return env
+
+
+def payouts(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "payouts.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_worker_refuses_a_production_start_and_names_every_missing_variable(tmp_path: Path) -> None:
+    result = payouts("worker", env=clean_env(), cwd=tmp_path)
+
+    assert result.returncode == 2
+    for name in ("PORTMONE_LOGIN", "PORTMONE_PASSWORD", "PORTMONE_CERT_PATH", "PORTMONE_PAYEE_ID",
+                 "PAYOUTS_FERNET_KEYS", "PAYOUTS_HMAC_KEY"):
+        assert name in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_setting_values_are_named(tmp_path: Path) -> None:
+    result = payouts("migrate", env=clean_env(PORTMONE_VERSION="3", LEDGER_ARCHIVE_RETENTION_DAYS="30"), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "PORTMONE_VERSION" in result.stderr
+    assert "LEDGER_ARCHIVE_RETENTION_DAYS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_creates_the_sqlite_ledger(tmp_path: Path) -> None:
+    db = tmp_path / "sub" / "ledger.db"
+    result = payouts("migrate", env=clean_env(LEDGER_URL=f"sqlite+aiosqlite:///{db}"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert db.is_file()
+    assert "ledger at head" in result.stdout
+
+
+def test_sandbox_command_answers_bills_create(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "payouts.cli", "sandbox", "--port", str(port)],
+        env=clean_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/directcash/"
+        deadline = time.monotonic() + 20
+        resp = None
+        while time.monotonic() < deadline:
+            try:
+                resp = httpx.post(url, data={
+                    "method": "bills.create", "login": devdefaults.DEV_PORTMONE_LOGIN,
+                    "password": devdefaults.DEV_PORTMONE_PASSWORD, "version": "2",
+                    "payeeId": devdefaults.DEV_PAYEE_ID, "contractNumber": "380001234567",
+                    "amount": "25.00", "currency": "UAH", "comment": "cli test",
+                })
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        assert resp is not None and resp.status_code == 200
+        root = etree.fromstring(resp.content)
+        assert root.tag == "rsp" and root.get("status") == "ok"
+        assert root.findtext("bill/billId")
+        assert root.findtext("bill/amount") == "25.00"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_submit_without_a_webhook_says_so(tmp_path: Path) -> None:
+    result = payouts(
+        "submit", "--receipt-id", "R-1", "--telegram-id", "1", "--msisdn", "380001234567", "--amount-kopecks", "2500",
+        "--webhook-url", f"http://127.0.0.1:{free_port()}", env=clean_env(), cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "cannot reach the webhook" in result.stderr
