@@ -23,6 +23,7 @@ from portmone import (
     NotSent,
     Outcome,
     PortmoneClient,
+    mask_phones,
 )
 from portmone.protocol import METHOD_BILLS_CREATE
 
@@ -83,11 +84,15 @@ class BillActivities:
             return await self._route(inp, outcome.bill.bill_id, adopted=False)
         if isinstance(outcome, AnsweredFail):
             err = outcome.error
-            await self._ledger.finish_attempt(attempt.id, "answered", error_code=err.code, detail=err.message[:500])
+            # Portmone's texts may echo the contract number: masked before the ledger or history sees them.
+            text = mask_phones(err.description or err.message)
+            await self._ledger.finish_attempt(
+                attempt.id, "answered", error_code=err.code, detail=mask_phones(err.message)[:500]
+            )
             await self._archive(inp, outcome, "answered_fail", None)
             if err.fell_back_to_v1:
                 activity.logger.warning("portmone answered in protocol version 1 (no error_description)")
-            message = f"Portmone refused bills.create: {err.code} {err.description or err.message}"
+            message = f"Portmone refused bills.create: {err.code} {text}"
             if err.kind == ErrorKind.TRANSIENT:
                 raise ApplicationError(message, err.code, type=failures.TRANSIENT)
             raise ApplicationError(message, err.code, type=failures.PERMANENT, non_retryable=True)

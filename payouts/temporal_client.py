@@ -1,18 +1,46 @@
-"""The one way every process connects to Temporal: same namespace, same data converter."""
+"""The one way every process connects to Temporal: same namespace, same data converter.
+
+The data converter is pydantic payloads, every payload encrypted by the AES-GCM codec
+(`payouts.codec`, keys from `PAYOUTS_CODEC_KEYS`), and failure messages and stack traces moved
+into encoded attributes so they are encrypted too. The worker, the webhook, the CLI, replay tests
+and the time-skipping tests all build it here from the same settings.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
-from payouts.settings import TemporalSettings
-
-
-def data_converter() -> DataConverter:
-    """Pydantic payloads; the worker, the webhook, the CLI and replay tests all use this."""
-    return pydantic_data_converter
+from payouts.codec import AesGcmCodec, CodecKeyError, parse_codec_keys
+from payouts.settings import ConfigError, CryptoSettings, Settings
 
 
-async def connect(settings: TemporalSettings) -> Client:
-    return await Client.connect(settings.address, namespace=settings.namespace, data_converter=data_converter())
+def payload_codec(crypto: CryptoSettings) -> AesGcmCodec:
+    """The codec for the configured keys; a ConfigError names what is wrong with them."""
+    try:
+        keys = parse_codec_keys(crypto.codec_keys.get_secret_value())
+    except CodecKeyError as exc:
+        raise ConfigError(f"PAYOUTS_CODEC_KEYS: {exc}") from None
+    if not keys:
+        raise ConfigError("PAYOUTS_CODEC_KEYS is not set (id:base64key,... newest first)")
+    return AesGcmCodec(keys)
+
+
+def data_converter(crypto: CryptoSettings) -> DataConverter:
+    """Pydantic payloads, encrypted by the payload codec; failures' messages encrypted too."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=payload_codec(crypto),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal.address,
+        namespace=settings.temporal.namespace,
+        data_converter=data_converter(settings.crypto),
+    )

@@ -60,6 +60,9 @@ TAG_CURRENCY = "currency"
 TAG_COMMENT = "comment"
 TAG_PAYEE_ID = "payeeId"
 TAG_BILL_DATE = "date"
+# Assumed: a bill id is a short token (Portmone's look like digits). Anything else (markup, quotes,
+# SQL-looking text, whitespace) is refused by the parser: the id becomes a route and a ledger key.
+BILL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 CURRENCIES = frozenset({"UAH"})
 MAX_COMMENT_LENGTH = 255

@@ -9,7 +9,8 @@ Hostile or broken input never gets past here as anything but `XmlRejected` with 
   declared encoding other than UTF-8 is tolerated only when every byte is ASCII, where the
   declaration cannot change the meaning of a single character; otherwise it is refused. UTF-16/32
   bodies (BOM or NUL bytes) are refused;
-- the tree is small and flat: depth, element count, attribute and text lengths are capped;
+- the tree is small and flat: depth, element count, attribute and text lengths are capped, and no
+  element below the root is namespaced (no XInclude or other XML-processing vocabularies);
 - the root is `<rsp status="ok|fail">`; known fields appear at most once; amounts go through
   `payouts.money.parse_amount`; statuses through `protocol.parse_bill_status` (unknown ones become
   UNKNOWN with the raw text kept).
@@ -34,6 +35,7 @@ MAX_ELEMENTS = 256
 _DECLARATIONS = re.compile(rb"<!\s*(doctype|entity)", re.IGNORECASE)
 _XML_DECL = re.compile(rb"^\s*<\?xml\s[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']", re.IGNORECASE)
 _UTF8_NAMES = frozenset({"utf-8", "utf8"})
+_BILL_ID = re.compile(p.BILL_ID_PATTERN)
 _UNICODE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 _BILL_FIELDS = (
     p.TAG_BILL_ID,
@@ -118,6 +120,9 @@ def _check_shape(root: etree._Element) -> None:
         if not isinstance(node.tag, str):
             # Entity references or other non-element nodes: nothing legitimate produces them here.
             raise XmlRejected("unexpected non-element node")
+        if node.tag.startswith("{") and node is not root:
+            # Portmone's documents use no namespaces; XInclude and friends do.
+            raise XmlRejected(f"namespaced element <{_name(node)}> is not expected")
         depth = sum(1 for _ in node.iterancestors())
         if depth >= MAX_DEPTH:
             raise XmlRejected(f"nesting deeper than {MAX_DEPTH}")
@@ -159,6 +164,8 @@ def _bill(node: etree._Element) -> Bill:
     bill_id = _text(node, p.TAG_BILL_ID)
     if bill_id is None:
         raise XmlRejected(f"<{p.TAG_BILL}> without <{p.TAG_BILL_ID}>")
+    if _BILL_ID.fullmatch(bill_id) is None:
+        raise XmlRejected(f"<{p.TAG_BILL_ID}> is not a bill id (letters, digits and _.:- only, at most 64)")
     raw_status = _text(node, p.TAG_BILL_STATUS) or ""
     amount_text = _text(node, p.TAG_AMOUNT)
     amount: int | None = None

@@ -1,5 +1,8 @@
 """Delivering Portmone's status callbacks, as Portmone would: POST the `<rsp>` as application/xml,
-retry a few times with back-off on a non-2xx answer or a connection error, and record every attempt."""
+retry a few times with back-off on a non-2xx answer or a connection error, and record every attempt.
+
+When the sandbox has a callback secret (`WEBHOOK_CALLBACK_HMAC_SECRETS`, the first one), every
+attempt carries our signature headers (payouts.signing, docs/security.md), freshly timestamped."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from payouts.signing import signature_headers
 from sandbox import rsp
 from sandbox.state import SandboxState, SimBill, now_iso
 
@@ -71,10 +75,11 @@ async def deliver(
     for attempt in range(1, config.callback_max_attempts + 1):
         entry: dict[str, Any] = {"attempt": attempt, "at": now_iso(), "http_status": None, "error": None}
         record["attempts"].append(entry)
+        headers = {"Content-Type": CALLBACK_CONTENT_TYPE}
+        if config.callback_hmac_secrets:
+            headers.update(signature_headers(config.callback_hmac_secrets[:1], payload))
         try:
-            async with state.session.post(
-                url, data=payload, headers={"Content-Type": CALLBACK_CONTENT_TYPE}, timeout=timeout
-            ) as response:
+            async with state.session.post(url, data=payload, headers=headers, timeout=timeout) as response:
                 entry["http_status"] = response.status
                 await response.read()
                 if 200 <= response.status < 300:

@@ -23,6 +23,9 @@ class SandboxConfig:
     callback_max_attempts: int = 5
     callback_retry_seconds: float = 0.5
     callback_timeout_seconds: float = 10.0
+    # Callbacks are signed (payouts.signing) with the first of these, as the webhook expects
+    # (WEBHOOK_CALLBACK_HMAC_SECRETS); empty: unsigned.
+    callback_hmac_secrets: list[str] = field(default_factory=list)
     # A payee's per-bill limit (answers code 23 above it).
     max_amount_kopecks: int = 1_000_000
     # How long `commit_then_hang` holds a request at most (shutdown and reset end it sooner).
@@ -47,6 +50,7 @@ class SandboxConfig:
         token = settings.telegram.bot_token.get_secret_value()
         if token:
             config.telegram_token = token
+        config.callback_hmac_secrets = settings.webhook.callback_secret_list()[:1]
         return config
 
     @classmethod

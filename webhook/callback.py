@@ -1,8 +1,9 @@
-"""`POST /portmone/callback`: check, store, answer fast, signal.
+"""`POST /portmone/callback`: authenticate, check, store, answer fast, signal.
 
-The callback is stored before it is acknowledged: a ledger that cannot store it answers 503 so
-Portmone tries again. Storage is deduplicated by a hash of the raw body; the workflow dedupes
-signals too, so a repeat is harmless.
+Authentication (webhook.auth_callback) comes first: a request that fails it gets 401/403 and is
+never parsed or stored. The callback is stored before it is acknowledged: a ledger that cannot
+store it answers 503 so Portmone tries again. Storage is deduplicated by a hash of (bill, verdict,
+status, error code); the workflow dedupes signals too, so a repeat (or a replay) is harmless.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ledger import LedgerUnavailable
 from payouts.models import CallbackSignal
-from portmone import Rsp, XmlRejected, parse_rsp, redact_xml
+from portmone import Rsp, XmlRejected, mask_phones, parse_rsp, redact_xml
+from webhook.auth_callback import check_callback_signature, check_peer
+from webhook.auth_failures import Endpoint, Refusal, refuse
+from webhook.body import read_capped
 from webhook.errors import error
 from webhook.keys import DEPS
 
@@ -38,19 +42,30 @@ def _ack(status: int = 200) -> web.Response:
     return web.Response(text=_ACK, status=status, content_type="text/xml", charset="utf-8")
 
 
+def _unauthorized(refusal: Refusal) -> web.Response:
+    CALLBACKS.labels(result="unauthorized").inc()
+    return refuse(Endpoint.CALLBACK, refusal)
+
+
 async def portmone_callback(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
+    refusal = check_peer(request, deps.settings)
+    if refusal is not None:
+        return _unauthorized(refusal)
     limit = deps.settings.webhook.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         CALLBACKS.labels(result="rejected").inc()
         return error(413, f"body over {limit} bytes")
+    raw = await read_capped(request, limit)
+    if raw is None:
+        CALLBACKS.labels(result="rejected").inc()
+        return error(413, f"body over {limit} bytes")
+    refusal = check_callback_signature(request, raw, deps.settings)
+    if refusal is not None:
+        return _unauthorized(refusal)
     if request.content_type not in _XML_TYPES:
         CALLBACKS.labels(result="rejected").inc()
         return error(415, "send the callback as application/xml or text/xml")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        CALLBACKS.labels(result="rejected").inc()
-        return error(413, f"body over {limit} bytes")
     try:
         rsp = parse_rsp(raw, max_bytes=limit)
     except XmlRejected as exc:
@@ -70,7 +85,8 @@ async def portmone_callback(request: web.Request) -> web.Response:
             rsp_status="ok" if rsp.ok else "fail",
             bill_status=rsp.bill.status.value,
             error_code=rsp.error.code if rsp.error else None,
-            error_description=rsp.error.description if rsp.error else None,
+            # Free text from outside: a phone echoed in it is masked before it is stored or signalled.
+            error_description=mask_phones(rsp.error.description) if rsp.error and rsp.error.description else None,
         )
     except LedgerUnavailable:
         CALLBACKS.labels(result="store_failed").inc()

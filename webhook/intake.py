@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 
@@ -10,11 +9,14 @@ from aiohttp import web
 from pydantic import ValidationError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from payouts import search_attributes as sa
 from payouts.models import PayoutRequest, PayoutWorkflowInput, payout_workflow_id
 from payouts.msisdn import MsisdnError, mask_msisdn
 from payouts.workflow_text import static_summary
+from webhook.auth_failures import Endpoint, refuse
+from webhook.auth_intake import check_intake
 from webhook.deps import WebhookDeps
 from webhook.errors import error, validation_error
 from webhook.intake_model import AcceptedReceipt
@@ -24,21 +26,18 @@ from workflows.receipt_payout import ReceiptPayoutWorkflow
 _log = logging.getLogger("payouts.webhook.intake")
 
 
-def _authorized(request: web.Request, deps: WebhookDeps) -> bool:
-    expected = deps.settings.webhook.intake_token.get_secret_value()
-    given = request.headers.get("Authorization", "")
-    return bool(expected) and hmac.compare_digest(given.encode(), f"Bearer {expected}".encode())
-
-
 async def accept_receipt(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    if not _authorized(request, deps):
-        return error(401, "missing or wrong bearer token")
+    # The whole body first (aiohttp answers 413 over WEBHOOK_MAX_BODY_BYTES): a signature covers it.
+    raw = await request.read()
+    refusal = check_intake(request, raw, deps.settings)
+    if refusal is not None:
+        return refuse(Endpoint.INTAKE, refusal)
     if request.content_type != "application/json":
         return error(415, "send the receipt as application/json")
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
         return error(400, "body is not valid JSON")
     if not isinstance(body, dict):
         return error(400, "body must be a JSON object")
@@ -70,6 +69,9 @@ async def accept_receipt(request: web.Request) -> web.Response:
         new = bool(getattr(response, "started", True))
     except WorkflowAlreadyStartedError:
         new = False  # the payout already ran to its end: the duplicate changes nothing
+    except RPCError as exc:
+        _log.error("receipt %s: Temporal refused the start (%s)", receipt.receipt_id, exc.status)
+        return error(503, "cannot start the payout now; retry later")
     _log.info("receipt %s -> %s (%s)", receipt.receipt_id, workflow_id, "new" if new else "existing")
     return web.json_response(
         {"workflow_id": workflow_id, "status": "started" if new else "existing", "new": new}, status=202

@@ -1,0 +1,38 @@
+"""Security tests: the whole stack on the time-skipping test server, with the payload codec on and
+the sandbox signing its callbacks as the webhook expects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from payouts import search_attributes as sa
+from payouts.temporal_client import data_converter
+from payouts.tools import temporal_test_server
+from tests.stack import Stack, running_stack, stack_crypto
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server(), data_converter=data_converter(stack_crypto())
+    ) as environment:
+        await sa.register(environment.client)
+        yield environment
+
+
+@pytest.fixture
+async def stack(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack(env.client, tmp_path, read_timeout=1.0) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+async def shared_stack(env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One stack for a module of tests that each leave no trace (hostile-input corpora). No workers:
+    the notification task queue is shared, and a corpus must not need them (nothing may start)."""
+    async with running_stack(env.client, tmp_path_factory.mktemp("stack"), read_timeout=1.0, workers=False) as s:
+        yield s

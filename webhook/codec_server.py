@@ -1,0 +1,148 @@
+"""The remote payload codec for the Temporal Web UI and CLI: `POST /codec/encode`, `POST /codec/decode`.
+
+Protocol (Temporal's remote codec): the body is the JSON form of `temporal.api.common.v1.Payloads`,
+`{"payloads": [{"metadata": {"encoding": "<base64>"}, "data": "<base64>"}]}`, and so is the answer.
+
+Authorization: `Authorization: Bearer <WEBHOOK_CODEC_TOKEN>`. Without a configured token the
+codec server is open in dev mode (the local Web UI has no way to send a token) and closed (403)
+in production. `X-Namespace`, which the UI sends, must name our namespace when present.
+
+CORS: the origins in `WEBHOOK_CODEC_CORS_ORIGINS` (the Web UI's, e.g. http://127.0.0.1:8233) get
+the CORS headers and an answer to the OPTIONS preflight; a request from any other browser origin
+is refused. Requests without `Origin` (CLI, curl) are not browser requests and need only the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+
+from payouts.codec import AesGcmCodec, CodecError
+from payouts.settings import Settings
+from payouts.temporal_client import payload_codec
+from webhook.auth_failures import Endpoint, Reason, Refusal, refuse
+from webhook.body import read_capped
+from webhook.errors import error
+
+ENCODE_PATH = "/codec/encode"
+DECODE_PATH = "/codec/decode"
+ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"
+ALLOWED_METHODS = "POST, OPTIONS"
+PREFLIGHT_MAX_AGE = "600"
+MAX_PAYLOADS = 10_000
+
+
+class CodecServer:
+    def __init__(self, settings: Settings, codec: AesGcmCodec) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._origins = frozenset(settings.webhook.cors_origins())
+        self._token = settings.webhook.codec_token.get_secret_value()
+        self._max_bytes = settings.webhook.codec_max_body_bytes
+
+    # ---- CORS ------------------------------------------------------------------------------
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str]:
+        origin = request.headers.get("Origin")
+        if origin is None or origin.rstrip("/") not in self._origins:
+            return {}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Credentials": "true",
+            "Vary": "Origin",
+        }
+
+    def _origin_refusal(self, request: web.Request) -> Refusal | None:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") not in self._origins:
+            return Refusal(403, Reason.ORIGIN_NOT_ALLOWED, "origin not allowed")
+        return None
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        refusal = self._origin_refusal(request)
+        if refusal is not None or "Origin" not in request.headers:
+            return refuse(Endpoint.CODEC, refusal or Refusal(403, Reason.ORIGIN_NOT_ALLOWED, "origin not allowed"))
+        headers = {
+            **self._cors_headers(request),
+            "Access-Control-Allow-Methods": ALLOWED_METHODS,
+            "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+            "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+        }
+        return web.Response(status=204, headers=headers)
+
+    # ---- authorization ---------------------------------------------------------------------
+
+    def _auth_refusal(self, request: web.Request) -> Refusal | None:
+        origin = self._origin_refusal(request)
+        if origin is not None:
+            return origin
+        if not self._token:
+            if self._settings.is_dev:
+                return None
+            return Refusal(403, Reason.NOT_CONFIGURED, "codec server disabled: WEBHOOK_CODEC_TOKEN is not set")
+        given = request.headers.get("Authorization")
+        if not given:
+            return Refusal(401, Reason.CREDENTIALS_MISSING, "missing bearer token")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+            return Refusal(401, Reason.TOKEN_MISMATCH, "wrong bearer token")
+        namespace = request.headers.get("X-Namespace")
+        if namespace is not None and namespace != self._settings.temporal.namespace:
+            return Refusal(403, Reason.NAMESPACE_NOT_SERVED, "this codec server does not serve that namespace")
+        return None
+
+    # ---- handlers --------------------------------------------------------------------------
+
+    async def encode(self, request: web.Request) -> web.Response:
+        return await self._handle(request, self._codec.encode)
+
+    async def decode(self, request: web.Request) -> web.Response:
+        return await self._handle(request, self._codec.decode)
+
+    async def _handle(
+        self, request: web.Request, transform: Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+    ) -> web.Response:
+        cors = self._cors_headers(request)
+        refusal = self._auth_refusal(request)
+        if refusal is not None:
+            return refuse(Endpoint.CODEC, refusal, cors)
+        answer = await self._transform(request, transform)
+        answer.headers.update(cors)
+        return answer
+
+    async def _transform(
+        self, request: web.Request, transform: Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+    ) -> web.Response:
+        if request.content_type != "application/json":
+            return error(415, "send the payloads as application/json")
+        if request.content_length is not None and request.content_length > self._max_bytes:
+            return error(413, f"body over {self._max_bytes} bytes")
+        raw = await read_capped(request, self._max_bytes)
+        if raw is None:
+            return error(413, f"body over {self._max_bytes} bytes")
+        try:
+            body = json.loads(raw)
+            payloads = json_format.ParseDict(body, Payloads()) if isinstance(body, dict) else None
+        except (ValueError, RecursionError, json_format.ParseError):
+            payloads = None
+        if payloads is None:
+            return error(400, 'body must be {"payloads": [{"metadata": {...}, "data": "<base64>"}]}')
+        if len(payloads.payloads) > MAX_PAYLOADS:
+            return error(413, f"more than {MAX_PAYLOADS} payloads")
+        try:
+            result = await transform(list(payloads.payloads))
+        except CodecError as exc:
+            return error(400, str(exc))
+        return web.json_response(json_format.MessageToDict(Payloads(payloads=result)))
+
+
+def setup_codec_server(app: web.Application, settings: Settings) -> CodecServer:
+    server = CodecServer(settings, payload_codec(settings.crypto))
+    for path, handler in ((ENCODE_PATH, server.encode), (DECODE_PATH, server.decode)):
+        app.router.add_post(path, handler)
+        app.router.add_route("OPTIONS", path, server.preflight)
+    return server
