@@ -14,10 +14,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.analytics import AnalyticsSink
 from activities.telegram import TelegramClient, TelegramError
-from activities.texts import user_text
+from activities.texts import reminder_text, user_text
+from payouts.escalation import is_known
 from payouts.models import AnalyticsEvent, NotifyInput, NotifyOutput, ReminderInput
 
-REMINDERS = Counter("payout_manual_review_reminders_total", "Reminders sent for payouts waiting in manual review")
+REMINDERS = Counter(
+    "payout_manual_review_reminders_total",
+    "Reminders sent for payouts waiting in manual review, by escalation reason family",
+    ["reason"],
+)
 _log = logging.getLogger("payouts.notify")
 
 
@@ -58,10 +63,12 @@ class NotifyActivities:
 
     @activity.defn(name="notify.remind_operators")
     async def remind_operators(self, inp: ReminderInput) -> None:
-        REMINDERS.inc()
+        """Metric, log line and (when TELEGRAM_OPERATORS_CHAT_ID is set) a message to the operators' chat."""
+        family = inp.reason.partition(":")[0] if is_known(inp.reason) else "unknown"
+        REMINDERS.labels(reason=family).inc()
         _log.warning("payout %s still waits in manual review (reason %s)", inp.payout_id, inp.reason)
         if self._telegram is not None and self._operators_chat:
-            text = f"Payout {inp.payout_id} (receipt {inp.receipt_id}) waits in MANUAL_REVIEW: {inp.reason}"
+            text = reminder_text(inp)
             try:
                 await self._telegram.send_message(self._operators_chat, text)
             except TelegramError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payouts.models import NotifyKind
+from payouts.models import NotifyKind, ReminderInput
 from payouts.money import format_amount
 
 _TEXTS: dict[str, dict[NotifyKind, str]] = {
@@ -28,3 +28,14 @@ _TEXTS: dict[str, dict[NotifyKind, str]] = {
 def user_text(kind: NotifyKind, language: str, amount_kopecks: int) -> str:
     texts = _TEXTS.get(language, _TEXTS["uk"])
     return texts[kind].format(amount=format_amount(amount_kopecks))
+
+
+def reminder_text(inp: ReminderInput) -> str:
+    """The operators' chat reminder (English; ids and amounts only, never a phone)."""
+    amount = f", {format_amount(inp.amount_kopecks)} UAH" if inp.amount_kopecks else ""
+    family = inp.reason.partition(":")[0]
+    return (
+        f"⏰ Payout {inp.payout_id} (receipt {inp.receipt_id}{amount}) still waits in MANUAL_REVIEW: "
+        f"{inp.reason} (reminder {inp.reminder_no}). What to do: docs/runbook.md, section {family}. "
+        f"CLI: payouts ops show {inp.payout_id}"
+    )

@@ -18,6 +18,7 @@ from ledger.records import (
     StatusChangeRecord,
     StoreCallbackResult,
 )
+from ledger.reports import ReconciliationSnapshot
 from ledger.reserve import (
     AMOUNT_OVER_MAX,
     DAILY_BUDGET,
@@ -44,6 +45,7 @@ __all__ = [
     "OperatorActionRecord",
     "PayoutNotFound",
     "PayoutRecord",
+    "ReconciliationSnapshot",
     "ReserveRequest",
     "ReserveResult",
     "StatusChangeRecord",

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import archive, attempts, callbacks, operator_actions, payouts, reserve
+from ledger import archive, attempts, callbacks, operator_actions, payouts, reports, reserve
 from ledger.db import Clock, Db, utc_now
 from ledger.engine import make_engine
 from ledger.records import (
@@ -23,6 +23,7 @@ from ledger.records import (
     StatusChangeRecord,
     StoreCallbackResult,
 )
+from ledger.reports import ReconciliationSnapshot
 from payouts.status import PayoutStatus
 
 
@@ -219,3 +220,18 @@ class Ledger:
 
     async def operator_actions(self, payout_id: str) -> list[OperatorActionRecord]:
         return await operator_actions.operator_actions_for(self._db, payout_id)
+
+    # reports (read-only)
+
+    async def entered_status_at(self, payout_ids: list[str]) -> dict[str, datetime]:
+        """When each payout entered the status it is in now (the manual queue's age)."""
+        return await reports.entered_status_at(self._db, payout_ids)
+
+    async def payouts_in_status(self, status: PayoutStatus, *, limit: int = 10_000) -> list[PayoutRecord]:
+        """Payouts in `status`, longest unchanged first."""
+        return await reports.payouts_in_status(self._db, status, limit=limit)
+
+    async def reconciliation_snapshot(self, *, before: datetime, active_since: datetime) -> ReconciliationSnapshot:
+        """One consistent read for reconciliation: payouts created before `before` that are open or changed
+        since `active_since`, their bills and callbacks, and the unrouted callbacks of that window."""
+        return await reports.reconciliation_snapshot(self._db, before=before, active_since=active_since)

@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--payee-id")
     sm.add_argument("--fiscal-key")
     sm.add_argument("--webhook-url", default=None, help="default: http://WEBHOOK_HOST:WEBHOOK_PORT")
+
+    from payouts.ops.cli import add_parsers as add_ops_parsers
+
+    add_ops_parsers(sub)  # `payouts ops …` and `payouts schedules`
     return p
 
 
@@ -67,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("ops", "schedules"):
+        from payouts.ops.cli import run as run_ops
+
+        return run_ops(args)
     if args.command == "dev":
         from payouts.dev import run_dev
 
@@ -129,8 +137,14 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         from payouts.devdefaults import DEV_INTAKE_TOKEN
 
         token = DEV_INTAKE_TOKEN  # a local `payouts dev` stack
+    raw = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    if settings.webhook.intake_secret_list():  # signed intake (docs/security.md)
+        from payouts.signing import signature_headers
+
+        headers.update(signature_headers(settings.webhook.intake_secret_list()[:1], raw))
     try:
-        resp = httpx.post(f"{url}/v1/receipts/accepted", json=body, headers={"Authorization": f"Bearer {token}"})
+        resp = httpx.post(f"{url}/v1/receipts/accepted", content=raw, headers=headers)
     except httpx.HTTPError as exc:
         print(f"error: cannot reach the webhook at {url}: {type(exc).__name__}", file=sys.stderr)
         return 1

@@ -107,11 +107,18 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
     os.environ.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{temporal_port}")
     os.environ.setdefault("WEBHOOK_PORT", str(webhook_port))
     os.environ.setdefault("SANDBOX_PORT", str(sandbox_port))
+    # Escalations within a minute, reminders every 5 minutes: the manual queue can be tried out locally.
+    os.environ.setdefault("PAYOUT_CALLBACK_TIMEOUT_SECONDS", "60")
+    os.environ.setdefault("PAYOUT_MANUAL_REMINDER_SECONDS", "300")
+    # The Web UI decodes payloads through the webhook's codec server (docs/security.md).
+    os.environ.setdefault("WEBHOOK_CODEC_CORS_ORIGINS", f"http://127.0.0.1:{ui_port},http://localhost:{ui_port}")
     settings = load_settings()
 
     print("payouts dev: Portmone endpoint points at the local SANDBOX, not at Portmone "
           f"({settings.portmone.api_base})")
-    temporal = start_temporal_dev_server(data_dir, port=temporal_port, ui_port=ui_port)
+    temporal = start_temporal_dev_server(
+        data_dir, port=temporal_port, ui_port=ui_port, codec_endpoint=f"{webhook_url}/codec"
+    )
     runners = []
     try:
         await wait_for_port("127.0.0.1", temporal_port, 60, temporal)
@@ -120,6 +127,10 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
         runners.append(sandbox_runner)
 
         client = await _connect_retrying(settings)
+        from payouts.schedules import ensure_schedules
+
+        for schedule_id, outcome in await ensure_schedules(client, settings.temporal.task_queue):
+            print(f"  Schedule      {schedule_id} ({outcome})")
         ledger = Ledger.from_url(settings.ledger.url)
         vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
         webhook_runner, _ = await start_webhook(
@@ -134,6 +145,8 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
             print(f"  Webhook       {webhook_url}   (intake token: {settings.webhook.intake_token.get_secret_value()})")
             print(f"  Sandbox       {sandbox_url}/_sandbox/requests")
             print(f"  Ledger        {settings.ledger.url}")
+            print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `payouts ops list --dev`"
+                  f" (callback timeout {settings.payout.callback_timeout_seconds} s)")
             print("Ctrl-C stops everything.")
             code = 0
             try:
@@ -161,7 +174,7 @@ async def _connect_retrying(settings: Settings) -> Client:
     last: Exception | None = None
     for _ in range(50):
         try:
-            return await connect(settings.temporal)
+            return await connect(settings)
         except RuntimeError as exc:
             last = exc
             await asyncio.sleep(0.3)

@@ -14,6 +14,10 @@ DEV_FERNET_KEY = "cmVjZWlwdC1wYXlvdXRzLWRldi1vbmx5LWtleS0zMmI="
 DEV_HMAC_KEY = "receipt-payouts-dev-only-hmac-key-000"
 DEV_INTAKE_TOKEN = "dev-intake-token"  # noqa: S105 - dev-only, documented
 DEV_TELEGRAM_TOKEN = "dev-bot-token"  # noqa: S105 - the fake Bot API accepts it
+# Temporal payload codec key (AES-256-GCM), `id:base64key`: 32 ASCII bytes, base64.
+DEV_CODEC_KEYS = "dev1:cmVjZWlwdC1wYXlvdXRzLWRldi1jb2RlYy1rZXktMDE="
+# The sandbox signs its callbacks with it and the webhook checks them (docs/security.md).
+DEV_CALLBACK_HMAC_SECRET = "receipt-payouts-dev-only-callback-secret"  # noqa: S105 - dev-only, documented
 
 
 def dev_environment(*, sandbox_url: str, webhook_url: str, data_dir: str) -> dict[str, str]:
@@ -27,7 +31,9 @@ def dev_environment(*, sandbox_url: str, webhook_url: str, data_dir: str) -> dic
         "PORTMONE_API_BASE": f"{sandbox_url}/api/directcash/",
         "PAYOUTS_FERNET_KEYS": DEV_FERNET_KEY,
         "PAYOUTS_HMAC_KEY": DEV_HMAC_KEY,
+        "PAYOUTS_CODEC_KEYS": DEV_CODEC_KEYS,
         "WEBHOOK_INTAKE_TOKEN": DEV_INTAKE_TOKEN,
+        "WEBHOOK_CALLBACK_HMAC_SECRETS": DEV_CALLBACK_HMAC_SECRET,
         "TELEGRAM_BOT_TOKEN": DEV_TELEGRAM_TOKEN,
         "TELEGRAM_API_BASE": f"{sandbox_url}/telegram",
         "SANDBOX_CALLBACK_URL": f"{webhook_url}/portmone/callback",

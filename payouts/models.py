@@ -6,7 +6,7 @@ plaintext phone number: only `msisdn_token` (Fernet) and `masked_msisdn`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -35,7 +35,6 @@ class EscalationReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     TELECOM_FAILED = "telecom_failed"
     REVERSED = "reversed"
-    UNKNOWN_STATUS = "unknown_status"
 
 
 # ---- workflow input -------------------------------------------------------------------------
@@ -101,6 +100,8 @@ class PayoutView(_Model):
     escalation_reason: str | None = None
     rejection_reason: str | None = None
     callbacks_seen: int = 0
+    escalated_at: datetime | None = None  # when the payout last entered MANUAL_REVIEW
+    reminders_sent: int = 0  # operator reminders while in MANUAL_REVIEW this time
 
 
 # ---- activities -----------------------------------------------------------------------------
@@ -148,6 +149,8 @@ class ReminderInput(_Model):
     payout_id: str
     receipt_id: str
     reason: str
+    amount_kopecks: int = 0
+    reminder_no: int = 1  # 1 for the first reminder of this stay in manual review
 
 
 class NotifyKind(StrEnum):
@@ -243,6 +246,41 @@ class OperatorActionInput(_Model):
 
 
 class OperatorResult(_Model):
+    """An update's answer. `accepted=False`: the decision was recorded but overtaken (a late `ok`
+    callback completed the payout first); `message` says what happened instead."""
+
     accepted: bool
     status: PayoutStatus
     message: str
+    update_id: str = ""
+
+
+# ---- scheduled maintenance ------------------------------------------------------------------
+
+
+class ReconcileInput(_Model):
+    """ReconciliationWorkflow's input; without a day it reports on the business day (Kyiv) it runs in."""
+
+    report_day: date | None = None
+
+
+class ReconcileRequest(_Model):
+    report_day: date
+
+
+class ReconcileOutput(_Model):
+    report_day: date
+    cutoff: datetime
+    counts: dict[str, int]
+    json_path: str
+    csv_path: str
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class RetentionOutput(_Model):
+    retention_days: int
+    older_than: datetime
+    deleted: int

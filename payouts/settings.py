@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from payouts.listsettings import IPNetwork, parse_fingerprints, parse_networks, split_list
 
 DEFAULT_PORTMONE_API_BASE = "https://direct.portmone.com.ua/api/directcash/"
 
@@ -78,6 +80,9 @@ class CryptoSettings(BaseSettings):
     # Comma-separated Fernet keys, newest first: the first encrypts, all decrypt.
     fernet_keys: SecretStr = SecretStr("")
     hmac_key: SecretStr = SecretStr("")
+    # Temporal payload codec keys (payouts.codec): `id:base64key,...`, newest first: the first
+    # encrypts, all decrypt. 32-byte keys (AES-256-GCM).
+    codec_keys: SecretStr = SecretStr("")
 
     def fernet_key_list(self) -> list[str]:
         return [k.strip() for k in self.fernet_keys.get_secret_value().split(",") if k.strip()]
@@ -108,6 +113,75 @@ class WebhookSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     intake_token: SecretStr = SecretStr("")
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # --- request authentication (docs/security.md) ---
+    # Intake may also be signed (payouts.signing): comma-separated secrets, newest first.
+    intake_hmac_secrets: SecretStr = SecretStr("")
+    # Portmone callbacks: every configured mode must pass; production needs at least one mode.
+    callback_hmac_secrets: SecretStr = SecretStr("")
+    signature_window_seconds: int = Field(default=300, ge=1, le=3600)
+    callback_allowed_cidrs: str = ""
+    # X-Forwarded-For is believed only when the peer is one of these (comma-separated CIDRs).
+    trusted_proxies: str = ""
+    # HTTPS on the webhook's own listener; with client fingerprints, mutual TLS for callbacks.
+    tls_cert_path: Path | None = None
+    tls_key_path: Path | None = None
+    tls_client_ca_path: Path | None = None
+    tls_client_fingerprints: str = ""
+    # The payload codec server for the Web UI (`/codec/encode`, `/codec/decode`).
+    codec_token: SecretStr = SecretStr("")
+    codec_cors_origins: str = ""
+    codec_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+
+    @field_validator("callback_allowed_cidrs", "trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @field_validator("tls_client_fingerprints")
+    @classmethod
+    def _fingerprints(cls, value: str) -> str:
+        parse_fingerprints(value)
+        return value
+
+    def callback_secret_list(self) -> list[str]:
+        return split_list(self.callback_hmac_secrets.get_secret_value())
+
+    def intake_secret_list(self) -> list[str]:
+        return split_list(self.intake_hmac_secrets.get_secret_value())
+
+    def allowed_networks(self) -> list[IPNetwork]:
+        return parse_networks(self.callback_allowed_cidrs)
+
+    def trusted_proxy_networks(self) -> list[IPNetwork]:
+        return parse_networks(self.trusted_proxies)
+
+    def client_fingerprints(self) -> frozenset[str]:
+        return parse_fingerprints(self.tls_client_fingerprints)
+
+    def cors_origins(self) -> list[str]:
+        return [o.rstrip("/") for o in split_list(self.codec_cors_origins)]
+
+
+class ReconcileSettings(BaseSettings):
+    """The daily reconciliation (docs/runbook.md, "Reconciliation")."""
+
+    model_config = _config("RECONCILE_")
+
+    # Where reconciliation-<day>.json/.csv go; default: <PAYOUTS_DATA_DIR>/reports.
+    report_dir: Path | None = None
+    # A bill counts as overdue after PAYOUT_CALLBACK_TIMEOUT_SECONDS plus this grace.
+    sla_grace_seconds: int = Field(default=900, ge=0)
+    # Closed payouts are compared with their workflows for this many days after their last change.
+    active_days: int = Field(default=2, ge=1)
+
+
+class WorkerSettings(BaseSettings):
+    model_config = _config("WORKER_")
+
+    # Prometheus metrics of the worker process (reminders, reconciliation, analytics); unset = off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class SandboxSettings(BaseSettings):
@@ -135,6 +209,8 @@ class Settings(BaseSettings):
     telecom: TelecomSettings = Field(default_factory=TelecomSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @property
     def is_dev(self) -> bool:
@@ -193,17 +269,70 @@ def _check_crypto(s: Settings) -> list[str]:
             out.append(f"PAYOUTS_FERNET_KEYS entry {i + 1} is not a valid Fernet key")
     if len(s.crypto.hmac_key.get_secret_value()) < 32:
         out.append("PAYOUTS_HMAC_KEY must be set to at least 32 characters")
+    out.extend(_check_codec_keys(s))
     return out
+
+
+def _check_codec_keys(s: Settings) -> list[str]:
+    from payouts.codec import CodecKeyError, parse_codec_keys
+
+    try:
+        keys = parse_codec_keys(s.crypto.codec_keys.get_secret_value())
+    except CodecKeyError as exc:
+        return [f"PAYOUTS_CODEC_KEYS: {exc}"]
+    if not keys:
+        return ["PAYOUTS_CODEC_KEYS is not set (id:base64key,... newest first; encrypts Temporal payloads)"]
+    return []
 
 
 def _check_telegram(s: Settings) -> list[str]:
     return [] if s.telegram.bot_token.get_secret_value() else ["TELEGRAM_BOT_TOKEN is not set"]
 
 
+_MIN_SECRET_CHARS = 32
+
+
 def _check_webhook(s: Settings) -> list[str]:
-    if not s.webhook.intake_token.get_secret_value():
-        return ["WEBHOOK_INTAKE_TOKEN is not set (the intake endpoint would accept anyone)"]
-    return []
+    w = s.webhook
+    out: list[str] = []
+    if not w.intake_token.get_secret_value() and not w.intake_secret_list():
+        out.append(
+            "WEBHOOK_INTAKE_TOKEN or WEBHOOK_INTAKE_HMAC_SECRETS is not set (the intake endpoint would accept anyone)"
+        )
+    for name, secrets in (
+        ("WEBHOOK_INTAKE_HMAC_SECRETS", w.intake_secret_list()),
+        ("WEBHOOK_CALLBACK_HMAC_SECRETS", w.callback_secret_list()),
+    ):
+        if any(len(secret) < _MIN_SECRET_CHARS for secret in secrets):
+            out.append(f"{name}: every secret must be at least {_MIN_SECRET_CHARS} characters")
+    if not (w.callback_secret_list() or w.allowed_networks() or w.client_fingerprints()):
+        out.append(
+            "no Portmone callback authentication is configured (the callback endpoint would accept anyone): set "
+            "WEBHOOK_CALLBACK_HMAC_SECRETS, WEBHOOK_CALLBACK_ALLOWED_CIDRS and/or WEBHOOK_TLS_CLIENT_FINGERPRINTS"
+        )
+    out.extend(_check_tls(s))
+    return out
+
+
+def _check_tls(s: Settings) -> list[str]:
+    w = s.webhook
+    out: list[str] = []
+    files = {
+        "WEBHOOK_TLS_CERT_PATH": w.tls_cert_path,
+        "WEBHOOK_TLS_KEY_PATH": w.tls_key_path,
+        "WEBHOOK_TLS_CLIENT_CA_PATH": w.tls_client_ca_path,
+    }
+    for name, path in files.items():
+        if path is not None and not path.is_file():
+            out.append(f"{name} points to no file: {path}")
+    if (w.tls_cert_path is None) != (w.tls_key_path is None):
+        out.append("WEBHOOK_TLS_CERT_PATH and WEBHOOK_TLS_KEY_PATH go together (HTTPS needs both)")
+    if w.client_fingerprints() and (w.tls_cert_path is None or w.tls_client_ca_path is None):
+        out.append(
+            "WEBHOOK_TLS_CLIENT_FINGERPRINTS needs HTTPS with client certificates: set WEBHOOK_TLS_CERT_PATH, "
+            "WEBHOOK_TLS_KEY_PATH and WEBHOOK_TLS_CLIENT_CA_PATH"
+        )
+    return out
 
 
 _CHECKS = {
@@ -213,26 +342,25 @@ _CHECKS = {
     "webhook": _check_webhook,
 }
 
-_PREFIXES = {
-    PortmoneSettings: "PORTMONE_",
-    LedgerSettings: "LEDGER_",
-    PayoutSettings: "PAYOUT_",
-    TemporalSettings: "TEMPORAL_",
-    CryptoSettings: "PAYOUTS_",
-    TelegramSettings: "TELEGRAM_",
-    TelecomSettings: "TELECOM_",
-    WebhookSettings: "WEBHOOK_",
-    SandboxSettings: "SANDBOX_",
-}
+
+def _sections() -> dict[str, type[BaseSettings]]:
+    """Settings' sections by field name, each with its own env prefix."""
+    out: dict[str, type[BaseSettings]] = {}
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+            out[name] = annotation
+    return out
 
 
 def load_settings() -> Settings:
     """Read every section; an invalid value becomes one ConfigError naming all bad variables."""
     problems: list[str] = []
     sections: dict[str, BaseSettings] = {}
-    for cls, prefix in _PREFIXES.items():
+    for name, cls in _sections().items():
+        prefix = str(cls.model_config.get("env_prefix", ""))
         try:
-            sections[cls.__name__] = cls()
+            sections[name] = cls()
         except ValidationError as exc:
             for err in exc.errors():
                 field = str(err["loc"][0]) if err["loc"] else "?"
@@ -240,17 +368,7 @@ def load_settings() -> Settings:
     if problems:
         raise ConfigError("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
     try:
-        return Settings(
-            portmone=sections["PortmoneSettings"],
-            ledger=sections["LedgerSettings"],
-            payout=sections["PayoutSettings"],
-            temporal=sections["TemporalSettings"],
-            crypto=sections["CryptoSettings"],
-            telegram=sections["TelegramSettings"],
-            telecom=sections["TelecomSettings"],
-            webhook=sections["WebhookSettings"],
-            sandbox=sections["SandboxSettings"],
-        )
+        return Settings(**sections)  # type: ignore[arg-type]  # __init__ also reads PAYOUTS_ENV / _DATA_DIR
     except ValidationError as exc:
         msgs = [f"PAYOUTS_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors() if e["loc"]]
         raise ConfigError("invalid settings:\n" + "\n".join(f"  - {m}" for m in msgs)) from None

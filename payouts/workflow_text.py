@@ -5,6 +5,7 @@ Pure functions of the payout view, so workflows can call them deterministically.
 
 from __future__ import annotations
 
+from payouts.escalation import operator_hint
 from payouts.models import PayoutView
 from payouts.money import format_amount
 from payouts.status import PayoutStatus
@@ -16,8 +17,9 @@ _NEXT_STEP = {
     PayoutStatus.AWAITING_CALLBACK: "Nothing yet: waiting for Portmone's callback; it escalates on timeout.",
     PayoutStatus.RETRY_SCHEDULED: "Nothing: a new bill is requested after the back-off.",
     PayoutStatus.MANUAL_REVIEW: (
-        "Decide: update `retry` (new bill), `mark_paid` (with an external reference) or `cancel` "
-        "(with a reason). See docs/runbook.md for this reason. CLI: `payouts ops show {payout_id}`."
+        "Decide with an update — `retry`, `mark_paid` (external reference) or `cancel` (reason; the user "
+        "is told) — each naming the operator. {hint} Runbook: docs/runbook.md, section `{family}`. "
+        "CLI: `payouts ops show {payout_id}`."
     ),
     PayoutStatus.PAID: "Nothing: paid.",
     PayoutStatus.FAILED: "Nothing: failed for good.",
@@ -31,6 +33,7 @@ def static_summary(receipt_id: str, amount_kopecks: int, currency: str, masked_m
 
 
 def current_details(view: PayoutView, next_deadline: str = "") -> str:
+    """Markdown for the Web UI. `next_deadline` is a phrase such as "callback expected by 2025-01-01 10:00 UTC"."""
     lines = [
         f"**Status:** {view.status.value}",
         f"**Receipt:** {view.receipt_id} · **Amount:** {format_amount(view.amount_kopecks)} {view.currency}"
@@ -43,7 +46,15 @@ def current_details(view: PayoutView, next_deadline: str = "") -> str:
         lines.append(f"**Rejected:** `{view.rejection_reason}`")
     if view.last_error:
         lines.append(f"**Last error:** {view.last_error}")
+    if view.status == PayoutStatus.MANUAL_REVIEW and view.escalated_at is not None:
+        since = view.escalated_at.strftime("%Y-%m-%d %H:%M UTC")
+        lines.append(f"**In manual review since:** {since} · **reminders sent:** {view.reminders_sent}")
     if next_deadline:
-        lines.append(f"**Next deadline:** callback expected by {next_deadline}")
-    lines.append(f"**Operator can do now:** {_NEXT_STEP[view.status].format(payout_id=view.payout_id)}")
+        lines.append(f"**Next deadline:** {next_deadline}")
+    step = _NEXT_STEP[view.status].format(
+        payout_id=view.payout_id,
+        hint=operator_hint(view.escalation_reason),
+        family=(view.escalation_reason or "unknown").partition(":")[0],
+    )
+    lines.append(f"**Operator can do now:** {step}")
     return "\n\n".join(lines)

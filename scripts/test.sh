@@ -13,6 +13,13 @@ fi
 
 bash scripts/ensure-postgres.sh
 
+# The Web UI browser test (tests/ops/test_web_ui.py) drives Debian's chromium through playwright.
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+  $SUDO apt-get install -y -q chromium || { $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium; }
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"

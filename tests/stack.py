@@ -8,14 +8,15 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
 
 from activities.analytics import MemorySink
 from ledger import Ledger, upgrade
@@ -34,6 +35,7 @@ from payouts.settings import (
     TemporalSettings,
     WebhookSettings,
 )
+from payouts.signing import signature_headers
 from payouts.status import PayoutStatus
 from sandbox.app import start_sandbox
 from sandbox.config import SandboxConfig
@@ -45,12 +47,23 @@ from workflows.receipt_payout import ReceiptPayoutWorkflow
 
 # Operator code 00 does not exist in Ukraine: valid in form, nobody's phone.
 TEST_PHONE = "380001234567"
+# The operators' Telegram chat that manual-review reminders go to (the fake Bot API accepts any chat).
+OPERATORS_CHAT_ID = "-1001234567890"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stack_crypto() -> CryptoSettings:
+    """The keys every test process shares: phone vault, keyed HMAC, Temporal payload codec."""
+    return CryptoSettings(
+        fernet_keys=SecretStr(devdefaults.DEV_FERNET_KEY),
+        hmac_key=SecretStr(devdefaults.DEV_HMAC_KEY),
+        codec_keys=SecretStr(devdefaults.DEV_CODEC_KEYS),
+    )
 
 
 def stack_settings(
@@ -64,6 +77,7 @@ def stack_settings(
     telecom: bool = False,
     payout: PayoutSettings | None = None,
     ledger: LedgerSettings | None = None,
+    portmone_password: str = devdefaults.DEV_PORTMONE_PASSWORD,
 ) -> Settings:
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     return Settings(
@@ -71,7 +85,7 @@ def stack_settings(
         data_dir=tmp,
         portmone=PortmoneSettings(
             login=devdefaults.DEV_PORTMONE_LOGIN,
-            password=SecretStr(devdefaults.DEV_PORTMONE_PASSWORD),
+            password=SecretStr(portmone_password),
             api_base=f"{sandbox}/api/directcash/",
             payee_id=devdefaults.DEV_PAYEE_ID,
             connect_timeout_seconds=2.0,
@@ -80,12 +94,19 @@ def stack_settings(
         ledger=ledger or LedgerSettings(url=f"sqlite+aiosqlite:///{tmp}/ledger.db"),
         payout=payout or PayoutSettings(callback_timeout_seconds=3600, retry_backoff_seconds=300),
         temporal=TemporalSettings(address=temporal_address, task_queue=task_queue),
-        crypto=CryptoSettings(
-            fernet_keys=SecretStr(devdefaults.DEV_FERNET_KEY), hmac_key=SecretStr(devdefaults.DEV_HMAC_KEY)
+        crypto=stack_crypto(),
+        telegram=TelegramSettings(
+            bot_token=SecretStr(devdefaults.DEV_TELEGRAM_TOKEN),
+            api_base=f"{sandbox}/telegram",
+            operators_chat_id=OPERATORS_CHAT_ID,
         ),
-        telegram=TelegramSettings(bot_token=SecretStr(devdefaults.DEV_TELEGRAM_TOKEN), api_base=f"{sandbox}/telegram"),
         telecom=TelecomSettings(api_url=f"{sandbox}/telecom/topups" if telecom else None),
-        webhook=WebhookSettings(port=webhook_port, intake_token=SecretStr(devdefaults.DEV_INTAKE_TOKEN)),
+        # The sandbox signs its callbacks with this secret and the webhook checks them.
+        webhook=WebhookSettings(
+            port=webhook_port,
+            intake_token=SecretStr(devdefaults.DEV_INTAKE_TOKEN),
+            callback_hmac_secrets=SecretStr(devdefaults.DEV_CALLBACK_HMAC_SECRET),
+        ),
         sandbox=SandboxSettings(
             port=sandbox_port,
             callback_url=f"http://127.0.0.1:{webhook_port}/portmone/callback",
@@ -103,6 +124,9 @@ class Stack:
     sink: MemorySink
     sandbox_url: str
     webhook_url: str
+    # Workflows this stack started (submit): the ones still running are terminated at teardown, so
+    # their timers cannot hold the time-skipping server's clock in later tests.
+    started: list[str] = field(default_factory=list)
 
     # ---- intake --------------------------------------------------------------------------------
 
@@ -128,7 +152,20 @@ class Stack:
         body = self.receipt(**overrides)
         resp = await self.post_receipt(body)
         assert resp.status_code == 202, resp.text
+        self.started.append(payout_workflow_id(body["receipt_id"]))
         return self.client.get_workflow_handle_for(ReceiptPayoutWorkflow.run, payout_workflow_id(body["receipt_id"]))
+
+    # ---- callbacks (signed as the sandbox signs them) --------------------------------------------
+
+    async def post_callback(
+        self, body: bytes, *, signed: bool = True, content_type: str = "application/xml", **headers: str
+    ) -> httpx.Response:
+        """POST a callback to the webhook, signed with the configured callback secret unless `signed=False`."""
+        sent = {"Content-Type": content_type}
+        if signed:
+            sent.update(signature_headers(self.settings.webhook.callback_secret_list()[:1], body))
+        sent.update(headers)
+        return await self.http.post(f"{self.webhook_url}/portmone/callback", content=body, headers=sent)
 
     # ---- sandbox -------------------------------------------------------------------------------
 
@@ -181,6 +218,7 @@ async def running_stack(
     payout: PayoutSettings | None = None,
     workers: bool = True,
     ledger_settings: LedgerSettings | None = None,
+    portmone_password: str = devdefaults.DEV_PORTMONE_PASSWORD,
 ) -> AsyncIterator[Stack]:
     sandbox_port, webhook_port = free_port(), free_port()
     settings = stack_settings(
@@ -193,6 +231,7 @@ async def running_stack(
         telecom=telecom,
         payout=payout,
         ledger=ledger_settings,
+        portmone_password=portmone_password,
     )
     await asyncio.to_thread(upgrade, settings.ledger.url)
     ledger = Ledger.from_url(settings.ledger.url)
@@ -217,17 +256,19 @@ async def running_stack(
                 ):
                     running.append(worker)
                     await worker.__aenter__()
+            stack = Stack(
+                client=client,
+                settings=settings,
+                ledger=ledger,
+                http=http,
+                sink=sink,
+                sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+                webhook_url=f"http://127.0.0.1:{webhook_port}",
+            )
             try:
-                yield Stack(
-                    client=client,
-                    settings=settings,
-                    ledger=ledger,
-                    http=http,
-                    sink=sink,
-                    sandbox_url=f"http://127.0.0.1:{sandbox_port}",
-                    webhook_url=f"http://127.0.0.1:{webhook_port}",
-                )
+                yield stack
             finally:
+                await terminate_running(client, stack.started)
                 for worker in reversed(running):
                     await worker.__aexit__(None, None, None)
     finally:
@@ -235,6 +276,29 @@ async def running_stack(
         await webhook_runner.cleanup()
         await sandbox_runner.cleanup()
         await ledger.aclose()
+
+
+async def terminate_running(client: Client, workflow_ids: Iterable[str], settle_seconds: float = 5.0) -> None:
+    """Terminate the workflows that are still running, each once it has nothing in flight (the Java
+    test server keeps its clock locked for a task that was in flight when its workflow was terminated)."""
+    loop = asyncio.get_running_loop()
+    for workflow_id in dict.fromkeys(workflow_ids):
+        handle = client.get_workflow_handle(workflow_id)
+        deadline = loop.time() + settle_seconds
+        quiet = 0
+        try:
+            while loop.time() < deadline and quiet < 2:
+                described = await handle.describe()
+                if described.status != WorkflowExecutionStatus.RUNNING:
+                    break
+                raw = described.raw_description
+                busy = bool(raw.pending_activities) or raw.HasField("pending_workflow_task")
+                quiet = 0 if busy else quiet + 1
+                await asyncio.sleep(0.05)
+            else:
+                await handle.terminate(reason="test stack teardown")
+        except RPCError:
+            continue  # never started, or already closed
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -254,6 +318,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PORTMONE_CONNECT_TIMEOUT_SECONDS": str(p.connect_timeout_seconds),
         "PAYOUTS_FERNET_KEYS": settings.crypto.fernet_keys.get_secret_value(),
         "PAYOUTS_HMAC_KEY": settings.crypto.hmac_key.get_secret_value(),
+        "PAYOUTS_CODEC_KEYS": settings.crypto.codec_keys.get_secret_value(),
         "TELEGRAM_BOT_TOKEN": settings.telegram.bot_token.get_secret_value(),
         "TELEGRAM_API_BASE": settings.telegram.api_base,
+        "TELEGRAM_OPERATORS_CHAT_ID": settings.telegram.operators_chat_id or "",
     }

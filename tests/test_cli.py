@@ -25,7 +25,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def payouts(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "payouts.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
 
@@ -60,7 +60,7 @@ def test_migrate_creates_the_sqlite_ledger(tmp_path: Path) -> None:
 
 def test_sandbox_command_answers_bills_create(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "payouts.cli", "sandbox", "--port", str(port)],
         env=clean_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -13,10 +13,12 @@ from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings
 from payouts.temporal_client import connect
 from webhook.callback import portmone_callback
+from webhook.codec_server import setup_codec_server
 from webhook.deps import WebhookDeps
 from webhook.health import healthz, metrics, readyz
 from webhook.intake import accept_receipt
 from webhook.keys import DEPS
+from webhook.tls import server_ssl_context
 
 _log = logging.getLogger("payouts.webhook")
 
@@ -30,14 +32,16 @@ def build_app(deps: WebhookDeps) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    setup_codec_server(app, deps.settings)
     return app
 
 
 async def start_webhook(deps: WebhookDeps, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start on host:port (0 picks a free port); returns the runner and the bound port."""
+    ssl_context = server_ssl_context(deps.settings.webhook)  # HTTPS (and client certificates) when configured
     runner = web.AppRunner(build_app(deps), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port
     return runner, bound
@@ -46,11 +50,12 @@ async def start_webhook(deps: WebhookDeps, host: str, port: int) -> tuple[web.Ap
 async def run_webhook(settings: Settings) -> None:
     settings.require("payouts webhook", ["crypto", "webhook"])
     ledger = Ledger.from_url(settings.ledger.url)
-    client = await connect(settings.temporal)
+    client = await connect(settings)
     vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
     deps = WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault)
     runner, port = await start_webhook(deps, settings.webhook.host, settings.webhook.port)
-    _log.info("webhook listening on http://%s:%s", settings.webhook.host, port)
+    scheme = "https" if settings.webhook.tls_cert_path is not None else "http"
+    _log.info("webhook listening on %s://%s:%s", scheme, settings.webhook.host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

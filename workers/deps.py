@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 import httpx
 
@@ -12,6 +13,8 @@ from activities.bill import BillActivities
 from activities.ledger import LedgerActivities
 from activities.notify import NotifyActivities
 from activities.payee import PayeeResolver
+from activities.reconcile import ReconcileActivities
+from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
 from activities.telegram import TelegramClient
 from ledger import Ledger
@@ -46,4 +49,13 @@ async def activity_set(settings: Settings, sink: AnalyticsSink | None = None) ->
                 settings.telecom.api_url, settings.telecom.api_token.get_secret_value(), vault, http
             ),
             notify=NotifyActivities(telegram, sink or LogSink(), settings.telegram.operators_chat_id),
+            reconcile=ReconcileActivities(
+                ledger,
+                settings.reconcile.report_dir or settings.data_dir / "reports",
+                callback_sla=timedelta(
+                    seconds=settings.payout.callback_timeout_seconds + settings.reconcile.sla_grace_seconds
+                ),
+                active_days=settings.reconcile.active_days,
+            ),
+            retention=RetentionActivities(ledger, settings.ledger.archive_retention_days),
         )

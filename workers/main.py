@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 
+from prometheus_client import start_http_server
+
 from payouts.settings import Settings
 from payouts.temporal_client import connect
 from workers.deps import activity_set
@@ -16,7 +18,10 @@ _log = logging.getLogger("payouts.worker")
 
 async def run_worker(settings: Settings) -> None:
     settings.require("payouts worker", ["portmone", "crypto"])
-    client = await connect(settings.temporal)
+    client = await connect(settings)
+    if settings.worker.metrics_port is not None:
+        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
+        _log.info("worker metrics on http://%s:%s/metrics", settings.worker.metrics_host, settings.worker.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

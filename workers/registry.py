@@ -13,10 +13,14 @@ from temporalio.worker import Worker
 from activities.bill import BillActivities
 from activities.ledger import LedgerActivities
 from activities.notify import NotifyActivities
+from activities.reconcile import ReconcileActivities
+from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
+from workflows.archive_retention import ArchiveRetentionWorkflow
 from workflows.receipt_payout import NOTIFY_TASK_QUEUE, ReceiptPayoutWorkflow
+from workflows.reconciliation import ReconciliationWorkflow
 
-WORKFLOWS: Sequence[type] = (ReceiptPayoutWorkflow,)
+WORKFLOWS: Sequence[type] = (ReceiptPayoutWorkflow, ReconciliationWorkflow, ArchiveRetentionWorkflow)
 
 
 @dataclass
@@ -25,6 +29,9 @@ class ActivitySet:
     bill: BillActivities
     telecom: TelecomActivities
     notify: NotifyActivities
+    # Scheduled maintenance (reconciliation, archive retention); on the payouts task queue.
+    reconcile: ReconcileActivities | None = None
+    retention: RetentionActivities | None = None
 
     def payout_activities(self) -> list[Callable[..., Any]]:
         return [
@@ -33,7 +40,16 @@ class ActivitySet:
             self.ledger.record_operator_action,
             self.bill.create_bill,
             self.telecom.topup,
+            *self.maintenance_activities(),
         ]
+
+    def maintenance_activities(self) -> list[Callable[..., Any]]:
+        found: list[Callable[..., Any]] = []
+        if self.reconcile is not None:
+            found.append(self.reconcile.run)
+        if self.retention is not None:
+            found.append(self.retention.prune)
+        return found
 
     def notify_activities(self) -> list[Callable[..., Any]]:
         return [self.notify.notify, self.notify.emit_event, self.notify.remind_operators]

@@ -3,6 +3,13 @@
 Reserve in the ledger, tell the user, create the Portmone bill, wait for Portmone's callback,
 and finish PAID, or hand the payout to a person in MANUAL_REVIEW. Only an operator update (or a
 late `ok` callback) moves a payout out of manual review; nothing closes it by itself.
+
+The escalation ladder: callback timeout → status look-up (`_look_up_status`, skipped while the
+protocol profile has no status method) → MANUAL_REVIEW with a reason from `payouts.escalation`
+→ reminders every `manual_reminder_seconds` until an operator decides. Operator decisions are the
+updates `retry`, `mark_paid` and `cancel`: a validator refuses the wrong state or missing fields,
+the handler writes the audit row (key: payout id + update id) before anything moves, and a repeated
+update id gets the first answer again without a second effect.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.telecom import TelecomActivities
     from payouts import failures
     from payouts import search_attributes as sa
+    from payouts.escalation import reason_text
     from payouts.models import (
         AnalyticsEvent,
         CallbackSignal,
@@ -46,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from payouts.status import TERMINAL, PayoutStatus
     from payouts.workflow_text import current_details
+    from portmone import protocol
     from portmone.protocol import BillStatus, ErrorKind, classify_error, parse_bill_status
 
 NOTIFY_TASK_QUEUE = "payouts-notify"
@@ -71,6 +80,9 @@ _TELECOM_RETRY = RetryPolicy(
 
 _FINAL_BILL_STATUSES = frozenset({BillStatus.PAYED, BillStatus.REJECTED, BillStatus.RETURN, BillStatus.UNKNOWN})
 _LIMIT_REASONS = frozenset({"user_daily_limit", "daily_budget", "amount_over_max"})
+_TIME = "%Y-%m-%d %H:%M UTC"
+
+Decision = OperatorRetry | OperatorMarkPaid | OperatorCancel
 
 
 @workflow.defn(name="ReceiptPayoutWorkflow")
@@ -85,8 +97,14 @@ class ReceiptPayoutWorkflow:
         self._bills: list[str] = []
         self._round = 0
         self._outcome_unknown_round: int | None = None
-        self._decision: OperatorRetry | OperatorMarkPaid | OperatorCancel | None = None
-        self._decision_update_id = ""
+        # Operator decisions: `_claim` is the update id being applied (set before the handler's first
+        # await, so a second update is refused by the validator); `_decision` is ready to apply once
+        # its audit row is written; `_results` holds every finished decision's answer by update id.
+        self._claim: str | None = None
+        self._decision: Decision | None = None
+        self._results: dict[str, OperatorResult] = {}
+        # The paid callback of a payout whose telecom top-up failed: `retry` repeats only the top-up.
+        self._paid_callback: CallbackSignal | None = None
         self._placeholder: workflow.ActivityHandle[NotifyOutput] | None = None
         self._side_effects: list[asyncio.Task[None]] = []
         self._deadline_text = ""
@@ -172,12 +190,20 @@ class ReceiptPayoutWorkflow:
     def status(self) -> PayoutView:
         return self._current
 
-    @workflow.update(name="retry", description="Operator: create a new bill for a payout in manual review.")
+    @workflow.update(
+        name="retry",
+        description=(
+            "Operator: try again — a new Portmone bill (after telecom_failed: only the top-up again). "
+            "Needs operator and reason; after outcome_unknown also confirmed_no_bill_at_portmone."
+        ),
+    )
     async def retry(self, cmd: OperatorRetry) -> OperatorResult:
         return await self._decide(cmd, "retry", reference=None)
 
     @retry.validator
     def _validate_retry(self, cmd: OperatorRetry) -> None:
+        if self._is_repeat():
+            return
         self._validate_common(cmd.operator, cmd.reason)
         if self._outcome_unknown_round is not None and not cmd.confirmed_no_bill_at_portmone:
             raise ValueError(
@@ -185,47 +211,66 @@ class ReceiptPayoutWorkflow:
                 "(confirmed_no_bill_at_portmone) before retrying, or a second payment may follow"
             )
 
-    @workflow.update(name="mark_paid", description="Operator: the payout was paid outside the automation.")
+    @workflow.update(
+        name="mark_paid",
+        description="Operator: the payout was paid outside the automation. Needs operator, reason, external_reference.",
+    )
     async def mark_paid(self, cmd: OperatorMarkPaid) -> OperatorResult:
         return await self._decide(cmd, "mark_paid", reference=cmd.external_reference)
 
     @mark_paid.validator
     def _validate_mark_paid(self, cmd: OperatorMarkPaid) -> None:
-        self._validate_common(cmd.operator, cmd.reason)
-        if not cmd.external_reference.strip():
-            raise ValueError("an external reference (e.g. Portmone bill or payment id) is required")
+        if self._is_repeat():
+            return
+        self._validate_common(cmd.operator, cmd.reason, ("external_reference", cmd.external_reference))
 
-    @workflow.update(name="cancel", description="Operator: close the payout without paying; the user is told.")
+    @workflow.update(
+        name="cancel",
+        description="Operator: close the payout without paying; the user is told. Needs operator and reason.",
+    )
     async def cancel(self, cmd: OperatorCancel) -> OperatorResult:
         return await self._decide(cmd, "cancel", reference=None)
 
     @cancel.validator
     def _validate_cancel(self, cmd: OperatorCancel) -> None:
+        if self._is_repeat():
+            return
         self._validate_common(cmd.operator, cmd.reason)
 
-    def _validate_common(self, operator: str, reason: str) -> None:
-        missing = [name for name, value in (("operator", operator), ("reason", reason)) if not value.strip()]
+    def _is_repeat(self) -> bool:
+        """The same update id again (a client retry): it gets the first answer, nothing happens twice."""
+        info = workflow.current_update_info()
+        return info is not None and (info.id in self._results or info.id == self._claim)
+
+    def _validate_common(self, operator: str, reason: str, *more: tuple[str, str]) -> None:
+        fields = (("operator", operator), ("reason", reason), *more)
+        missing = [name for name, value in fields if not value.strip()]
         if missing:
             raise ValueError(f"missing: {', '.join(missing)}")
         if self._view is None or self._view.status != PayoutStatus.MANUAL_REVIEW:
-            state = self._view.status if self._view else "not started"
+            state = self._view.status.value if self._view else "not started"
             raise ValueError(f"payout is {state}, not MANUAL_REVIEW: nothing for an operator to do")
-        if self._decision is not None:
+        if self._claim is not None:
             raise ValueError("another operator decision is being applied")
 
-    async def _decide(
-        self, cmd: OperatorRetry | OperatorMarkPaid | OperatorCancel, action: str, reference: str | None
-    ) -> OperatorResult:
+    async def _decide(self, cmd: Decision, action: str, reference: str | None) -> OperatorResult:
         info = workflow.current_update_info()
-        update_id = info.id if info else action
-        details = {"escalation_reason": self._current.escalation_reason or ""}
+        update_id = info.id if info else str(workflow.uuid4())
+        if update_id in self._results or update_id == self._claim:
+            await workflow.wait_condition(lambda: update_id in self._results)
+            return self._results[update_id]
+        if self._claim is not None:  # the validator refuses this; kept for updates sent without validation
+            raise ApplicationError("another operator decision is being applied", non_retryable=True)
+        self._claim = update_id  # before the first await: a concurrent update now fails validation
+        details = {"escalation_reason": self._current.escalation_reason or "", "update_id": update_id}
         if isinstance(cmd, OperatorRetry):
             details["confirmed_no_bill_at_portmone"] = str(cmd.confirmed_no_bill_at_portmone).lower()
-        await self._record_operator_action(action, cmd.operator, cmd.reason, reference, update_id, details)
+        await self._record_operator_action(
+            action, cmd.operator, cmd.reason, reference, f"{self._payout_id}:update:{update_id}", details
+        )
         self._decision = cmd
-        self._decision_update_id = update_id
-        await workflow.wait_condition(lambda: self._decision is None)
-        return OperatorResult(accepted=True, status=self._current.status, message=f"{action} applied")
+        await workflow.wait_condition(lambda: update_id in self._results)
+        return self._results[update_id]
 
     # ---- one bill round ----------------------------------------------------------------------
 
@@ -257,7 +302,8 @@ class ReceiptPayoutWorkflow:
                 summary=f"Portmone bills.create, round {self._round}",
             )
         except ActivityError as err:
-            await self._escalate(*self._bill_failure_reason(err))
+            reason, detail = self._bill_failure_reason(err)
+            await self._escalate(reason, detail)
             return
 
         self._bills.append(created.bill_id)
@@ -269,34 +315,53 @@ class ReceiptPayoutWorkflow:
         if self._final_callback() is None:
             await self._transition(PayoutStatus.AWAITING_CALLBACK)
         timeout = timedelta(seconds=self._policy.callback_timeout_seconds)
-        self._deadline_text = (workflow.now() + timeout).strftime("%Y-%m-%d %H:%M UTC")
+        self._deadline_text = f"callback expected by {(workflow.now() + timeout).strftime(_TIME)}"
         self._show(self._current.status)
         try:
             await workflow.wait_condition(lambda: self._final_callback() is not None, timeout=timeout)
         except TimeoutError:
-            # No status look-up in the protocol profile (protocol.METHOD_BILLS_STATUS is None).
-            self._emit("payout_timeout", reason=EscalationReason.CALLBACK_TIMEOUT.value)
-            await self._escalate(EscalationReason.CALLBACK_TIMEOUT.value, "no callback within the timeout")
-            return
+            pass
         finally:
             self._deadline_text = ""
         callback = self._final_callback()
-        assert callback is not None
+        if callback is None:
+            # Ladder step 1 done (callback timeout); step 2: ask Portmone; step 3: a person decides.
+            looked_up, lookup_note = await self._look_up_status()
+            if looked_up is None:
+                self._emit("payout_timeout", reason=EscalationReason.CALLBACK_TIMEOUT.value)
+                detail = f"no callback within {self._policy.callback_timeout_seconds} s; {lookup_note}"
+                await self._escalate(reason_text(EscalationReason.CALLBACK_TIMEOUT), detail)
+                return
+            callback = looked_up
         await self._apply_callback(callback)
+
+    async def _look_up_status(self) -> tuple[CallbackSignal | None, str]:
+        """Ladder step 2: ask Portmone how the bill ended, when the protocol profile has a way to ask.
+
+        PortmoneDirect documents no status method (`portmone.protocol.METHOD_BILLS_STATUS` is None),
+        so the step is skipped and the payout escalates with `callback_timeout`. When Portmone documents
+        one: add a `BillActivities.bill_status` activity calling it, execute it here, and return its
+        answer as a CallbackSignal (a final status then settles the round like a callback would;
+        anything else returns None and escalates).
+        """
+        if protocol.METHOD_BILLS_STATUS is None:
+            return None, "status look-up skipped: the Portmone protocol profile has no status method"
+        workflow.logger.warning("METHOD_BILLS_STATUS is set but no status look-up activity exists yet")
+        return None, "status look-up not implemented for the configured method"
 
     def _bill_failure_reason(self, err: ActivityError) -> tuple[str, str]:
         cause = err.cause
         if isinstance(cause, ApplicationError):
             if cause.type == failures.OUTCOME_UNKNOWN:
                 self._outcome_unknown_round = self._round
-                return EscalationReason.OUTCOME_UNKNOWN.value, cause.message
+                return reason_text(EscalationReason.OUTCOME_UNKNOWN), cause.message
             if cause.type == failures.PERMANENT:
                 code = str(cause.details[0]) if cause.details else "unknown"
-                return f"{EscalationReason.PERMANENT_ERROR.value}:{code}", cause.message
+                return reason_text(EscalationReason.PERMANENT_ERROR, code), cause.message
             if cause.type == failures.BAD_PAYOUT_DATA:
-                return f"{EscalationReason.PERMANENT_ERROR.value}:bad_payout_data", cause.message
-            return EscalationReason.RETRIES_EXHAUSTED.value, cause.message
-        return EscalationReason.RETRIES_EXHAUSTED.value, str(cause or err)
+                return reason_text(EscalationReason.PERMANENT_ERROR, "bad_payout_data"), cause.message
+            return reason_text(EscalationReason.RETRIES_EXHAUSTED), cause.message
+        return reason_text(EscalationReason.RETRIES_EXHAUSTED), str(cause or err)
 
     # ---- callbacks ---------------------------------------------------------------------------
 
@@ -319,11 +384,11 @@ class ReceiptPayoutWorkflow:
             await self._complete_paid(cb)
             return
         if status == BillStatus.RETURN:
-            await self._escalate(EscalationReason.REVERSED.value, "Portmone reports the payment returned", cb)
+            await self._escalate(reason_text(EscalationReason.REVERSED), "Portmone reports the payment returned", cb)
             return
         if status == BillStatus.UNKNOWN and cb.rsp_ok:
             detail = f"unknown bill status {cb.bill_status!r}"
-            await self._escalate(f"{EscalationReason.PERMANENT_ERROR.value}:unknown_status", detail, cb)
+            await self._escalate(reason_text(EscalationReason.PERMANENT_ERROR, "unknown_status"), detail, cb)
             return
         code = cb.error_code or "none"
         detail = f"Portmone: {code} {cb.error_description or ''}".strip()
@@ -334,9 +399,9 @@ class ReceiptPayoutWorkflow:
                 self._tell_user(NotifyKind.DELAYED)
                 await workflow.sleep(timedelta(seconds=self._policy.retry_backoff_seconds))
                 return
-            await self._escalate(EscalationReason.RETRIES_EXHAUSTED.value, detail, cb)
+            await self._escalate(reason_text(EscalationReason.RETRIES_EXHAUSTED), detail, cb)
             return
-        await self._escalate(f"{EscalationReason.PERMANENT_ERROR.value}:{code}", detail, cb)
+        await self._escalate(reason_text(EscalationReason.PERMANENT_ERROR, code), detail, cb)
 
     async def _complete_paid(self, cb: CallbackSignal | None, *, note: str | None = None) -> None:
         req = self._req
@@ -356,8 +421,10 @@ class ReceiptPayoutWorkflow:
                 summary="telecom top-up (when configured)",
             )
         except ActivityError as err:
-            await self._escalate(EscalationReason.TELECOM_FAILED.value, str(err.cause or err), cb)
+            self._paid_callback = cb
+            await self._escalate(reason_text(EscalationReason.TELECOM_FAILED), str(err.cause or err), cb)
             return
+        self._paid_callback = None
         await self._transition(PayoutStatus.PAID, reason=note, callback=cb)
         self._tell_user(NotifyKind.PAID)
         self._emit("payout_success")
@@ -365,7 +432,8 @@ class ReceiptPayoutWorkflow:
     # ---- manual review -------------------------------------------------------------------------
 
     async def _escalate(self, reason: str, detail: str, cb: CallbackSignal | None = None) -> None:
-        self._update(escalation_reason=reason, last_error=detail[:300])
+        """Hand the payout to a person; `reason` comes from `payouts.escalation.reason_text`."""
+        self._update(escalation_reason=reason, last_error=detail[:300], escalated_at=workflow.now(), reminders_sent=0)
         workflow.upsert_search_attributes([sa.ESCALATION_REASON.value_set(reason)])
         await self._transition(PayoutStatus.MANUAL_REVIEW, reason=reason, callback=cb)
         self._tell_user(NotifyKind.DELAYED)
@@ -375,21 +443,22 @@ class ReceiptPayoutWorkflow:
         """Wait for a person (or a late `ok` callback); remind while waiting; never close alone."""
         reminder = timedelta(seconds=self._policy.manual_reminder_seconds)
         while True:
+            self._deadline_text = f"next operator reminder at {(workflow.now() + reminder).strftime(_TIME)}"
+            self._refresh_details()
             try:
                 await workflow.wait_condition(
-                    lambda: self._decision is not None or self._late_payment() is not None, timeout=reminder
+                    lambda: self._decision is not None or (self._claim is None and self._late_payment() is not None),
+                    timeout=reminder,
                 )
             except TimeoutError:
                 await self._remind()
                 continue
-            late = self._late_payment()
-            if late is not None and self._decision is None:
-                self._inbox.remove(late)
-                await self._record_operator_action(
-                    "late_callback", "system", "late ok callback completed a payout in manual review",
-                    late.bill_id, f"late-callback-{late.dedupe_key}", {},
-                )
-                await self._complete_paid(late, note="late_ok_callback")
+            finally:
+                self._deadline_text = ""
+            if self._decision is None:
+                late = self._late_payment()
+                assert late is not None
+                await self._complete_late(late)
                 return
             await self._apply_decision()
             return
@@ -400,29 +469,67 @@ class ReceiptPayoutWorkflow:
                 return cb
         return None
 
+    async def _complete_late(self, late: CallbackSignal) -> None:
+        """A late `ok` callback completes a payout in manual review, with an audit note."""
+        self._inbox.remove(late)
+        await self._record_operator_action(
+            "late_callback", "system", "late ok callback completed a payout in manual review",
+            late.bill_id, f"{self._payout_id}:late-callback:{late.dedupe_key}", {},
+        )
+        await self._complete_paid(late, note="late_ok_callback")
+
     async def _apply_decision(self) -> None:
-        """Apply the operator's decision; the update returns once its first effect is in the ledger."""
-        decision = self._decision
+        """Apply the operator's decision; the update answers once its first effect is in the ledger."""
+        decision, update_id = self._decision, self._claim
+        assert decision is not None and update_id is not None
+        action = {OperatorRetry: "retry", OperatorMarkPaid: "mark_paid", OperatorCancel: "cancel"}[type(decision)]
+        late = self._late_payment()
         try:
+            if late is not None:
+                # Money already moved: the late callback wins over whatever the operator chose.
+                await self._complete_late(late)
+                self._answer(update_id, False, f"{action} not applied: a late ok callback for bill "
+                             f"{late.bill_id} completed the payout first")
+                return
             if isinstance(decision, OperatorRetry):
                 self._outcome_unknown_round = None
-                self._update(escalation_reason=None)
+                self._update(escalation_reason=None, escalated_at=None)
                 workflow.upsert_search_attributes([sa.ESCALATION_REASON.value_unset()])
+                if self._paid_callback is not None:
+                    # telecom_failed: Portmone was paid; repeat only the top-up (same idempotency key).
+                    # The claim holds until it ends, so no other decision can slip in meanwhile.
+                    await self._complete_paid(self._paid_callback, note="operator_retry_topup")
+                    outcome = "paid" if self._current.status == PayoutStatus.PAID else "it failed again"
+                    self._answer(update_id, True, f"retry applied: telecom top-up repeated, no new bill; {outcome}")
+                    return
                 await self._start_round()
+                self._answer(update_id, True, f"retry applied: bill round {self._round} requested")
             elif isinstance(decision, OperatorMarkPaid):
-                await self._transition(PayoutStatus.PAID, reason=f"operator:{decision.external_reference}")
+                await self._transition(PayoutStatus.PAID, reason=f"operator:{decision.external_reference}"[:200])
+                self._answer(update_id, True, f"marked paid (reference {decision.external_reference})")
                 self._tell_user(NotifyKind.PAID)
                 self._emit("payout_success", reason="operator_mark_paid")
-            elif isinstance(decision, OperatorCancel):
+                return
+            else:
                 await self._transition(PayoutStatus.CANCELLED, reason=f"operator:{decision.reason}"[:200])
+                self._answer(update_id, True, "cancelled; the user is told")
                 self._tell_user(NotifyKind.CANCELLED)
                 self._emit("payout_failure", reason="operator_cancel")
+                return
         finally:
-            self._decision = None
-        if isinstance(decision, OperatorRetry):
-            await self._bill_round(started=True)
+            if update_id not in self._results:  # an activity failed: answer the update before raising
+                self._answer(update_id, False, f"{action} failed while applying; see the workflow history")
+        await self._bill_round(started=True)
+
+    def _answer(self, update_id: str, accepted: bool, message: str) -> None:
+        self._results[update_id] = OperatorResult(
+            accepted=accepted, status=self._current.status, message=message, update_id=update_id
+        )
+        self._decision = None
+        self._claim = None
 
     async def _remind(self) -> None:
+        self._update(reminders_sent=self._current.reminders_sent + 1)
         try:
             await workflow.execute_activity_method(
                 NotifyActivities.remind_operators,
@@ -430,6 +537,8 @@ class ReceiptPayoutWorkflow:
                     payout_id=self._payout_id,
                     receipt_id=self._req.receipt_id,
                     reason=self._current.escalation_reason or "unknown",
+                    amount_kopecks=self._req.amount_kopecks,
+                    reminder_no=self._current.reminders_sent,
                 ),
                 task_queue=NOTIFY_TASK_QUEUE,
                 start_to_close_timeout=timedelta(seconds=15),
@@ -459,6 +568,9 @@ class ReceiptPayoutWorkflow:
         """Keep the view, the PayoutStatus search attribute and the Web UI's current details in step."""
         self._update(status=status)
         workflow.upsert_search_attributes([sa.PAYOUT_STATUS.value_set(status.value)])
+        self._refresh_details()
+
+    def _refresh_details(self) -> None:
         workflow.set_current_details(current_details(self._current, self._deadline_text))
 
     async def _transition(

@@ -12,7 +12,7 @@ from payouts import search_attributes as sa
 from payouts.settings import PayoutSettings
 from payouts.temporal_client import data_converter
 from payouts.tools import temporal_cli
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, running_stack, stack_crypto
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
-        data_converter=data_converter(),
+        data_converter=data_converter(stack_crypto()),
         search_attributes=list(sa.ALL),
         dev_server_log_level="error",
     ) as environment:

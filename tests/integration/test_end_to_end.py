@@ -114,9 +114,7 @@ async def test_unknown_bill_callback_is_stored_with_202(stack: Stack, dev_env: W
         b'<?xml version="1.0" encoding="utf-8"?><rsp status="ok"><bill><billId>NO-SUCH-BILL</billId>'
         b"<status>PAYED</status></bill></rsp>"
     )
-    resp = await stack.http.post(
-        f"{stack.webhook_url}/portmone/callback", content=body, headers={"Content-Type": "application/xml"}
-    )
+    resp = await stack.post_callback(body)
     assert resp.status_code == 202
     unrouted = await stack.ledger.unrouted_callbacks()
     assert [c.bill_id for c in unrouted] == ["NO-SUCH-BILL"]

@@ -12,7 +12,7 @@ from payouts import search_attributes as sa
 from payouts.settings import PayoutSettings
 from payouts.temporal_client import data_converter
 from payouts.tools import temporal_test_server
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, running_stack, stack_crypto
 
 CALLBACK_TIMEOUT = 3600
 BACKOFF = 300
@@ -22,7 +22,7 @@ REMINDER = 4 * 3600
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(), data_converter=data_converter()
+        test_server_existing_path=temporal_test_server(), data_converter=data_converter(stack_crypto())
     ) as environment:
         await sa.register(environment.client)
         yield environment

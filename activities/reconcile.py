@@ -1,0 +1,96 @@
+"""`reconcile.run`: compare the ledger, the workflows and the stored callbacks; write the day's report.
+
+The report for day D judges everything the ledger held before the end of D (Kyiv time), against
+the workflows' current states. It is written as JSON and CSV under the report directory (replaced,
+never appended) and its bucket counts are set as gauges, so running it again for the same day over
+the same state changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities import reconcile_report
+from activities.ledger import BUSINESS_TZ
+from activities.reconcile_buckets import MISSING, WorkflowState, build
+from ledger import Ledger
+from payouts import search_attributes as sa
+from payouts.models import ReconcileOutput, ReconcileRequest
+
+FINDINGS = Gauge(
+    "payout_reconciliation_findings", "Findings of the latest reconciliation report, by bucket", ["bucket"]
+)
+RUNS = Counter("payout_reconciliation_runs_total", "Reconciliation reports written")
+
+WorkflowLookup = Callable[[Sequence[str]], Awaitable[dict[str, WorkflowState]]]
+
+
+def cutoff_for(day: date) -> datetime:
+    """The end of `day` in Kyiv, in UTC: the report judges what the ledger held before it."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=BUSINESS_TZ).astimezone(UTC)
+
+
+async def describe_workflows(client: Client, workflow_ids: Sequence[str], concurrency: int = 16) -> dict[
+    str, WorkflowState
+]:
+    """Each workflow's execution status and `PayoutStatus` search attribute (MISSING when Temporal has none)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(workflow_id: str) -> tuple[str, WorkflowState]:
+        async with gate:
+            try:
+                described = await client.get_workflow_handle(workflow_id).describe()
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return workflow_id, WorkflowState(MISSING, None)
+                raise
+        execution = described.status.name if described.status is not None else "UNKNOWN"
+        return workflow_id, WorkflowState(execution, described.typed_search_attributes.get(sa.PAYOUT_STATUS))
+
+    return dict(await asyncio.gather(*(one(wid) for wid in workflow_ids)))
+
+
+class ReconcileActivities:
+    def __init__(
+        self,
+        ledger: Ledger,
+        report_dir: Path,
+        *,
+        callback_sla: timedelta,
+        active_days: int,
+        lookup: WorkflowLookup | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._report_dir = report_dir
+        self._sla = callback_sla
+        self._active = timedelta(days=active_days)
+        self._lookup = lookup
+
+    async def _states(self, workflow_ids: Sequence[str]) -> dict[str, WorkflowState]:
+        if self._lookup is not None:
+            return await self._lookup(workflow_ids)
+        return await describe_workflows(activity.client(), workflow_ids)
+
+    @activity.defn(name="reconcile.run")
+    async def run(self, req: ReconcileRequest) -> ReconcileOutput:
+        cutoff = cutoff_for(req.report_day)
+        snapshot = await self._ledger.reconciliation_snapshot(before=cutoff, active_since=cutoff - self._active)
+        states = await self._states([p.id for p in snapshot.payouts])
+        report = build(snapshot, states, cutoff=cutoff, sla=self._sla)
+        json_path, csv_path = await asyncio.to_thread(reconcile_report.write, report, self._report_dir, req.report_day)
+        counts = report.counts()
+        for bucket, count in counts.items():
+            FINDINGS.labels(bucket=bucket).set(count)
+        RUNS.inc()
+        activity.logger.info("reconciliation %s: %s", req.report_day, counts)
+        return ReconcileOutput(
+            report_day=req.report_day, cutoff=cutoff, counts=counts, json_path=str(json_path), csv_path=str(csv_path)
+        )

@@ -1,0 +1,31 @@
+"""`archive.prune`: delete Portmone exchange-archive rows older than the retention period."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import Counter
+from temporalio import activity
+
+from ledger import Ledger
+from payouts.models import RetentionOutput
+
+MIN_RETENTION_DAYS = 90
+PRUNED = Counter("payout_archive_pruned_rows_total", "Exchange-archive rows deleted by the retention schedule")
+
+
+class RetentionActivities:
+    def __init__(self, ledger: Ledger, retention_days: int) -> None:
+        if retention_days < MIN_RETENTION_DAYS:
+            # Settings refuse this at start already (LEDGER_ARCHIVE_RETENTION_DAYS, ge=90); never prune evidence early.
+            raise ValueError(f"archive retention must be at least {MIN_RETENTION_DAYS} days, not {retention_days}")
+        self._ledger = ledger
+        self._days = retention_days
+
+    @activity.defn(name="archive.prune")
+    async def prune(self) -> RetentionOutput:
+        older_than = datetime.now(UTC) - timedelta(days=self._days)
+        deleted = await self._ledger.prune_archive(older_than=older_than)
+        PRUNED.inc(deleted)
+        activity.logger.info("exchange archive: %d rows older than %s deleted", deleted, older_than.isoformat())
+        return RetentionOutput(retention_days=self._days, older_than=older_than, deleted=deleted)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ledger import Ledger
+from payouts.status import PayoutStatus as S
+from tests.ledger.helpers import reserved
+
+T0 = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_entered_status_at_is_the_last_entry_into_the_current_status(ledger: Ledger) -> None:
+    clock = Clock()
+    led = Ledger(ledger.engine, clock=clock)
+    pid = await reserved(led)
+    await led.transition(pid, S.BILL_REQUESTED)
+    clock.now += timedelta(minutes=5)
+    await led.transition(pid, S.MANUAL_REVIEW, reason="outcome_unknown")
+    clock.now += timedelta(minutes=5)
+    await led.transition(pid, S.BILL_REQUESTED, reason="operator retry")
+    clock.now += timedelta(minutes=5)
+    await led.transition(pid, S.MANUAL_REVIEW, reason="callback_timeout")
+    other = await reserved(led)
+
+    entered = await led.entered_status_at([pid, other, "payout-none"])
+
+    assert entered == {pid: T0 + timedelta(minutes=15), other: T0 + timedelta(minutes=15)}
+    assert await led.entered_status_at([]) == {}
+    assert [p.id for p in await led.payouts_in_status(S.MANUAL_REVIEW)] == [pid]
+
+
+async def test_reconciliation_snapshot_takes_open_and_recent_payouts_before_the_cutoff(ledger: Ledger) -> None:
+    clock = Clock()
+    led = Ledger(ledger.engine, clock=clock)
+    open_id = await reserved(led)  # never closed: always in scope
+    await led.transition(open_id, S.BILL_REQUESTED)
+    attempt = await led.begin_attempt(open_id, 1)
+    await led.finish_attempt(attempt.id, "answered", bill_id="B-open")
+    await led.set_bill_id(open_id, "B-open")
+    await led.store_callback(dedupe_key="k1", bill_id="B-open", raw_body="<rsp/>", rsp_status="ok",
+                             bill_status="CREATED", error_code=None, error_description=None)
+    old_closed = await reserved(led)
+    await led.transition(old_closed, S.CANCELLED, reason="operator:x")
+    clock.now = T0 + timedelta(days=5)
+    recent_closed = await reserved(led)
+    await led.transition(recent_closed, S.CANCELLED, reason="operator:y")
+    await led.store_callback(dedupe_key="k2", bill_id="B-nobody", raw_body="<rsp/>", rsp_status="ok",
+                             bill_status="PAYED", error_code=None, error_description=None)
+    clock.now = T0 + timedelta(days=1)
+    await led.store_callback(dedupe_key="k0", bill_id="B-long-ago", raw_body="<rsp/>", rsp_status="ok",
+                             bill_status="PAYED", error_code=None, error_description=None)  # before the window
+    clock.now = T0 + timedelta(days=9)
+    await reserved(led)  # after the cut-off
+    await led.store_callback(dedupe_key="k3", bill_id="B-late", raw_body="<rsp/>", rsp_status="ok",
+                             bill_status="PAYED", error_code=None, error_description=None)
+
+    cutoff = T0 + timedelta(days=8)
+    snap = await led.reconciliation_snapshot(before=cutoff, active_since=cutoff - timedelta(days=4))
+
+    assert sorted(p.id for p in snap.payouts) == sorted([open_id, recent_closed])
+    assert [(b.payout_id, b.bill_id) for b in snap.bills] == [(open_id, "B-open")]
+    assert sorted(c.bill_id or "" for c in snap.callbacks) == ["B-nobody", "B-open"]
+    assert snap.entered_status_at[open_id] == T0
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await led.reconciliation_snapshot(before=datetime(2026, 1, 1), active_since=cutoff)

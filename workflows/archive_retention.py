@@ -1,0 +1,29 @@
+"""ArchiveRetentionWorkflow: prune the Portmone exchange archive past its retention (on a Schedule)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.retention import RetentionActivities
+    from payouts.models import RetentionOutput
+
+
+@workflow.defn(name="ArchiveRetentionWorkflow")
+class ArchiveRetentionWorkflow:
+    @workflow.run
+    async def run(self) -> RetentionOutput:
+        out = await workflow.execute_activity_method(
+            RetentionActivities.prune,
+            start_to_close_timeout=timedelta(minutes=30),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=30), maximum_attempts=5),
+            summary="delete exchange-archive rows older than LEDGER_ARCHIVE_RETENTION_DAYS",
+        )
+        workflow.set_current_details(
+            f"**Archive retention:** {out.deleted} exchange(s) older than {out.retention_days} days "
+            f"({out.older_than:%Y-%m-%d %H:%M} UTC) deleted"
+        )
+        return out
