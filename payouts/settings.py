@@ -343,7 +343,7 @@ _CHECKS = {
 }
 
 
-def _sections() -> dict[str, type[BaseSettings]]:
+def setting_sections() -> dict[str, type[BaseSettings]]:
     """Settings' sections by field name, each with its own env prefix."""
     out: dict[str, type[BaseSettings]] = {}
     for name, field in Settings.model_fields.items():
@@ -357,7 +357,7 @@ def load_settings() -> Settings:
     """Read every section; an invalid value becomes one ConfigError naming all bad variables."""
     problems: list[str] = []
     sections: dict[str, BaseSettings] = {}
-    for name, cls in _sections().items():
+    for name, cls in setting_sections().items():
         prefix = str(cls.model_config.get("env_prefix", ""))
         try:
             sections[name] = cls()
