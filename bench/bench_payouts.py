@@ -15,15 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from temporalio.testing import WorkflowEnvironment
-
-from payouts import search_attributes as sa
 from payouts.models import payout_workflow_id
 from payouts.settings import PayoutSettings
 from payouts.status import PayoutStatus
-from payouts.temporal_client import data_converter
-from payouts.tools import temporal_cli
 from tests.stack import Stack, running_stack
+from tests.temporal_envs import dev_server
 
 
 def pct(values: list[float], q: float) -> float:
@@ -48,10 +44,7 @@ async def one(stack: Stack, i: int, intake: list[float], settle: list[float]) ->
 
 
 async def run(n: int, concurrency: int) -> None:
-    async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(), data_converter=data_converter(),
-        search_attributes=list(sa.ALL), dev_server_log_level="error",
-    ) as env:
+    async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
             async with running_stack(env.client, Path(tmp), payout=PayoutSettings()) as stack:
                 stack.settings.ledger.user_daily_limit = n

@@ -3,7 +3,6 @@ sandbox answers a curl-style bills.create, submit reports errors."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,21 +12,8 @@ import httpx
 from lxml import etree
 
 from payouts import devdefaults
+from tests.cli_helpers import clean_env, payouts
 from tests.stack import free_port
-
-_SCRUB = ("PORTMONE_", "PAYOUTS_", "WEBHOOK_", "TELEGRAM_", "LEDGER_", "TEMPORAL_", "SANDBOX_", "TELECOM_", "PAYOUT_")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
-    env.update(extra)
-    return env
-
-
-def payouts(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "payouts.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_worker_refuses_a_production_start_and_names_every_missing_variable(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from activities.reconcile import ReconcileActivities
 from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
 from workflows.archive_retention import ArchiveRetentionWorkflow
-from workflows.receipt_payout import NOTIFY_TASK_QUEUE, ReceiptPayoutWorkflow
+from workflows.payout_calls import NOTIFY_TASK_QUEUE
+from workflows.receipt_payout import ReceiptPayoutWorkflow
 from workflows.reconciliation import ReconciliationWorkflow
 
 WORKFLOWS: Sequence[type] = (ReceiptPayoutWorkflow, ReconciliationWorkflow, ArchiveRetentionWorkflow)

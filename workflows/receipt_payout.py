@@ -19,14 +19,11 @@ from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import payout_calls as calls
+
 with workflow.unsafe.imports_passed_through():
-    from activities.bill import BillActivities
-    from activities.ledger import LedgerActivities
-    from activities.notify import NotifyActivities
-    from activities.telecom import TelecomActivities
     from payouts import failures
     from payouts import search_attributes as sa
     from payouts.escalation import reason_text
@@ -56,27 +53,6 @@ with workflow.unsafe.imports_passed_through():
     from payouts.workflow_text import current_details
     from portmone import protocol
     from portmone.protocol import BillStatus, ErrorKind, classify_error, parse_bill_status
-
-NOTIFY_TASK_QUEUE = "payouts-notify"
-
-_LEDGER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=[failures.ILLEGAL_TRANSITION],
-)
-_BILL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=6,
-    non_retryable_error_types=failures.NON_RETRYABLE_BILL,
-)
-_SIDE_EFFECT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
-_TELECOM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=[failures.TELECOM_REFUSED],
-)
 
 _FINAL_BILL_STATUSES = frozenset({BillStatus.PAYED, BillStatus.REJECTED, BillStatus.RETURN, BillStatus.UNKNOWN})
 _LIMIT_REASONS = frozenset({"user_daily_limit", "daily_budget", "amount_over_max"})
@@ -124,6 +100,7 @@ class ReceiptPayoutWorkflow:
             amount_kopecks=req.amount_kopecks,
             currency=req.currency,
             masked_msisdn=req.masked_msisdn,
+            callbacks_seen=len(self._seen_callbacks),
         )
         workflow.upsert_search_attributes(
             [
@@ -133,13 +110,8 @@ class ReceiptPayoutWorkflow:
         )
         self._show(PayoutStatus.RECEIVED)
 
-        reserved = await workflow.execute_activity_method(
-            LedgerActivities.reserve,
-            ReserveInput(payout_id=self._payout_id, owner=workflow.info().run_id, request=req),
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(minutes=10),
-            retry_policy=_LEDGER_RETRY,
-            summary="reserve the payout in the ledger (limits, duplicates)",
+        reserved = await calls.reserve(
+            ReserveInput(payout_id=self._payout_id, owner=workflow.info().run_id, request=req)
         )
         if not reserved.accepted:
             self._update(rejection_reason=reserved.reason)
@@ -152,19 +124,14 @@ class ReceiptPayoutWorkflow:
 
         self._show(PayoutStatus.RESERVED)
         self._emit("payout_initiated")
-        self._placeholder = workflow.start_activity_method(
-            NotifyActivities.notify,
+        self._placeholder = calls.start_notify(
             NotifyInput(
                 telegram_id=req.telegram_id,
                 kind=NotifyKind.PROCESSING,
                 language=req.language,
                 amount_kopecks=req.amount_kopecks,
             ),
-            task_queue=NOTIFY_TASK_QUEUE,
-            start_to_close_timeout=timedelta(seconds=15),
-            schedule_to_close_timeout=timedelta(minutes=2),
-            retry_policy=_SIDE_EFFECT_RETRY,
-            summary="tell the user: processing your top-up",
+            "tell the user: processing your top-up",
         )
 
         while self._current.status not in TERMINAL:
@@ -184,7 +151,8 @@ class ReceiptPayoutWorkflow:
             return
         self._seen_callbacks.add(callback.dedupe_key)
         self._inbox.append(callback)
-        self._update(callbacks_seen=len(self._seen_callbacks))
+        if self._view is not None:  # a signal can be delivered before run() has built the view
+            self._update(callbacks_seen=len(self._seen_callbacks))
 
     @workflow.query(name="status", description="The payout as it stands (masked phone only).")
     def status(self) -> PayoutView:
@@ -284,8 +252,7 @@ class ReceiptPayoutWorkflow:
         if not started:
             await self._start_round()
         try:
-            created = await workflow.execute_activity_method(
-                BillActivities.create_bill,
+            created = await calls.create_bill(
                 CreateBillInput(
                     payout_id=self._payout_id,
                     receipt_id=req.receipt_id,
@@ -296,10 +263,7 @@ class ReceiptPayoutWorkflow:
                     payee_id=req.payee_id,
                     round_no=self._round,
                 ),
-                start_to_close_timeout=timedelta(seconds=self._policy.bill_attempt_timeout_seconds),
-                schedule_to_close_timeout=timedelta(minutes=15),
-                retry_policy=_BILL_RETRY,
-                summary=f"Portmone bills.create, round {self._round}",
+                self._policy.bill_attempt_timeout_seconds,
             )
         except ActivityError as err:
             reason, detail = self._bill_failure_reason(err)
@@ -412,14 +376,7 @@ class ReceiptPayoutWorkflow:
             currency=req.currency,
         )
         try:
-            await workflow.execute_activity_method(
-                TelecomActivities.topup,
-                topup,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=30),
-                retry_policy=_TELECOM_RETRY,
-                summary="telecom top-up (when configured)",
-            )
+            await calls.topup(topup)
         except ActivityError as err:
             self._paid_callback = cb
             await self._escalate(reason_text(EscalationReason.TELECOM_FAILED), str(err.cause or err), cb)
@@ -530,24 +487,15 @@ class ReceiptPayoutWorkflow:
 
     async def _remind(self) -> None:
         self._update(reminders_sent=self._current.reminders_sent + 1)
-        try:
-            await workflow.execute_activity_method(
-                NotifyActivities.remind_operators,
-                ReminderInput(
-                    payout_id=self._payout_id,
-                    receipt_id=self._req.receipt_id,
-                    reason=self._current.escalation_reason or "unknown",
-                    amount_kopecks=self._req.amount_kopecks,
-                    reminder_no=self._current.reminders_sent,
-                ),
-                task_queue=NOTIFY_TASK_QUEUE,
-                start_to_close_timeout=timedelta(seconds=15),
-                schedule_to_close_timeout=timedelta(minutes=2),
-                retry_policy=_SIDE_EFFECT_RETRY,
-                summary="remind operators: payout waits in manual review",
+        await calls.remind_best_effort(
+            ReminderInput(
+                payout_id=self._payout_id,
+                receipt_id=self._req.receipt_id,
+                reason=self._current.escalation_reason or "unknown",
+                amount_kopecks=self._req.amount_kopecks,
+                reminder_no=self._current.reminders_sent,
             )
-        except ActivityError:
-            workflow.logger.warning("operator reminder failed for %s", self._payout_id)
+        )
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -576,8 +524,7 @@ class ReceiptPayoutWorkflow:
     async def _transition(
         self, to: PayoutStatus, *, reason: str | None = None, callback: CallbackSignal | None = None
     ) -> None:
-        await workflow.execute_activity_method(
-            LedgerActivities.transition,
+        await calls.transition(
             TransitionInput(
                 payout_id=self._payout_id,
                 to_status=to,
@@ -586,19 +533,14 @@ class ReceiptPayoutWorkflow:
                 error_code=callback.error_code if callback else None,
                 error_description=callback.error_description if callback else None,
                 processed_callback_id=callback.callback_id if callback else None,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(minutes=10),
-            retry_policy=_LEDGER_RETRY,
-            summary=f"ledger: {to.value}",
+            )
         )
         self._show(to)
 
     async def _record_operator_action(
         self, action: str, operator: str, reason: str, reference: str | None, key: str, details: dict[str, str]
     ) -> None:
-        await workflow.execute_activity_method(
-            LedgerActivities.record_operator_action,
+        await calls.record_operator_action(
             OperatorActionInput(
                 payout_id=self._payout_id,
                 action=action,
@@ -607,11 +549,7 @@ class ReceiptPayoutWorkflow:
                 reference=reference,
                 idempotency_key=key,
                 details=details,
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(minutes=10),
-            retry_policy=_LEDGER_RETRY,
-            summary=f"audit: operator {action}",
+            )
         )
 
     def _tell_user(self, kind: NotifyKind) -> None:
@@ -626,24 +564,16 @@ class ReceiptPayoutWorkflow:
                 message_id = (await self._placeholder).message_id
             except ActivityError:
                 message_id = None
-        try:
-            await workflow.execute_activity_method(
-                NotifyActivities.notify,
-                NotifyInput(
-                    telegram_id=req.telegram_id,
-                    kind=kind,
-                    language=req.language,
-                    amount_kopecks=req.amount_kopecks,
-                    message_id=message_id,
-                ),
-                task_queue=NOTIFY_TASK_QUEUE,
-                start_to_close_timeout=timedelta(seconds=15),
-                schedule_to_close_timeout=timedelta(minutes=2),
-                retry_policy=_SIDE_EFFECT_RETRY,
-                summary=f"tell the user: {kind.value}",
-            )
-        except ActivityError:
-            workflow.logger.warning("telegram notification %s failed for %s", kind.value, self._payout_id)
+        await calls.notify_best_effort(
+            NotifyInput(
+                telegram_id=req.telegram_id,
+                kind=kind,
+                language=req.language,
+                amount_kopecks=req.amount_kopecks,
+                message_id=message_id,
+            ),
+            f"tell the user: {kind.value}",
+        )
 
     def _emit(self, name: str, *, reason: str | None = None) -> None:
         event = AnalyticsEvent(
@@ -653,21 +583,7 @@ class ReceiptPayoutWorkflow:
             status=self._current.status,
             reason=reason,
         )
-        self._background(self._emit_event(event))
-
-    async def _emit_event(self, event: AnalyticsEvent) -> None:
-        try:
-            await workflow.execute_activity_method(
-                NotifyActivities.emit_event,
-                event,
-                task_queue=NOTIFY_TASK_QUEUE,
-                start_to_close_timeout=timedelta(seconds=10),
-                schedule_to_close_timeout=timedelta(minutes=2),
-                retry_policy=_SIDE_EFFECT_RETRY,
-                summary=f"analytics: {event.name}",
-            )
-        except ActivityError:
-            workflow.logger.warning("analytics event %s failed for %s", event.name, self._payout_id)
+        self._background(calls.emit_best_effort(event))
 
     def _background(self, coro: Awaitable[None]) -> None:
         async def run() -> None:

