@@ -10,6 +10,15 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.stack import Stack, running_stack
+from tests.temporal_envs import time_skipping_server
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of their own: these tests leave payouts waiting in manual review, and
+    their timers would hold the shared server's clock for the virtual-time tests that follow."""
+    async with time_skipping_server() as environment:
+        yield environment
 
 
 @pytest.fixture
