@@ -51,6 +51,20 @@ TEST_PHONE = "380001234567"
 OPERATORS_CHAT_ID = "-1001234567890"
 
 
+def sample_receipt(receipt_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """An accepted-receipt intake body (fake phone, 25.00 UAH, accepted now), with overrides."""
+    body: dict[str, Any] = {
+        "receipt_id": receipt_id or f"R-{uuid.uuid4().hex[:12]}",
+        "telegram_id": 4242,
+        "msisdn": TEST_PHONE,
+        "amount_kopecks": 2500,
+        "currency": "UAH",
+        "accepted_at": datetime.now(UTC).isoformat(),
+    }
+    body.update(overrides)
+    return body
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -131,16 +145,7 @@ class Stack:
     # ---- intake --------------------------------------------------------------------------------
 
     def receipt(self, receipt_id: str | None = None, **overrides: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "receipt_id": receipt_id or f"R-{uuid.uuid4().hex[:12]}",
-            "telegram_id": 4242,
-            "msisdn": TEST_PHONE,
-            "amount_kopecks": 2500,
-            "currency": "UAH",
-            "accepted_at": datetime.now(UTC).isoformat(),
-        }
-        body.update(overrides)
-        return body
+        return sample_receipt(receipt_id, **overrides)
 
     async def post_receipt(self, body: dict[str, Any], token: str | None = None) -> httpx.Response:
         token = devdefaults.DEV_INTAKE_TOKEN if token is None else token

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,22 +18,15 @@ from payouts import devdefaults
 from payouts.models import payout_workflow_id
 from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from tests.security.helpers import auth_failures, extra_webhook, state, with_webhook, workflow_exists
-from tests.stack import TEST_PHONE, Stack
+from tests.stack import TEST_PHONE, Stack, sample_receipt
 
 INTAKE_SECRET = "intake-signing-secret-for-tests-000000001"
 AUTH = {"Authorization": f"Bearer {devdefaults.DEV_INTAKE_TOKEN}"}
 
 
 def receipt(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "receipt_id": f"SEC-{uuid.uuid4().hex[:10]}",
-        "telegram_id": 4242,
-        "msisdn": TEST_PHONE,
-        "amount_kopecks": 2500,
-        "currency": "UAH",
-        "accepted_at": datetime.now(UTC).isoformat(),
-    }
-    body.update(overrides)
+    """A valid intake body; a field given as _DROP is left out."""
+    body = sample_receipt(**{"receipt_id": f"SEC-{uuid.uuid4().hex[:10]}", **overrides})
     return {k: v for k, v in body.items() if v is not _DROP}
 
 
