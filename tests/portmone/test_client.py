@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -630,3 +632,214 @@ async def test_from_settings_builds_a_tls12_client_with_the_certificate(tmp_path
 async def test_plain_http_base_has_no_tls_context(sandbox: SandboxHandle) -> None:
     async with make_client(sandbox) as client:
         assert client.ssl_context is None
+
+
+# ---- the whole call is bounded: total_timeout = connect + write + read ------------------------
+
+
+def test_total_timeout_is_connect_plus_write_plus_read() -> None:
+    client = PortmoneClient(login="l", password="p", connect_timeout=1.5, write_timeout=2.0, read_timeout=4.0)
+    assert client.total_timeout == 7.5
+    defaults = PortmoneClient(login="l", password="p")
+    assert defaults.total_timeout == 5.0 + 10.0 + 20.0
+    settings = PortmoneSettings(
+        login="l", password=SecretStr("p"), connect_timeout_seconds=3, write_timeout_seconds=4, read_timeout_seconds=6
+    )
+    assert settings.total_timeout_seconds == 13
+    assert PortmoneClient.from_settings(settings).total_timeout == 13
+    with pytest.raises(ValueError, match="timeouts must be positive"):
+        PortmoneClient(login="l", password="p", write_timeout=0)
+
+
+@dataclasses.dataclass
+class Trickle:
+    port: int
+    answered: list[int]
+
+
+@contextlib.asynccontextmanager
+async def trickling_proxy(sandbox: SandboxHandle, *, trickle_headers: bool) -> AsyncIterator[Trickle]:
+    """A tiny HTTP server in front of the real sandbox: it hands the request to the sandbox, then
+    returns the sandbox's answer one byte every 0.2 s (from the first byte of the status line, or
+    from the first byte of the body after sending the headers at once). No single read ever waits
+    longer than 0.2 s, so a per-read timeout never fires."""
+    answered: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length"))
+            form = await reader.readexactly(length)
+            upstream = await sandbox.http.post(
+                sandbox.api_url, content=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+            )
+            answered.append(upstream.status_code)
+            body = upstream.content
+            headers = (
+                f"HTTP/1.1 {upstream.status_code} OK\r\nContent-Type: text/xml; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            if not trickle_headers:
+                writer.write(headers)
+                await writer.drain()
+            for i in range(len(body) + (len(headers) if trickle_headers else 0)):
+                data = (headers + body) if trickle_headers else body
+                writer.write(data[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield Trickle(port=server.sockets[0].getsockname()[1], answered=answered)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_per_read_timeout_alone_does_not_stop_a_trickled_answer(sandbox: SandboxHandle) -> None:
+    """The premise: httpx with a 0.5 s read timeout keeps reading a trickle for 4 times as long."""
+    received = 0
+
+    async def read_for_two_seconds(http: httpx.AsyncClient, port: int) -> None:
+        nonlocal received
+        async with asyncio.timeout(2.0), http.stream(
+            "POST", f"http://127.0.0.1:{port}/api/directcash/", data=_form()
+        ) as response:
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+
+    async with trickling_proxy(sandbox, trickle_headers=False) as proxy, httpx.AsyncClient(
+        timeout=httpx.Timeout(0.5), trust_env=False
+    ) as http:
+        # Our own 2 s limit ends it, not httpx's read timeout (that would be httpx.ReadTimeout).
+        with pytest.raises(TimeoutError):
+            await read_for_two_seconds(http, proxy.port)
+    assert received >= 5  # bytes kept coming
+
+
+def _form() -> dict[str, str]:
+    return {
+        "method": "bills.create", "login": devdefaults.DEV_PORTMONE_LOGIN, "password": PASSWORD, "version": "2",
+        "payeeId": PAYEE, "contractNumber": TEST_PHONE, "amount": "25.00", "currency": "UAH", "comment": "r-1",
+    }
+
+
+@pytest.mark.parametrize("trickle_headers", [False, True], ids=["body", "status-line"])
+async def test_the_total_budget_stops_a_trickled_answer_as_outcome_unknown(
+    sandbox: SandboxHandle, trickle_headers: bool
+) -> None:
+    async with trickling_proxy(sandbox, trickle_headers=trickle_headers) as proxy, PortmoneClient(
+        api_base=f"http://127.0.0.1:{proxy.port}/api/directcash/",
+        login=devdefaults.DEV_PORTMONE_LOGIN,
+        password=SecretStr(PASSWORD),
+        connect_timeout=0.5,
+        write_timeout=0.5,
+        read_timeout=0.5,
+    ) as client:
+        assert client.total_timeout == 1.5
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await _create(client)
+        took = loop.time() - started
+    assert isinstance(outcome, OutcomeUnknown), outcome
+    assert "total time budget of 1.5 s exceeded" in outcome.reason
+    if trickle_headers:
+        assert outcome.exchange.http_status is None
+        assert "waiting for the answer" in outcome.reason
+    else:
+        assert outcome.exchange.http_status == 200
+        assert "while reading the HTTP 200 answer" in outcome.reason
+    assert outcome.exchange.response_body is None
+    assert 1.5 <= took < 3.0
+    assert 1500 <= outcome.exchange.elapsed_ms < 3000
+    _assert_redacted(outcome)
+    # Right to call it unknown: Portmone (the sandbox) did create the bill.
+    assert proxy.answered == [200]
+    [bill] = await sandbox.records("bills")
+    assert bill["status"] == "CREATED"
+
+
+async def test_the_budget_counts_the_wait_for_the_answer_too(sandbox: SandboxHandle) -> None:
+    """The sandbox delays its answer (latency fault) by less than the read timeout, then the body
+    trickles: the call ends at the total budget counted from the start (2 s), not from the first
+    byte of the answer (1.4 + 2 s)."""
+    await sandbox.set_faults({"latency_ms": 1400})
+    async with trickling_proxy(sandbox, trickle_headers=False) as proxy, PortmoneClient(
+        api_base=f"http://127.0.0.1:{proxy.port}/api/directcash/",
+        login=devdefaults.DEV_PORTMONE_LOGIN,
+        password=SecretStr(PASSWORD),
+        connect_timeout=0.2,
+        write_timeout=0.2,
+        read_timeout=1.6,
+    ) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, OutcomeUnknown), outcome
+    assert "total time budget of 2 s exceeded while reading the HTTP 200 answer" in outcome.reason
+    assert 2000 <= outcome.exchange.elapsed_ms < 2800
+    requests = await sandbox.records("requests")
+    assert requests[-1]["faults"] == ["latency_ms=1400"]
+
+
+async def test_latency_within_the_budget_is_waited_for(sandbox: SandboxHandle) -> None:
+    """A slow but timely answer is not cut short: the total budget exceeds the read timeout."""
+    await sandbox.set_faults({"latency_ms": 700})
+    async with make_client(sandbox, connect_timeout=0.5, write_timeout=0.5, read_timeout=1.0) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredOk), outcome
+    assert outcome.exchange.elapsed_ms >= 700
+
+
+class StalledTransport(httpx.AsyncBaseTransport):
+    """Reports progress the way httpx's own transport does (trace events), then stalls for good."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        trace = request.extensions.get("trace")
+        for name in self.events:
+            if trace is not None:
+                await trace(name, {})
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("events", "expected", "detail"),
+    [
+        # Still connecting (TCP, TLS) when the budget ran out: nothing left this process.
+        (["connection.connect_tcp.started"], NotSent, "before the request was sent"),
+        (
+            ["connection.connect_tcp.started", "connection.connect_tcp.complete", "connection.start_tls.started"],
+            NotSent,
+            "before the request was sent",
+        ),
+        # Headers on their way: it may have reached Portmone.
+        (
+            ["connection.connect_tcp.complete", "http11.send_request_headers.started"],
+            OutcomeUnknown,
+            "waiting for the answer",
+        ),
+        (["http11.send_request_headers.started", "http11.send_request_body.complete"], OutcomeUnknown, "waiting"),
+        # A transport that reports nothing proves nothing: unknown.
+        ([], OutcomeUnknown, "waiting for the answer"),
+    ],
+)
+async def test_a_budget_overrun_is_not_sent_only_while_connecting(
+    events: list[str], expected: type, detail: str
+) -> None:
+    async with _client(
+        StalledTransport(events), connect_timeout=0.1, write_timeout=0.1, read_timeout=0.2
+    ) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, expected), outcome
+    assert isinstance(outcome, NotSent | OutcomeUnknown)
+    assert "total time budget of 0.4 s exceeded" in outcome.reason
+    assert detail in outcome.reason
+    assert outcome.exchange.http_status is None
+    assert outcome.exchange.request["password"] == "***"
