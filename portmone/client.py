@@ -2,9 +2,10 @@
 
 Retrying is Temporal's job. This client's job is to say precisely what happened to one request
 (see `portmone.results`): answered ok, answered fail, not sent, or outcome unknown. Inputs are
-validated before anything is sent; every outcome carries a redacted `Exchange` for the archive;
-the log names the method, the outcome, the HTTP status and the time taken, never the password or
-the phone.
+validated before anything is sent, and apart from sending (`bill_request(...)` builds a validated
+`BillRequest`, `send(request)` sends it); every outcome carries a redacted `Exchange` for the
+archive; the log names the method, the outcome, the HTTP status and the time taken, never the
+password or the phone.
 
 Time: httpx's timeouts apply per operation (the read timeout to each read), so a server that
 trickles its answer could hold one call for ever. The whole exchange (pool wait, connect, send,
@@ -27,11 +28,10 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from payouts.money import MoneyError, format_amount
-from payouts.msisdn import is_valid_msisdn
 from payouts.settings import PortmoneSettings
 from portmone import protocol as p
 from portmone.redact import REDACTED, redact_params, redact_xml
+from portmone.request import BillRequest
 from portmone.results import (
     AnsweredFail,
     AnsweredOk,
@@ -210,37 +210,39 @@ class PortmoneClient:
 
     # -- methods -----------------------------------------------------------------------------
 
+    @staticmethod
+    def bill_request(
+        *, payee_id: str, contract_number: str, amount_kopecks: int, currency: str, comment: str
+    ) -> BillRequest:
+        """A validated `bills.create` request; raises ValueError for invalid input. Sends nothing."""
+        return BillRequest(
+            payee_id=payee_id,
+            contract_number=contract_number,
+            amount_kopecks=amount_kopecks,
+            currency=currency,
+            comment=comment,
+        )
+
+    async def send(self, request: BillRequest) -> Outcome:
+        """Send a request built by `bill_request`: returns exactly one outcome and never raises for
+        input, network or protocol trouble (only RuntimeError on a closed client)."""
+        if not isinstance(request, BillRequest):
+            raise TypeError(f"send() takes a BillRequest, not {type(request).__name__}")
+        return await self._call(request.method, request.params())
+
     async def create_bill(
         self, *, payee_id: str, contract_number: str, amount_kopecks: int, currency: str, comment: str
     ) -> Outcome:
-        """`bills.create`. Raises ValueError (nothing sent) for invalid input; otherwise returns
-        exactly one outcome and never raises for network or protocol trouble."""
-        if not isinstance(payee_id, str) or not payee_id.strip():
-            raise ValueError("payee_id must not be empty")
-        if not isinstance(contract_number, str) or not is_valid_msisdn(contract_number):
-            raise ValueError("contract_number must be a phone number in the form 380 followed by 9 digits")
-        if isinstance(amount_kopecks, bool) or not isinstance(amount_kopecks, int):
-            raise ValueError("amount_kopecks must be an integer number of kopecks")
-        if amount_kopecks <= 0:
-            raise ValueError("amount_kopecks must be greater than zero")
-        try:
-            amount = format_amount(amount_kopecks)
-        except MoneyError as exc:
-            raise ValueError(str(exc)) from None
-        if currency not in p.CURRENCIES:
-            raise ValueError(f"currency must be one of {', '.join(sorted(p.CURRENCIES))}")
-        if not isinstance(comment, str) or len(comment) > p.MAX_COMMENT_LENGTH:
-            raise ValueError(f"comment must be a string of at most {p.MAX_COMMENT_LENGTH} characters")
-        return await self._call(
-            p.METHOD_BILLS_CREATE,
-            {
-                p.P_PAYEE_ID: payee_id,
-                p.P_CONTRACT_NUMBER: contract_number,
-                p.P_AMOUNT: amount,
-                p.P_CURRENCY: currency,
-                p.P_COMMENT: comment,
-            },
+        """`bills.create`: `bill_request(...)` then `send(...)`. Raises ValueError (nothing sent) for
+        invalid input; otherwise returns exactly one outcome."""
+        request = self.bill_request(
+            payee_id=payee_id,
+            contract_number=contract_number,
+            amount_kopecks=amount_kopecks,
+            currency=currency,
+            comment=comment,
         )
+        return await self.send(request)
 
     # -- the one HTTP exchange ---------------------------------------------------------------
 

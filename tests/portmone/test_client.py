@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from payouts.settings import PortmoneSettings
 from portmone import (
     AnsweredFail,
     AnsweredOk,
+    BillRequest,
     BillStatus,
     ErrorKind,
     NotSent,
@@ -843,3 +845,115 @@ async def test_a_budget_overrun_is_not_sent_only_while_connecting(
     assert detail in outcome.reason
     assert outcome.exchange.http_status is None
     assert outcome.exchange.request["password"] == "***"
+
+
+# ---- validating apart from sending: bill_request(...) then send(request) ------------------------
+
+# Today's messages, word for word: callers (the activity, the logs) rely on them.
+PHONE_FORM = "contract_number must be a phone number in the form 380 followed by 9 digits"
+INVALID_INPUTS = [
+    ({"contract_number": "0671234567"}, PHONE_FORM),
+    ({"contract_number": "+380001234567"}, PHONE_FORM),
+    ({"contract_number": 380001234567}, PHONE_FORM),
+    ({"amount_kopecks": 0}, "amount_kopecks must be greater than zero"),
+    ({"amount_kopecks": -5}, "amount_kopecks must be greater than zero"),
+    ({"amount_kopecks": True}, "amount_kopecks must be an integer number of kopecks"),
+    ({"amount_kopecks": 25.0}, "amount_kopecks must be an integer number of kopecks"),
+    ({"currency": "USD"}, "currency must be one of UAH"),
+    ({"comment": "x" * 256}, "comment must be a string of at most 255 characters"),
+    ({"comment": None}, "comment must be a string of at most 255 characters"),
+    ({"payee_id": " "}, "payee_id must not be empty"),
+    ({"payee_id": None}, "payee_id must not be empty"),
+]
+
+
+def _request_values(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "payee_id": PAYEE,
+        "contract_number": TEST_PHONE,
+        "amount_kopecks": 2500,
+        "currency": "UAH",
+        "comment": "receipt r-1",
+    }
+    values.update(overrides)
+    return values
+
+
+def test_bill_request_is_validated_immutable_and_masks_the_phone() -> None:
+    request = PortmoneClient.bill_request(**_request_values())
+    assert isinstance(request, BillRequest)
+    assert request == BillRequest(**_request_values())
+    assert request.method == "bills.create"
+    assert request.params() == {
+        "payeeId": PAYEE,
+        "contractNumber": TEST_PHONE,
+        "amount": "25.00",
+        "currency": "UAH",
+        "comment": "receipt r-1",
+    }
+    assert request.contract_masked == MASKED
+    for text in (repr(request), str(request), f"{request}", repr([request])):
+        assert TEST_PHONE not in text
+        assert MASKED in text
+        assert "2500" in text and "receipt r-1" in text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.contract_number = "380009999999"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        BillRequest(PAYEE, TEST_PHONE, 2500, "UAH", "c")  # type: ignore[misc]  # keywords only: no mix-ups
+
+
+@pytest.mark.parametrize(("overrides", "message"), INVALID_INPUTS)
+async def test_invalid_input_is_refused_by_bill_request_with_todays_messages(
+    overrides: dict[str, Any], message: str
+) -> None:
+    exactly = f"^{re.escape(message)}$"
+    with pytest.raises(ValueError, match=exactly) as built:
+        PortmoneClient.bill_request(**_request_values(**overrides))
+    assert TEST_PHONE not in str(built.value)
+    # A BillRequest cannot be made around the check, and create_bill says the same, sending nothing.
+    with pytest.raises(ValueError, match=exactly):
+        BillRequest(**_request_values(**overrides))
+    transport = CountingTransport(exc=AssertionError("must not be called"))
+    async with _client(transport) as client:
+        with pytest.raises(ValueError, match=exactly):
+            await client.create_bill(**_request_values(**overrides))
+    assert transport.calls == 0
+
+
+async def test_send_a_prepared_request_to_the_sandbox(
+    sandbox: SandboxHandle, portmone_client: PortmoneClient
+) -> None:
+    request = portmone_client.bill_request(**_request_values(comment="receipt r-send"))
+    outcome = await portmone_client.send(request)
+    assert isinstance(outcome, AnsweredOk), outcome
+    assert outcome.bill.contract_number == TEST_PHONE
+    assert outcome.bill.amount_kopecks == 2500
+    assert outcome.bill.comment == "receipt r-send"
+    assert outcome.exchange.request["amount"] == "25.00"
+    _assert_redacted(outcome)
+    [bill] = await sandbox.records("bills")
+    assert bill["bill_id"] == outcome.bill.bill_id
+    # The same request sent again is a second bill: sending is never idempotent.
+    again = await portmone_client.send(request)
+    assert isinstance(again, AnsweredOk)
+    assert again.bill.bill_id != outcome.bill.bill_id
+
+
+async def test_send_only_takes_a_bill_request_and_sends_nothing_else() -> None:
+    transport = CountingTransport(exc=AssertionError("must not be called"))
+    async with _client(transport) as client:
+        with pytest.raises(TypeError, match="BillRequest"):
+            await client.send(_request_values())  # type: ignore[arg-type]
+    assert transport.calls == 0
+
+
+async def test_send_never_raises_for_network_trouble() -> None:
+    request = PortmoneClient.bill_request(**_request_values())
+    async with _client(CountingTransport(exc=httpx.ReadError("reset"))) as client:
+        assert isinstance(await client.send(request), OutcomeUnknown)
+    async with _client(CountingTransport(exc=httpx.ConnectError("refused"))) as client:
+        assert isinstance(await client.send(request), NotSent)
+    closed = _client(CountingTransport(exc=AssertionError("unused")))
+    await closed.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await closed.send(request)
