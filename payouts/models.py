@@ -202,8 +202,9 @@ class PayoutPolicy(_Model):
     max_bill_rounds: int = Field(default=3, ge=1)
     retry_backoff_seconds: int = Field(default=300, ge=1)
     manual_reminder_seconds: int = Field(default=4 * 3600, ge=1)
-    # One bills.create attempt; above PORTMONE connect + read timeouts. A worker that dies mid-call
-    # is noticed after this long, and the retry then finds the unfinished attempt.
+    # One bills.create attempt; above the Portmone call's total budget plus the ledger writes
+    # (payouts.settings.bill_attempt_timing_problem). A worker that dies mid-call is noticed
+    # after this long, and the retry then finds the unfinished attempt.
     bill_attempt_timeout_seconds: int = Field(default=90, ge=1)
 
 

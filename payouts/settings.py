@@ -11,12 +11,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payouts.listsettings import IPNetwork, parse_fingerprints, parse_networks, split_list
 
 DEFAULT_PORTMONE_API_BASE = "https://direct.portmone.com.ua/api/directcash/"
+# Room inside one bills.create attempt for the ledger writes around the Portmone call (the
+# `prepared` attempt before it, the attempt's ending and the archive after it):
+# PAYOUT_BILL_ATTEMPT_TIMEOUT_SECONDS must exceed the call's total budget plus this.
+BILL_ATTEMPT_LEDGER_MARGIN_SECONDS = 10.0
 
 
 class ConfigError(RuntimeError):
@@ -218,6 +222,14 @@ class Settings(BaseSettings):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
+    @model_validator(mode="after")
+    def _bill_attempt_outlasts_the_call(self) -> Settings:
+        # A correctness rule, so it holds in dev mode too.
+        problem = bill_attempt_timing_problem(self.portmone, self.payout)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
@@ -239,6 +251,23 @@ class Settings(BaseSettings):
                 + "\n".join(f"  - {p}" for p in problems)
                 + "\nSet them in the environment or .env (PAYOUTS_ENV=dev uses the embedded dev defaults)."
             )
+
+
+def bill_attempt_timing_problem(portmone: PortmoneSettings, payout: PayoutSettings) -> str | None:
+    """Why one bills.create attempt could end (start-to-close) while its Portmone call is still
+    running and before its ledger writes are done, or None when the timing is sound."""
+    budget = portmone.total_timeout_seconds
+    needed = budget + BILL_ATTEMPT_LEDGER_MARGIN_SECONDS
+    attempt = payout.bill_attempt_timeout_seconds
+    if attempt > needed:
+        return None
+    return (
+        f"PAYOUT_BILL_ATTEMPT_TIMEOUT_SECONDS={attempt:g} must be greater than the Portmone call's total "
+        f"budget PORTMONE_CONNECT_TIMEOUT_SECONDS={portmone.connect_timeout_seconds:g} + "
+        f"PORTMONE_WRITE_TIMEOUT_SECONDS={portmone.write_timeout_seconds:g} + "
+        f"PORTMONE_READ_TIMEOUT_SECONDS={portmone.read_timeout_seconds:g} = {budget:g} s, plus "
+        f"{BILL_ATTEMPT_LEDGER_MARGIN_SECONDS:g} s for the ledger writes around the call (more than {needed:g} s)"
+    )
 
 
 def _check_portmone(s: Settings) -> list[str]:
@@ -376,5 +405,9 @@ def load_settings() -> Settings:
     try:
         return Settings(**sections)  # type: ignore[arg-type]  # __init__ also reads PAYOUTS_ENV / _DATA_DIR
     except ValidationError as exc:
-        msgs = [f"PAYOUTS_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors() if e["loc"]]
+        # A field error names its PAYOUTS_ variable; a rule across sections names its own.
+        msgs = [
+            f"PAYOUTS_{str(e['loc'][0]).upper()}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        ]
         raise ConfigError("invalid settings:\n" + "\n".join(f"  - {m}" for m in msgs)) from None

@@ -103,6 +103,7 @@ def stack_settings(
             api_base=f"{sandbox}/api/directcash/",
             payee_id=devdefaults.DEV_PAYEE_ID,
             connect_timeout_seconds=2.0,
+            write_timeout_seconds=2.0,
             read_timeout_seconds=read_timeout,
         ),
         ledger=ledger or LedgerSettings(url=f"sqlite+aiosqlite:///{tmp}/ledger.db"),

@@ -35,6 +35,23 @@ def test_invalid_setting_values_are_named(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_an_attempt_timeout_the_portmone_call_could_outlive_is_refused(tmp_path: Path) -> None:
+    # Default budget 5 + 10 + 20 s plus the 10 s ledger margin: the attempt needs more than 45 s.
+    production = payouts("worker", env=clean_env(PAYOUT_BILL_ATTEMPT_TIMEOUT_SECONDS="45"), cwd=tmp_path)
+    dev = payouts(
+        "migrate", env=clean_env(PAYOUTS_ENV="dev", PORTMONE_READ_TIMEOUT_SECONDS="80"), cwd=tmp_path
+    )
+
+    for result, attempt, read, needed in ((production, "45", "20", "45"), (dev, "90", "80", "105")):
+        assert result.returncode == 2
+        for setting in (f"PAYOUT_BILL_ATTEMPT_TIMEOUT_SECONDS={attempt}", "PORTMONE_CONNECT_TIMEOUT_SECONDS=5",
+                        "PORTMONE_WRITE_TIMEOUT_SECONDS=10", f"PORTMONE_READ_TIMEOUT_SECONDS={read}",
+                        f"more than {needed} s"):
+            assert setting in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".data").exists()
+
+
 def test_migrate_creates_the_sqlite_ledger(tmp_path: Path) -> None:
     db = tmp_path / "sub" / "ledger.db"
     result = payouts("migrate", env=clean_env(LEDGER_URL=f"sqlite+aiosqlite:///{db}"), cwd=tmp_path)

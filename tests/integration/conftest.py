@@ -20,7 +20,8 @@ def short_policy(**overrides: int) -> PayoutSettings:
         "retry_backoff_seconds": 1,
         "max_bill_rounds": 2,
         "manual_reminder_seconds": 3600,
-        "bill_attempt_timeout_seconds": 4,
+        # Above the stack's Portmone budget (connect 2 + write 2 + read 2) plus the 10 s ledger margin.
+        "bill_attempt_timeout_seconds": 20,
     }
     values.update(overrides)
     return PayoutSettings(**values)

@@ -38,14 +38,16 @@ async def wait_until(check, timeout: float = 30) -> None:  # type: ignore[no-unt
 
 @pytest.mark.parametrize("moment", ["before_portmone_answers", "after_portmone_committed"])
 async def test_sigkill_during_create_bill(dev_env: WorkflowEnvironment, tmp_path: Path, moment: str) -> None:
+    # The attempt (20 s: above connect 2 + write 2 + read 5 plus the 10 s ledger margin) times out
+    # while the sandbox still holds the request (30 s, or commit_then_hang's hang).
     async with running_stack(
-        dev_env.client, tmp_path, workers=False, read_timeout=20.0,
-        payout=short_policy(bill_attempt_timeout_seconds=3),
+        dev_env.client, tmp_path, workers=False, read_timeout=5.0,
+        payout=short_policy(bill_attempt_timeout_seconds=20),
     ) as stack:
         if moment == "after_portmone_committed":
             await stack.faults({"commit_then_hang": {"probability": 1.0, "times": 1}})
         else:
-            await stack.faults({"latency_ms": {"probability": 1.0, "times": 1, "ms": 2000}})
+            await stack.faults({"latency_ms": {"probability": 1.0, "times": 1, "ms": 30_000}})
         log = tmp_path / "worker.log"
         worker = start_worker(stack, log)
         restarted: subprocess.Popen[bytes] | None = None
