@@ -191,6 +191,8 @@ class SandboxSettings(BaseSettings):
     port: int = Field(default=8099, ge=0, le=65535)
     callback_url: str | None = None
     callback_delay_seconds: float = Field(default=0.5, ge=0)
+    # Seeds every random choice of the sandbox (fault rolls, callback verdicts); unset: a random seed.
+    seed: int | None = Field(default=None, ge=0)
 
 
 class Settings(BaseSettings):

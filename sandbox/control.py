@@ -1,6 +1,6 @@
 """`/_sandbox/`: the sandbox's records and controls (for tests, `payouts dev` and people).
 
-GET  /_sandbox/health                      {"status": "ok", ...counts}
+GET  /_sandbox/health                      {"status": "ok", "seed": int, ...counts}
 GET  /_sandbox/requests                    {"requests": [...]}  every Portmone request, redacted
 GET  /_sandbox/bills                       {"bills": [...]}     phones masked
 GET  /_sandbox/callbacks                   {"callbacks": [...]} each callback with its attempts
@@ -8,7 +8,8 @@ GET  /_sandbox/telegram                    {"telegram": [...]}
 GET  /_sandbox/telecom                     {"telecom": [...]}
 GET  /_sandbox/faults                      the fault table (format: sandbox.faults)
 POST /_sandbox/faults[?mode=replace]       merge (default) or replace; 400 and unchanged on bad input
-POST /_sandbox/reset                       forget records, bills and faults
+POST /_sandbox/reset                       forget records, bills and faults; restart the random
+                                           streams from the seed ({"seed": int} body: a new seed)
 GET/POST /_sandbox/settings                {"callback_url": str|null, "callback_delay_seconds": number}
 POST /_sandbox/bills/{bill_id}/callback    {"status": "PAYED|REJECTED|CREATED|RETURN", "error_code"?: str}
 """
@@ -63,6 +64,7 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "ok",
+            "seed": state.seed,
             "bills": len(state.bills),
             "requests": len(state.requests),
             "pending_tasks": len(state.tasks),
@@ -110,8 +112,15 @@ async def post_faults(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    await _state(request).reset()
-    return web.json_response({"status": "reset"})
+    state = _state(request)
+    spec = await _json_body(request)
+    if not isinstance(spec, dict) or set(spec) - {"seed"}:
+        return _bad('reset takes no body or {"seed": <non-negative integer>}')
+    seed = spec.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        return _bad("seed must be a non-negative integer")
+    await state.reset(seed)
+    return web.json_response({"status": "reset", "seed": state.seed})
 
 
 def _settings_json(state: SandboxState) -> dict[str, Any]:

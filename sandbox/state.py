@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import secrets
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -50,6 +51,10 @@ class SimBill:
         }
 
 
+def _random_seed() -> int:
+    return secrets.randbelow(2**32)
+
+
 class SandboxState:
     """Everything one sandbox app knows. Lives in the app under `STATE`."""
 
@@ -58,7 +63,13 @@ class SandboxState:
         self.callback_url: str | None = config.callback_url
         self.callback_delay_seconds: float = config.callback_delay_seconds
         self.faults: FaultTable = config.faults.merged({})
-        self.rng = random.Random(config.seed)
+        # Every random choice comes from `seed` (SANDBOX_SEED, or a random one that health reports):
+        # one stream per fake, so Telegram and telecom calls never shift Portmone's choices.
+        self.seed: int = config.seed if config.seed is not None else _random_seed()
+        self.rng = random.Random()
+        self.telegram_rng = random.Random()
+        self.telecom_rng = random.Random()
+        self._reseed()
         self.bills: dict[str, SimBill] = {}
         self.requests: deque[dict[str, Any]] = deque(maxlen=config.max_records)
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=config.max_records)
@@ -75,6 +86,11 @@ class SandboxState:
         # Bill ids: milliseconds at start + a counter, so a restarted sandbox never reuses one.
         self._bill_prefix = str(int(time.time() * 1000))
         self._bill_counter = itertools.count(1)
+
+    def _reseed(self) -> None:
+        self.rng.seed(f"{self.seed}/portmone")
+        self.telegram_rng.seed(f"{self.seed}/telegram")
+        self.telecom_rng.seed(f"{self.seed}/telecom")
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -100,12 +116,15 @@ class SandboxState:
         self.release.set()
         self.release = asyncio.Event()
 
-    async def reset(self) -> None:
-        """Forget every record, bill and fault; pending callbacks are cancelled."""
+    async def reset(self, seed: int | None = None) -> None:
+        """Forget every record, bill and fault; pending callbacks are cancelled; the random streams
+        start again from the seed (`seed` replaces it when given)."""
         self.release_hanging()
         await self.cancel_tasks()
         self.faults = FaultTable()
-        self.rng = random.Random(self.config.seed)
+        if seed is not None:
+            self.seed = seed
+        self._reseed()
         self.bills.clear()
         self.requests.clear()
         self.callbacks.clear()

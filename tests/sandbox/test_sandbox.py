@@ -290,6 +290,7 @@ async def test_health(sandbox: SandboxHandle) -> None:
     resp = await sandbox.http.get(f"{sandbox.base_url}/_sandbox/health")
     assert resp.status_code == 200
     assert resp.json()["status"] == "ok"
+    assert resp.json()["seed"] == sandbox.state.config.seed == 1234
 
 
 # ---- Telegram fake ----------------------------------------------------------------------------
@@ -438,7 +439,7 @@ def test_config_from_settings_uses_settings_then_dev_defaults() -> None:
     settings = Settings(
         portmone=PortmoneSettings(login="", payee_id="p-1", payee_prefixes={"38067": "p-kyivstar"}),
         sandbox=SandboxSettings(
-            callback_url="http://127.0.0.1:8080/portmone/callback", callback_delay_seconds=0.2
+            callback_url="http://127.0.0.1:8080/portmone/callback", callback_delay_seconds=0.2, seed=5
         ),
         telegram=TelegramSettings(),
     )
@@ -448,8 +449,11 @@ def test_config_from_settings_uses_settings_then_dev_defaults() -> None:
     assert config.payee_ids == {"p-1", "p-kyivstar"}
     assert config.callback_url == "http://127.0.0.1:8080/portmone/callback"
     assert config.callback_delay_seconds == 0.2
+    assert config.seed == 5
+    assert SandboxConfig.from_settings(settings, seed=42).seed == 42  # the --seed flag wins
     assert config.telegram_token == devdefaults.DEV_TELEGRAM_TOKEN
     assert devdefaults.DEV_PORTMONE_PASSWORD not in repr(config)
     empty = PortmoneSettings(login="", password=SecretStr(""), payee_id="", payee_prefixes={})
     bare = SandboxConfig.from_settings(Settings(portmone=empty, sandbox=SandboxSettings(callback_url=None)))
     assert bare.payee_ids == {devdefaults.DEV_PAYEE_ID}
+    assert bare.seed is None

@@ -1,0 +1,113 @@
+"""The sandbox as a trustworthy model of Portmone's truth, over HTTP: replayable random choices."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from payouts import devdefaults
+from sandbox import start_sandbox
+from tests.sandbox_fixtures import WAIT_SECONDS, closed_port, sandbox_config
+
+COMMENT = "DarnitsaCashBot receipt R-1"
+MIXED_FAULTS: dict[str, Any] = {
+    "http_5xx": 0.2,
+    "fail_codes": {"4": 0.15, "30": 0.1},
+    "drop_callback": 0.3,
+    "duplicate_callback": 0.3,
+    "out_of_order": 0.3,
+}
+
+
+def _form(comment: str = COMMENT) -> dict[str, str]:
+    return {
+        "method": "bills.create",
+        "login": devdefaults.DEV_PORTMONE_LOGIN,
+        "password": devdefaults.DEV_PORTMONE_PASSWORD,
+        "version": "2",
+        "payeeId": devdefaults.DEV_PAYEE_ID,
+        "contractNumber": "380001234567",
+        "amount": "25.00",
+        "currency": "UAH",
+        "comment": comment,
+    }
+
+
+# ---- replayable runs --------------------------------------------------------------------------
+
+
+async def _run(http: httpx.AsyncClient, base: str, *, telegram: bool = False) -> list[tuple[Any, ...]]:
+    """Mixed faults, 40 bills.create; the choices the sandbox made (not ids or times)."""
+    assert (await http.post(f"{base}/_sandbox/faults", json=MIXED_FAULTS)).status_code == 200
+    if telegram:
+        assert (await http.post(f"{base}/_sandbox/faults", json={"telegram_fail": 0.5})).status_code == 200
+    # Callbacks go nowhere within the test: the plans wait a minute (cleanup cancels them).
+    settings = {"callback_url": f"http://127.0.0.1:{closed_port()}/cb", "callback_delay_seconds": 60}
+    assert (await http.post(f"{base}/_sandbox/settings", json=settings)).status_code == 200
+    for _ in range(40):
+        await http.post(f"{base}/api/directcash/", data=_form())
+        if telegram:  # traffic on the other fakes draws from its own stream
+            token = devdefaults.DEV_TELEGRAM_TOKEN
+            await http.post(f"{base}/telegram/bot{token}/sendMessage", json={"chat_id": 1, "text": "x"})
+    records = (await http.get(f"{base}/_sandbox/requests")).json()["requests"]
+    return [(r["outcome"], tuple(r["faults"])) for r in records]
+
+
+async def _seeded_run(seed: int | None, *, telegram: bool = False) -> tuple[int, list[tuple[Any, ...]]]:
+    runner, port = await start_sandbox(sandbox_config(seed=seed), "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=WAIT_SECONDS, trust_env=False) as http:
+            health = (await http.get(f"{base}/_sandbox/health")).json()
+            return health["seed"], await _run(http, base, telegram=telegram)
+    finally:
+        await runner.cleanup()
+
+
+async def test_same_seed_same_choices_and_different_seeds_differ() -> None:
+    seed_a, first = await _seeded_run(7)
+    _, again = await _seeded_run(7, telegram=True)
+    _, other = await _seeded_run(8)
+
+    assert seed_a == 7
+    assert again == first
+    assert other != first
+    # The run really mixed things: every kind of choice was made at least once.
+    outcomes = Counter(outcome for outcome, _ in first)
+    assert {"ok", "http_500", "fail:4", "fail:30"} <= set(outcomes)
+    faults = {f for _, applied in first for f in applied}
+    assert {"drop_callback", "duplicate_callback", "out_of_order"} <= faults
+
+
+async def test_reset_replays_from_the_same_seed_or_a_new_one() -> None:
+    runner, port = await start_sandbox(sandbox_config(seed=7), "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=WAIT_SECONDS, trust_env=False) as http:
+            first = await _run(http, base)
+            reset = await http.post(f"{base}/_sandbox/reset")
+            assert reset.json() == {"status": "reset", "seed": 7}
+            assert await _run(http, base) == first
+
+            reseeded = await http.post(f"{base}/_sandbox/reset", json={"seed": 8})
+            assert reseeded.json()["seed"] == 8
+            assert (await http.get(f"{base}/_sandbox/health")).json()["seed"] == 8
+            on_eight = await _run(http, base)
+            for bad in ({"seed": -1}, {"seed": "8"}, {"seed": True}, {"colour": 1}):
+                refused = await http.post(f"{base}/_sandbox/reset", json=bad)
+                assert refused.status_code == 400, bad
+            assert (await http.get(f"{base}/_sandbox/health")).json()["seed"] == 8
+    finally:
+        await runner.cleanup()
+    assert on_eight != first
+    assert (await _seeded_run(8))[1] == on_eight
+
+
+async def test_without_a_seed_a_random_one_is_reported_and_replays() -> None:
+    seed_a, first = await _seeded_run(None)
+    seed_b, _ = await _seeded_run(None)
+    assert isinstance(seed_a, int) and seed_a >= 0
+    assert seed_a != seed_b
+    assert (await _seeded_run(seed_a))[1] == first
