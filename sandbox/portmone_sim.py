@@ -4,7 +4,9 @@ Checks, in order: form-encoded body (else fail 12), login/password (10), version
 1; else 11), method (12); then for `bills.create`: payeeId (13), contractNumber (20), amount (21,
 and 23 over the payee limit), currency (22). Version 2 failures carry `<error_description>`,
 version 1 failures do not. `lang` (uk/ru/en, uk by default) picks the language of the texts.
-Faults (sandbox.faults) are applied along the way and recorded with the request.
+A form-encoded body is parsed (and its redacted parameters recorded) before any fault is applied, so
+every recorded request can be attributed to its receipt. Faults (sandbox.faults) are applied along
+the way and recorded with the request.
 """
 
 from __future__ import annotations
@@ -79,6 +81,19 @@ async def directcash(request: web.Request) -> web.StreamResponse:
     state.requests.append(record)
     call = _Call(state, record)
 
+    # The parameters are recorded first, so that even a request a fault answers can be attributed.
+    params: dict[str, str] | None = None
+    if request.content_type == FORM_CONTENT_TYPE:
+        try:
+            form = await request.post()
+        except web.HTTPException as exc:  # over-size body: 413
+            record["outcome"] = f"http_{exc.status}"
+            record["http_status"] = exc.status
+            raise
+        params = {key: value for key, value in form.items() if isinstance(value, str)}
+        record["params"] = redact_params(params)
+        record["method"] = params.get(p.P_METHOD)
+
     latency = state.faults.roll("latency_ms", state.rng)
     if latency is not None and latency.value:
         record["faults"].append(f"latency_ms={latency.value}")
@@ -96,12 +111,8 @@ async def directcash(request: web.Request) -> web.StreamResponse:
             content_type="text/html",
         )
 
-    if request.content_type != FORM_CONTENT_TYPE:
+    if params is None:
         return call.fail("12")
-    form = await request.post()
-    params = {key: value for key, value in form.items() if isinstance(value, str)}
-    record["params"] = redact_params(params)
-    record["method"] = params.get(p.P_METHOD)
     lang = params.get(p.P_LANG, "").strip().lower()
     call.lang = lang if lang in p.LANGUAGES else None
     raw_version = params.get(p.P_VERSION, "").strip() or "1"

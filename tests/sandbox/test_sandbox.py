@@ -163,6 +163,8 @@ async def test_body_size_is_capped(sandbox: SandboxHandle) -> None:
     resp = await _post(sandbox, comment="x" * (sandbox.state.config.max_body_bytes + 10))
     assert resp.status_code == 413
     assert await sandbox.records("bills") == []
+    [request] = await sandbox.records("requests")
+    assert (request["outcome"], request["http_status"]) == ("http_413", 413)
 
 
 async def test_http_5xx_fault_creates_no_bill(sandbox: SandboxHandle) -> None:

@@ -1,7 +1,9 @@
-"""The sandbox as a trustworthy model of Portmone's truth, over HTTP: replayable random choices."""
+"""The sandbox as a trustworthy model of Portmone's truth, over HTTP: replayable random choices,
+requests attributable to receipts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -9,7 +11,7 @@ import httpx
 
 from payouts import devdefaults
 from sandbox import start_sandbox
-from tests.sandbox_fixtures import WAIT_SECONDS, closed_port, sandbox_config
+from tests.sandbox_fixtures import WAIT_SECONDS, SandboxHandle, closed_port, sandbox_config
 
 COMMENT = "DarnitsaCashBot receipt R-1"
 MIXED_FAULTS: dict[str, Any] = {
@@ -111,3 +113,33 @@ async def test_without_a_seed_a_random_one_is_reported_and_replays() -> None:
     assert isinstance(seed_a, int) and seed_a >= 0
     assert seed_a != seed_b
     assert (await _seeded_run(seed_a))[1] == first
+
+
+# ---- every request attributable --------------------------------------------------------------
+
+
+async def test_a_5xx_faulted_request_records_its_parameters(sandbox: SandboxHandle) -> None:
+    await sandbox.set_faults({"http_5xx": {"times": 1, "status": 502}})
+    resp = await sandbox.http.post(sandbox.api_url, data=_form("DarnitsaCashBot receipt R-5xx"))
+    assert resp.status_code == 502
+    [record] = await sandbox.records("requests")
+    assert record["outcome"] == "http_502"
+    assert record["method"] == "bills.create"
+    assert record["params"]["comment"] == "DarnitsaCashBot receipt R-5xx"
+    assert record["params"]["password"] == "***"
+    assert record["params"]["contractNumber"] == "+380•••••67"
+    assert await sandbox.records("bills") == []
+
+
+async def test_a_delayed_request_records_its_parameters_before_the_delay(sandbox: SandboxHandle) -> None:
+    await sandbox.set_faults({"latency_ms": {"times": 1, "ms": 1500}})
+    pending = asyncio.create_task(sandbox.http.post(sandbox.api_url, data=_form("DarnitsaCashBot receipt R-slow")))
+    async with asyncio.timeout(WAIT_SECONDS):
+        while not (records := await sandbox.records("requests")):
+            await asyncio.sleep(0.01)
+    [in_flight] = records
+    assert in_flight["outcome"] is None  # still held by the latency fault
+    assert in_flight["faults"] == ["latency_ms=1500"]
+    assert in_flight["method"] == "bills.create"
+    assert in_flight["params"]["comment"] == "DarnitsaCashBot receipt R-slow"
+    assert (await pending).status_code == 200
