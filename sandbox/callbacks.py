@@ -14,6 +14,7 @@ import aiohttp
 
 from payouts.signing import signature_headers
 from sandbox import rsp
+from sandbox.faults import verdict_label
 from sandbox.state import SandboxState, SimBill, now_iso
 
 logger = logging.getLogger("sandbox.callbacks")
@@ -30,7 +31,7 @@ def callback_body(bill: SimBill, status: str, error_code: str | None) -> bytes:
 
 
 def _record(
-    state: SandboxState, bill: SimBill, status: str, error_code: str | None, kind: str
+    state: SandboxState, bill: SimBill, status: str, error_code: str | None, kind: str, verdict: str | None = None
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": state.next_id(),
@@ -39,6 +40,8 @@ def _record(
         "status": status,
         "error_code": error_code,
         "kind": kind,
+        # On the final callback of a plan: the verdict chosen when the bill was created.
+        "verdict": verdict,
         "url": state.callback_url,
         "dropped": False,
         "delivered": False,
@@ -49,7 +52,7 @@ def _record(
 
 
 def record_dropped(state: SandboxState, bill: SimBill, status: str, error_code: str | None) -> None:
-    record = _record(state, bill, status, error_code, "final")
+    record = _record(state, bill, status, error_code, "final", verdict_label(status, error_code))
     record["dropped"] = True
 
 
@@ -61,9 +64,10 @@ async def deliver(
     *,
     kind: str,
     body: bytes | None = None,
+    verdict: str | None = None,
 ) -> dict[str, Any]:
     """POST one callback with retries; returns its record (attempts with their HTTP status)."""
-    record = _record(state, bill, status, error_code, kind)
+    record = _record(state, bill, status, error_code, kind, verdict)
     url = state.callback_url
     if url is None or state.session is None:
         record["error"] = "no callback_url configured"
@@ -111,7 +115,7 @@ async def run_plan(
         await asyncio.sleep(delay)
     bill.status = status
     body = callback_body(bill, status, error_code)
-    await deliver(state, bill, status, error_code, kind="final", body=body)
+    await deliver(state, bill, status, error_code, kind="final", body=body, verdict=verdict_label(status, error_code))
     if duplicate:
         await deliver(state, bill, status, error_code, kind="duplicate", body=body)
     if out_of_order:

@@ -26,6 +26,7 @@ from payouts.msisdn import is_valid_msisdn
 from portmone import protocol as p
 from portmone.redact import redact_params
 from sandbox import callbacks, rsp
+from sandbox.faults import verdict_label
 from sandbox.state import STATE, SandboxState, SimBill, now_iso
 
 logger = logging.getLogger("sandbox.portmone")
@@ -77,6 +78,8 @@ async def directcash(request: web.Request) -> web.StreamResponse:
         "outcome": None,
         "http_status": None,
         "bill_id": None,
+        # For a created bill whose callbacks are planned: its verdict (`PAYED`, `RETURN`, `REJECTED:4`).
+        "verdict": None,
     }
     state.requests.append(record)
     call = _Call(state, record)
@@ -180,7 +183,8 @@ async def _bills_create(request: web.Request, call: _Call, params: dict[str, str
 async def _schedule_callbacks(state: SandboxState, record: dict[str, Any], bill: SimBill) -> None:
     if state.callback_url is None:
         return
-    status, error_code = state.faults.final_callback()
+    status, error_code = state.faults.choose_verdict(state.rng)
+    bill.verdict = record["verdict"] = verdict_label(status, error_code)
     if state.faults.roll("drop_callback", state.rng) is not None:
         record["faults"].append("drop_callback")
         callbacks.record_dropped(state, bill, status, error_code)

@@ -36,11 +36,14 @@ class SimBill:
     date: str
     status: str = "CREATED"
     created_at: str = field(default_factory=now_iso)
+    # The final callback chosen for it when it was created (`PAYED`, `RETURN`, `REJECTED:<code>`).
+    verdict: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "bill_id": self.bill_id,
             "status": self.status,
+            "verdict": self.verdict,
             "payee_id": self.payee_id,
             "contract_masked": mask_msisdn(self.contract_number),
             "amount_kopecks": self.amount_kopecks,

@@ -1,5 +1,5 @@
 """The sandbox as a trustworthy model of Portmone's truth, over HTTP: replayable random choices,
-requests attributable to receipts."""
+mixed callback verdicts, requests attributable to receipts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 
 from payouts import devdefaults
+from portmone import BillStatus, parse_rsp
 from sandbox import start_sandbox
-from tests.sandbox_fixtures import WAIT_SECONDS, SandboxHandle, closed_port, sandbox_config
+from tests.sandbox_fixtures import WAIT_SECONDS, CallbackReceiver, SandboxHandle, closed_port, sandbox_config
 
 COMMENT = "DarnitsaCashBot receipt R-1"
 MIXED_FAULTS: dict[str, Any] = {
@@ -20,6 +21,7 @@ MIXED_FAULTS: dict[str, Any] = {
     "drop_callback": 0.3,
     "duplicate_callback": 0.3,
     "out_of_order": 0.3,
+    "callback_verdicts": {"PAYED": 0.6, "REJECTED:4": 0.1, "REJECTED:30": 0.1, "REJECTED:11": 0.1, "RETURN": 0.1},
 }
 
 
@@ -35,6 +37,18 @@ def _form(comment: str = COMMENT) -> dict[str, str]:
         "currency": "UAH",
         "comment": comment,
     }
+
+
+async def _create(sandbox: SandboxHandle, comment: str = COMMENT) -> str:
+    resp = await sandbox.http.post(sandbox.api_url, data=_form(comment))
+    rsp = parse_rsp(resp.content, max_bytes=65536)
+    assert rsp.ok and rsp.bill is not None, resp.text
+    return rsp.bill.bill_id
+
+
+async def _bill(sandbox: SandboxHandle, bill_id: str) -> dict[str, Any]:
+    [bill] = [b for b in await sandbox.records("bills") if b["bill_id"] == bill_id]
+    return bill
 
 
 # ---- replayable runs --------------------------------------------------------------------------
@@ -54,7 +68,7 @@ async def _run(http: httpx.AsyncClient, base: str, *, telegram: bool = False) ->
             token = devdefaults.DEV_TELEGRAM_TOKEN
             await http.post(f"{base}/telegram/bot{token}/sendMessage", json={"chat_id": 1, "text": "x"})
     records = (await http.get(f"{base}/_sandbox/requests")).json()["requests"]
-    return [(r["outcome"], tuple(r["faults"])) for r in records]
+    return [(r["outcome"], tuple(r["faults"]), r["verdict"]) for r in records]
 
 
 async def _seeded_run(seed: int | None, *, telegram: bool = False) -> tuple[int, list[tuple[Any, ...]]]:
@@ -77,9 +91,11 @@ async def test_same_seed_same_choices_and_different_seeds_differ() -> None:
     assert again == first
     assert other != first
     # The run really mixed things: every kind of choice was made at least once.
-    outcomes = Counter(outcome for outcome, _ in first)
+    outcomes = Counter(outcome for outcome, _, _ in first)
     assert {"ok", "http_500", "fail:4", "fail:30"} <= set(outcomes)
-    faults = {f for _, applied in first for f in applied}
+    verdicts = {verdict for _, _, verdict in first if verdict}
+    assert len(verdicts) >= 4
+    faults = {f for _, applied, _ in first for f in applied}
     assert {"drop_callback", "duplicate_callback", "out_of_order"} <= faults
 
 
@@ -113,6 +129,66 @@ async def test_without_a_seed_a_random_one_is_reported_and_replays() -> None:
     assert isinstance(seed_a, int) and seed_a >= 0
     assert seed_a != seed_b
     assert (await _seeded_run(seed_a))[1] == first
+
+
+# ---- mixed callback verdicts ------------------------------------------------------------------
+
+
+async def test_callback_verdicts_mix_every_kind(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    weights = {"PAYED": 1, "REJECTED:2": 1, "REJECTED:12": 1, "REJECTED:24": 1, "RETURN": 1}
+    await sandbox.set_faults({"callback_verdicts": weights})
+    bill_ids = [await _create(sandbox) for _ in range(40)]
+    received = await callback_receiver.wait_for(40)
+    await sandbox.wait_idle()
+
+    requests = {r["bill_id"]: r for r in await sandbox.records("requests")}
+    verdicts = Counter(requests[b]["verdict"] for b in bill_ids)
+    assert set(verdicts) == set(weights)
+    bills = {b["bill_id"]: b for b in await sandbox.records("bills")}
+    callbacks = {c["bill_id"]: c for c in await sandbox.records("callbacks")}
+    for item in received:
+        rsp = parse_rsp(item.body, max_bytes=65536)
+        assert rsp.bill is not None
+        bill_id = rsp.bill.bill_id
+        verdict = requests[bill_id]["verdict"]
+        assert bills[bill_id]["verdict"] == callbacks[bill_id]["verdict"] == verdict
+        if verdict == "PAYED":
+            assert rsp.ok and rsp.bill.status is BillStatus.PAYED
+            assert bills[bill_id]["status"] == "PAYED"
+        elif verdict == "RETURN":
+            assert rsp.ok and rsp.bill.status is BillStatus.RETURN
+            assert bills[bill_id]["status"] == "RETURN"
+        else:
+            assert not rsp.ok and rsp.error is not None
+            assert f"REJECTED:{rsp.error.code}" == verdict
+            assert rsp.bill.status is BillStatus.REJECTED
+            assert bills[bill_id]["status"] == "REJECTED"
+
+
+async def test_callback_verdicts_weights_override_and_switch_off(
+    sandbox: SandboxHandle, callback_receiver: CallbackReceiver
+) -> None:
+    await sandbox.set_faults({"callback_status": "REJECTED", "callback_error_code": "30"})
+    shown = await sandbox.set_faults({"callback_verdicts": {"payed": 0, "rejected:3": 2.5, "Return": 0}})
+    assert shown["callback_verdicts"] == {"PAYED": 0, "REJECTED:3": 2.5, "RETURN": 0}
+    for _ in range(10):
+        await _create(sandbox)
+    off = await sandbox.set_faults({"callback_verdicts": None})
+    assert off["callback_verdicts"] is None
+    await _create(sandbox)
+    await callback_receiver.wait_for(11)
+    verdicts = [r["verdict"] for r in await sandbox.records("requests")]
+    # Zero weights are never chosen; verdicts override callback_status; null gives it back.
+    assert verdicts == ["REJECTED:3"] * 10 + ["REJECTED:30"]
+
+
+async def test_callback_verdicts_round_trip(sandbox: SandboxHandle) -> None:
+    url = f"{sandbox.base_url}/_sandbox/faults"
+    first = await sandbox.set_faults({"callback_verdicts": {"REJECTED": 1, "payed": 3.5}, "drop_callback": 0.5})
+    assert first["callback_verdicts"] == {"REJECTED:30": 1, "PAYED": 3.5}
+    again = await sandbox.http.post(url, params={"mode": "replace"}, json=first)
+    assert again.status_code == 200, again.text
+    assert again.json() == first
 
 
 # ---- every request attributable --------------------------------------------------------------
