@@ -186,8 +186,9 @@ async def _schedule_callbacks(state: SandboxState, record: dict[str, Any], bill:
     status, error_code = state.faults.choose_verdict(state.rng)
     bill.verdict = record["verdict"] = verdict_label(status, error_code)
     if state.faults.roll("drop_callback", state.rng) is not None:
+        # Portmone still decides the bill; only the notification is lost.
         record["faults"].append("drop_callback")
-        callbacks.record_dropped(state, bill, status, error_code)
+        state.spawn(callbacks.run_plan(state, bill, status, error_code, delay=state.callback_delay_seconds, drop=True))
         return
     duplicate = state.faults.roll("duplicate_callback", state.rng) is not None
     out_of_order = state.faults.roll("out_of_order", state.rng) is not None

@@ -1,4 +1,13 @@
-"""The sandbox's memory: bills, records of every call, the live fault table, background tasks."""
+"""The sandbox's memory: bills, records of every call, the live fault table, background tasks.
+
+A bill at the simulated Portmone follows one state machine (docs/portmone-protocol.md):
+
+    CREATED -> PAYED -> RETURN
+    CREATED -> REJECTED            (declined, or cancelled by an operator in Portmone's cabinet)
+
+A status, once left, is never re-entered; PAYED is never followed by REJECTED, REJECTED never by
+PAYED, and RETURN comes only after PAYED. Every change is kept in the bill's `history`.
+"""
 
 from __future__ import annotations
 
@@ -38,12 +47,27 @@ class SimBill:
     created_at: str = field(default_factory=now_iso)
     # The final callback chosen for it when it was created (`PAYED`, `RETURN`, `REJECTED:<code>`).
     verdict: str | None = None
+    cancelled: bool = False
+    # Every status it has had: {"status", "at", "cause"}.
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.history:
+            self.history.append({"status": self.status, "at": self.created_at, "cause": "bills.create"})
+
+    def move_to(self, status: str, cause: str) -> None:
+        """Change the status (callers check `transition_error` first) and keep it in the history."""
+        if status != self.status:
+            self.status = status
+            self.history.append({"status": status, "at": now_iso(), "cause": cause})
 
     def to_json(self) -> dict[str, Any]:
         return {
             "bill_id": self.bill_id,
             "status": self.status,
             "verdict": self.verdict,
+            "cancelled": self.cancelled,
+            "history": [dict(h) for h in self.history],
             "payee_id": self.payee_id,
             "contract_masked": mask_msisdn(self.contract_number),
             "amount_kopecks": self.amount_kopecks,
@@ -52,6 +76,27 @@ class SimBill:
             "date": self.date,
             "created_at": self.created_at,
         }
+
+
+OPEN = "CREATED"
+# The status changes a bill can make; a repeat of its own status, or a stale CREATED notice, changes nothing.
+TRANSITIONS = frozenset({("CREATED", "PAYED"), ("CREATED", "REJECTED"), ("PAYED", "RETURN")})
+_FINAL = frozenset({"REJECTED", "RETURN"})
+
+
+def transition_error(bill: SimBill, status: str) -> str | None:
+    """Why `bill` cannot take `status` at Portmone now, or None when it can (or it is a no-op notice)."""
+    current = bill.status
+    if status in (current, OPEN) or (current, status) in TRANSITIONS:
+        return None
+    name = f"bill {bill.bill_id} is {current}{' (cancelled in the cabinet)' if bill.cancelled else ''}"
+    if status == "RETURN" and current != "PAYED":
+        return f"{name}: RETURN comes only after PAYED"
+    if current in _FINAL:
+        return f"{name}: {current} is final"
+    if current == "PAYED":
+        return f"{name}: a PAYED bill can only be returned (RETURN), never {status}"
+    return f"{name}: it cannot become {status}"
 
 
 def _random_seed() -> int:

@@ -1,5 +1,6 @@
 """The sandbox as a trustworthy model of Portmone's truth, over HTTP: replayable random choices,
-mixed callback verdicts, requests attributable to receipts."""
+mixed callback verdicts, requests attributable to receipts, and a bill state machine that no
+callback or fault can break."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 
 from payouts import devdefaults
 from portmone import BillStatus, parse_rsp
@@ -157,7 +159,7 @@ async def test_callback_verdicts_mix_every_kind(sandbox: SandboxHandle, callback
             assert bills[bill_id]["status"] == "PAYED"
         elif verdict == "RETURN":
             assert rsp.ok and rsp.bill.status is BillStatus.RETURN
-            assert bills[bill_id]["status"] == "RETURN"
+            assert [h["status"] for h in bills[bill_id]["history"]] == ["CREATED", "PAYED", "RETURN"]
         else:
             assert not rsp.ok and rsp.error is not None
             assert f"REJECTED:{rsp.error.code}" == verdict
@@ -219,3 +221,147 @@ async def test_a_delayed_request_records_its_parameters_before_the_delay(sandbox
     assert in_flight["method"] == "bills.create"
     assert in_flight["params"]["comment"] == "DarnitsaCashBot receipt R-slow"
     assert (await pending).status_code == 200
+
+
+async def test_bills_filter_by_exact_comment(sandbox: SandboxHandle) -> None:
+    r1 = [await _create(sandbox, "DarnitsaCashBot receipt R-1") for _ in range(2)]
+    await _create(sandbox, "DarnitsaCashBot receipt R-10")
+    await _create(sandbox, "DarnitsaCashBot receipt R-2")
+    url = f"{sandbox.base_url}/_sandbox/bills"
+    found = (await sandbox.http.get(url, params={"comment": "DarnitsaCashBot receipt R-1"})).json()["bills"]
+    assert [b["bill_id"] for b in found] == r1
+    none = (await sandbox.http.get(url, params={"comment": "DarnitsaCashBot receipt"})).json()["bills"]
+    assert none == []
+    assert len((await sandbox.http.get(url)).json()["bills"]) == 4
+    bad = await sandbox.http.get(url, params={"receipt": "R-1"})
+    assert bad.status_code == 400
+    assert "comment" in bad.json()["error"]
+
+
+# ---- the bill state machine --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("verdict", "status", "history"),
+    [
+        ("PAYED", "PAYED", ["CREATED", "PAYED"]),
+        ("REJECTED:4", "REJECTED", ["CREATED", "REJECTED"]),
+        ("RETURN", "RETURN", ["CREATED", "PAYED", "RETURN"]),
+    ],
+)
+async def test_a_dropped_callback_still_settles_the_bill(
+    sandbox: SandboxHandle, callback_receiver: CallbackReceiver, verdict: str, status: str, history: list[str]
+) -> None:
+    await sandbox.set_faults({"drop_callback": True, "callback_verdicts": {verdict: 1}})
+    bill_id = await _create(sandbox)
+    await sandbox.wait_idle()
+
+    bill = await _bill(sandbox, bill_id)
+    assert bill["status"] == status
+    assert [h["status"] for h in bill["history"]] == history
+    [record] = await sandbox.records("callbacks")
+    assert record["dropped"] is True and record["delivered"] is False and record["attempts"] == []
+    assert (record["verdict"], record["bill_status"]) == (verdict, status)
+    assert status in record["note"]
+    assert callback_receiver.received == []
+
+
+async def test_cancel_an_open_bill(sandbox: SandboxHandle, callback_receiver: CallbackReceiver) -> None:
+    await sandbox.set_callbacks(callback_receiver.url, delay=0.5)  # the plan is still waiting
+    bill_id = await _create(sandbox)
+    url = f"{sandbox.base_url}/_sandbox/bills/{bill_id}/cancel"
+    resp = await sandbox.http.post(url, json={"reason": "operator confirmed no payment"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "cancelled"
+    assert resp.json()["bill"]["status"] == "REJECTED"
+    again = await sandbox.http.post(url)
+    assert again.status_code == 409
+    assert "only an open (CREATED) bill can be cancelled" in again.json()["error"]
+    await sandbox.wait_idle()
+
+    bill = await _bill(sandbox, bill_id)
+    assert (bill["status"], bill["cancelled"]) == ("REJECTED", True)
+    assert bill["history"][-1]["cause"] == "cancelled"
+    assert bill["history"][-1]["reason"] == "operator confirmed no payment"
+    # The scheduled PAYED callback came due on a cancelled bill: skipped, with the reason, nothing sent.
+    [plan] = await sandbox.records("callbacks")
+    assert plan["verdict"] == "PAYED"
+    assert plan["delivered"] is False and plan["attempts"] == []
+    assert "cancelled" in plan["skipped"]
+    assert plan["bill_status"] == "REJECTED"
+    assert callback_receiver.received == []
+    missing = await sandbox.http.post(f"{sandbox.base_url}/_sandbox/bills/nope/cancel")
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("verdict", ["PAYED", "REJECTED:30", "RETURN"])
+async def test_a_settled_bill_cannot_be_cancelled(
+    sandbox: SandboxHandle, callback_receiver: CallbackReceiver, verdict: str
+) -> None:
+    await sandbox.set_faults({"callback_verdicts": {verdict: 1}})
+    bill_id = await _create(sandbox)
+    await sandbox.wait_idle()
+    status = (await _bill(sandbox, bill_id))["status"]
+    resp = await sandbox.http.post(f"{sandbox.base_url}/_sandbox/bills/{bill_id}/cancel")
+    assert resp.status_code == 409
+    assert f"is {status}" in resp.json()["error"]
+    bill = await _bill(sandbox, bill_id)
+    assert (bill["status"], bill["cancelled"]) == (status, False)
+
+
+async def test_on_demand_callbacks_follow_the_state_machine(
+    sandbox: SandboxHandle, callback_receiver: CallbackReceiver
+) -> None:
+    await sandbox.set_callbacks(callback_receiver.url, delay=60)  # the plan never comes due here
+    open_bill = await _create(sandbox)
+    cancelled = await _create(sandbox)
+    base = f"{sandbox.base_url}/_sandbox/bills"
+
+    async def send(bill_id: str, status: str) -> httpx.Response:
+        return await sandbox.http.post(f"{base}/{bill_id}/callback", json={"status": status})
+
+    early_return = await send(open_bill, "RETURN")
+    assert early_return.status_code == 409
+    assert "RETURN comes only after PAYED" in early_return.json()["error"]
+    assert (await sandbox.http.post(f"{base}/{cancelled}/cancel")).status_code == 200
+    paid_after_cancel = await send(cancelled, "PAYED")
+    assert paid_after_cancel.status_code == 409
+    assert "cancelled" in paid_after_cancel.json()["error"]
+
+    steps = [("PAYED", 200), ("PAYED", 200), ("CREATED", 200), ("REJECTED", 409), ("RETURN", 200),
+             ("PAYED", 409), ("REJECTED", 409), ("RETURN", 200)]
+    for status, expected in steps:
+        resp = await send(open_bill, status)
+        assert resp.status_code == expected, (status, resp.text)
+        if expected == 409:
+            assert resp.json()["bill"]["bill_id"] == open_bill
+
+    assert (await _bill(sandbox, cancelled))["status"] == "REJECTED"
+    bill = await _bill(sandbox, open_bill)
+    assert bill["status"] == "RETURN"
+    assert [h["status"] for h in bill["history"]] == ["CREATED", "PAYED", "RETURN"]
+    sent = [parse_rsp(r.body, max_bytes=65536).bill for r in callback_receiver.received]
+    assert [b.status for b in sent if b] == [
+        BillStatus.PAYED, BillStatus.PAYED, BillStatus.CREATED, BillStatus.RETURN, BillStatus.RETURN
+    ]
+    on_demand = [c for c in await sandbox.records("callbacks") if c["kind"] == "on_demand"]
+    assert [c["bill_status"] for c in on_demand] == ["PAYED", "PAYED", "PAYED", "RETURN", "RETURN"]
+
+
+async def test_a_plan_never_overrides_an_on_demand_verdict(
+    sandbox: SandboxHandle, callback_receiver: CallbackReceiver
+) -> None:
+    await sandbox.set_callbacks(callback_receiver.url, delay=0.5)
+    await sandbox.set_faults({"callback_verdicts": {"REJECTED:30": 1}, "duplicate_callback": True})
+    bill_id = await _create(sandbox)
+    resp = await sandbox.http.post(f"{sandbox.base_url}/_sandbox/bills/{bill_id}/callback", json={"status": "PAYED"})
+    assert resp.status_code == 200, resp.text
+    await sandbox.wait_idle()
+
+    assert (await _bill(sandbox, bill_id))["status"] == "PAYED"
+    on_demand, plan = await sandbox.records("callbacks")
+    assert on_demand["kind"] == "on_demand" and on_demand["delivered"] is True
+    assert plan["kind"] == "final" and plan["verdict"] == "REJECTED:30"
+    assert plan["delivered"] is False and "settled by an on-demand callback" in plan["skipped"]
+    [received] = callback_receiver.received  # neither the REJECTED callback nor its duplicate went out
+    assert parse_rsp(received.body, max_bytes=65536).ok
