@@ -41,8 +41,14 @@ class PortmoneSettings(BaseSettings):
     # JSON object: operator prefix (e.g. "38067") -> payeeId. A guess: numbers are portable.
     payee_prefixes: dict[str, str] = Field(default_factory=dict)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    write_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=20.0, gt=0)
     max_response_bytes: int = Field(default=256 * 1024, gt=0)
+
+    @property
+    def total_timeout_seconds(self) -> float:
+        """The most one Portmone call may take in all: connect + write + read timeout."""
+        return self.connect_timeout_seconds + self.write_timeout_seconds + self.read_timeout_seconds
 
 
 class LedgerSettings(BaseSettings):

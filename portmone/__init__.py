@@ -1,13 +1,14 @@
 """portmone room: the PortmoneDirect protocol and nothing else (no Temporal imports).
 
-Public surface: `PortmoneClient` and its four outcomes, the parsed `Bill` and `PortmoneError`,
-the hardened parser `parse_rsp` (answers and callbacks share it), the redaction helpers, and the
-protocol vocabulary re-exported from `portmone.protocol`.
+Public surface: `PortmoneClient`, the validated `BillRequest` it sends, its four outcomes, the
+parsed `Bill` and `PortmoneError`, the hardened parser `parse_rsp` (answers and callbacks share
+it), the redaction helpers, and the protocol vocabulary re-exported from `portmone.protocol`.
 """
 
 from portmone.client import PortmoneClient
 from portmone.protocol import BillStatus, ErrorKind, classify_error
 from portmone.redact import mask_phones, redact_params, redact_xml
+from portmone.request import BillRequest
 from portmone.results import (
     AnsweredFail,
     AnsweredOk,
@@ -24,6 +25,7 @@ __all__ = [
     "AnsweredFail",
     "AnsweredOk",
     "Bill",
+    "BillRequest",
     "BillStatus",
     "ErrorKind",
     "Exchange",

@@ -2,29 +2,36 @@
 
 Retrying is Temporal's job. This client's job is to say precisely what happened to one request
 (see `portmone.results`): answered ok, answered fail, not sent, or outcome unknown. Inputs are
-validated before anything is sent; every outcome carries a redacted `Exchange` for the archive;
-the log names the method, the outcome, the HTTP status and the time taken, never the password or
-the phone.
+validated before anything is sent, and apart from sending (`bill_request(...)` builds a validated
+`BillRequest`, `send(request)` sends it); every outcome carries a redacted `Exchange` for the
+archive; the log names the method, the outcome, the HTTP status and the time taken, never the
+password or the phone.
+
+Time: httpx's timeouts apply per operation (the read timeout to each read), so a server that
+trickles its answer could hold one call for ever. The whole exchange (pool wait, connect, send,
+wait, read the body) is therefore also bounded by `total_timeout` = connect + write + read
+timeout. When that budget runs out before anything was sent the outcome is `NotSent`; once the
+request may have been sent it is `OutcomeUnknown`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
 
-from payouts.money import MoneyError, format_amount
-from payouts.msisdn import is_valid_msisdn
 from payouts.settings import PortmoneSettings
 from portmone import protocol as p
 from portmone.redact import REDACTED, redact_params, redact_xml
+from portmone.request import BillRequest
 from portmone.results import (
     AnsweredFail,
     AnsweredOk,
@@ -39,6 +46,7 @@ from portmone.xml import XmlRejected, parse_rsp
 logger = logging.getLogger("portmone")
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_WRITE_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 20.0
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
 _ARCHIVE_BODY_CHARS = 64 * 1024
@@ -48,6 +56,27 @@ _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _Progress:
+    """How far one exchange got, from httpcore's trace events (`connection.connect_tcp.started`,
+    `http11.send_request_headers.started`, ...)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.may_have_sent = False
+
+    async def trace(self, name: str, info: dict[str, Any]) -> None:
+        self.events += 1
+        # `connection.*` is the connect phase (TCP, TLS, connect retries, closing an idle
+        # connection); anything else (`http11.send_request_headers`, ...) may have put bytes on the wire.
+        if not name.startswith("connection."):
+            self.may_have_sent = True
+
+    def nothing_sent(self, transport_traces: bool) -> bool:
+        """True only when the request certainly never left: the transport reports its progress
+        (or did report some) and none of it was past the connect phase."""
+        return not self.may_have_sent and (transport_traces or self.events > 0)
 
 
 class PortmoneClient:
@@ -66,6 +95,7 @@ class PortmoneClient:
         key_path: str | Path | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -81,7 +111,7 @@ class PortmoneClient:
             raise ValueError("version must be 1 or 2")
         if lang is not None and lang not in p.LANGUAGES:
             raise ValueError(f"lang must be one of {', '.join(p.LANGUAGES)} or None")
-        if connect_timeout <= 0 or read_timeout <= 0:
+        if connect_timeout <= 0 or read_timeout <= 0 or write_timeout <= 0:
             raise ValueError("timeouts must be positive")
         if max_response_bytes <= 0:
             raise ValueError("max_response_bytes must be positive")
@@ -98,8 +128,13 @@ class PortmoneClient:
         if scheme == "https":
             self._ssl_context = _ssl_context(cert_path, key_path)
         timeout = httpx.Timeout(
-            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+            connect=connect_timeout, read=read_timeout, write=write_timeout, pool=connect_timeout
         )
+        self._total_timeout = connect_timeout + write_timeout + read_timeout
+        # httpx's own transport reports its progress (trace events), so a deadline that strikes
+        # before any of them said "sending" proves nothing was sent. A transport given from
+        # outside may report nothing: then nothing is proved.
+        self._transport_traces = transport is None or isinstance(transport, httpx.AsyncHTTPTransport)
         self._http = httpx.AsyncClient(
             timeout=timeout,
             verify=self._ssl_context if self._ssl_context is not None else True,
@@ -125,6 +160,7 @@ class PortmoneClient:
             key_path=settings.key_path,
             connect_timeout=settings.connect_timeout_seconds,
             read_timeout=settings.read_timeout_seconds,
+            write_timeout=settings.write_timeout_seconds,
             max_response_bytes=settings.max_response_bytes,
             transport=transport,
         )
@@ -163,43 +199,50 @@ class PortmoneClient:
         return self._version
 
     @property
+    def total_timeout(self) -> float:
+        """Seconds one call may take in all: connect + write + read timeout (see the module doc)."""
+        return self._total_timeout
+
+    @property
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context used for an https api_base (TLS 1.2+, client certificate loaded)."""
         return self._ssl_context
 
     # -- methods -----------------------------------------------------------------------------
 
+    @staticmethod
+    def bill_request(
+        *, payee_id: str, contract_number: str, amount_kopecks: int, currency: str, comment: str
+    ) -> BillRequest:
+        """A validated `bills.create` request; raises ValueError for invalid input. Sends nothing."""
+        return BillRequest(
+            payee_id=payee_id,
+            contract_number=contract_number,
+            amount_kopecks=amount_kopecks,
+            currency=currency,
+            comment=comment,
+        )
+
+    async def send(self, request: BillRequest) -> Outcome:
+        """Send a request built by `bill_request`: returns exactly one outcome and never raises for
+        input, network or protocol trouble (only RuntimeError on a closed client)."""
+        if not isinstance(request, BillRequest):
+            raise TypeError(f"send() takes a BillRequest, not {type(request).__name__}")
+        return await self._call(request.method, request.params())
+
     async def create_bill(
         self, *, payee_id: str, contract_number: str, amount_kopecks: int, currency: str, comment: str
     ) -> Outcome:
-        """`bills.create`. Raises ValueError (nothing sent) for invalid input; otherwise returns
-        exactly one outcome and never raises for network or protocol trouble."""
-        if not isinstance(payee_id, str) or not payee_id.strip():
-            raise ValueError("payee_id must not be empty")
-        if not isinstance(contract_number, str) or not is_valid_msisdn(contract_number):
-            raise ValueError("contract_number must be a phone number in the form 380 followed by 9 digits")
-        if isinstance(amount_kopecks, bool) or not isinstance(amount_kopecks, int):
-            raise ValueError("amount_kopecks must be an integer number of kopecks")
-        if amount_kopecks <= 0:
-            raise ValueError("amount_kopecks must be greater than zero")
-        try:
-            amount = format_amount(amount_kopecks)
-        except MoneyError as exc:
-            raise ValueError(str(exc)) from None
-        if currency not in p.CURRENCIES:
-            raise ValueError(f"currency must be one of {', '.join(sorted(p.CURRENCIES))}")
-        if not isinstance(comment, str) or len(comment) > p.MAX_COMMENT_LENGTH:
-            raise ValueError(f"comment must be a string of at most {p.MAX_COMMENT_LENGTH} characters")
-        return await self._call(
-            p.METHOD_BILLS_CREATE,
-            {
-                p.P_PAYEE_ID: payee_id,
-                p.P_CONTRACT_NUMBER: contract_number,
-                p.P_AMOUNT: amount,
-                p.P_CURRENCY: currency,
-                p.P_COMMENT: comment,
-            },
+        """`bills.create`: `bill_request(...)` then `send(...)`. Raises ValueError (nothing sent) for
+        invalid input; otherwise returns exactly one outcome."""
+        request = self.bill_request(
+            payee_id=payee_id,
+            contract_number=contract_number,
+            amount_kopecks=amount_kopecks,
+            currency=currency,
+            comment=comment,
         )
+        return await self.send(request)
 
     # -- the one HTTP exchange ---------------------------------------------------------------
 
@@ -221,16 +264,26 @@ class PortmoneClient:
         params = self._params(method, extra)
         redacted = redact_params(params)
         started = time.monotonic()
+        progress = _Progress()
         status: int | None = None
         body: bytes | None = None
         too_large = False
+        deadline = asyncio.timeout(self._total_timeout)
         try:
-            async with self._http.stream("POST", self._api_base, data=params) as response:
+            async with deadline, self._http.stream(
+                "POST", self._api_base, data=params, extensions={"trace": progress.trace}
+            ) as response:
                 status = response.status_code
                 try:
                     body = await self._read_capped(response)
                 except _BodyTooLarge:
                     too_large = True
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            if body is None and not too_large:
+                return self._finish(self._over_budget(method, redacted, status, progress, started))
+            # The whole answer was already in hand (the deadline struck while closing): use it.
         except _NOT_SENT_ERRORS as exc:
             return self._finish(
                 NotSent(reason=_reason(exc), exchange=self._exchange(method, redacted, None, None, started))
@@ -252,6 +305,16 @@ class PortmoneClient:
                 return self._finish(_http_fail(status, reason, exchange))
             return self._finish(OutcomeUnknown(reason=reason, exchange=exchange))
         return self._finish(self._interpret(status, body or b"", exchange))
+
+    def _over_budget(
+        self, method: str, redacted: dict[str, str], status: int | None, progress: _Progress, started: float
+    ) -> Outcome:
+        exchange = self._exchange(method, redacted, status, None, started)
+        budget = f"total time budget of {self._total_timeout:g} s exceeded"
+        if status is None and progress.nothing_sent(self._transport_traces):
+            return NotSent(reason=f"{budget} before the request was sent", exchange=exchange)
+        where = f"while reading the HTTP {status} answer" if status is not None else "waiting for the answer"
+        return OutcomeUnknown(reason=f"{budget} {where}", exchange=exchange)
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         limit = self._max_response_bytes

@@ -5,10 +5,11 @@ and if not, could the request have reached it?
 
 - `AnsweredOk`: Portmone answered `ok` with a bill.
 - `AnsweredFail`: Portmone (or the HTTP layer in front of it, for a 4xx) refused; no bill was made.
-- `NotSent`: the request never left this process (connect failed, pool timeout); safe to retry.
+- `NotSent`: the request never left this process (connect failed, pool timeout, the call's total
+  time budget ran out while connecting); safe to retry.
 - `OutcomeUnknown`: the request may have reached Portmone and there is no answer we can trust
-  (read timeout, connection lost after sending, 5xx or 2xx without a parseable `<rsp>`). Never
-  re-send blindly: a person looks.
+  (write or read timeout, the total time budget ran out after sending, connection lost after
+  sending, 5xx or 2xx without a parseable `<rsp>`). Never re-send blindly: a person looks.
 
 Nothing here holds the Portmone password, and `Exchange` holds only redacted text.
 """
@@ -98,7 +99,8 @@ class AnsweredFail:
 
 @dataclass(frozen=True, slots=True)
 class NotSent:
-    """Nothing reached Portmone (connect failed, pool timeout): safe to send again."""
+    """Nothing reached Portmone (connect failed, pool timeout, total budget spent while connecting):
+    safe to send again."""
 
     reason: str
     exchange: Exchange

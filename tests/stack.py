@@ -321,6 +321,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PORTMONE_PAYEE_ID": p.payee_id,
         "PORTMONE_READ_TIMEOUT_SECONDS": str(p.read_timeout_seconds),
         "PORTMONE_CONNECT_TIMEOUT_SECONDS": str(p.connect_timeout_seconds),
+        "PORTMONE_WRITE_TIMEOUT_SECONDS": str(p.write_timeout_seconds),
         "PAYOUTS_FERNET_KEYS": settings.crypto.fernet_keys.get_secret_value(),
         "PAYOUTS_HMAC_KEY": settings.crypto.hmac_key.get_secret_value(),
         "PAYOUTS_CODEC_KEYS": settings.crypto.codec_keys.get_secret_value(),

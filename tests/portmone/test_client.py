@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from payouts.settings import PortmoneSettings
 from portmone import (
     AnsweredFail,
     AnsweredOk,
+    BillRequest,
     BillStatus,
     ErrorKind,
     NotSent,
@@ -630,3 +634,326 @@ async def test_from_settings_builds_a_tls12_client_with_the_certificate(tmp_path
 async def test_plain_http_base_has_no_tls_context(sandbox: SandboxHandle) -> None:
     async with make_client(sandbox) as client:
         assert client.ssl_context is None
+
+
+# ---- the whole call is bounded: total_timeout = connect + write + read ------------------------
+
+
+def test_total_timeout_is_connect_plus_write_plus_read() -> None:
+    client = PortmoneClient(login="l", password="p", connect_timeout=1.5, write_timeout=2.0, read_timeout=4.0)
+    assert client.total_timeout == 7.5
+    defaults = PortmoneClient(login="l", password="p")
+    assert defaults.total_timeout == 5.0 + 10.0 + 20.0
+    settings = PortmoneSettings(
+        login="l", password=SecretStr("p"), connect_timeout_seconds=3, write_timeout_seconds=4, read_timeout_seconds=6
+    )
+    assert settings.total_timeout_seconds == 13
+    assert PortmoneClient.from_settings(settings).total_timeout == 13
+    with pytest.raises(ValueError, match="timeouts must be positive"):
+        PortmoneClient(login="l", password="p", write_timeout=0)
+
+
+@dataclasses.dataclass
+class Trickle:
+    port: int
+    answered: list[int]
+
+
+@contextlib.asynccontextmanager
+async def trickling_proxy(sandbox: SandboxHandle, *, trickle_headers: bool) -> AsyncIterator[Trickle]:
+    """A tiny HTTP server in front of the real sandbox: it hands the request to the sandbox, then
+    returns the sandbox's answer one byte every 0.2 s (from the first byte of the status line, or
+    from the first byte of the body after sending the headers at once). No single read ever waits
+    longer than 0.2 s, so a per-read timeout never fires."""
+    answered: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length"))
+            form = await reader.readexactly(length)
+            upstream = await sandbox.http.post(
+                sandbox.api_url, content=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+            )
+            answered.append(upstream.status_code)
+            body = upstream.content
+            headers = (
+                f"HTTP/1.1 {upstream.status_code} OK\r\nContent-Type: text/xml; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            if not trickle_headers:
+                writer.write(headers)
+                await writer.drain()
+            for i in range(len(body) + (len(headers) if trickle_headers else 0)):
+                data = (headers + body) if trickle_headers else body
+                writer.write(data[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(0.2)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield Trickle(port=server.sockets[0].getsockname()[1], answered=answered)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_per_read_timeout_alone_does_not_stop_a_trickled_answer(sandbox: SandboxHandle) -> None:
+    """The premise: httpx with a 0.5 s read timeout keeps reading a trickle for 4 times as long."""
+    received = 0
+
+    async def read_for_two_seconds(http: httpx.AsyncClient, port: int) -> None:
+        nonlocal received
+        async with asyncio.timeout(2.0), http.stream(
+            "POST", f"http://127.0.0.1:{port}/api/directcash/", data=_form()
+        ) as response:
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+
+    async with trickling_proxy(sandbox, trickle_headers=False) as proxy, httpx.AsyncClient(
+        timeout=httpx.Timeout(0.5), trust_env=False
+    ) as http:
+        # Our own 2 s limit ends it, not httpx's read timeout (that would be httpx.ReadTimeout).
+        with pytest.raises(TimeoutError):
+            await read_for_two_seconds(http, proxy.port)
+    assert received >= 5  # bytes kept coming
+
+
+def _form() -> dict[str, str]:
+    return {
+        "method": "bills.create", "login": devdefaults.DEV_PORTMONE_LOGIN, "password": PASSWORD, "version": "2",
+        "payeeId": PAYEE, "contractNumber": TEST_PHONE, "amount": "25.00", "currency": "UAH", "comment": "r-1",
+    }
+
+
+@pytest.mark.parametrize("trickle_headers", [False, True], ids=["body", "status-line"])
+async def test_the_total_budget_stops_a_trickled_answer_as_outcome_unknown(
+    sandbox: SandboxHandle, trickle_headers: bool
+) -> None:
+    async with trickling_proxy(sandbox, trickle_headers=trickle_headers) as proxy, PortmoneClient(
+        api_base=f"http://127.0.0.1:{proxy.port}/api/directcash/",
+        login=devdefaults.DEV_PORTMONE_LOGIN,
+        password=SecretStr(PASSWORD),
+        connect_timeout=0.5,
+        write_timeout=0.5,
+        read_timeout=0.5,
+    ) as client:
+        assert client.total_timeout == 1.5
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await _create(client)
+        took = loop.time() - started
+    assert isinstance(outcome, OutcomeUnknown), outcome
+    assert "total time budget of 1.5 s exceeded" in outcome.reason
+    if trickle_headers:
+        assert outcome.exchange.http_status is None
+        assert "waiting for the answer" in outcome.reason
+    else:
+        assert outcome.exchange.http_status == 200
+        assert "while reading the HTTP 200 answer" in outcome.reason
+    assert outcome.exchange.response_body is None
+    assert 1.5 <= took < 3.0
+    assert 1500 <= outcome.exchange.elapsed_ms < 3000
+    _assert_redacted(outcome)
+    # Right to call it unknown: Portmone (the sandbox) did create the bill.
+    assert proxy.answered == [200]
+    [bill] = await sandbox.records("bills")
+    assert bill["status"] == "CREATED"
+
+
+async def test_the_budget_counts_the_wait_for_the_answer_too(sandbox: SandboxHandle) -> None:
+    """The sandbox delays its answer (latency fault) by less than the read timeout, then the body
+    trickles: the call ends at the total budget counted from the start (2 s), not from the first
+    byte of the answer (1.4 + 2 s)."""
+    await sandbox.set_faults({"latency_ms": 1400})
+    async with trickling_proxy(sandbox, trickle_headers=False) as proxy, PortmoneClient(
+        api_base=f"http://127.0.0.1:{proxy.port}/api/directcash/",
+        login=devdefaults.DEV_PORTMONE_LOGIN,
+        password=SecretStr(PASSWORD),
+        connect_timeout=0.2,
+        write_timeout=0.2,
+        read_timeout=1.6,
+    ) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, OutcomeUnknown), outcome
+    assert "total time budget of 2 s exceeded while reading the HTTP 200 answer" in outcome.reason
+    assert 2000 <= outcome.exchange.elapsed_ms < 2800
+    requests = await sandbox.records("requests")
+    assert requests[-1]["faults"] == ["latency_ms=1400"]
+
+
+async def test_latency_within_the_budget_is_waited_for(sandbox: SandboxHandle) -> None:
+    """A slow but timely answer is not cut short: the total budget exceeds the read timeout."""
+    await sandbox.set_faults({"latency_ms": 700})
+    async with make_client(sandbox, connect_timeout=0.5, write_timeout=0.5, read_timeout=1.0) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, AnsweredOk), outcome
+    assert outcome.exchange.elapsed_ms >= 700
+
+
+class StalledTransport(httpx.AsyncBaseTransport):
+    """Reports progress the way httpx's own transport does (trace events), then stalls for good."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        trace = request.extensions.get("trace")
+        for name in self.events:
+            if trace is not None:
+                await trace(name, {})
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("events", "expected", "detail"),
+    [
+        # Still connecting (TCP, TLS) when the budget ran out: nothing left this process.
+        (["connection.connect_tcp.started"], NotSent, "before the request was sent"),
+        (
+            ["connection.connect_tcp.started", "connection.connect_tcp.complete", "connection.start_tls.started"],
+            NotSent,
+            "before the request was sent",
+        ),
+        # Headers on their way: it may have reached Portmone.
+        (
+            ["connection.connect_tcp.complete", "http11.send_request_headers.started"],
+            OutcomeUnknown,
+            "waiting for the answer",
+        ),
+        (["http11.send_request_headers.started", "http11.send_request_body.complete"], OutcomeUnknown, "waiting"),
+        # A transport that reports nothing proves nothing: unknown.
+        ([], OutcomeUnknown, "waiting for the answer"),
+    ],
+)
+async def test_a_budget_overrun_is_not_sent_only_while_connecting(
+    events: list[str], expected: type, detail: str
+) -> None:
+    async with _client(
+        StalledTransport(events), connect_timeout=0.1, write_timeout=0.1, read_timeout=0.2
+    ) as client:
+        outcome = await _create(client)
+    assert isinstance(outcome, expected), outcome
+    assert isinstance(outcome, NotSent | OutcomeUnknown)
+    assert "total time budget of 0.4 s exceeded" in outcome.reason
+    assert detail in outcome.reason
+    assert outcome.exchange.http_status is None
+    assert outcome.exchange.request["password"] == "***"
+
+
+# ---- validating apart from sending: bill_request(...) then send(request) ------------------------
+
+# Today's messages, word for word: callers (the activity, the logs) rely on them.
+PHONE_FORM = "contract_number must be a phone number in the form 380 followed by 9 digits"
+INVALID_INPUTS = [
+    ({"contract_number": "0671234567"}, PHONE_FORM),
+    ({"contract_number": "+380001234567"}, PHONE_FORM),
+    ({"contract_number": 380001234567}, PHONE_FORM),
+    ({"amount_kopecks": 0}, "amount_kopecks must be greater than zero"),
+    ({"amount_kopecks": -5}, "amount_kopecks must be greater than zero"),
+    ({"amount_kopecks": True}, "amount_kopecks must be an integer number of kopecks"),
+    ({"amount_kopecks": 25.0}, "amount_kopecks must be an integer number of kopecks"),
+    ({"currency": "USD"}, "currency must be one of UAH"),
+    ({"comment": "x" * 256}, "comment must be a string of at most 255 characters"),
+    ({"comment": None}, "comment must be a string of at most 255 characters"),
+    ({"payee_id": " "}, "payee_id must not be empty"),
+    ({"payee_id": None}, "payee_id must not be empty"),
+]
+
+
+def _request_values(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "payee_id": PAYEE,
+        "contract_number": TEST_PHONE,
+        "amount_kopecks": 2500,
+        "currency": "UAH",
+        "comment": "receipt r-1",
+    }
+    values.update(overrides)
+    return values
+
+
+def test_bill_request_is_validated_immutable_and_masks_the_phone() -> None:
+    request = PortmoneClient.bill_request(**_request_values())
+    assert isinstance(request, BillRequest)
+    assert request == BillRequest(**_request_values())
+    assert request.method == "bills.create"
+    assert request.params() == {
+        "payeeId": PAYEE,
+        "contractNumber": TEST_PHONE,
+        "amount": "25.00",
+        "currency": "UAH",
+        "comment": "receipt r-1",
+    }
+    assert request.contract_masked == MASKED
+    for text in (repr(request), str(request), f"{request}", repr([request])):
+        assert TEST_PHONE not in text
+        assert MASKED in text
+        assert "2500" in text and "receipt r-1" in text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.contract_number = "380009999999"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        BillRequest(PAYEE, TEST_PHONE, 2500, "UAH", "c")  # type: ignore[misc]  # keywords only: no mix-ups
+
+
+@pytest.mark.parametrize(("overrides", "message"), INVALID_INPUTS)
+async def test_invalid_input_is_refused_by_bill_request_with_todays_messages(
+    overrides: dict[str, Any], message: str
+) -> None:
+    exactly = f"^{re.escape(message)}$"
+    with pytest.raises(ValueError, match=exactly) as built:
+        PortmoneClient.bill_request(**_request_values(**overrides))
+    assert TEST_PHONE not in str(built.value)
+    # A BillRequest cannot be made around the check, and create_bill says the same, sending nothing.
+    with pytest.raises(ValueError, match=exactly):
+        BillRequest(**_request_values(**overrides))
+    transport = CountingTransport(exc=AssertionError("must not be called"))
+    async with _client(transport) as client:
+        with pytest.raises(ValueError, match=exactly):
+            await client.create_bill(**_request_values(**overrides))
+    assert transport.calls == 0
+
+
+async def test_send_a_prepared_request_to_the_sandbox(
+    sandbox: SandboxHandle, portmone_client: PortmoneClient
+) -> None:
+    request = portmone_client.bill_request(**_request_values(comment="receipt r-send"))
+    outcome = await portmone_client.send(request)
+    assert isinstance(outcome, AnsweredOk), outcome
+    assert outcome.bill.contract_number == TEST_PHONE
+    assert outcome.bill.amount_kopecks == 2500
+    assert outcome.bill.comment == "receipt r-send"
+    assert outcome.exchange.request["amount"] == "25.00"
+    _assert_redacted(outcome)
+    [bill] = await sandbox.records("bills")
+    assert bill["bill_id"] == outcome.bill.bill_id
+    # The same request sent again is a second bill: sending is never idempotent.
+    again = await portmone_client.send(request)
+    assert isinstance(again, AnsweredOk)
+    assert again.bill.bill_id != outcome.bill.bill_id
+
+
+async def test_send_only_takes_a_bill_request_and_sends_nothing_else() -> None:
+    transport = CountingTransport(exc=AssertionError("must not be called"))
+    async with _client(transport) as client:
+        with pytest.raises(TypeError, match="BillRequest"):
+            await client.send(_request_values())  # type: ignore[arg-type]
+    assert transport.calls == 0
+
+
+async def test_send_never_raises_for_network_trouble() -> None:
+    request = PortmoneClient.bill_request(**_request_values())
+    async with _client(CountingTransport(exc=httpx.ReadError("reset"))) as client:
+        assert isinstance(await client.send(request), OutcomeUnknown)
+    async with _client(CountingTransport(exc=httpx.ConnectError("refused"))) as client:
+        assert isinstance(await client.send(request), NotSent)
+    closed = _client(CountingTransport(exc=AssertionError("unused")))
+    await closed.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await closed.send(request)
