@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from payouts.status import PayoutStatus
+from payouts.verdicts import Verdict
 
 ReceiptId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 Kopecks = Annotated[int, Field(gt=0, le=10_000_000, strict=True)]
@@ -28,6 +29,21 @@ def payout_workflow_id(receipt_id: str) -> str:
     return f"payout-{receipt_id}"
 
 
+_COMMENT_PREFIX = "DarnitsaCashBot receipt "
+
+
+def bill_comment(receipt_id: str) -> str:
+    """The `comment` of a payout's Portmone bill; Portmone echoes it in callbacks."""
+    return f"{_COMMENT_PREFIX}{receipt_id}"
+
+
+def receipt_in_comment(comment: str | None) -> str | None:
+    """The receipt id a bill comment names (the inverse of `bill_comment`), or None."""
+    if not comment or not comment.startswith(_COMMENT_PREFIX):
+        return None
+    return comment[len(_COMMENT_PREFIX) :] or None
+
+
 class EscalationReason(StrEnum):
     CALLBACK_TIMEOUT = "callback_timeout"
     OUTCOME_UNKNOWN = "outcome_unknown"
@@ -35,6 +51,8 @@ class EscalationReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     TELECOM_FAILED = "telecom_failed"
     REVERSED = "reversed"
+    CANCELLATION_REQUESTED = "cancellation_requested"  # a Temporal cancel (Web UI button) reached the payout
+    STATE_CONFLICT = "state_conflict"  # the ledger refused the workflow's next status (a reset, a bug)
 
 
 # ---- workflow input -------------------------------------------------------------------------
@@ -70,6 +88,8 @@ class CallbackSignal(_Model):
     bill_status: str  # portmone.protocol.BillStatus value
     error_code: str | None = None
     error_description: str | None = None
+    # What the callback means (portmone converts); None in signals sent before verdicts existed.
+    verdict: Verdict | None = None
 
     @classmethod
     def from_stored(cls, stored: Any) -> CallbackSignal:
@@ -82,6 +102,7 @@ class CallbackSignal(_Model):
             bill_status=stored.bill_status or "UNKNOWN",
             error_code=stored.error_code,
             error_description=stored.error_description,
+            verdict=Verdict(stored.verdict) if stored.verdict else None,
         )
 
 
@@ -102,6 +123,10 @@ class PayoutView(_Model):
     callbacks_seen: int = 0
     escalated_at: datetime | None = None  # when the payout last entered MANUAL_REVIEW
     reminders_sent: int = 0  # operator reminders while in MANUAL_REVIEW this time
+    # The earlier bills that may hold money (the new-bill rule's evidence at escalation): while any is
+    # listed, `retry` and `cancel` need `confirmed_no_bill_at_portmone`.
+    open_bills: list[str] = Field(default_factory=list)
+    cancel_requested: bool = False  # a Temporal cancellation was asked for; an operator decides
 
 
 # ---- activities -----------------------------------------------------------------------------
@@ -116,6 +141,8 @@ class ReserveInput(_Model):
 class ReserveOutput(_Model):
     accepted: bool
     reason: str | None = None
+    # The ledger row's status now: RESERVED for a new payout; later ones when the workflow was reset.
+    status: PayoutStatus | None = None
 
 
 class CreateBillInput(_Model):
@@ -127,6 +154,33 @@ class CreateBillInput(_Model):
     currency: str
     payee_id: str | None
     round_no: int
+
+
+class OpenBillView(_Model):
+    """One earlier attempt whose bill may hold money (ledger.OpenBill, for the workflow)."""
+
+    attempt_id: int
+    bill_id: str | None
+    verdict: str
+    text: str
+
+
+class EscalateInput(_Model):
+    payout_id: str
+    reason: str
+    # Used instead of `reason` when the ledger shows an earlier bill that may hold money.
+    reason_if_bill_open: str | None = None
+    callback: CallbackSignal | None = None
+
+
+class EscalateOutput(_Model):
+    reason: str
+    open_bills: list[OpenBillView] = Field(default_factory=list)
+
+
+class LedgerStateOutput(_Model):
+    status: PayoutStatus
+    reason: str | None = None
 
 
 class CreateBillOutput(_Model):
@@ -205,11 +259,29 @@ class PayoutPolicy(_Model):
     # One bills.create attempt; above PORTMONE connect + read timeouts. A worker that dies mid-call
     # is noticed after this long, and the retry then finds the unfinished attempt.
     bill_attempt_timeout_seconds: int = Field(default=90, ge=1)
+    # Reminders in one run of a payout waiting in manual review; then it continues as new, so its
+    # history stays bounded however long a person takes.
+    reminders_per_run: int = Field(default=50, ge=1)
+
+
+class CarriedPayout(_Model):
+    """What a payout waiting in manual review carries into its next run (continue-as-new)."""
+
+    view: PayoutView
+    inbox: list[CallbackSignal] = Field(default_factory=list)
+    seen_callbacks: list[str] = Field(default_factory=list)
+    bills: list[str] = Field(default_factory=list)
+    bill_round: int = 0
+    open_bills: list[OpenBillView] = Field(default_factory=list)
+    paid_callback: CallbackSignal | None = None
+    results: dict[str, OperatorResult] = Field(default_factory=dict)
+    message_id: int | None = None
 
 
 class PayoutWorkflowInput(_Model):
     request: PayoutRequest
     policy: PayoutPolicy = Field(default_factory=PayoutPolicy)
+    carried: CarriedPayout | None = None  # set when a run continues as new
 
 
 # ---- operator updates -----------------------------------------------------------------------
@@ -220,7 +292,8 @@ class OperatorRetry(_Model):
 
     operator: str = Field(default="", max_length=64)
     reason: str = Field(default="", max_length=500)
-    # Required after an outcome-unknown attempt: the operator checked that Portmone holds no bill.
+    # Required while an earlier bill may hold money (the view lists them in `open_bills`): the operator
+    # checked Portmone's cabinet, and Portmone holds no such bill, or it is unpaid and cancelled there.
     confirmed_no_bill_at_portmone: bool = False
 
 
@@ -233,16 +306,20 @@ class OperatorMarkPaid(_Model):
 class OperatorCancel(_Model):
     operator: str = Field(default="", max_length=64)
     reason: str = Field(default="", max_length=500)
+    # As for retry: a bill that may still be paid must be cancelled at Portmone before the payout is.
+    confirmed_no_bill_at_portmone: bool = False
 
 
 class OperatorActionInput(_Model):
     payout_id: str
-    action: Literal["retry", "mark_paid", "cancel", "late_callback"]
+    action: Literal["retry", "mark_paid", "cancel", "late_callback", "cancellation_requested"]
     operator: str
     reason: str | None = None
     reference: str | None = None
     idempotency_key: str
     details: dict[str, str] = Field(default_factory=dict)
+    # Bill attempts the operator confirmed hold no money (recorded with the audit row).
+    confirms_attempts: list[int] = Field(default_factory=list)
 
 
 class OperatorResult(_Model):

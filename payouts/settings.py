@@ -137,6 +137,11 @@ class WebhookSettings(BaseSettings):
     codec_token: SecretStr = SecretStr("")
     codec_cors_origins: str = ""
     codec_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # --- callback redelivery (webhook.redelivery) ---
+    # How often the sweep re-signals stored callbacks whose workflow was never told, and how old a
+    # stored callback must be before the sweep takes it (the live path goes first).
+    redeliver_interval_seconds: float = Field(default=15.0, gt=0)
+    redeliver_after_seconds: float = Field(default=10.0, ge=0)
 
     @field_validator("callback_allowed_cidrs", "trusted_proxies")
     @classmethod

@@ -18,6 +18,7 @@ from webhook.deps import WebhookDeps
 from webhook.health import healthz, metrics, readyz
 from webhook.intake import accept_receipt
 from webhook.keys import DEPS
+from webhook.redelivery import redelivery_context
 from webhook.tls import server_ssl_context
 
 _log = logging.getLogger("payouts.webhook")
@@ -33,6 +34,7 @@ def build_app(deps: WebhookDeps) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     setup_codec_server(app, deps.settings)
+    app.cleanup_ctx.append(redelivery_context)
     return app
 
 
