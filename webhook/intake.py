@@ -53,22 +53,25 @@ async def accept_receipt(request: web.Request) -> web.Response:
 
     workflow_id = payout_workflow_id(receipt.receipt_id)
     try:
-        handle = await deps.temporal.start_workflow(
+        await deps.temporal.start_workflow(
             ReceiptPayoutWorkflow.run,
             PayoutWorkflowInput(request=payout_request, policy=deps.policy),
             id=workflow_id,
             task_queue=deps.settings.temporal.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # FAIL, not USE_EXISTING: the public answer to "did this request start it?" is the
+            # WorkflowAlreadyStartedError below; the running payout is untouched either way.
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=sa.initial(receipt.receipt_id, receipt.amount_kopecks),
             static_summary=static_summary(
                 receipt.receipt_id, receipt.amount_kopecks, receipt.currency, payout_request.masked_msisdn
             ),
         )
-        response = getattr(handle, "_start_workflow_response", None)
-        new = bool(getattr(response, "started", True))
+        new = True
     except WorkflowAlreadyStartedError:
-        new = False  # the payout already ran to its end: the duplicate changes nothing
+        # The payout is running (conflict policy FAIL) or already ran to its end (reuse policy
+        # REJECT_DUPLICATE): the duplicate changes nothing.
+        new = False
     except RPCError as exc:
         _log.error("receipt %s: Temporal refused the start (%s)", receipt.receipt_id, exc.status)
         return error(503, "cannot start the payout now; retry later")
