@@ -50,6 +50,8 @@ async def accept_receipt(request: web.Request) -> web.Response:
         payout_request = to_payout_request(receipt, deps)
     except MsisdnError as exc:
         return error(422, "invalid request", fields=[{"field": "msisdn_token", "message": str(exc)}])
+    except ValidationError as exc:  # a derived field out of the workflow input's bounds
+        return validation_error(exc)
 
     workflow_id = payout_workflow_id(receipt.receipt_id)
     try:
