@@ -17,6 +17,7 @@ from payouts.msisdn import MsisdnError, mask_msisdn
 from payouts.workflow_text import static_summary
 from webhook.auth_failures import Endpoint, refuse
 from webhook.auth_intake import check_intake
+from webhook.body import BodyRefused, read_body
 from webhook.deps import WebhookDeps
 from webhook.errors import error, validation_error
 from webhook.intake_model import AcceptedReceipt
@@ -28,8 +29,12 @@ _log = logging.getLogger("payouts.webhook.intake")
 
 async def accept_receipt(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    # The whole body first (aiohttp answers 413 over WEBHOOK_MAX_BODY_BYTES): a signature covers it.
-    raw = await request.read()
+    # The whole body first (413 over WEBHOOK_MAX_BODY_BYTES, 408 when it is too slow): a signature covers it.
+    limits = deps.settings.webhook
+    try:
+        raw = await read_body(request, limit=limits.max_body_bytes, timeout=limits.body_timeout_seconds)
+    except BodyRefused as exc:
+        return exc.response()
     refusal = check_intake(request, raw, deps.settings)
     if refusal is not None:
         return refuse(Endpoint.INTAKE, refusal)
