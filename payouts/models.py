@@ -6,18 +6,83 @@ plaintext phone number: only `msisdn_token` (Fernet) and `masked_msisdn`.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+import unicodedata
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from payouts.status import PayoutStatus
 from payouts.verdicts import Verdict
 
+# ---- field bounds ------------------------------------------------------------------------------
+# One definition per bound, shared by the intake body (webhook/intake_model.py) and the workflow
+# input (PayoutRequest below): whatever intake accepts, the ledger columns (ledger/schema.py) can
+# hold on SQLite and on PostgreSQL alike. Integers fit a signed 64-bit BIGINT; strings fit their
+# VARCHAR length and carry no control characters (PostgreSQL refuses NUL, SQLite would store it).
+# docs/security.md ("Intake validation") lists the rules.
+
+BIGINT_MAX = 2**63 - 1  # PostgreSQL BIGINT, SQLite INTEGER
+# The visible ASCII characters, space excluded: digits, letters, punctuation (`FN1:FD2:FP3`, or the
+# tax service's check URL `https://cabinet.tax.gov.ua/cashregs/check?fn=…&id=…`).
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def _whole_number(value: Any) -> Any:
+    """A JSON number with a fraction or an exponent (`25.5`, `2500.0`, `1e30`) is not an integer."""
+    if isinstance(value, float):
+        raise PydanticCustomError(
+            "int_type", "must be a JSON integer, without fraction or exponent (got {number})", {"number": repr(value)}
+        )
+    return value
+
+
+def _no_control_characters(value: str) -> str:
+    """No C0/C1 control character (NUL, newline, escape, DEL, ...): the ledger stores text, not bytes."""
+    for ch in value:
+        if unicodedata.category(ch) == "Cc":
+            raise ValueError(f"must not contain control characters (found U+{ord(ch):04X})")
+    return value
+
+
+def _visible_ascii(value: str) -> str:
+    if not _VISIBLE_ASCII.fullmatch(value):
+        raise ValueError(
+            "may hold only visible ASCII characters: letters, digits and punctuation, no spaces or control characters"
+        )
+    return value
+
+
+def _representable_in_utc(value: datetime) -> datetime:
+    """An aware time whose UTC form exists (`0001-01-01T00:00:00+05:00` has none)."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time is out of range once converted to UTC") from None
+    return value
+
+
 ReceiptId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
-Kopecks = Annotated[int, Field(gt=0, le=10_000_000, strict=True)]
+# Telegram user id; ledger `telegram_id BIGINT`.
+TelegramId = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=BIGINT_MAX, strict=True)]
+Kopecks = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=10_000_000, strict=True)]
 Currency = Literal["UAH"]
+# Ledger `payee_id VARCHAR(64)`; also sent to Portmone as `payeeId`.
+PayeeId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+# Ledger `fiscal_key VARCHAR(256)` (unique): at most 128 visible ASCII characters.
+FiscalKey = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_visible_ascii)]
+# A Fernet token (URL-safe base64); travels through Temporal, never stored in the ledger.
+MsisdnToken = Annotated[str, StringConstraints(min_length=10, max_length=1024, pattern=r"^[A-Za-z0-9_=-]+$")]
+# A phone as the bot sends it (`+380 67 123-45-67`), normalised at intake.
+PhoneInput = Annotated[str, StringConstraints(max_length=32), AfterValidator(_no_control_characters)]
+# Ledger `masked_msisdn VARCHAR(32)` and `user_key VARCHAR(128)`: derived at intake, bounded anyway.
+MaskedMsisdn = Annotated[str, StringConstraints(max_length=32), AfterValidator(_no_control_characters)]
+UserKey = Annotated[str, StringConstraints(min_length=16, max_length=128), AfterValidator(_no_control_characters)]
+AcceptedAt = Annotated[datetime, AfterValidator(_representable_in_utc)]
 
 
 class _Model(BaseModel):
@@ -62,16 +127,16 @@ class PayoutRequest(_Model):
     """ReceiptPayoutWorkflow's input: an accepted receipt, the phone already encrypted."""
 
     receipt_id: ReceiptId
-    telegram_id: int = Field(gt=0)
-    msisdn_token: str = Field(min_length=10, max_length=1024)
-    masked_msisdn: str
+    telegram_id: TelegramId
+    msisdn_token: MsisdnToken
+    masked_msisdn: MaskedMsisdn
     # Keyed HMAC of the phone (payouts.msisdn.MsisdnVault.digest): per-user limits without the phone.
-    user_key: str = Field(min_length=16, max_length=128)
+    user_key: UserKey
     amount_kopecks: Kopecks
     currency: Currency = "UAH"
-    payee_id: str | None = Field(default=None, max_length=64)
-    fiscal_key: str | None = Field(default=None, max_length=128)
-    accepted_at: datetime
+    payee_id: PayeeId | None = None
+    fiscal_key: FiscalKey | None = None
+    accepted_at: AcceptedAt
     language: Literal["uk", "en"] = "uk"
 
 

@@ -119,6 +119,12 @@ class WebhookSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     intake_token: SecretStr = SecretStr("")
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Slow or oversized requests (docs/security.md 6.2): a body must arrive whole within this many
+    # seconds (else 408, connection closed); request line and each header at most this many bytes,
+    # at most this many headers (else 400, before any handler runs).
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_header_bytes: int = Field(default=8 * 1024, ge=1024, le=64 * 1024)
+    max_headers: int = Field(default=64, ge=16, le=1024)
     # --- request authentication (docs/security.md) ---
     # Intake may also be signed (payouts.signing): comma-separated secrets, newest first.
     intake_hmac_secrets: SecretStr = SecretStr("")

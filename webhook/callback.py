@@ -26,7 +26,7 @@ from portmone import Rsp, XmlRejected, mask_phones, parse_rsp, redact_xml
 from portmone.protocol import callback_verdict
 from webhook.auth_callback import check_callback_signature, check_peer
 from webhook.auth_failures import Endpoint, Refusal, refuse
-from webhook.body import read_capped
+from webhook.body import BodyRefused, read_body
 from webhook.deps import WebhookDeps
 from webhook.errors import error
 from webhook.keys import DEPS
@@ -61,13 +61,11 @@ async def portmone_callback(request: web.Request) -> web.Response:
     if refusal is not None:
         return _unauthorized(refusal)
     limit = deps.settings.webhook.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
+    try:
+        raw = await read_body(request, limit=limit, timeout=deps.settings.webhook.body_timeout_seconds)
+    except BodyRefused as exc:
         CALLBACKS.labels(result="rejected").inc()
-        return error(413, f"body over {limit} bytes")
-    raw = await read_capped(request, limit)
-    if raw is None:
-        CALLBACKS.labels(result="rejected").inc()
-        return error(413, f"body over {limit} bytes")
+        return exc.response()
     refusal = check_callback_signature(request, raw, deps.settings)
     if refusal is not None:
         return _unauthorized(refusal)
