@@ -39,6 +39,7 @@ T = TypeVar("T")
 # After a send, the ledger writes are retried this long at most (a blip must not turn a bill we know
 # into an unknown one), leaving this much of the attempt's time for the answer to reach Temporal.
 _PERSIST_MARGIN = timedelta(seconds=5)
+_NO_ENDING = "no recorded ending: the worker stopped during the call"
 _FIRST_PAUSE_SECONDS = 0.2
 _MAX_PAUSE_SECONDS = 2.0
 
@@ -86,12 +87,12 @@ class BillActivities:
         for attempt in earlier:
             if attempt.bill_id:
                 activity.logger.info("adopting bill of attempt %s for %s", attempt.attempt_no, inp.payout_id)
+                if attempt.state == "prepared":  # its bill id came from Portmone's callback (echo), not an answer
+                    await self._ledger.finish_attempt(attempt.id, "unknown", detail=_NO_ENDING)
                 return await self._route(inp, attempt.bill_id, adopted=True)
         for attempt in earlier:
             if attempt.state == "prepared":
-                await self._ledger.finish_attempt(
-                    attempt.id, "unknown", detail="no recorded ending: the worker stopped during the call"
-                )
+                await self._ledger.finish_attempt(attempt.id, "unknown", detail=_NO_ENDING)
                 raise self._unknown(inp, attempt.attempt_no, "an earlier attempt has no recorded ending")
             if attempt.state == "unknown":
                 why = attempt.detail or "an earlier attempt's outcome is unknown"
