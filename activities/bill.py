@@ -1,20 +1,27 @@
 """`create_bill`: the one place a Portmone bill is requested, behind a write-ahead attempt log.
 
-Before each send an attempt is written (`prepared`); after it, `answered`, `not_sent` or
-`unknown`. A retry that finds an attempt of its round with a bill adopts that bill; one that finds
-an attempt without an ending (the worker died mid-call) or with an unknown outcome never re-sends:
-the payout goes to manual review with the evidence.
+The request is validated first; then the ledger writes the attempt (`prepared`) in the transaction
+that applies the new-bill rule (no new bill while an earlier one of any round may hold money); then
+it is sent; then its ending is written (`answered`, `not_sent`, `unknown`). A retry that finds an
+attempt of its round with a bill adopts that bill; one that finds an attempt without an ending (the
+worker died mid-call) or with an unknown outcome never re-sends: the payout goes to manual review
+with the evidence.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.payee import PayeeResolver, PayeeUnknown
-from ledger import AttemptRecord, Ledger
+from ledger import AttemptRecord, Ledger, LedgerUnavailable, NewBillRefused
 from payouts import failures
-from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput
+from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
 from portmone import (
     AnsweredFail,
@@ -27,7 +34,14 @@ from portmone import (
 )
 from portmone.protocol import METHOD_BILLS_CREATE
 
-COMMENT_TEMPLATE = "DarnitsaCashBot receipt {receipt_id}"
+T = TypeVar("T")
+
+# After a send, the ledger writes are retried this long at most (a blip must not turn a bill we know
+# into an unknown one), leaving this much of the attempt's time for the answer to reach Temporal.
+_PERSIST_MARGIN = timedelta(seconds=5)
+_NO_ENDING = "no recorded ending: the worker stopped during the call"
+_FIRST_PAUSE_SECONDS = 0.2
+_MAX_PAUSE_SECONDS = 2.0
 
 
 class BillActivities:
@@ -46,31 +60,39 @@ class BillActivities:
 
         try:
             msisdn = self._vault.decrypt(inp.msisdn_token)
-            payee = self._payees.resolve(inp.payee_id, msisdn)
-        except (MsisdnError, PayeeUnknown) as exc:
+            request = self._client.bill_request(
+                payee_id=self._payees.resolve(inp.payee_id, msisdn),
+                contract_number=msisdn,
+                amount_kopecks=inp.amount_kopecks,
+                currency=inp.currency,
+                comment=bill_comment(inp.receipt_id),
+            )
+        except (MsisdnError, PayeeUnknown, ValueError) as exc:
             raise ApplicationError(str(exc), type=failures.BAD_PAYOUT_DATA, non_retryable=True) from None
-
-        attempt = await self._ledger.begin_attempt(inp.payout_id, inp.round_no)
-        outcome = await self._client.create_bill(
-            payee_id=payee,
-            contract_number=msisdn,
-            amount_kopecks=inp.amount_kopecks,
-            currency=inp.currency,
-            comment=COMMENT_TEMPLATE.format(receipt_id=inp.receipt_id),
-        )
         del msisdn
+
+        try:
+            attempt = await self._ledger.begin_attempt(inp.payout_id, inp.round_no)
+        except NewBillRefused as refused:
+            raise ApplicationError(
+                str(refused),
+                [bill.attempt_id for bill in refused.open_bills],
+                type=failures.BILL_MAY_BE_LIVE,
+                non_retryable=True,
+            ) from None
+        outcome = await self._client.send(request)
         return await self._settle(inp, attempt, outcome)
 
     async def _adopt_or_refuse(self, inp: CreateBillInput, earlier: list[AttemptRecord]) -> CreateBillOutput | None:
         for attempt in earlier:
             if attempt.bill_id:
                 activity.logger.info("adopting bill of attempt %s for %s", attempt.attempt_no, inp.payout_id)
+                if attempt.state == "prepared":  # its bill id came from Portmone's callback (echo), not an answer
+                    await self._ledger.finish_attempt(attempt.id, "unknown", detail=_NO_ENDING)
                 return await self._route(inp, attempt.bill_id, adopted=True)
         for attempt in earlier:
             if attempt.state == "prepared":
-                await self._ledger.finish_attempt(
-                    attempt.id, "unknown", detail="no recorded ending: the worker stopped during the call"
-                )
+                await self._ledger.finish_attempt(attempt.id, "unknown", detail=_NO_ENDING)
                 raise self._unknown(inp, attempt.attempt_no, "an earlier attempt has no recorded ending")
             if attempt.state == "unknown":
                 why = attempt.detail or "an earlier attempt's outcome is unknown"
@@ -79,9 +101,18 @@ class BillActivities:
 
     async def _settle(self, inp: CreateBillInput, attempt: AttemptRecord, outcome: Outcome) -> CreateBillOutput:
         if isinstance(outcome, AnsweredOk):
-            await self._ledger.finish_attempt(attempt.id, "answered", bill_id=outcome.bill.bill_id)
-            await self._archive(inp, outcome, "answered_ok", outcome.bill.bill_id)
-            return await self._route(inp, outcome.bill.bill_id, adopted=False)
+            bill_id = outcome.bill.bill_id
+            try:
+                await self._persist(lambda: self._ledger.finish_attempt(attempt.id, "answered", bill_id=bill_id))
+            except LedgerUnavailable as exc:
+                # The bill exists and we know its id, but cannot write it down: never re-send. The id
+                # goes into the failure (the workflow shows it), and its callback still finds the payout
+                # by what it echoes (webhook.callback, ledger.callbacks.route_by_echo).
+                raise self._unknown(
+                    inp, attempt.attempt_no, f"Portmone created bill {bill_id}; the ledger could not record it: {exc}"
+                ) from None
+            await self._archive(inp, outcome, "answered_ok", bill_id)
+            return await self._persist(lambda: self._route(inp, bill_id, adopted=False))
         if isinstance(outcome, AnsweredFail):
             err = outcome.error
             # Portmone's texts may echo the contract number: masked before the ledger or history sees them.
@@ -103,6 +134,22 @@ class BillActivities:
         await self._ledger.finish_attempt(attempt.id, "unknown", detail=outcome.reason[:500])
         await self._archive(inp, outcome, "outcome_unknown", None)
         raise self._unknown(inp, attempt.attempt_no, outcome.reason)
+
+    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
+        """A ledger write after a bill was created, retried through a short outage while the attempt's
+        time allows (its start-to-close, less a margin for the answer to reach Temporal)."""
+        loop = asyncio.get_running_loop()
+        budget = (activity.info().start_to_close_timeout or timedelta(seconds=30)) - _PERSIST_MARGIN
+        deadline = loop.time() + budget.total_seconds()
+        pause = _FIRST_PAUSE_SECONDS
+        while True:
+            try:
+                return await write()
+            except LedgerUnavailable:
+                if loop.time() + pause > deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE_SECONDS)
 
     async def _route(self, inp: CreateBillInput, bill_id: str, *, adopted: bool) -> CreateBillOutput:
         early = await self._ledger.set_bill_id(inp.payout_id, bill_id)

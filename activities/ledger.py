@@ -1,25 +1,62 @@
-"""Ledger activities: the gate and reservation, status transitions, the operator audit trail."""
+"""Ledger activities: the gate and reservation, status transitions and escalations, the operator
+audit trail, and the reads the escalation ladder needs.
+
+An outage of the ledger delays a payout and never fails it: `LedgerUnavailable` is retried by
+Temporal without a deadline (workflows.payout_calls), counted here so a long outage alerts.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from prometheus_client import Counter
+from sqlalchemy import exc as sa_exc
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ledger import IllegalTransition, Ledger, ReserveRequest
+from ledger import IllegalTransition, Ledger, LedgerUnavailable, ReserveRequest
 from payouts import failures
-from payouts.models import OperatorActionInput, ReserveInput, ReserveOutput, TransitionInput
+from payouts.models import (
+    CallbackSignal,
+    EscalateInput,
+    EscalateOutput,
+    LedgerStateOutput,
+    OpenBillView,
+    OperatorActionInput,
+    ReserveInput,
+    ReserveOutput,
+    TransitionInput,
+)
 from payouts.settings import LedgerSettings
+from payouts.status import PayoutStatus
 
 BUSINESS_TZ = ZoneInfo("Europe/Kyiv")
 _CLOCK_SKEW = timedelta(minutes=5)
+LEDGER_UNAVAILABLE = Counter(
+    "payout_ledger_unavailable_total",
+    "Ledger activity attempts that failed because the ledger could not serve them (retried), by activity",
+    ["activity"],
+)
+_log = logging.getLogger("payouts.activities.ledger")
 
 
 def business_day(now: datetime) -> date:
     """Limits reset at midnight in Kyiv, where the shoppers are."""
     return now.astimezone(BUSINESS_TZ).date()
+
+
+@asynccontextmanager
+async def _outages_counted(name: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except LedgerUnavailable as exc:
+        LEDGER_UNAVAILABLE.labels(activity=name).inc()
+        _log.warning("%s: ledger unavailable (attempt %d, retried): %s", name, activity.info().attempt, exc)
+        raise
 
 
 class LedgerActivities:
@@ -38,53 +75,115 @@ class LedgerActivities:
             return ReserveOutput(accepted=False, reason="not_eligible:accepted_in_future")
         if now - accepted_at > self._eligibility:
             return ReserveOutput(accepted=False, reason="not_eligible:receipt_too_old")
-        result = await self._ledger.reserve(
-            ReserveRequest(
-                payout_id=inp.payout_id,
-                receipt_id=req.receipt_id,
-                fiscal_key=req.fiscal_key,
-                user_key=req.user_key,
-                masked_msisdn=req.masked_msisdn,
-                telegram_id=req.telegram_id,
-                amount_kopecks=req.amount_kopecks,
-                currency=req.currency,
-                payee_id=req.payee_id,
-                owner=inp.owner,
-                business_day=business_day(now),
-                user_daily_limit=self._limits.user_daily_limit,
-                daily_budget_kopecks=self._limits.daily_budget_kopecks,
-                max_payout_kopecks=self._limits.max_payout_kopecks,
-            )
+        reservation = ReserveRequest(
+            payout_id=inp.payout_id,
+            receipt_id=req.receipt_id,
+            fiscal_key=req.fiscal_key,
+            user_key=req.user_key,
+            masked_msisdn=req.masked_msisdn,
+            telegram_id=req.telegram_id,
+            amount_kopecks=req.amount_kopecks,
+            currency=req.currency,
+            payee_id=req.payee_id,
+            owner=inp.owner,
+            business_day=business_day(now),
+            user_daily_limit=self._limits.user_daily_limit,
+            daily_budget_kopecks=self._limits.daily_budget_kopecks,
+            max_payout_kopecks=self._limits.max_payout_kopecks,
         )
+        try:
+            async with _outages_counted("reserve"):
+                result = await self._ledger.reserve(reservation)
+        except (ValueError, TypeError, OverflowError, sa_exc.StatementError) as exc:
+            # Data the ledger cannot hold (intake validates against this; kept as the last guard). The
+            # exception text may quote the row, so only its type reaches the failure.
+            raise ApplicationError(
+                f"the ledger cannot store this receipt ({type(exc).__name__})",
+                type=failures.BAD_PAYOUT_DATA,
+                non_retryable=True,
+            ) from None
         activity.logger.info(
             "reserve %s: accepted=%s reason=%s replay=%s", inp.payout_id, result.accepted, result.reason, result.replay
         )
-        return ReserveOutput(accepted=result.accepted, reason=result.reason)
+        return ReserveOutput(accepted=result.accepted, reason=result.reason, status=result.status)
 
     @activity.defn(name="ledger.transition")
     async def transition(self, inp: TransitionInput) -> None:
-        try:
-            await self._ledger.transition(
-                inp.payout_id,
-                inp.to_status,
-                reason=inp.reason,
-                portmone_status=inp.portmone_status,
-                error_code=inp.error_code,
-                error_description=inp.error_description,
-            )
-        except IllegalTransition as exc:
-            raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
-        if inp.processed_callback_id is not None:
-            await self._ledger.mark_callback_processed(inp.processed_callback_id)
+        async with _outages_counted("transition"):
+            try:
+                await self._ledger.transition(
+                    inp.payout_id,
+                    inp.to_status,
+                    reason=inp.reason,
+                    portmone_status=inp.portmone_status,
+                    error_code=inp.error_code,
+                    error_description=inp.error_description,
+                )
+            except IllegalTransition as exc:
+                raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
+            if inp.processed_callback_id is not None:
+                await self._ledger.mark_callback_processed(inp.processed_callback_id)
+
+    @activity.defn(name="ledger.escalate")
+    async def escalate(self, inp: EscalateInput) -> EscalateOutput:
+        """MANUAL_REVIEW with a reason, and the new-bill rule's evidence: the bills that may hold money.
+
+        When there are such bills and `reason_if_bill_open` is given, that reason is used: an escalation
+        whose bill may be live says so.
+        """
+        async with _outages_counted("escalate"):
+            open_bills = await self._ledger.open_bills(inp.payout_id)
+            reason = inp.reason_if_bill_open if open_bills and inp.reason_if_bill_open else inp.reason
+            cb = inp.callback
+            try:
+                await self._ledger.transition(
+                    inp.payout_id,
+                    PayoutStatus.MANUAL_REVIEW,
+                    reason=reason,
+                    portmone_status=cb.bill_status if cb else None,
+                    error_code=cb.error_code if cb else None,
+                    error_description=cb.error_description if cb else None,
+                )
+            except IllegalTransition as exc:
+                raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
+            if cb is not None:
+                await self._ledger.mark_callback_processed(cb.callback_id)
+        return EscalateOutput(
+            reason=reason,
+            open_bills=[
+                OpenBillView(attempt_id=b.attempt_id, bill_id=b.bill_id, verdict=b.verdict, text=b.describe())
+                for b in open_bills
+            ],
+        )
+
+    @activity.defn(name="ledger.undelivered_callbacks")
+    async def undelivered_callbacks(self, payout_id: str) -> list[CallbackSignal]:
+        """The payout's stored callbacks that no transition processed (the ladder reads them before
+        escalating, in case a signal was lost while Temporal or the webhook was down)."""
+        async with _outages_counted("undelivered_callbacks"):
+            stored = await self._ledger.undelivered_callbacks(payout_id)
+        return [CallbackSignal.from_stored(cb) for cb in stored if cb.bill_id]
+
+    @activity.defn(name="ledger.state")
+    async def state(self, payout_id: str) -> LedgerStateOutput:
+        """The payout row's status and reason (when the ledger refused the workflow's next step)."""
+        async with _outages_counted("state"):
+            row = await self._ledger.get_payout(payout_id)
+        if row is None:
+            message = f"no ledger row for {payout_id}"
+            raise ApplicationError(message, type=failures.ILLEGAL_TRANSITION, non_retryable=True)
+        return LedgerStateOutput(status=row.status, reason=row.reason)
 
     @activity.defn(name="ledger.record_operator_action")
     async def record_operator_action(self, inp: OperatorActionInput) -> None:
-        await self._ledger.record_operator_action(
-            payout_id=inp.payout_id,
-            action=inp.action,
-            operator=inp.operator,
-            reason=inp.reason,
-            reference=inp.reference,
-            details=dict(inp.details),
-            idempotency_key=inp.idempotency_key,
-        )
+        async with _outages_counted("record_operator_action"):
+            await self._ledger.record_operator_action(
+                payout_id=inp.payout_id,
+                action=inp.action,
+                operator=inp.operator,
+                reason=inp.reason,
+                reference=inp.reference,
+                details=dict(inp.details),
+                idempotency_key=inp.idempotency_key,
+                confirms_attempts=inp.confirms_attempts,
+            )

@@ -4,13 +4,14 @@ Use: `upgrade(url)` (Alembic upgrade head, blocking), then `Ledger.from_url(url)
 at shutdown. `Ledger` methods raise `LedgerUnavailable` when the database cannot serve them.
 """
 
-from ledger.errors import IllegalTransition, LedgerError, LedgerUnavailable, PayoutNotFound
+from ledger.errors import IllegalTransition, LedgerError, LedgerUnavailable, NewBillRefused, PayoutNotFound
 from ledger.migrate import head_revision, upgrade
 from ledger.records import (
     AttemptRecord,
     AttemptState,
     CallbackRecord,
     ExchangeRecord,
+    OpenBill,
     OperatorActionRecord,
     PayoutRecord,
     ReserveRequest,
@@ -42,6 +43,8 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerUnavailable",
+    "NewBillRefused",
+    "OpenBill",
     "OperatorActionRecord",
     "PayoutNotFound",
     "PayoutRecord",

@@ -1,16 +1,29 @@
-"""The bill-attempt write-ahead log: `prepared` before each bills.create send, then how it ended."""
+"""The bill-attempt write-ahead log and the new-bill rule.
+
+`prepared` is written before each bills.create send, then how it ended (`answered`, `not_sent`,
+`unknown`). The new-bill rule lives here, in the transaction that writes `prepared` (the payout row
+locked, so two senders serialize): no new bill while any earlier attempt of any round may hold
+money — no recorded ending, an unknown outcome, or a bill without a final non-paid callback —
+unless an operator confirmed that attempt's bill holds none. A bill that a stored callback says was
+paid blocks every new bill, confirmed or not.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.callbacks import route_lock, route_stored_callbacks
 from ledger.db import Db
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, NewBillRefused
 from ledger.payouts import require_payout
-from ledger.records import AttemptRecord, AttemptState
-from ledger.schema import bill_attempts
+from ledger.records import AttemptRecord, AttemptState, OpenBill
+from ledger.schema import bill_attempts, callbacks
+from payouts.verdicts import Verdict, bill_standing
 
 FINAL_STATES: frozenset[str] = frozenset({"answered", "not_sent", "unknown"})
 
@@ -28,14 +41,61 @@ def attempt_record(row: sa.Row[Any]) -> AttemptRecord:
         detail=m["detail"],
         prepared_at=m["prepared_at"],
         finished_at=m["finished_at"],
+        confirmed_by=m["confirmed_by"],
     )
 
 
+async def _attempts(conn: AsyncConnection, payout_id: str) -> list[AttemptRecord]:
+    query = sa.select(bill_attempts).where(bill_attempts.c.payout_id == payout_id).order_by(bill_attempts.c.attempt_no)
+    return [attempt_record(row) for row in await conn.execute(query)]
+
+
+async def _verdicts(conn: AsyncConnection, bill_ids: Sequence[str]) -> dict[str, list[Verdict]]:
+    """Every stored callback's verdict per bill id (routed or not: a stored callback is evidence)."""
+    found: dict[str, list[Verdict]] = defaultdict(list)
+    if bill_ids:
+        query = sa.select(callbacks.c.bill_id, callbacks.c.verdict).where(callbacks.c.bill_id.in_(list(bill_ids)))
+        for bill_id, verdict in await conn.execute(query):
+            found[str(bill_id)].append(Verdict(verdict) if verdict else Verdict.UNKNOWN)
+    return found
+
+
+async def find_open_bills(conn: AsyncConnection, payout_id: str) -> list[OpenBill]:
+    """The attempts of this payout whose bill may hold money (the new-bill rule's evidence)."""
+    attempts = await _attempts(conn, payout_id)
+    verdicts = await _verdicts(conn, [a.bill_id for a in attempts if a.bill_id])
+    found: list[OpenBill] = []
+    for attempt in attempts:
+        if attempt.bill_id:
+            standing = bill_standing(verdicts.get(attempt.bill_id, []))
+            if standing == "dead" or (standing == "live" and attempt.confirmed_by is not None):
+                continue
+            verdict = "paid" if standing == "paid" else ("unknown" if attempt.state == "unknown" else "live")
+        elif attempt.state in ("prepared", "unknown") and attempt.confirmed_by is None:
+            verdict = "no_ending" if attempt.state == "prepared" else "unknown"
+        else:
+            continue  # refused, not sent, or confirmed to have made no bill
+        found.append(
+            OpenBill(
+                attempt_id=attempt.id,
+                round_no=attempt.round_no,
+                attempt_no=attempt.attempt_no,
+                bill_id=attempt.bill_id,
+                verdict=verdict,  # type: ignore[arg-type]
+            )
+        )
+    return found
+
+
 async def begin_attempt(db: Db, payout_id: str, round_no: int) -> AttemptRecord:
+    """Write `prepared` for a new bills.create send, or raise NewBillRefused (the new-bill rule)."""
     if round_no < 1:
         raise ValueError("round_no starts at 1")
     async with db.write() as conn:
-        await require_payout(conn, payout_id, lock=True)  # serializes attempt numbering per payout
+        await require_payout(conn, payout_id, lock=True)  # serializes senders and attempt numbering
+        blocking = await find_open_bills(conn, payout_id)
+        if blocking:
+            raise NewBillRefused(payout_id, blocking)
         last = await conn.scalar(
             sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == payout_id)
         )
@@ -53,6 +113,11 @@ async def begin_attempt(db: Db, payout_id: str, round_no: int) -> AttemptRecord:
         return attempt_record(row)
 
 
+async def open_bills(db: Db, payout_id: str) -> list[OpenBill]:
+    async with db.read() as conn:
+        return await find_open_bills(conn, payout_id)
+
+
 async def finish_attempt(
     db: Db,
     attempt_id: int,
@@ -62,24 +127,59 @@ async def finish_attempt(
     error_code: str | None = None,
     detail: str | None = None,
 ) -> AttemptRecord:
+    """Record how an attempt ended. An answer that comes after the attempt was marked `unknown` (a
+    retry gave up on a still-running call) is kept: Portmone's answer is better evidence than our
+    guess, and its bill id is the route for that bill's callbacks."""
     if state not in FINAL_STATES:
         raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
     query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
     async with db.write() as conn:
+        if bill_id:
+            await route_lock(db, conn, bill_id)  # before the row lock, as every router takes them
         row = (await conn.execute(query.with_for_update())).first()
         if row is None:
             raise LedgerError(f"no bill attempt {attempt_id}")
         current = attempt_record(row)
-        if current.state == state:
+        if current.state == state and current.bill_id == (bill_id or current.bill_id):
             return current  # a retried finish: already recorded
-        if current.state != "prepared":
+        late_answer = current.state == "unknown" and state == "answered"
+        if current.state != "prepared" and not late_answer:
             raise LedgerError(f"bill attempt {attempt_id} already finished as {current.state!r}, not {state!r}")
+        if late_answer:
+            earlier = current.detail or "no detail"
+            detail = f"late answer after the attempt was marked unknown ({earlier}); {detail or ''}"
+        elif current.detail:
+            detail = f"{detail}; {current.detail}" if detail else current.detail  # e.g. a bill id learnt by echo
         await conn.execute(
             sa.update(bill_attempts)
             .where(bill_attempts.c.id == attempt_id)
-            .values(state=state, bill_id=bill_id, error_code=error_code, detail=detail, finished_at=db.now())
+            .values(
+                state=state,
+                bill_id=bill_id or current.bill_id,  # a bill id learnt meanwhile (by echo) is kept
+                error_code=error_code,
+                detail=detail,
+                finished_at=db.now(),
+            )
         )
+        if bill_id:
+            await route_stored_callbacks(db, conn, bill_id, current.payout_id)
         return attempt_record((await conn.execute(query)).one())
+
+
+async def confirm_no_money(conn: AsyncConnection, payout_id: str, attempt_ids: Sequence[int], action_id: int) -> int:
+    """Mark these attempts of the payout as confirmed by an operator to hold no money; returns how many."""
+    if not attempt_ids:
+        return 0
+    result = await conn.execute(
+        sa.update(bill_attempts)
+        .where(
+            bill_attempts.c.payout_id == payout_id,
+            bill_attempts.c.id.in_(list(attempt_ids)),
+            bill_attempts.c.confirmed_by.is_(None),
+        )
+        .values(confirmed_by=action_id)
+    )
+    return int(result.rowcount or 0)
 
 
 async def attempts(db: Db, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:

@@ -4,6 +4,8 @@ appears), marked processed once delivered."""
 from __future__ import annotations
 
 import hashlib
+import hmac
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +16,7 @@ from ledger.db import Db
 from ledger.errors import LedgerError
 from ledger.payouts import payout_id_for_bill, require_payout
 from ledger.records import CallbackRecord, StoreCallbackResult
-from ledger.schema import callbacks, payouts
+from ledger.schema import bill_attempts, callbacks, payouts
 
 # first key of the two-int PostgreSQL advisory lock that serializes routing per bill id
 _ROUTE_LOCK_CLASS = 0x4C47  # "LG"
@@ -35,10 +37,12 @@ def callback_record(row: sa.Row[Any]) -> CallbackRecord:
         received_at=m["received_at"],
         routed_at=m["routed_at"],
         processed_at=m["processed_at"],
+        signalled_at=m["signalled_at"],
+        verdict=m["verdict"],
     )
 
 
-async def _route_lock(db: Db, conn: AsyncConnection, bill_id: str) -> None:
+async def route_lock(db: Db, conn: AsyncConnection, bill_id: str) -> None:
     """Serialize "store a callback for bill B" with "record the route to bill B".
 
     Under READ COMMITTED the two could otherwise miss each other (the callback finds no route, the
@@ -64,6 +68,7 @@ async def store_callback(
     bill_status: str | None,
     error_code: str | None,
     error_description: str | None,
+    verdict: str | None,
 ) -> StoreCallbackResult:
     for _ in range(2):
         try:
@@ -79,6 +84,7 @@ async def store_callback(
                         "bill_status": bill_status,
                         "error_code": error_code,
                         "error_description": error_description,
+                        "verdict": verdict,
                     },
                 )
         except sa_exc.IntegrityError:
@@ -90,7 +96,7 @@ async def _store_once(
     db: Db, conn: AsyncConnection, *, dedupe_key: str, bill_id: str | None, values: dict[str, Any]
 ) -> StoreCallbackResult:
     if bill_id:
-        await _route_lock(db, conn, bill_id)
+        await route_lock(db, conn, bill_id)
     existing = await _by_dedupe_key(conn, dedupe_key)
     payout_id = await payout_id_for_bill(conn, bill_id) if bill_id else None
     now = db.now()
@@ -127,7 +133,7 @@ async def set_bill_id(db: Db, payout_id: str, bill_id: str) -> list[CallbackReco
     if not bill_id:
         raise ValueError("bill_id is required")
     async with db.write() as conn:
-        await _route_lock(db, conn, bill_id)
+        await route_lock(db, conn, bill_id)
         payout = await require_payout(conn, payout_id, lock=True)
         owner = await payout_id_for_bill(conn, bill_id)
         if owner is not None and owner != payout_id:
@@ -139,11 +145,7 @@ async def set_bill_id(db: Db, payout_id: str, bill_id: str) -> list[CallbackReco
                 .where(payouts.c.id == payout_id)
                 .values(bill_id=bill_id, updated_at=now, row_version=payouts.c.row_version + 1)
             )
-        await conn.execute(
-            sa.update(callbacks)
-            .where(callbacks.c.bill_id == bill_id, callbacks.c.payout_id.is_(None))
-            .values(payout_id=payout_id, routed_at=now)
-        )
+        await route_stored_callbacks(db, conn, bill_id, payout_id)
         rows = await conn.execute(
             sa.select(callbacks)
             .where(
@@ -154,6 +156,16 @@ async def set_bill_id(db: Db, payout_id: str, bill_id: str) -> list[CallbackReco
             .order_by(callbacks.c.id)
         )
         return [callback_record(row) for row in rows]
+
+
+async def route_stored_callbacks(db: Db, conn: AsyncConnection, bill_id: str, payout_id: str) -> None:
+    """Callbacks for `bill_id` stored before its route was known now belong to `payout_id`. Call it
+    under `route_lock`. They are not signalled yet, so the redelivery sweep tells the workflow."""
+    await conn.execute(
+        sa.update(callbacks)
+        .where(callbacks.c.bill_id == bill_id, callbacks.c.payout_id.is_(None))
+        .values(payout_id=payout_id, routed_at=db.now())
+    )
 
 
 async def mark_callback_processed(db: Db, callback_id: int) -> CallbackRecord:
@@ -180,3 +192,104 @@ async def callbacks_for(db: Db, payout_id: str) -> list[CallbackRecord]:
     query = sa.select(callbacks).where(callbacks.c.payout_id == payout_id).order_by(callbacks.c.id)
     async with db.read() as conn:
         return [callback_record(row) for row in await conn.execute(query)]
+
+
+async def mark_signalled(db: Db, callback_id: int) -> None:
+    """The payout's workflow was told about this callback (a signal was accepted, or it is closed)."""
+    async with db.write() as conn:
+        await conn.execute(
+            sa.update(callbacks)
+            .where(callbacks.c.id == callback_id, callbacks.c.signalled_at.is_(None))
+            .values(signalled_at=db.now())
+        )
+
+
+async def to_redeliver(db: Db, *, stored_before: datetime, limit: int = 100) -> list[CallbackRecord]:
+    """Routed callbacks whose workflow was never told (Temporal was down, or the route appeared later),
+    oldest first; only those stored before `stored_before`, so the live path gets its chance first."""
+    query = (
+        sa.select(callbacks)
+        .where(
+            callbacks.c.payout_id.is_not(None),
+            callbacks.c.signalled_at.is_(None),
+            callbacks.c.processed_at.is_(None),
+            callbacks.c.received_at < stored_before,
+        )
+        .order_by(callbacks.c.id)
+        .limit(limit)
+    )
+    async with db.read() as conn:
+        return [callback_record(row) for row in await conn.execute(query)]
+
+
+async def undelivered_for(db: Db, payout_id: str) -> list[CallbackRecord]:
+    """The payout's routed callbacks that no transition has processed yet (the ladder reads them
+    before escalating; the workflow dedupes what it already has)."""
+    query = (
+        sa.select(callbacks)
+        .where(callbacks.c.payout_id == payout_id, callbacks.c.processed_at.is_(None))
+        .order_by(callbacks.c.id)
+    )
+    async with db.read() as conn:
+        return [callback_record(row) for row in await conn.execute(query)]
+
+
+async def route_by_echo(
+    db: Db, callback_id: int, *, receipt_id: str, amount_kopecks: int | None, user_key: str
+) -> str | None:
+    """Route a callback for a bill id we never learnt (bills.create committed, its answer lost) by what
+    the callback echoes: the receipt named in the comment, the amount, and the phone's keyed digest.
+
+    It routes only when the match is unambiguous: the receipt's payout has that amount and phone, and
+    exactly one attempt with no bill id that may have reached Portmone (`prepared` or `unknown`).
+    That attempt then holds the bill id (the route for later callbacks). Returns the payout id, or None.
+    """
+    async with db.write() as conn:
+        row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == callback_id))).first()
+        if row is None:
+            raise LedgerError(f"no callback {callback_id}")
+        stored = callback_record(row)
+        if stored.payout_id is not None or not stored.bill_id:
+            return stored.payout_id
+        await route_lock(db, conn, stored.bill_id)
+        owner = await payout_id_for_bill(conn, stored.bill_id)
+        if owner is None:
+            owner = await _echo_owner(conn, stored.bill_id, receipt_id, amount_kopecks, user_key)
+        if owner is not None:
+            await route_stored_callbacks(db, conn, stored.bill_id, owner)
+        return owner
+
+
+async def _echo_owner(
+    conn: AsyncConnection, bill_id: str, receipt_id: str, amount_kopecks: int | None, user_key: str
+) -> str | None:
+    query = sa.select(payouts).where(payouts.c.receipt_id == receipt_id).with_for_update()
+    payout = (await conn.execute(query)).first()
+    if payout is None:
+        return None
+    m = payout._mapping
+    if m["amount_kopecks"] != amount_kopecks or not hmac.compare_digest(str(m["user_key"]), user_key):
+        return None
+    candidates = list(
+        (
+            await conn.execute(
+                sa.select(bill_attempts.c.id).where(
+                    bill_attempts.c.payout_id == m["id"],
+                    bill_attempts.c.bill_id.is_(None),
+                    bill_attempts.c.state.in_(("prepared", "unknown")),
+                )
+            )
+        ).scalars()
+    )
+    if len(candidates) != 1:
+        return None
+    await conn.execute(
+        sa.update(bill_attempts)
+        .where(bill_attempts.c.id == candidates[0])
+        .values(
+            bill_id=bill_id,
+            detail=sa.func.coalesce(bill_attempts.c.detail, "")
+            + "; bill id learnt from Portmone's callback (receipt, amount and phone echoed)",
+        )
+    )
+    return str(m["id"])

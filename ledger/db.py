@@ -21,7 +21,11 @@ Clock = Callable[[], datetime]
 # intervention (shutdown), system error, invalid authorization, unknown database.
 # 42P01 (undefined table) means an unmigrated database: also "not servable now", like SQLite's
 # OperationalError "no such table".
-_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "57", "58", "28", "3D", "42P01")
+# 55P03 (lock_not_available) is `lock_timeout` firing: another transaction holds the row; try later.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "55P03", "57", "58", "28", "3D", "42P01")
+# How long a writer waits for this process's SQLite writer queue before saying the ledger is busy;
+# with the busy timeout below, a write gives up well inside an activity's start-to-close (30 s).
+SQLITE_QUEUE_WAIT_SECONDS = 10.0
 
 
 def utc_now() -> datetime:
@@ -73,7 +77,7 @@ class Db:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if write and self._sqlite_writer is not None:
-                    await stack.enter_async_context(self._sqlite_writer)
+                    await self._queue_for_writer(stack)
                 conn = await stack.enter_async_context(self.engine.connect())
                 if write:
                     await conn.execution_options(**{WRITE_OPTION: True})
@@ -83,6 +87,17 @@ class Db:
             if _is_unavailable(exc):
                 raise LedgerUnavailable(_describe(exc)) from exc
             raise
+
+    async def _queue_for_writer(self, stack: contextlib.AsyncExitStack) -> None:
+        assert self._sqlite_writer is not None
+        try:
+            async with asyncio.timeout(SQLITE_QUEUE_WAIT_SECONDS):
+                await self._sqlite_writer.acquire()
+        except TimeoutError:
+            raise LedgerUnavailable(
+                f"ledger busy: no SQLite write slot within {SQLITE_QUEUE_WAIT_SECONDS:g} s"
+            ) from None
+        stack.callback(self._sqlite_writer.release)
 
     def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self.transaction(write=True)

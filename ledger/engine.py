@@ -18,6 +18,11 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 PG_CONNECT_TIMEOUT_S = 5.0
+# Below the ledger activities' start-to-close (30 s): a write that waits on a lock, or a statement
+# that runs away, fails (LedgerUnavailable, retried) before Temporal gives up on the attempt, so a
+# timed-out attempt never lingers to race its own retry.
+PG_LOCK_TIMEOUT_MS = 5_000
+PG_STATEMENT_TIMEOUT_MS = 15_000
 # execution option that asks for `BEGIN IMMEDIATE` on SQLite (ignored elsewhere)
 WRITE_OPTION = "ledger_write"
 _BEGIN = {True: "BEGIN IMMEDIATE", False: "BEGIN"}
@@ -76,7 +81,11 @@ def make_engine(url: str | URL, *, null_pool: bool = False, **kwargs: Any) -> As
     if backend == "postgresql":
         connect_args = {
             "timeout": PG_CONNECT_TIMEOUT_S,
-            "server_settings": {"application_name": "payouts-ledger"},
+            "server_settings": {
+                "application_name": "payouts-ledger",
+                "lock_timeout": str(PG_LOCK_TIMEOUT_MS),
+                "statement_timeout": str(PG_STATEMENT_TIMEOUT_MS),
+            },
             **kwargs.pop("connect_args", {}),
         }
         if not null_pool:

@@ -3,7 +3,12 @@ caller, LedgerUnavailable is "try again later" (the webhook answers 503 so Portm
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from payouts.status import PayoutStatus
+
+if TYPE_CHECKING:
+    from ledger.records import OpenBill
 
 
 class LedgerError(Exception):
@@ -30,3 +35,18 @@ class PayoutNotFound(LedgerError):
 
 class LedgerUnavailable(LedgerError):
     """The database cannot be reached or refused for a transient reason (connection, lock, shutdown)."""
+
+
+class NewBillRefused(LedgerError):
+    """The new-bill rule: an earlier bill of this payout may hold money, so no new bill is sent."""
+
+    def __init__(self, payout_id: str, open_bills: list[OpenBill]) -> None:
+        listed = "; ".join(bill.describe() for bill in open_bills)
+        super().__init__(f"no new bill for {payout_id}: an earlier bill may hold money ({listed})")
+        self.payout_id = payout_id
+        self.open_bills = open_bills
+
+    @property
+    def paid(self) -> bool:
+        """A stored callback says an earlier bill was paid: no confirmation can allow another."""
+        return any(bill.verdict == "paid" for bill in self.open_bills)

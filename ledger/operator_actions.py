@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ledger.attempts import confirm_no_money
 from ledger.db import Db
 from ledger.errors import LedgerError
 from ledger.payouts import require_payout
@@ -45,7 +47,11 @@ async def record_operator_action(
     reference: str | None = None,
     details: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    confirms_attempts: Sequence[int] = (),
 ) -> OperatorActionRecord:
+    """One audit row per idempotency key. `confirms_attempts`: the bill attempts this action confirms
+    hold no money (the operator checked Portmone), recorded in the same transaction so the new-bill
+    rule sees the confirmation exactly when the audit row exists."""
     if not action or not operator:
         raise ValueError("action and operator are required")
     for _ in range(2):
@@ -59,6 +65,7 @@ async def record_operator_action(
                                 f"idempotency key {idempotency_key!r} was used for "
                                 f"{existing.action} on {existing.payout_id}"
                             )
+                        await confirm_no_money(conn, payout_id, confirms_attempts, existing.id)
                         return existing
                 await require_payout(conn, payout_id)
                 result = await conn.execute(
@@ -80,7 +87,9 @@ async def record_operator_action(
                         )
                     )
                 ).one()
-                return action_record(row)
+                recorded = action_record(row)
+                await confirm_no_money(conn, payout_id, confirms_attempts, recorded.id)
+                return recorded
         except sa_exc.IntegrityError:
             if idempotency_key is None:
                 raise

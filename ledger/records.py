@@ -58,6 +58,7 @@ class AttemptRecord:
     detail: str | None
     prepared_at: datetime
     finished_at: datetime | None
+    confirmed_by: int | None = None  # the operator action that confirmed this attempt's bill holds no money
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,37 @@ class CallbackRecord:
     received_at: datetime
     routed_at: datetime | None
     processed_at: datetime | None
+    signalled_at: datetime | None = None
+    verdict: str | None = None  # payouts.verdicts.Verdict value
+
+
+BillVerdict = Literal["paid", "live", "no_ending", "unknown"]
+
+
+@dataclass(frozen=True)
+class OpenBill:
+    """One reason the new-bill rule refuses a new bill: an attempt whose bill may hold money.
+
+    `verdict`: `paid` (a stored callback says Portmone paid it; nothing overrides that), `live` (a bill
+    exists with no final non-paid callback), `no_ending` (the attempt was written and never finished:
+    the worker stopped mid-call), `unknown` (the request may have reached Portmone unanswered).
+    """
+
+    attempt_id: int
+    round_no: int
+    attempt_no: int
+    bill_id: str | None
+    verdict: BillVerdict
+
+    def describe(self) -> str:
+        bill = f"bill {self.bill_id}" if self.bill_id else "no bill id known"
+        what = {
+            "paid": "PAID at Portmone (stored callback)",
+            "live": "created, no final callback",
+            "no_ending": "request sent or about to be, no recorded ending",
+            "unknown": "request may have reached Portmone, no answer",
+        }[self.verdict]
+        return f"round {self.round_no} attempt {self.attempt_no}: {bill}: {what}"
 
 
 @dataclass(frozen=True)

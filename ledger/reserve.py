@@ -53,7 +53,9 @@ async def reserve(db: Db, req: ReserveRequest) -> ReserveResult:
 
 
 def _answer_existing(row: PayoutRecord, req: ReserveRequest) -> ReserveResult:
-    if row.owner == req.owner:
+    # The same payout asking again (an activity retry, a reset or continued-as-new run of its workflow,
+    # or a row written when the owner was a run id): the stored answer, with the row's status now.
+    if row.owner == req.owner or row.id == req.payout_id:
         return ReserveResult(
             accepted=row.status != PayoutStatus.REJECTED,
             payout_id=row.id,

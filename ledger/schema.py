@@ -113,6 +113,9 @@ bill_attempts = sa.Table(
     sa.Column("detail", sa.Text(), nullable=True),
     _now_col("prepared_at"),
     _now_col("finished_at", nullable=True),
+    # The operator action that confirmed this attempt's bill holds no money (never created, or
+    # unpaid and closed at Portmone): the new-bill rule then lets a new bill follow it.
+    sa.Column("confirmed_by", big_id(), sa.ForeignKey("operator_actions.id"), nullable=True),
     sa.UniqueConstraint("payout_id", "attempt_no"),
     sa.CheckConstraint(_in("state", ATTEMPT_STATE_VALUES), name="state_known"),
     sa.Index(None, "bill_id"),
@@ -130,9 +133,13 @@ callbacks = sa.Table(
     sa.Column("bill_status", sa.String(64), nullable=True),
     sa.Column("error_code", sa.String(64), nullable=True),
     sa.Column("error_description", sa.Text(), nullable=True),
+    # What the callback means for the bill (payouts.verdicts.Verdict), converted by portmone/ at intake.
+    sa.Column("verdict", sa.String(32), nullable=True),
     _now_col("received_at"),
     _now_col("routed_at", nullable=True),
     _now_col("processed_at", nullable=True),
+    # When the payout's workflow was told (signalled); routed callbacks without it are redelivered.
+    _now_col("signalled_at", nullable=True, index=True),
 )
 
 exchange_archive = sa.Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from ledger.records import (
     AttemptState,
     CallbackRecord,
     ExchangeRecord,
+    OpenBill,
     OperatorActionRecord,
     PayoutRecord,
     ReserveRequest,
@@ -122,6 +124,10 @@ class Ledger:
     async def attempts(self, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
         return await attempts.attempts(self._db, payout_id, round_no)
 
+    async def open_bills(self, payout_id: str) -> list[OpenBill]:
+        """The earlier bills that stop a new one (the new-bill rule's evidence), for operators and escalations."""
+        return await attempts.open_bills(self._db, payout_id)
+
     # callbacks
 
     async def set_bill_id(self, payout_id: str, bill_id: str) -> list[CallbackRecord]:
@@ -137,6 +143,7 @@ class Ledger:
         bill_status: str | None,
         error_code: str | None,
         error_description: str | None,
+        verdict: str | None,
     ) -> StoreCallbackResult:
         return await callbacks.store_callback(
             self._db,
@@ -147,7 +154,24 @@ class Ledger:
             bill_status=bill_status,
             error_code=error_code,
             error_description=error_description,
+            verdict=verdict,
         )
+
+    async def route_by_echo(
+        self, callback_id: int, *, receipt_id: str, amount_kopecks: int | None, user_key: str
+    ) -> str | None:
+        return await callbacks.route_by_echo(
+            self._db, callback_id, receipt_id=receipt_id, amount_kopecks=amount_kopecks, user_key=user_key
+        )
+
+    async def mark_signalled(self, callback_id: int) -> None:
+        await callbacks.mark_signalled(self._db, callback_id)
+
+    async def callbacks_to_redeliver(self, *, stored_before: datetime, limit: int = 100) -> list[CallbackRecord]:
+        return await callbacks.to_redeliver(self._db, stored_before=stored_before, limit=limit)
+
+    async def undelivered_callbacks(self, payout_id: str) -> list[CallbackRecord]:
+        return await callbacks.undelivered_for(self._db, payout_id)
 
     async def mark_callback_processed(self, callback_id: int) -> CallbackRecord:
         return await callbacks.mark_callback_processed(self._db, callback_id)
@@ -206,6 +230,7 @@ class Ledger:
         reference: str | None = None,
         details: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        confirms_attempts: Sequence[int] = (),
     ) -> OperatorActionRecord:
         return await operator_actions.record_operator_action(
             self._db,
@@ -216,6 +241,7 @@ class Ledger:
             reference=reference,
             details=details,
             idempotency_key=idempotency_key,
+            confirms_attempts=confirms_attempts,
         )
 
     async def operator_actions(self, payout_id: str) -> list[OperatorActionRecord]:

@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("sandbox", help="run the PortmoneDirect / Telegram / telecom simulator")
     sb.add_argument("--host", default=None)
     sb.add_argument("--port", type=int, default=None)
+    sb.add_argument("--seed", type=_seed, default=None, help="seed of every random choice (default: SANDBOX_SEED)")
 
     sm = sub.add_parser("submit", help="send one accepted receipt to a running stack")
     sm.add_argument("--receipt-id", required=True)
@@ -53,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_ops_parsers(sub)  # `payouts ops …` and `payouts schedules`
     return p
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,7 +117,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from sandbox.config import SandboxConfig
 
         run_sandbox(
-            SandboxConfig.from_settings(settings),
+            SandboxConfig.from_settings(settings, seed=args.seed),
             args.host or settings.sandbox.host,
             args.port if args.port is not None else settings.sandbox.port,
         )

@@ -1,7 +1,8 @@
 """The fixed set of reasons a payout goes to MANUAL_REVIEW, and what an operator can do about each.
 
 A reason is one of `callback_timeout`, `outcome_unknown`, `permanent_error:<code>`,
-`retries_exhausted`, `telecom_failed`, `reversed`. The workflow builds reasons only through
+`retries_exhausted`, `telecom_failed`, `reversed`, `cancellation_requested`,
+`state_conflict`. The workflow builds reasons only through
 `reason_text`, so nothing outside this set reaches the ledger or the `EscalationReason` search
 attribute. docs/runbook.md explains each one for operators.
 """
@@ -14,24 +15,30 @@ from payouts.models import EscalationReason
 
 _CODE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
+_CONFIRM = (
+    "While the payout lists open bills, `retry` and `cancel` need `confirmed_no_bill_at_portmone` "
+    "(CLI `--confirm-no-bill-at-portmone`): Portmone holds no such bill, or it is unpaid and you cancelled it there."
+)
+
 _HINTS: dict[EscalationReason, str] = {
     EscalationReason.CALLBACK_TIMEOUT: (
-        "Portmone never said how the bill ended. Check the bill in Portmone's cabinet: paid → `mark_paid` "
-        "with Portmone's payment id; not paid and cancelled there → `retry`; unsure → wait (a late `ok` "
-        "callback still completes the payout)."
+        "Portmone never said how the bill ended; the bill is live until Portmone says otherwise. Check it in "
+        "Portmone's cabinet: paid → `mark_paid` with Portmone's payment id; unpaid → cancel it there, then "
+        "`retry` (or `cancel`) with the confirmation; unsure → wait (a late `ok` callback still completes "
+        "the payout). " + _CONFIRM
     ),
     EscalationReason.OUTCOME_UNKNOWN: (
-        "The bill request may have reached Portmone unanswered. Find out whether Portmone holds a bill for "
-        "this receipt: one exists and was paid → `mark_paid`; none exists → `retry` with "
-        "`confirmed_no_bill_at_portmone` (CLI `--confirm-no-bill-at-portmone`)."
+        "A bill request may have reached Portmone unanswered, so a bill may exist. Find the receipt's bills "
+        "in Portmone's cabinet: paid → `mark_paid`; unpaid → cancel it there; none → nothing to cancel. "
+        "Then `retry` or `cancel` with the confirmation. " + _CONFIRM
     ),
     EscalationReason.PERMANENT_ERROR: (
         "Portmone refused the bill for good (code in the reason). Fix the cause (payee, phone, amount) and "
         "`retry`, or `cancel` with a reason the user can be told."
     ),
     EscalationReason.RETRIES_EXHAUSTED: (
-        "Every automatic attempt failed on transient errors. When Portmone works again → `retry`; "
-        "otherwise `cancel`."
+        "Every automatic attempt was refused by Portmone with a transient error or never sent; no bill "
+        "holds money. When Portmone works again → `retry`; otherwise `cancel`."
     ),
     EscalationReason.TELECOM_FAILED: (
         "Portmone paid the bill but the telecom top-up failed. `retry` repeats only the top-up (same "
@@ -39,6 +46,14 @@ _HINTS: dict[EscalationReason, str] = {
     ),
     EscalationReason.REVERSED: (
         "Portmone returned the payment. `retry` to pay again with a new bill, or `cancel` with a reason."
+    ),
+    EscalationReason.CANCELLATION_REQUESTED: (
+        "Someone asked Temporal to cancel this payout (the Web UI's Request Cancellation, or the API). "
+        "Nothing was abandoned: decide with `cancel` (the user is told), `retry` or `mark_paid`. " + _CONFIRM
+    ),
+    EscalationReason.STATE_CONFLICT: (
+        "The ledger refused the workflow's next status (after a workflow reset, or a bug). Compare "
+        "`payouts ops show` (ledger timeline) with the workflow history before deciding. " + _CONFIRM
     ),
 }
 

@@ -16,4 +16,8 @@ TELECOM_REFUSED = "TelecomRefused"
 # The receipt's data cannot be used (phone token undecryptable, no payee for the number).
 BAD_PAYOUT_DATA = "BadPayoutData"
 
-NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA]
+# The new-bill rule refused a new bill: an earlier bill of the payout may hold money (details: the
+# ledger ids of those attempts). A person checks Portmone and confirms before another bill is sent.
+BILL_MAY_BE_LIVE = "BillMayBeLive"
+
+NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE]

@@ -6,17 +6,83 @@ plaintext phone number: only `msisdn_token` (Fernet) and `masked_msisdn`.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+import unicodedata
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from payouts.status import PayoutStatus
+from payouts.verdicts import Verdict
+
+# ---- field bounds ------------------------------------------------------------------------------
+# One definition per bound, shared by the intake body (webhook/intake_model.py) and the workflow
+# input (PayoutRequest below): whatever intake accepts, the ledger columns (ledger/schema.py) can
+# hold on SQLite and on PostgreSQL alike. Integers fit a signed 64-bit BIGINT; strings fit their
+# VARCHAR length and carry no control characters (PostgreSQL refuses NUL, SQLite would store it).
+# docs/security.md ("Intake validation") lists the rules.
+
+BIGINT_MAX = 2**63 - 1  # PostgreSQL BIGINT, SQLite INTEGER
+# The visible ASCII characters, space excluded: digits, letters, punctuation (`FN1:FD2:FP3`, or the
+# tax service's check URL `https://cabinet.tax.gov.ua/cashregs/check?fn=…&id=…`).
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def _whole_number(value: Any) -> Any:
+    """A JSON number with a fraction or an exponent (`25.5`, `2500.0`, `1e30`) is not an integer."""
+    if isinstance(value, float):
+        raise PydanticCustomError(
+            "int_type", "must be a JSON integer, without fraction or exponent (got {number})", {"number": repr(value)}
+        )
+    return value
+
+
+def _no_control_characters(value: str) -> str:
+    """No C0/C1 control character (NUL, newline, escape, DEL, ...): the ledger stores text, not bytes."""
+    for ch in value:
+        if unicodedata.category(ch) == "Cc":
+            raise ValueError(f"must not contain control characters (found U+{ord(ch):04X})")
+    return value
+
+
+def _visible_ascii(value: str) -> str:
+    if not _VISIBLE_ASCII.fullmatch(value):
+        raise ValueError(
+            "may hold only visible ASCII characters: letters, digits and punctuation, no spaces or control characters"
+        )
+    return value
+
+
+def _representable_in_utc(value: datetime) -> datetime:
+    """An aware time whose UTC form exists (`0001-01-01T00:00:00+05:00` has none)."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time is out of range once converted to UTC") from None
+    return value
+
 
 ReceiptId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
-Kopecks = Annotated[int, Field(gt=0, le=10_000_000, strict=True)]
+# Telegram user id; ledger `telegram_id BIGINT`.
+TelegramId = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=BIGINT_MAX, strict=True)]
+Kopecks = Annotated[int, BeforeValidator(_whole_number), Field(gt=0, le=10_000_000, strict=True)]
 Currency = Literal["UAH"]
+# Ledger `payee_id VARCHAR(64)`; also sent to Portmone as `payeeId`.
+PayeeId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+# Ledger `fiscal_key VARCHAR(256)` (unique): at most 128 visible ASCII characters.
+FiscalKey = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_visible_ascii)]
+# A Fernet token (URL-safe base64); travels through Temporal, never stored in the ledger.
+MsisdnToken = Annotated[str, StringConstraints(min_length=10, max_length=1024, pattern=r"^[A-Za-z0-9_=-]+$")]
+# A phone as the bot sends it (`+380 67 123-45-67`), normalised at intake.
+PhoneInput = Annotated[str, StringConstraints(max_length=32), AfterValidator(_no_control_characters)]
+# Ledger `masked_msisdn VARCHAR(32)` and `user_key VARCHAR(128)`: derived at intake, bounded anyway.
+MaskedMsisdn = Annotated[str, StringConstraints(max_length=32), AfterValidator(_no_control_characters)]
+UserKey = Annotated[str, StringConstraints(min_length=16, max_length=128), AfterValidator(_no_control_characters)]
+AcceptedAt = Annotated[datetime, AfterValidator(_representable_in_utc)]
 
 
 class _Model(BaseModel):
@@ -28,6 +94,21 @@ def payout_workflow_id(receipt_id: str) -> str:
     return f"payout-{receipt_id}"
 
 
+_COMMENT_PREFIX = "DarnitsaCashBot receipt "
+
+
+def bill_comment(receipt_id: str) -> str:
+    """The `comment` of a payout's Portmone bill; Portmone echoes it in callbacks."""
+    return f"{_COMMENT_PREFIX}{receipt_id}"
+
+
+def receipt_in_comment(comment: str | None) -> str | None:
+    """The receipt id a bill comment names (the inverse of `bill_comment`), or None."""
+    if not comment or not comment.startswith(_COMMENT_PREFIX):
+        return None
+    return comment[len(_COMMENT_PREFIX) :] or None
+
+
 class EscalationReason(StrEnum):
     CALLBACK_TIMEOUT = "callback_timeout"
     OUTCOME_UNKNOWN = "outcome_unknown"
@@ -35,6 +116,8 @@ class EscalationReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     TELECOM_FAILED = "telecom_failed"
     REVERSED = "reversed"
+    CANCELLATION_REQUESTED = "cancellation_requested"  # a Temporal cancel (Web UI button) reached the payout
+    STATE_CONFLICT = "state_conflict"  # the ledger refused the workflow's next status (a reset, a bug)
 
 
 # ---- workflow input -------------------------------------------------------------------------
@@ -44,16 +127,16 @@ class PayoutRequest(_Model):
     """ReceiptPayoutWorkflow's input: an accepted receipt, the phone already encrypted."""
 
     receipt_id: ReceiptId
-    telegram_id: int = Field(gt=0)
-    msisdn_token: str = Field(min_length=10, max_length=1024)
-    masked_msisdn: str
+    telegram_id: TelegramId
+    msisdn_token: MsisdnToken
+    masked_msisdn: MaskedMsisdn
     # Keyed HMAC of the phone (payouts.msisdn.MsisdnVault.digest): per-user limits without the phone.
-    user_key: str = Field(min_length=16, max_length=128)
+    user_key: UserKey
     amount_kopecks: Kopecks
     currency: Currency = "UAH"
-    payee_id: str | None = Field(default=None, max_length=64)
-    fiscal_key: str | None = Field(default=None, max_length=128)
-    accepted_at: datetime
+    payee_id: PayeeId | None = None
+    fiscal_key: FiscalKey | None = None
+    accepted_at: AcceptedAt
     language: Literal["uk", "en"] = "uk"
 
 
@@ -70,6 +153,8 @@ class CallbackSignal(_Model):
     bill_status: str  # portmone.protocol.BillStatus value
     error_code: str | None = None
     error_description: str | None = None
+    # What the callback means (portmone converts); None in signals sent before verdicts existed.
+    verdict: Verdict | None = None
 
     @classmethod
     def from_stored(cls, stored: Any) -> CallbackSignal:
@@ -82,6 +167,7 @@ class CallbackSignal(_Model):
             bill_status=stored.bill_status or "UNKNOWN",
             error_code=stored.error_code,
             error_description=stored.error_description,
+            verdict=Verdict(stored.verdict) if stored.verdict else None,
         )
 
 
@@ -102,6 +188,10 @@ class PayoutView(_Model):
     callbacks_seen: int = 0
     escalated_at: datetime | None = None  # when the payout last entered MANUAL_REVIEW
     reminders_sent: int = 0  # operator reminders while in MANUAL_REVIEW this time
+    # The earlier bills that may hold money (the new-bill rule's evidence at escalation): while any is
+    # listed, `retry` and `cancel` need `confirmed_no_bill_at_portmone`.
+    open_bills: list[str] = Field(default_factory=list)
+    cancel_requested: bool = False  # a Temporal cancellation was asked for; an operator decides
 
 
 # ---- activities -----------------------------------------------------------------------------
@@ -116,6 +206,8 @@ class ReserveInput(_Model):
 class ReserveOutput(_Model):
     accepted: bool
     reason: str | None = None
+    # The ledger row's status now: RESERVED for a new payout; later ones when the workflow was reset.
+    status: PayoutStatus | None = None
 
 
 class CreateBillInput(_Model):
@@ -127,6 +219,33 @@ class CreateBillInput(_Model):
     currency: str
     payee_id: str | None
     round_no: int
+
+
+class OpenBillView(_Model):
+    """One earlier attempt whose bill may hold money (ledger.OpenBill, for the workflow)."""
+
+    attempt_id: int
+    bill_id: str | None
+    verdict: str
+    text: str
+
+
+class EscalateInput(_Model):
+    payout_id: str
+    reason: str
+    # Used instead of `reason` when the ledger shows an earlier bill that may hold money.
+    reason_if_bill_open: str | None = None
+    callback: CallbackSignal | None = None
+
+
+class EscalateOutput(_Model):
+    reason: str
+    open_bills: list[OpenBillView] = Field(default_factory=list)
+
+
+class LedgerStateOutput(_Model):
+    status: PayoutStatus
+    reason: str | None = None
 
 
 class CreateBillOutput(_Model):
@@ -206,11 +325,29 @@ class PayoutPolicy(_Model):
     # (payouts.settings.bill_attempt_timing_problem). A worker that dies mid-call is noticed
     # after this long, and the retry then finds the unfinished attempt.
     bill_attempt_timeout_seconds: int = Field(default=90, ge=1)
+    # Reminders in one run of a payout waiting in manual review; then it continues as new, so its
+    # history stays bounded however long a person takes.
+    reminders_per_run: int = Field(default=50, ge=1)
+
+
+class CarriedPayout(_Model):
+    """What a payout waiting in manual review carries into its next run (continue-as-new)."""
+
+    view: PayoutView
+    inbox: list[CallbackSignal] = Field(default_factory=list)
+    seen_callbacks: list[str] = Field(default_factory=list)
+    bills: list[str] = Field(default_factory=list)
+    bill_round: int = 0
+    open_bills: list[OpenBillView] = Field(default_factory=list)
+    paid_callback: CallbackSignal | None = None
+    results: dict[str, OperatorResult] = Field(default_factory=dict)
+    message_id: int | None = None
 
 
 class PayoutWorkflowInput(_Model):
     request: PayoutRequest
     policy: PayoutPolicy = Field(default_factory=PayoutPolicy)
+    carried: CarriedPayout | None = None  # set when a run continues as new
 
 
 # ---- operator updates -----------------------------------------------------------------------
@@ -221,7 +358,8 @@ class OperatorRetry(_Model):
 
     operator: str = Field(default="", max_length=64)
     reason: str = Field(default="", max_length=500)
-    # Required after an outcome-unknown attempt: the operator checked that Portmone holds no bill.
+    # Required while an earlier bill may hold money (the view lists them in `open_bills`): the operator
+    # checked Portmone's cabinet, and Portmone holds no such bill, or it is unpaid and cancelled there.
     confirmed_no_bill_at_portmone: bool = False
 
 
@@ -234,16 +372,20 @@ class OperatorMarkPaid(_Model):
 class OperatorCancel(_Model):
     operator: str = Field(default="", max_length=64)
     reason: str = Field(default="", max_length=500)
+    # As for retry: a bill that may still be paid must be cancelled at Portmone before the payout is.
+    confirmed_no_bill_at_portmone: bool = False
 
 
 class OperatorActionInput(_Model):
     payout_id: str
-    action: Literal["retry", "mark_paid", "cancel", "late_callback"]
+    action: Literal["retry", "mark_paid", "cancel", "late_callback", "cancellation_requested"]
     operator: str
     reason: str | None = None
     reference: str | None = None
     idempotency_key: str
     details: dict[str, str] = Field(default_factory=dict)
+    # Bill attempts the operator confirmed hold no money (recorded with the audit row).
+    confirms_attempts: list[int] = Field(default_factory=list)
 
 
 class OperatorResult(_Model):

@@ -25,14 +25,14 @@ def normalize_msisdn(raw: str) -> str:
     digits = re.sub(r"[\s()\-+]", "", raw.strip())
     if digits.startswith("0") and len(digits) == 10:
         digits = "38" + digits
-    if not _UA_MOBILE.match(digits):
+    if not _UA_MOBILE.fullmatch(digits):
         raise MsisdnError("phone number must be a Ukrainian mobile number: 380 and 9 digits")
     return digits
 
 
 def is_valid_msisdn(value: str) -> bool:
     """True for the canonical form 380 + 9 digits (what Portmone's contractNumber takes)."""
-    return bool(_UA_MOBILE.match(value))
+    return bool(_UA_MOBILE.fullmatch(value))
 
 
 def mask_msisdn(msisdn: str) -> str:

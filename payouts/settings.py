@@ -123,6 +123,12 @@ class WebhookSettings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     intake_token: SecretStr = SecretStr("")
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Slow or oversized requests (docs/security.md 6.2): a body must arrive whole within this many
+    # seconds (else 408, connection closed); request line and each header at most this many bytes,
+    # at most this many headers (else 400, before any handler runs).
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_header_bytes: int = Field(default=8 * 1024, ge=1024, le=64 * 1024)
+    max_headers: int = Field(default=64, ge=16, le=1024)
     # --- request authentication (docs/security.md) ---
     # Intake may also be signed (payouts.signing): comma-separated secrets, newest first.
     intake_hmac_secrets: SecretStr = SecretStr("")
@@ -141,6 +147,11 @@ class WebhookSettings(BaseSettings):
     codec_token: SecretStr = SecretStr("")
     codec_cors_origins: str = ""
     codec_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # --- callback redelivery (webhook.redelivery) ---
+    # How often the sweep re-signals stored callbacks whose workflow was never told, and how old a
+    # stored callback must be before the sweep takes it (the live path goes first).
+    redeliver_interval_seconds: float = Field(default=15.0, gt=0)
+    redeliver_after_seconds: float = Field(default=10.0, ge=0)
 
     @field_validator("callback_allowed_cidrs", "trusted_proxies")
     @classmethod
@@ -201,6 +212,8 @@ class SandboxSettings(BaseSettings):
     port: int = Field(default=8099, ge=0, le=65535)
     callback_url: str | None = None
     callback_delay_seconds: float = Field(default=0.5, ge=0)
+    # Seeds every random choice of the sandbox (fault rolls, callback verdicts); unset: a random seed.
+    seed: int | None = Field(default=None, ge=0)
 
 
 class Settings(BaseSettings):

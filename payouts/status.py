@@ -31,7 +31,8 @@ LEGAL_TRANSITIONS: dict[PayoutStatus, frozenset[PayoutStatus]] = {
         {_S.AWAITING_CALLBACK, _S.RETRY_SCHEDULED, _S.MANUAL_REVIEW, _S.PAID, _S.FAILED}
     ),
     _S.AWAITING_CALLBACK: frozenset({_S.PAID, _S.RETRY_SCHEDULED, _S.MANUAL_REVIEW, _S.FAILED}),
-    _S.RETRY_SCHEDULED: frozenset({_S.BILL_REQUESTED, _S.MANUAL_REVIEW, _S.FAILED, _S.CANCELLED}),
+    # PAID from RETRY_SCHEDULED: a late paid callback for the earlier bill ends the back-off.
+    _S.RETRY_SCHEDULED: frozenset({_S.BILL_REQUESTED, _S.MANUAL_REVIEW, _S.PAID, _S.FAILED, _S.CANCELLED}),
     # Only an operator (or a late `ok` callback) moves a payout out of manual review.
     _S.MANUAL_REVIEW: frozenset({_S.BILL_REQUESTED, _S.PAID, _S.CANCELLED, _S.FAILED}),
     _S.PAID: frozenset(),

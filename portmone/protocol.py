@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from payouts.verdicts import Verdict
+
 DEFAULT_API_BASE = "https://direct.portmone.com.ua/api/directcash/"
 PROTOCOL_VERSION = 2
 LANGUAGES = ("uk", "ru", "en")
@@ -120,3 +122,17 @@ def classify_error(code: str | None) -> ErrorKind:
 def describe_error(code: str | None) -> str:
     entry = ERROR_CATALOGUE.get((code or "").strip())
     return entry[1] if entry else "unknown error code"
+
+
+def callback_verdict(rsp_ok: bool, status: BillStatus | str | None, error_code: str | None) -> Verdict:
+    """Portmone's words (`<rsp status>`, bill status, error code) as one domain verdict."""
+    bill = status if isinstance(status, BillStatus) else parse_bill_status(status)
+    if not rsp_ok:
+        transient = classify_error(error_code) == ErrorKind.TRANSIENT
+        return Verdict.DECLINED_TRANSIENT if transient else Verdict.DECLINED_PERMANENT
+    return {
+        BillStatus.PAYED: Verdict.PAID,
+        BillStatus.CREATED: Verdict.PENDING,
+        BillStatus.REJECTED: Verdict.DECLINED_PERMANENT,
+        BillStatus.RETURN: Verdict.REVERSED,
+    }.get(bill, Verdict.UNKNOWN)

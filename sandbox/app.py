@@ -53,10 +53,14 @@ async def start_sandbox(
         await runner.cleanup()
         raise
     actual_port = int(runner.addresses[0][1])
-    logger.info("sandbox listening on http://%s:%d", host, actual_port)
+    seed = sandbox_state(runner.app).seed
+    logger.info("sandbox listening on http://%s:%d (seed %d)", host, actual_port, seed)
     return runner, actual_port
 
 
 def run_sandbox(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8099) -> None:
-    """Serve until SIGINT/SIGTERM (the `payouts sandbox` command); prints where it listens."""
-    web.run_app(build_app(config), host=host, port=port, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    """Serve until SIGINT/SIGTERM (the `payouts sandbox` command); prints its seed and where it listens."""
+    app = build_app(config)
+    seed = sandbox_state(app).seed
+    print(f"sandbox seed {seed} (replay this run with --seed {seed} or SANDBOX_SEED={seed})", flush=True)
+    web.run_app(app, host=host, port=port, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)

@@ -1,6 +1,11 @@
 """Delivering Portmone's status callbacks, as Portmone would: POST the `<rsp>` as application/xml,
 retry a few times with back-off on a non-2xx answer or a connection error, and record every attempt.
 
+A scheduled plan decides a bill that is still open (CREATED) at Portmone: the bill takes its verdict
+whether or not the notification goes out (`drop_callback` loses only the notification). A bill that is
+no longer open when the plan comes due (cancelled in the cabinet, or settled by an on-demand callback)
+keeps its status, and the plan is recorded as skipped with the reason.
+
 When the sandbox has a callback secret (`WEBHOOK_CALLBACK_HMAC_SECRETS`, the first one), every
 attempt carries our signature headers (payouts.signing, docs/security.md), freshly timestamped."""
 
@@ -14,7 +19,8 @@ import aiohttp
 
 from payouts.signing import signature_headers
 from sandbox import rsp
-from sandbox.state import SandboxState, SimBill, now_iso
+from sandbox.faults import verdict_label
+from sandbox.state import OPEN, SandboxState, SimBill, now_iso
 
 logger = logging.getLogger("sandbox.callbacks")
 
@@ -30,7 +36,7 @@ def callback_body(bill: SimBill, status: str, error_code: str | None) -> bytes:
 
 
 def _record(
-    state: SandboxState, bill: SimBill, status: str, error_code: str | None, kind: str
+    state: SandboxState, bill: SimBill, status: str, error_code: str | None, kind: str, verdict: str | None = None
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": state.next_id(),
@@ -39,18 +45,18 @@ def _record(
         "status": status,
         "error_code": error_code,
         "kind": kind,
+        # On the final callback of a plan: the verdict chosen when the bill was created.
+        "verdict": verdict,
         "url": state.callback_url,
+        # The bill's status at Portmone once this callback was decided (a notice never changes it back).
+        "bill_status": bill.status,
         "dropped": False,
+        "skipped": None,
         "delivered": False,
         "attempts": [],
     }
     state.callbacks.append(record)
     return record
-
-
-def record_dropped(state: SandboxState, bill: SimBill, status: str, error_code: str | None) -> None:
-    record = _record(state, bill, status, error_code, "final")
-    record["dropped"] = True
 
 
 async def deliver(
@@ -61,9 +67,10 @@ async def deliver(
     *,
     kind: str,
     body: bytes | None = None,
+    verdict: str | None = None,
 ) -> dict[str, Any]:
     """POST one callback with retries; returns its record (attempts with their HTTP status)."""
-    record = _record(state, bill, status, error_code, kind)
+    record = _record(state, bill, status, error_code, kind, verdict)
     url = state.callback_url
     if url is None or state.session is None:
         record["error"] = "no callback_url configured"
@@ -95,6 +102,13 @@ async def deliver(
     return record
 
 
+def _decide(bill: SimBill, status: str) -> None:
+    """Give an open bill its verdict; RETURN means it was paid, then returned."""
+    if status == "RETURN":
+        bill.move_to("PAYED", "verdict")
+    bill.move_to(status, "verdict")
+
+
 async def run_plan(
     state: SandboxState,
     bill: SimBill,
@@ -102,16 +116,28 @@ async def run_plan(
     error_code: str | None,
     *,
     delay: float,
-    duplicate: bool,
-    out_of_order: bool,
+    drop: bool = False,
+    duplicate: bool = False,
+    out_of_order: bool = False,
 ) -> None:
-    """The callbacks that follow one created bill: the final one, then (faults) its duplicate and a
-    stale CREATED one."""
+    """The fate of one created bill: after `delay` the bill takes its verdict, then the final callback
+    goes out (unless dropped), then (faults) its duplicate and a stale CREATED one."""
     if delay > 0:
         await asyncio.sleep(delay)
-    bill.status = status
+    verdict = verdict_label(status, error_code)
+    if bill.status != OPEN:
+        record = _record(state, bill, status, error_code, "final", verdict)
+        how = "cancelled in the cabinet" if bill.cancelled else "settled by an on-demand callback"
+        record["skipped"] = f"bill is already {bill.status} ({how}); verdict {verdict} not applied, nothing sent"
+        return
+    _decide(bill, status)
+    if drop:
+        record = _record(state, bill, status, error_code, "final", verdict)
+        record["dropped"] = True
+        record["note"] = f"notification lost; the bill is {bill.status} at Portmone"
+        return
     body = callback_body(bill, status, error_code)
-    await deliver(state, bill, status, error_code, kind="final", body=body)
+    await deliver(state, bill, status, error_code, kind="final", body=body, verdict=verdict)
     if duplicate:
         await deliver(state, bill, status, error_code, kind="duplicate", body=body)
     if out_of_order:

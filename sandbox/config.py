@@ -42,11 +42,16 @@ class SandboxConfig:
             raise ValueError("sandbox delays must not be negative")
         if self.callback_max_attempts < 1:
             raise ValueError("callback_max_attempts must be at least 1")
+        if self.seed is not None and self.seed < 0:
+            raise ValueError("sandbox seed must not be negative")
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, faults: FaultTable | None = None) -> SandboxConfig:
-        """From the loaded settings (`PORTMONE_*`, `SANDBOX_*`), dev defaults where unset."""
-        config = cls.from_sections(settings.portmone, settings.sandbox, faults=faults)
+    def from_settings(
+        cls, settings: Settings, *, faults: FaultTable | None = None, seed: int | None = None
+    ) -> SandboxConfig:
+        """From the loaded settings (`PORTMONE_*`, `SANDBOX_*`), dev defaults where unset; `seed`
+        (the `--seed` flag) wins over `SANDBOX_SEED`."""
+        config = cls.from_sections(settings.portmone, settings.sandbox, faults=faults, seed=seed)
         token = settings.telegram.bot_token.get_secret_value()
         if token:
             config.telegram_token = token
@@ -69,7 +74,7 @@ class SandboxConfig:
             payee_ids=payees or {devdefaults.DEV_PAYEE_ID},
             callback_url=sandbox.callback_url or None,
             callback_delay_seconds=sandbox.callback_delay_seconds,
-            seed=seed,
+            seed=seed if seed is not None else sandbox.seed,
             faults=faults or FaultTable(),
         )
 

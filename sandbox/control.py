@@ -1,16 +1,20 @@
 """`/_sandbox/`: the sandbox's records and controls (for tests, `payouts dev` and people).
 
-GET  /_sandbox/health                      {"status": "ok", ...counts}
+GET  /_sandbox/health                      {"status": "ok", "seed": int, ...counts}
 GET  /_sandbox/requests                    {"requests": [...]}  every Portmone request, redacted
-GET  /_sandbox/bills                       {"bills": [...]}     phones masked
+GET  /_sandbox/bills[?comment=<text>]      {"bills": [...]}     phones masked; comment: exact match
 GET  /_sandbox/callbacks                   {"callbacks": [...]} each callback with its attempts
 GET  /_sandbox/telegram                    {"telegram": [...]}
 GET  /_sandbox/telecom                     {"telecom": [...]}
 GET  /_sandbox/faults                      the fault table (format: sandbox.faults)
 POST /_sandbox/faults[?mode=replace]       merge (default) or replace; 400 and unchanged on bad input
-POST /_sandbox/reset                       forget records, bills and faults
+POST /_sandbox/reset                       forget records, bills and faults; restart the random
+                                           streams from the seed ({"seed": int} body: a new seed)
 GET/POST /_sandbox/settings                {"callback_url": str|null, "callback_delay_seconds": number}
 POST /_sandbox/bills/{bill_id}/callback    {"status": "PAYED|REJECTED|CREATED|RETURN", "error_code"?: str}
+                                           409 when the bill cannot take that status (sandbox.state)
+POST /_sandbox/bills/{bill_id}/cancel      an operator cancels an open (CREATED) bill in Portmone's
+                                           cabinet: REJECTED, no callback; 409 when not open
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from portmone.protocol import BillStatus
+from portmone.redact import mask_phones
 from sandbox import callbacks
 from sandbox.faults import FaultError, FaultTable
-from sandbox.state import STATE, SandboxState
+from sandbox.state import OPEN, STATE, TRANSITIONS, SandboxState, SimBill, transition_error
 
 PREFIX = "/_sandbox"
 _CALLBACK_STATUSES = frozenset(s.value for s in BillStatus if s is not BillStatus.UNKNOWN)
@@ -63,6 +68,7 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "ok",
+            "seed": state.seed,
             "bills": len(state.bills),
             "requests": len(state.requests),
             "pending_tasks": len(state.tasks),
@@ -76,7 +82,12 @@ async def requests_(request: web.Request) -> web.Response:
 
 
 async def bills(request: web.Request) -> web.Response:
-    return web.json_response({"bills": [b.to_json() for b in _state(request).bills.values()]})
+    unknown = sorted(set(request.query) - {"comment"})
+    if unknown:
+        return _bad(f"unknown query parameter(s) {', '.join(unknown)}; known: comment")
+    comment = request.query.get("comment")
+    found = [b.to_json() for b in _state(request).bills.values() if comment is None or b.comment == comment]
+    return web.json_response({"bills": found})
 
 
 async def callbacks_(request: web.Request) -> web.Response:
@@ -110,8 +121,15 @@ async def post_faults(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    await _state(request).reset()
-    return web.json_response({"status": "reset"})
+    state = _state(request)
+    spec = await _json_body(request)
+    if not isinstance(spec, dict) or set(spec) - {"seed"}:
+        return _bad('reset takes no body or {"seed": <non-negative integer>}')
+    seed = spec.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        return _bad("seed must be a non-negative integer")
+    await state.reset(seed)
+    return web.json_response({"status": "reset", "seed": state.seed})
 
 
 def _settings_json(state: SandboxState) -> dict[str, Any]:
@@ -167,9 +185,39 @@ async def send_callback(request: web.Request) -> web.Response:
         return _bad("error_code goes with status REJECTED only")
     if state.callback_url is None:
         return _bad("no callback_url configured (POST /_sandbox/settings)", status=409)
-    bill.status = status
+    refused = transition_error(bill, status)
+    if refused is not None:
+        return _conflict(refused, bill)
+    if (bill.status, status) in TRANSITIONS:  # else a repeat or a stale CREATED notice: no change
+        bill.move_to(status, "on_demand_callback")
     record = await state.spawn(callbacks.deliver(state, bill, status, error_code, kind="on_demand"))
     return web.json_response(record)
+
+
+def _conflict(message: str, bill: SimBill) -> web.Response:
+    return web.json_response({"error": message, "bill": bill.to_json()}, status=409)
+
+
+async def cancel_bill(request: web.Request) -> web.Response:
+    """An operator cancels a still-open bill in Portmone's cabinet: it becomes REJECTED, silently."""
+    state = _state(request)
+    bill = state.bills.get(request.match_info["bill_id"])
+    if bill is None:
+        return _bad("unknown bill", status=404)
+    spec = await _json_body(request)
+    if not isinstance(spec, dict) or set(spec) - {"reason"} or not isinstance(spec.get("reason", ""), str):
+        return _bad('cancel takes no body or {"reason": <text>}')
+    if bill.status != OPEN:
+        how = " (cancelled in the cabinet)" if bill.cancelled else ""
+        return _conflict(
+            f"bill {bill.bill_id} is {bill.status}{how}: only an open (CREATED) bill can be cancelled", bill
+        )
+    bill.cancelled = True
+    bill.move_to("REJECTED", "cancelled")
+    reason = mask_phones(str(spec.get("reason", ""))[:200])
+    if reason:
+        bill.history[-1]["reason"] = reason
+    return web.json_response({"status": "cancelled", "bill": bill.to_json()})
 
 
 def setup(app: web.Application) -> None:
@@ -186,3 +234,4 @@ def setup(app: web.Application) -> None:
     r.add_get(PREFIX + "/settings", get_settings)
     r.add_post(PREFIX + "/settings", post_settings)
     r.add_post(PREFIX + "/bills/{bill_id}/callback", send_callback)
+    r.add_post(PREFIX + "/bills/{bill_id}/cancel", cancel_bill)

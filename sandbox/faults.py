@@ -14,6 +14,7 @@ JSON format (what `GET /_sandbox/faults` returns and `POST /_sandbox/faults` acc
       "version1_fallback": null,
       "callback_status": "REJECTED",
       "callback_error_code": "4",
+      "callback_verdicts": {"PAYED": 0.7, "REJECTED:4": 0.1, "REJECTED:30": 0.1, "RETURN": 0.1},
       "telegram_fail": {"probability": 1.0, "times": 1, "status": 429},
       "telecom_fail": {"probability": 1.0, "times": 1, "status": 503}
     }
@@ -23,6 +24,13 @@ or a shorthand: a number is the probability, `true` is probability 1, `null`/`fa
 `latency_ms` also takes a bare number of milliseconds (always applied). `callback_status` is the
 status of the final callback (`PAYED` by default; `REJECTED` answers `fail` with
 `callback_error_code`, `30` when not given). A fault whose `times` reaches 0 stays listed, inactive.
+
+`callback_verdicts` (null = off) mixes the final callbacks: verdict -> weight (any non-negative
+numbers, normalised; their sum must be positive). Each created bill gets one weighted choice from the
+seeded random stream. A verdict is `PAYED`, `RETURN` (paid, then returned) or `REJECTED:<code>` with a
+code of Portmone's error catalogue (portmone/protocol.py: transient 1-4, configuration 10-13,
+permanent 20-30; bare `REJECTED` means `REJECTED:30`); words are matched case-insensitively and
+listed in their canonical form. When set it overrides `callback_status`/`callback_error_code`.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from portmone.protocol import ERROR_CATALOGUE
 
 _FLAG_FAULTS = (
     "commit_then_hang",
@@ -50,12 +60,16 @@ FAULT_NAMES = (
     *_FLAG_FAULTS,
     "callback_status",
     "callback_error_code",
+    "callback_verdicts",
     "telegram_fail",
     "telecom_fail",
 )
 _CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
 _STATUS_RE = re.compile(r"^[A-Za-z_]{1,32}$")
 DEFAULT_REJECT_CODE = "30"
+VERDICT_WORDS = ("PAYED", "REJECTED", "RETURN")
+# Keys of the table that are not on/off faults.
+_VALUE_KEYS = ("fail_codes", "callback_status", "callback_error_code", "callback_verdicts")
 
 
 class FaultError(ValueError):
@@ -170,6 +184,8 @@ class FaultTable:
     faults: dict[str, Fault] = field(default_factory=dict)
     callback_status: str = "PAYED"
     callback_error_code: str | None = None
+    # Canonical verdict ("PAYED", "RETURN", "REJECTED:<code>") -> weight as given; None: off.
+    callback_verdicts: dict[str, float] | None = None
 
     # -- parsing -----------------------------------------------------------------------------
 
@@ -201,6 +217,8 @@ class FaultTable:
                 if value is not None and (not isinstance(value, str) or not _CODE_RE.match(value)):
                     raise FaultError('callback_error_code must be a short code string such as "4" or null')
                 table.callback_error_code = value
+            elif name == "callback_verdicts":
+                table.callback_verdicts = _parse_verdicts(value)
             else:
                 parsed = _parse_fault(name, value)
                 if parsed is None:
@@ -214,11 +232,12 @@ class FaultTable:
             "fail_codes": {code: _fault_json(f, "fail_codes") for code, f in sorted(self.fail_codes.items())}
         }
         for name in FAULT_NAMES:
-            if name in ("fail_codes", "callback_status", "callback_error_code"):
+            if name in _VALUE_KEYS:
                 continue
             out[name] = _fault_json(self.faults.get(name), name)
         out["callback_status"] = self.callback_status
         out["callback_error_code"] = self.callback_error_code
+        out["callback_verdicts"] = dict(self.callback_verdicts) if self.callback_verdicts is not None else None
         return out
 
     # -- rolling -----------------------------------------------------------------------------
@@ -239,10 +258,78 @@ class FaultTable:
         return None
 
     def final_callback(self) -> tuple[str, str | None]:
-        """The status of the final callback and, for REJECTED, its error code."""
+        """The status of the final callback and, for REJECTED, its error code (from `callback_status`)."""
         if self.callback_status == "REJECTED":
             return self.callback_status, self.callback_error_code or DEFAULT_REJECT_CODE
         return self.callback_status, None
+
+    def choose_verdict(self, rng: random.Random) -> tuple[str, str | None]:
+        """The fate of one created bill: (status, error code for REJECTED). With `callback_verdicts`
+        one weighted choice from `rng` (always exactly one draw); else `callback_status` (no draw)."""
+        if self.callback_verdicts is None:
+            return self.final_callback()
+        weighted = [(v, w) for v, w in sorted(self.callback_verdicts.items()) if w > 0]
+        point = rng.random() * sum(w for _, w in weighted)
+        chosen = weighted[-1][0]
+        for verdict, weight in weighted:
+            if point < weight:
+                chosen = verdict
+                break
+            point -= weight
+        return split_verdict(chosen)
+
+
+def verdict_label(status: str, error_code: str | None) -> str:
+    """The canonical verdict of a final callback: `PAYED`, `RETURN`, `REJECTED:<code>`, or the word."""
+    return f"{status}:{error_code or DEFAULT_REJECT_CODE}" if status == "REJECTED" else status
+
+
+def split_verdict(verdict: str) -> tuple[str, str | None]:
+    status, _, code = verdict.partition(":")
+    return (status, code or DEFAULT_REJECT_CODE) if status == "REJECTED" else (status, None)
+
+
+def _parse_verdicts(value: object) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not value:
+        raise FaultError(
+            'callback_verdicts must be a non-empty object of verdict -> weight, e.g. {"PAYED": 0.9, "REJECTED:4": 0.1}'
+        )
+    out: dict[str, float] = {}
+    for key, weight in value.items():
+        verdict = _canonical_verdict(key)
+        if verdict in out:
+            raise FaultError(f"callback_verdicts: {verdict} is given twice")
+        where = f"callback_verdicts.{verdict}"
+        number = _number(weight, where)
+        if number < 0:
+            raise FaultError(f"{where} must not be negative")
+        out[verdict] = number
+    if sum(out.values()) <= 0:
+        raise FaultError("callback_verdicts: the weights must add up to more than 0")
+    return out
+
+
+def _canonical_verdict(key: object) -> str:
+    text = str(key)[:40]
+    word, colon, code = text.partition(":")
+    word = word.strip().upper()
+    code = code.strip()
+    if word not in VERDICT_WORDS:
+        raise FaultError(
+            f"callback_verdicts: unknown verdict {text!r}; use PAYED, RETURN or REJECTED:<code>"
+        )
+    if word != "REJECTED":
+        if colon:
+            raise FaultError(f"callback_verdicts: {word} takes no error code ({text!r})")
+        return word
+    if colon and code not in ERROR_CATALOGUE:
+        known = ", ".join(sorted(ERROR_CATALOGUE, key=lambda c: (len(c), c)))
+        raise FaultError(
+            f"callback_verdicts: {text!r}: error code {code!r} is not in Portmone's error catalogue ({known})"
+        )
+    return f"REJECTED:{code if colon else DEFAULT_REJECT_CODE}"
 
 
 def _parse_fail_codes(value: object) -> dict[str, Fault]:

@@ -4,7 +4,9 @@ Checks, in order: form-encoded body (else fail 12), login/password (10), version
 1; else 11), method (12); then for `bills.create`: payeeId (13), contractNumber (20), amount (21,
 and 23 over the payee limit), currency (22). Version 2 failures carry `<error_description>`,
 version 1 failures do not. `lang` (uk/ru/en, uk by default) picks the language of the texts.
-Faults (sandbox.faults) are applied along the way and recorded with the request.
+A form-encoded body is parsed (and its redacted parameters recorded) before any fault is applied, so
+every recorded request can be attributed to its receipt. Faults (sandbox.faults) are applied along
+the way and recorded with the request.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from payouts.msisdn import is_valid_msisdn
 from portmone import protocol as p
 from portmone.redact import redact_params
 from sandbox import callbacks, rsp
+from sandbox.faults import verdict_label
 from sandbox.state import STATE, SandboxState, SimBill, now_iso
 
 logger = logging.getLogger("sandbox.portmone")
@@ -75,9 +78,24 @@ async def directcash(request: web.Request) -> web.StreamResponse:
         "outcome": None,
         "http_status": None,
         "bill_id": None,
+        # For a created bill whose callbacks are planned: its verdict (`PAYED`, `RETURN`, `REJECTED:4`).
+        "verdict": None,
     }
     state.requests.append(record)
     call = _Call(state, record)
+
+    # The parameters are recorded first, so that even a request a fault answers can be attributed.
+    params: dict[str, str] | None = None
+    if request.content_type == FORM_CONTENT_TYPE:
+        try:
+            form = await request.post()
+        except web.HTTPException as exc:  # over-size body: 413
+            record["outcome"] = f"http_{exc.status}"
+            record["http_status"] = exc.status
+            raise
+        params = {key: value for key, value in form.items() if isinstance(value, str)}
+        record["params"] = redact_params(params)
+        record["method"] = params.get(p.P_METHOD)
 
     latency = state.faults.roll("latency_ms", state.rng)
     if latency is not None and latency.value:
@@ -96,12 +114,8 @@ async def directcash(request: web.Request) -> web.StreamResponse:
             content_type="text/html",
         )
 
-    if request.content_type != FORM_CONTENT_TYPE:
+    if params is None:
         return call.fail("12")
-    form = await request.post()
-    params = {key: value for key, value in form.items() if isinstance(value, str)}
-    record["params"] = redact_params(params)
-    record["method"] = params.get(p.P_METHOD)
     lang = params.get(p.P_LANG, "").strip().lower()
     call.lang = lang if lang in p.LANGUAGES else None
     raw_version = params.get(p.P_VERSION, "").strip() or "1"
@@ -169,10 +183,12 @@ async def _bills_create(request: web.Request, call: _Call, params: dict[str, str
 async def _schedule_callbacks(state: SandboxState, record: dict[str, Any], bill: SimBill) -> None:
     if state.callback_url is None:
         return
-    status, error_code = state.faults.final_callback()
+    status, error_code = state.faults.choose_verdict(state.rng)
+    bill.verdict = record["verdict"] = verdict_label(status, error_code)
     if state.faults.roll("drop_callback", state.rng) is not None:
+        # Portmone still decides the bill; only the notification is lost.
         record["faults"].append("drop_callback")
-        callbacks.record_dropped(state, bill, status, error_code)
+        state.spawn(callbacks.run_plan(state, bill, status, error_code, delay=state.callback_delay_seconds, drop=True))
         return
     duplicate = state.faults.roll("duplicate_callback", state.rng) is not None
     out_of_order = state.faults.roll("out_of_order", state.rng) is not None

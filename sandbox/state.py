@@ -1,10 +1,20 @@
-"""The sandbox's memory: bills, records of every call, the live fault table, background tasks."""
+"""The sandbox's memory: bills, records of every call, the live fault table, background tasks.
+
+A bill at the simulated Portmone follows one state machine (docs/portmone-protocol.md):
+
+    CREATED -> PAYED -> RETURN
+    CREATED -> REJECTED            (declined, or cancelled by an operator in Portmone's cabinet)
+
+A status, once left, is never re-entered; PAYED is never followed by REJECTED, REJECTED never by
+PAYED, and RETURN comes only after PAYED. Every change is kept in the bill's `history`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import random
+import secrets
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -35,11 +45,29 @@ class SimBill:
     date: str
     status: str = "CREATED"
     created_at: str = field(default_factory=now_iso)
+    # The final callback chosen for it when it was created (`PAYED`, `RETURN`, `REJECTED:<code>`).
+    verdict: str | None = None
+    cancelled: bool = False
+    # Every status it has had: {"status", "at", "cause"}.
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.history:
+            self.history.append({"status": self.status, "at": self.created_at, "cause": "bills.create"})
+
+    def move_to(self, status: str, cause: str) -> None:
+        """Change the status (callers check `transition_error` first) and keep it in the history."""
+        if status != self.status:
+            self.status = status
+            self.history.append({"status": status, "at": now_iso(), "cause": cause})
 
     def to_json(self) -> dict[str, Any]:
         return {
             "bill_id": self.bill_id,
             "status": self.status,
+            "verdict": self.verdict,
+            "cancelled": self.cancelled,
+            "history": [dict(h) for h in self.history],
             "payee_id": self.payee_id,
             "contract_masked": mask_msisdn(self.contract_number),
             "amount_kopecks": self.amount_kopecks,
@@ -50,6 +78,31 @@ class SimBill:
         }
 
 
+OPEN = "CREATED"
+# The status changes a bill can make; a repeat of its own status, or a stale CREATED notice, changes nothing.
+TRANSITIONS = frozenset({("CREATED", "PAYED"), ("CREATED", "REJECTED"), ("PAYED", "RETURN")})
+_FINAL = frozenset({"REJECTED", "RETURN"})
+
+
+def transition_error(bill: SimBill, status: str) -> str | None:
+    """Why `bill` cannot take `status` at Portmone now, or None when it can (or it is a no-op notice)."""
+    current = bill.status
+    if status in (current, OPEN) or (current, status) in TRANSITIONS:
+        return None
+    name = f"bill {bill.bill_id} is {current}{' (cancelled in the cabinet)' if bill.cancelled else ''}"
+    if status == "RETURN" and current != "PAYED":
+        return f"{name}: RETURN comes only after PAYED"
+    if current in _FINAL:
+        return f"{name}: {current} is final"
+    if current == "PAYED":
+        return f"{name}: a PAYED bill can only be returned (RETURN), never {status}"
+    return f"{name}: it cannot become {status}"
+
+
+def _random_seed() -> int:
+    return secrets.randbelow(2**32)
+
+
 class SandboxState:
     """Everything one sandbox app knows. Lives in the app under `STATE`."""
 
@@ -58,7 +111,13 @@ class SandboxState:
         self.callback_url: str | None = config.callback_url
         self.callback_delay_seconds: float = config.callback_delay_seconds
         self.faults: FaultTable = config.faults.merged({})
-        self.rng = random.Random(config.seed)
+        # Every random choice comes from `seed` (SANDBOX_SEED, or a random one that health reports):
+        # one stream per fake, so Telegram and telecom calls never shift Portmone's choices.
+        self.seed: int = config.seed if config.seed is not None else _random_seed()
+        self.rng = random.Random()
+        self.telegram_rng = random.Random()
+        self.telecom_rng = random.Random()
+        self._reseed()
         self.bills: dict[str, SimBill] = {}
         self.requests: deque[dict[str, Any]] = deque(maxlen=config.max_records)
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=config.max_records)
@@ -75,6 +134,11 @@ class SandboxState:
         # Bill ids: milliseconds at start + a counter, so a restarted sandbox never reuses one.
         self._bill_prefix = str(int(time.time() * 1000))
         self._bill_counter = itertools.count(1)
+
+    def _reseed(self) -> None:
+        self.rng.seed(f"{self.seed}/portmone")
+        self.telegram_rng.seed(f"{self.seed}/telegram")
+        self.telecom_rng.seed(f"{self.seed}/telecom")
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -100,12 +164,15 @@ class SandboxState:
         self.release.set()
         self.release = asyncio.Event()
 
-    async def reset(self) -> None:
-        """Forget every record, bill and fault; pending callbacks are cancelled."""
+    async def reset(self, seed: int | None = None) -> None:
+        """Forget every record, bill and fault; pending callbacks are cancelled; the random streams
+        start again from the seed (`seed` replaces it when given)."""
         self.release_hanging()
         await self.cancel_tasks()
         self.faults = FaultTable()
-        self.rng = random.Random(self.config.seed)
+        if seed is not None:
+            self.seed = seed
+        self._reseed()
         self.bills.clear()
         self.requests.clear()
         self.callbacks.clear()

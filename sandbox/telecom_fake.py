@@ -78,7 +78,7 @@ async def _answer(request: web.Request, state: SandboxState, key: str, entry: di
         entry["outcome"] = "replayed"
         entry["topup_id"] = previous[1]["topup_id"]
         return web.json_response(previous[1], headers={"Idempotent-Replayed": "true"})
-    fault = state.faults.roll("telecom_fail", state.rng)
+    fault = state.faults.roll("telecom_fail", state.telecom_rng)
     if fault is not None:
         status = fault.value or 503
         entry["fault"] = f"telecom_fail={status}"

@@ -80,7 +80,7 @@ async def _answer(
     token = request.match_info["token"]
     if not hmac.compare_digest(token.encode(), state.config.telegram_token.encode()):
         return _error(401, "Unauthorized")
-    fault = state.faults.roll("telegram_fail", state.rng)
+    fault = state.faults.roll("telegram_fail", state.telegram_rng)
     if fault is not None:
         status = fault.value or 500
         entry["fault"] = f"telegram_fail={status}"

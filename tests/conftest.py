@@ -1,12 +1,24 @@
-"""Session-wide Temporal servers, shared by every test folder that needs one."""
+"""Session-wide servers shared by every test folder that needs one: Temporal (both kinds) and the
+PostgreSQL admin connection that makes throwaway databases.
+
+PostgreSQL: `PAYOUTS_TEST_POSTGRES_URL` (default the local server's `test` database, trust auth) is used
+only to CREATE fresh `payouts_test_<random>` databases and DROP them at the end of the session. An
+unreachable server fails the postgres tests with a clear message; set PAYOUTS_SKIP_POSTGRES=1 to skip.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from temporalio.testing import WorkflowEnvironment
 
+from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
 from tests.temporal_envs import dev_server, time_skipping_server
 
 
@@ -20,3 +32,29 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     async with dev_server() as environment:
         yield environment
+
+
+@pytest.fixture(scope="session")
+async def pg_admin() -> AsyncIterator[PgAdmin]:
+    if os.environ.get("PAYOUTS_SKIP_POSTGRES") == "1":
+        pytest.skip("PAYOUTS_SKIP_POSTGRES=1")
+    engine = create_async_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"timeout": 5}
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except (OSError, TimeoutError, sa.exc.SQLAlchemyError) as exc:
+        await engine.dispose()
+        pytest.fail(
+            f"PostgreSQL is not reachable at {make_url(PG_ADMIN_URL)!r} ({type(exc).__name__}: {exc}). "
+            "Start it (check with `pg_isready -h 127.0.0.1`), point PAYOUTS_TEST_POSTGRES_URL at one, "
+            "or set PAYOUTS_SKIP_POSTGRES=1 to skip the postgres tests explicitly.",
+            pytrace=False,
+        )
+    admin = PgAdmin(engine)
+    try:
+        yield admin
+    finally:
+        await admin.drop_all()
+        await engine.dispose()

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from pydantic import SecretStr
@@ -37,8 +37,17 @@ from payouts.settings import (
 )
 from payouts.signing import signature_headers
 from payouts.status import PayoutStatus
+from portmone import PortmoneClient
 from sandbox.app import start_sandbox
 from sandbox.config import SandboxConfig
+from tests.faults import (
+    ClientFaults,
+    CrashingPortmone,
+    FaultyLedger,
+    FlakyTemporal,
+    LedgerFaults,
+    TemporalFaults,
+)
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
@@ -131,6 +140,21 @@ def stack_settings(
 
 
 @dataclass
+class StackFaults:
+    """Faults the sandbox cannot make (tests.faults): the ledger the activities and the webhook use,
+    the worker dying after Portmone answered, the webhook's signals to Temporal."""
+
+    ledger: LedgerFaults = field(default_factory=LedgerFaults)
+    client: ClientFaults = field(default_factory=ClientFaults)
+    temporal: TemporalFaults = field(default_factory=TemporalFaults)
+
+    def clear(self) -> None:
+        self.ledger.clear()
+        self.client.crash_after_send.disarm()
+        self.temporal.signals.disarm()
+
+
+@dataclass
 class Stack:
     client: Client
     settings: Settings
@@ -139,6 +163,7 @@ class Stack:
     sink: MemorySink
     sandbox_url: str
     webhook_url: str
+    injected: StackFaults = field(default_factory=StackFaults)
     # Workflows this stack started (submit): the ones still running are terminated at teardown, so
     # their timers cannot hold the time-skipping server's clock in later tests.
     started: list[str] = field(default_factory=list)
@@ -241,17 +266,24 @@ async def running_stack(
     )
     await asyncio.to_thread(upgrade, settings.ledger.url)
     ledger = Ledger.from_url(settings.ledger.url)
+    faults = StackFaults()
+    faulty_ledger = cast(Ledger, FaultyLedger(ledger, faults.ledger))
+    portmone = PortmoneClient.from_settings(settings.portmone)
     vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
     sandbox_runner, _ = await start_sandbox(
         SandboxConfig.from_settings(settings), "127.0.0.1", sandbox_port
     )
+    flaky_temporal = cast(Client, FlakyTemporal(client, faults.temporal))
     webhook_runner, _ = await start_webhook(
-        WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault), "127.0.0.1", webhook_port
+        WebhookDeps(settings=settings, ledger=faulty_ledger, temporal=flaky_temporal, vault=vault),
+        "127.0.0.1",
+        webhook_port,
     )
     sink = MemorySink()
     http = httpx.AsyncClient(timeout=10)
+    crashing = cast(PortmoneClient, CrashingPortmone(portmone, faults.client))
     try:
-        async with activity_set(settings, sink) as activities:
+        async with activity_set(settings, sink, ledger=faulty_ledger, portmone=crashing) as activities:
             running = []
             if workers:
                 for worker in build_workers(
@@ -270,6 +302,7 @@ async def running_stack(
                 sink=sink,
                 sandbox_url=f"http://127.0.0.1:{sandbox_port}",
                 webhook_url=f"http://127.0.0.1:{webhook_port}",
+                injected=faults,
             )
             try:
                 yield stack
@@ -281,6 +314,7 @@ async def running_stack(
         await http.aclose()
         await webhook_runner.cleanup()
         await sandbox_runner.cleanup()
+        await portmone.aclose()
         await ledger.aclose()
 
 

@@ -99,3 +99,29 @@ def test_submit_without_a_webhook_says_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "cannot reach the webhook" in result.stderr
+
+
+def test_sandbox_seed_flag_wins_over_the_setting_and_is_reported(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "payouts.cli", "sandbox", "--port", str(port), "--seed", "42"],
+        env=clean_env(SANDBOX_SEED="5"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/_sandbox/health").json()
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        assert health is not None and health["seed"] == 42
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert "sandbox seed 42" in out
+
+    refused = payouts("sandbox", "--seed", "-1", env=clean_env(), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "not a non-negative integer" in refused.stderr

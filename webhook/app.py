@@ -18,13 +18,16 @@ from webhook.deps import WebhookDeps
 from webhook.health import healthz, metrics, readyz
 from webhook.intake import accept_receipt
 from webhook.keys import DEPS
+from webhook.redelivery import redelivery_context
 from webhook.tls import server_ssl_context
 
 _log = logging.getLogger("payouts.webhook")
+_LINGER_SECONDS = 10.0  # aiohttp's default
 
 
 def build_app(deps: WebhookDeps) -> web.Application:
-    # Bodies over the cap are refused by aiohttp before a handler reads them (413).
+    # Every handler reads its body through webhook.body.read_body (cap and deadline); the app-wide
+    # cap is a backstop for any other read.
     app = web.Application(client_max_size=deps.settings.webhook.max_body_bytes)
     app[DEPS] = deps
     app.router.add_post("/v1/receipts/accepted", accept_receipt)
@@ -33,13 +36,24 @@ def build_app(deps: WebhookDeps) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     setup_codec_server(app, deps.settings)
+    app.cleanup_ctx.append(redelivery_context)
     return app
 
 
 async def start_webhook(deps: WebhookDeps, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Start on host:port (0 picks a free port); returns the runner and the bound port."""
     ssl_context = server_ssl_context(deps.settings.webhook)  # HTTPS (and client certificates) when configured
-    runner = web.AppRunner(build_app(deps), access_log=None)
+    w = deps.settings.webhook
+    runner = web.AppRunner(
+        build_app(deps),
+        access_log=None,
+        # Header bounds are enforced by aiohttp's parser before any handler runs: 400, nothing read.
+        max_line_size=w.max_header_bytes,
+        max_field_size=w.max_header_bytes,
+        max_headers=w.max_headers,
+        # After a 408 (or 413) the unread rest of the body is drained at most this long, then closed.
+        lingering_time=min(_LINGER_SECONDS, w.body_timeout_seconds),
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()

@@ -2,8 +2,13 @@
 
 Authentication (webhook.auth_callback) comes first: a request that fails it gets 401/403 and is
 never parsed or stored. The callback is stored before it is acknowledged: a ledger that cannot
-store it answers 503 so Portmone tries again. Storage is deduplicated by a hash of (bill, verdict,
-status, error code); the workflow dedupes signals too, so a repeat (or a replay) is harmless.
+store it answers 503 so Portmone tries again. Once stored, telling the workflow is our job: a signal
+that fails is redelivered by the sweep (webhook.redelivery). Storage is deduplicated by a hash of
+(bill, verdict, status, error code); the workflow dedupes signals too, so a repeat is harmless.
+
+A callback for a bill id we never learnt (bills.create committed, its answer lost) is routed by what
+it echoes — the receipt in the comment, the amount and the phone — when that names exactly one
+payout with an attempt whose outcome is unknown (ledger.callbacks.route_by_echo).
 """
 
 from __future__ import annotations
@@ -13,16 +18,19 @@ import logging
 
 from aiohttp import web
 from prometheus_client import Counter
-from temporalio.service import RPCError, RPCStatusCode
 
-from ledger import LedgerUnavailable
-from payouts.models import CallbackSignal
+from ledger import LedgerUnavailable, StoreCallbackResult
+from payouts.models import receipt_in_comment
+from payouts.msisdn import is_valid_msisdn
 from portmone import Rsp, XmlRejected, mask_phones, parse_rsp, redact_xml
+from portmone.protocol import callback_verdict
 from webhook.auth_callback import check_callback_signature, check_peer
 from webhook.auth_failures import Endpoint, Refusal, refuse
-from webhook.body import read_capped
+from webhook.body import BodyRefused, read_body
+from webhook.deps import WebhookDeps
 from webhook.errors import error
 from webhook.keys import DEPS
+from webhook.redelivery import Told, signal_stored
 
 CALLBACKS = Counter("portmone_callbacks_total", "Portmone callbacks by result", ["result"])
 V1_FALLBACKS = Counter("portmone_v1_fallback_total", "Portmone answers that fell back to protocol version 1")
@@ -53,13 +61,11 @@ async def portmone_callback(request: web.Request) -> web.Response:
     if refusal is not None:
         return _unauthorized(refusal)
     limit = deps.settings.webhook.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
+    try:
+        raw = await read_body(request, limit=limit, timeout=deps.settings.webhook.body_timeout_seconds)
+    except BodyRefused as exc:
         CALLBACKS.labels(result="rejected").inc()
-        return error(413, f"body over {limit} bytes")
-    raw = await read_capped(request, limit)
-    if raw is None:
-        CALLBACKS.labels(result="rejected").inc()
-        return error(413, f"body over {limit} bytes")
+        return exc.response()
     refusal = check_callback_signature(request, raw, deps.settings)
     if refusal is not None:
         return _unauthorized(refusal)
@@ -77,6 +83,7 @@ async def portmone_callback(request: web.Request) -> web.Response:
     if rsp.error is not None and rsp.error.fell_back_to_v1:
         V1_FALLBACKS.inc()
 
+    code = rsp.error.code if rsp.error else None
     try:
         stored = await deps.ledger.store_callback(
             dedupe_key=dedupe_key(rsp),
@@ -84,30 +91,49 @@ async def portmone_callback(request: web.Request) -> web.Response:
             raw_body=redact_xml(raw.decode("utf-8", errors="replace")),
             rsp_status="ok" if rsp.ok else "fail",
             bill_status=rsp.bill.status.value,
-            error_code=rsp.error.code if rsp.error else None,
+            error_code=code,
             # Free text from outside: a phone echoed in it is masked before it is stored or signalled.
             error_description=mask_phones(rsp.error.description) if rsp.error and rsp.error.description else None,
+            verdict=callback_verdict(rsp.ok, rsp.bill.status, code).value,
         )
+        payout_id = stored.payout_id or await _route_by_echo(deps, rsp, stored)
     except LedgerUnavailable:
         CALLBACKS.labels(result="store_failed").inc()
         _log.error("ledger unavailable: callback for bill %s not stored, asking Portmone to retry", rsp.bill.bill_id)
         return error(503, "cannot store the callback now; retry later")
 
-    if stored.payout_id is None:
+    if payout_id is None:
         CALLBACKS.labels(result="unrouted").inc()
         _log.info("callback for unknown bill %s stored for later delivery/reconciliation", rsp.bill.bill_id)
         return _ack(202)
 
-    handle = deps.temporal.get_workflow_handle(stored.payout_id)
-    try:
-        await handle.signal("portmone_callback", CallbackSignal.from_stored(stored.callback))
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            # The payout already ended; the stored callback is there for reconciliation.
-            CALLBACKS.labels(result="closed_payout").inc()
-            return _ack()
+    told = await signal_stored(deps, payout_id, stored.callback)
+    if told is Told.FAILED:
+        # Stored: the sweep tells the workflow once Temporal answers again.
         CALLBACKS.labels(result="signal_failed").inc()
-        _log.error("callback for %s stored but not signalled: %s", stored.payout_id, exc.status)
-        return error(503, "stored, but the payout could not be told; retry later")
+        return _ack(202)
+    if told is Told.CLOSED:
+        CALLBACKS.labels(result="closed_payout").inc()
+        return _ack()
     CALLBACKS.labels(result="duplicate" if not stored.inserted else "delivered").inc()
     return _ack()
+
+
+async def _route_by_echo(deps: WebhookDeps, rsp: Rsp, stored: StoreCallbackResult) -> str | None:
+    """The payout a callback for an unknown bill belongs to, by its echo (None: a person reconciles)."""
+    bill = rsp.bill
+    assert bill is not None
+    receipt_id = receipt_in_comment(bill.comment)
+    if receipt_id is None or bill.contract_number is None or not is_valid_msisdn(bill.contract_number):
+        return None
+    payout_id = await deps.ledger.route_by_echo(
+        stored.callback.id,
+        receipt_id=receipt_id,
+        amount_kopecks=bill.amount_kopecks,
+        user_key=deps.vault.digest(bill.contract_number),
+    )
+    if payout_id is not None:
+        CALLBACKS.labels(result="routed_by_echo").inc()
+        _log.warning("callback for bill %s routed to %s by its echo (the bill id was never recorded)", bill.bill_id,
+                     payout_id)
+    return payout_id

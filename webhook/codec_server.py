@@ -26,7 +26,7 @@ from payouts.codec import AesGcmCodec, CodecError
 from payouts.settings import Settings
 from payouts.temporal_client import payload_codec
 from webhook.auth_failures import Endpoint, Reason, Refusal, refuse
-from webhook.body import read_capped
+from webhook.body import BodyRefused, read_body
 from webhook.errors import error
 
 ENCODE_PATH = "/codec/encode"
@@ -119,11 +119,10 @@ class CodecServer:
     ) -> web.Response:
         if request.content_type != "application/json":
             return error(415, "send the payloads as application/json")
-        if request.content_length is not None and request.content_length > self._max_bytes:
-            return error(413, f"body over {self._max_bytes} bytes")
-        raw = await read_capped(request, self._max_bytes)
-        if raw is None:
-            return error(413, f"body over {self._max_bytes} bytes")
+        try:
+            raw = await read_body(request, limit=self._max_bytes, timeout=self._settings.webhook.body_timeout_seconds)
+        except BodyRefused as exc:
+            return exc.response()
         try:
             body = json.loads(raw)
             payloads = json_format.ParseDict(body, Payloads()) if isinstance(body, dict) else None

@@ -17,6 +17,7 @@ from payouts.msisdn import MsisdnError, mask_msisdn
 from payouts.workflow_text import static_summary
 from webhook.auth_failures import Endpoint, refuse
 from webhook.auth_intake import check_intake
+from webhook.body import BodyRefused, read_body
 from webhook.deps import WebhookDeps
 from webhook.errors import error, validation_error
 from webhook.intake_model import AcceptedReceipt
@@ -28,8 +29,12 @@ _log = logging.getLogger("payouts.webhook.intake")
 
 async def accept_receipt(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    # The whole body first (aiohttp answers 413 over WEBHOOK_MAX_BODY_BYTES): a signature covers it.
-    raw = await request.read()
+    # The whole body first (413 over WEBHOOK_MAX_BODY_BYTES, 408 when it is too slow): a signature covers it.
+    limits = deps.settings.webhook
+    try:
+        raw = await read_body(request, limit=limits.max_body_bytes, timeout=limits.body_timeout_seconds)
+    except BodyRefused as exc:
+        return exc.response()
     refusal = check_intake(request, raw, deps.settings)
     if refusal is not None:
         return refuse(Endpoint.INTAKE, refusal)
@@ -50,25 +55,30 @@ async def accept_receipt(request: web.Request) -> web.Response:
         payout_request = to_payout_request(receipt, deps)
     except MsisdnError as exc:
         return error(422, "invalid request", fields=[{"field": "msisdn_token", "message": str(exc)}])
+    except ValidationError as exc:  # a derived field out of the workflow input's bounds
+        return validation_error(exc)
 
     workflow_id = payout_workflow_id(receipt.receipt_id)
     try:
-        handle = await deps.temporal.start_workflow(
+        await deps.temporal.start_workflow(
             ReceiptPayoutWorkflow.run,
             PayoutWorkflowInput(request=payout_request, policy=deps.policy),
             id=workflow_id,
             task_queue=deps.settings.temporal.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # FAIL, not USE_EXISTING: the public answer to "did this request start it?" is the
+            # WorkflowAlreadyStartedError below; the running payout is untouched either way.
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=sa.initial(receipt.receipt_id, receipt.amount_kopecks),
             static_summary=static_summary(
                 receipt.receipt_id, receipt.amount_kopecks, receipt.currency, payout_request.masked_msisdn
             ),
         )
-        response = getattr(handle, "_start_workflow_response", None)
-        new = bool(getattr(response, "started", True))
+        new = True
     except WorkflowAlreadyStartedError:
-        new = False  # the payout already ran to its end: the duplicate changes nothing
+        # The payout is running (conflict policy FAIL) or already ran to its end (reuse policy
+        # REJECT_DUPLICATE): the duplicate changes nothing.
+        new = False
     except RPCError as exc:
         _log.error("receipt %s: Temporal refused the start (%s)", receipt.receipt_id, exc.status)
         return error(503, "cannot start the payout now; retry later")

@@ -5,24 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from payouts.models import ReceiptId
+from payouts.models import (
+    AcceptedAt,
+    Currency,
+    FiscalKey,
+    Kopecks,
+    MsisdnToken,
+    PayeeId,
+    PhoneInput,
+    ReceiptId,
+    TelegramId,
+)
 from payouts.msisdn import normalize_msisdn
 
 
 class AcceptedReceipt(BaseModel):
+    """Every field is bounded by the types in payouts.models, which PayoutRequest shares: what is
+    accepted here fits the ledger's columns on SQLite and PostgreSQL (docs/security.md)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     receipt_id: ReceiptId
-    telegram_id: StrictInt = Field(gt=0)
-    msisdn: str | None = Field(default=None, max_length=32)
-    msisdn_token: str | None = Field(default=None, min_length=10, max_length=1024)
-    amount_kopecks: StrictInt = Field(gt=0, le=10_000_000)
-    currency: Literal["UAH"]
-    payee_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    fiscal_key: str | None = Field(default=None, min_length=1, max_length=128)
-    accepted_at: datetime
+    telegram_id: TelegramId
+    msisdn: PhoneInput | None = None
+    msisdn_token: MsisdnToken | None = None
+    amount_kopecks: Kopecks
+    currency: Currency
+    payee_id: PayeeId | None = None
+    fiscal_key: FiscalKey | None = None
+    accepted_at: AcceptedAt
     language: Literal["uk", "en"] | None = None
 
     @field_validator("msisdn")

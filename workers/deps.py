@@ -25,13 +25,24 @@ from workers.registry import ActivitySet
 
 
 @asynccontextmanager
-async def activity_set(settings: Settings, sink: AnalyticsSink | None = None) -> AsyncIterator[ActivitySet]:
-    """Everything the activities need, opened once per worker process and closed on the way out."""
+async def activity_set(
+    settings: Settings,
+    sink: AnalyticsSink | None = None,
+    *,
+    ledger: Ledger | None = None,
+    portmone: PortmoneClient | None = None,
+) -> AsyncIterator[ActivitySet]:
+    """Everything the activities need, opened once per worker process and closed on the way out.
+
+    A `ledger` or `portmone` client given by the caller is used as it is (and left open)."""
     async with AsyncExitStack() as stack:
-        ledger = Ledger.from_url(settings.ledger.url)
-        stack.push_async_callback(ledger.aclose)
-        client = PortmoneClient.from_settings(settings.portmone)
-        stack.push_async_callback(client.aclose)
+        if ledger is None:
+            ledger = Ledger.from_url(settings.ledger.url)
+            stack.push_async_callback(ledger.aclose)
+        client = portmone
+        if client is None:
+            client = PortmoneClient.from_settings(settings.portmone)
+            stack.push_async_callback(client.aclose)
         http = httpx.AsyncClient(timeout=settings.telecom.timeout_seconds)
         stack.push_async_callback(http.aclose)
         vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())

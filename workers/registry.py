@@ -38,6 +38,9 @@ class ActivitySet:
         return [
             self.ledger.reserve,
             self.ledger.transition,
+            self.ledger.escalate,
+            self.ledger.undelivered_callbacks,
+            self.ledger.state,
             self.ledger.record_operator_action,
             self.bill.create_bill,
             self.telecom.topup,

@@ -1,13 +1,18 @@
 """The payout workflow's activity calls: timeouts, retry policies and task queues in one place.
 
 Workflow code only (each function schedules an activity); `ReceiptPayoutWorkflow` keeps the
-decisions. Side effects off the money path (Telegram, analytics, reminders) are best effort: they
-log and return when their activity finally fails.
+decisions. Ledger calls on the money path retry without a deadline (capped back-off): an outage
+delays a payout, it never fails one (the activities count the outage for the alert). Side effects off
+the money path (Telegram, analytics, reminders) are best effort: they log and return when their
+activity finally fails.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -21,8 +26,12 @@ with workflow.unsafe.imports_passed_through():
     from payouts import failures
     from payouts.models import (
         AnalyticsEvent,
+        CallbackSignal,
         CreateBillInput,
         CreateBillOutput,
+        EscalateInput,
+        EscalateOutput,
+        LedgerStateOutput,
         NotifyInput,
         NotifyOutput,
         OperatorActionInput,
@@ -30,15 +39,19 @@ with workflow.unsafe.imports_passed_through():
         ReserveInput,
         ReserveOutput,
         TopupInput,
+        TopupOutput,
         TransitionInput,
     )
 
 NOTIFY_TASK_QUEUE = "payouts-notify"
+T = TypeVar("T")
+Handle = workflow.ActivityHandle
 
+# No maximum attempts and no schedule-to-close: only a refusal that no retry can change stops it.
 LEDGER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=[failures.ILLEGAL_TRANSITION],
+    maximum_interval=timedelta(seconds=60),
+    non_retryable_error_types=[failures.ILLEGAL_TRANSITION, failures.BAD_PAYOUT_DATA],
 )
 BILL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
@@ -55,47 +68,73 @@ TELECOM_RETRY = RetryPolicy(
 )
 
 _LEDGER_START_TO_CLOSE = timedelta(seconds=30)
-_LEDGER_SCHEDULE_TO_CLOSE = timedelta(minutes=10)
 _NOTIFY_START_TO_CLOSE = timedelta(seconds=15)
 _NOTIFY_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 
 
-async def reserve(inp: ReserveInput) -> ReserveOutput:
-    return await workflow.execute_activity_method(
+def reserve(inp: ReserveInput) -> Handle[ReserveOutput]:
+    return workflow.start_activity_method(
         LedgerActivities.reserve,
         inp,
         start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        schedule_to_close_timeout=_LEDGER_SCHEDULE_TO_CLOSE,
         retry_policy=LEDGER_RETRY,
         summary="reserve the payout in the ledger (limits, duplicates)",
     )
 
 
-async def transition(inp: TransitionInput) -> None:
-    await workflow.execute_activity_method(
+def transition(inp: TransitionInput) -> Handle[None]:
+    return workflow.start_activity_method(
         LedgerActivities.transition,
         inp,
         start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        schedule_to_close_timeout=_LEDGER_SCHEDULE_TO_CLOSE,
         retry_policy=LEDGER_RETRY,
         summary=f"ledger: {inp.to_status.value}",
     )
 
 
-async def record_operator_action(inp: OperatorActionInput) -> None:
-    await workflow.execute_activity_method(
+def escalate(inp: EscalateInput) -> Handle[EscalateOutput]:
+    return workflow.start_activity_method(
+        LedgerActivities.escalate,
+        inp,
+        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
+        retry_policy=LEDGER_RETRY,
+        summary="ledger: MANUAL_REVIEW, with the bills that may hold money",
+    )
+
+
+def undelivered_callbacks(payout_id: str) -> Handle[list[CallbackSignal]]:
+    return workflow.start_activity_method(
+        LedgerActivities.undelivered_callbacks,
+        payout_id,
+        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
+        retry_policy=LEDGER_RETRY,
+        summary="ledger: stored callbacks not yet processed",
+    )
+
+
+def ledger_state(payout_id: str) -> Handle[LedgerStateOutput]:
+    return workflow.start_activity_method(
+        LedgerActivities.state,
+        payout_id,
+        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
+        retry_policy=LEDGER_RETRY,
+        summary="ledger: the payout's status (the ledger refused the next step)",
+    )
+
+
+def record_operator_action(inp: OperatorActionInput) -> Handle[None]:
+    return workflow.start_activity_method(
         LedgerActivities.record_operator_action,
         inp,
         start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        schedule_to_close_timeout=_LEDGER_SCHEDULE_TO_CLOSE,
         retry_policy=LEDGER_RETRY,
         summary=f"audit: operator {inp.action}",
     )
 
 
-async def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> CreateBillOutput:
-    """One Portmone bill; raises ActivityError (outcome unknown and permanent errors are not retried)."""
-    return await workflow.execute_activity_method(
+def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> Handle[CreateBillOutput]:
+    """One Portmone bill; its handle raises ActivityError (outcome unknown, permanent: not retried)."""
+    return workflow.start_activity_method(
         BillActivities.create_bill,
         inp,
         start_to_close_timeout=timedelta(seconds=attempt_timeout_seconds),
@@ -105,8 +144,8 @@ async def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> Cre
     )
 
 
-async def topup(inp: TopupInput) -> None:
-    await workflow.execute_activity_method(
+def topup(inp: TopupInput) -> Handle[TopupOutput]:
+    return workflow.start_activity_method(
         TelecomActivities.topup,
         inp,
         start_to_close_timeout=timedelta(seconds=30),
@@ -163,3 +202,21 @@ async def remind_best_effort(inp: ReminderInput) -> None:
         )
     except ActivityError:
         workflow.logger.warning("operator reminder failed for %s", inp.payout_id)
+
+
+async def uncancellable(task: Handle[T], on_cancel: Callable[[], None]) -> T:
+    """Run a started money-path activity to its end even when the workflow is asked to cancel meanwhile.
+
+    A Temporal cancellation (the Web UI's Request Cancellation) would otherwise cancel the activity and
+    leave its effect unknown to the workflow: a bill created and forgotten, a transition committed and
+    not followed. The request is reported through `on_cancel`, and the workflow decides afterwards.
+    The activities above are started (their command issued) when called, in the order the workflow
+    calls them; only the wait for their result goes through here.
+    """
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            on_cancel()

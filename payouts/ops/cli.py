@@ -61,12 +61,14 @@ def add_parsers(sub: Any) -> None:
     _dev_flag(show)
     show.add_argument("payout", help="payout id (payout-<receipt>) or receipt id")
 
+    confirm_help = ("required while `ops show` lists bills that may hold money: you checked Portmone's cabinet, "
+                    "and Portmone holds no bill for this receipt that can still be paid (none, or cancelled there)")
     _decision(ops_sub, "retry", "try again (new bill; after telecom_failed only the top-up)").add_argument(
-        "--confirm-no-bill-at-portmone", action="store_true",
-        help="required after outcome_unknown: you checked that Portmone holds no bill for the lost request")
+        "--confirm-no-bill-at-portmone", action="store_true", help=confirm_help)
     _decision(ops_sub, "mark-paid", "the payout was paid outside the automation").add_argument(
         "--reference", default="", help="external reference (Portmone payment id, ticket); required")
-    _decision(ops_sub, "cancel", "close without paying; the user is told")
+    _decision(ops_sub, "cancel", "close without paying; the user is told").add_argument(
+        "--confirm-no-bill-at-portmone", action="store_true", help=confirm_help)
 
     export = ops_sub.add_parser("export", help="the manual-review queue as CSV")
     _dev_flag(export)

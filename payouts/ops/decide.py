@@ -32,7 +32,7 @@ def command_for(
     if action == "mark-paid":
         return OperatorMarkPaid(operator=operator, reason=reason, external_reference=reference)
     if action == "cancel":
-        return OperatorCancel(operator=operator, reason=reason)
+        return OperatorCancel(operator=operator, reason=reason, confirmed_no_bill_at_portmone=confirm_no_bill)
     raise ValueError(action)
 
 

@@ -144,6 +144,11 @@ async def show(ops: Ops, payout_id: str) -> str:
     if in_review:
         reason_now = (view.escalation_reason if view else None) or (record.reason if record else None)
         lines.append(f"operator can do now: {operator_hint(reason_now)}")
+        open_bills = await ops.ledger.open_bills(payout_id) if record is not None else []
+        if open_bills:
+            lines.append("bills that may hold money (check each in Portmone's cabinet before retry or cancel):")
+            lines += [f"  {bill.describe()}" for bill in open_bills]
+            lines.append(f"  when none can be paid: payouts ops retry|cancel {payout_id} --confirm-no-bill-at-portmone")
         lines.append(f"  payouts ops retry|mark-paid|cancel {payout_id} --operator NAME --reason TEXT …")
 
     entries = await _ledger_entries(ops, payout_id)

@@ -21,14 +21,19 @@ async def test_write_ahead_log_of_bill_attempts(ledger: Ledger) -> None:
     with pytest.raises(LedgerError, match="already finished"):
         await ledger.finish_attempt(first.id, "unknown")
 
+    # B-1 was declined (a stored callback says so): the next round may send a new bill
+    await ledger.store_callback(
+        dedupe_key="declined-B-1", bill_id="B-1", raw_body="<rsp status='fail'/>", rsp_status="fail",
+        bill_status="REJECTED", error_code="4", error_description=None, verdict="declined_transient",
+    )
     second = await ledger.begin_attempt(pid, round_no=2)
-    lost = await ledger.finish_attempt(second.id, "unknown", error_code="read_timeout", detail="no answer")
+    lost = await ledger.finish_attempt(second.id, "not_sent", error_code="connect", detail="no answer")
     third = await ledger.begin_attempt(pid, round_no=2)
     assert (second.attempt_no, third.attempt_no) == (2, 3)
     assert lost.detail == "no answer"
     assert [a.attempt_no for a in await ledger.attempts(pid)] == [1, 2, 3]
     assert [(a.attempt_no, a.state) for a in await ledger.attempts(pid, round_no=2)] == [
-        (2, "unknown"),
+        (2, "not_sent"),
         (3, "prepared"),  # no recorded ending: the worker died mid-call
     ]
 
@@ -44,7 +49,7 @@ async def test_attempt_errors(ledger: Ledger) -> None:
         await ledger.finish_attempt(attempt.id + 1000, "answered")
 
 
-async def test_concurrent_attempts_get_distinct_numbers(ledger: Ledger) -> None:
-    pid = await reserved(ledger)
-    made = await asyncio.gather(*(ledger.begin_attempt(pid, 1) for _ in range(6)))
-    assert sorted(a.attempt_no for a in made) == [1, 2, 3, 4, 5, 6]
+async def test_attempts_of_many_payouts_at_once_get_their_own_numbers(ledger: Ledger) -> None:
+    pids = [await reserved(ledger) for _ in range(6)]
+    made = await asyncio.gather(*(ledger.begin_attempt(pid, 1) for pid in pids))
+    assert [(a.payout_id, a.attempt_no) for a in made] == [(pid, 1) for pid in pids]

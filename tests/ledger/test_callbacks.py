@@ -18,6 +18,7 @@ async def _store(ledger: Ledger, bill_id: str | None, body: str) -> StoreCallbac
         bill_status="PAYED",
         error_code=None,
         error_description=None,
+        verdict="paid",
     )
 
 
@@ -98,6 +99,10 @@ async def test_old_round_bill_still_finds_its_payout(ledger: Ledger) -> None:
     a1 = await ledger.begin_attempt(pid, 1)
     await ledger.finish_attempt(a1.id, "answered", bill_id="B-old")
     await ledger.set_bill_id(pid, "B-old")
+    await ledger.store_callback(
+        dedupe_key="declined-B-old", bill_id="B-old", raw_body="<rsp status='fail'/>", rsp_status="fail",
+        bill_status="REJECTED", error_code="4", error_description=None, verdict="declined_transient",
+    )
     a2 = await ledger.begin_attempt(pid, 2)
     await ledger.finish_attempt(a2.id, "answered", bill_id="B-new")
     await ledger.set_bill_id(pid, "B-new")

@@ -48,21 +48,25 @@ async def test_reconciliation_snapshot_takes_open_and_recent_payouts_before_the_
     await led.finish_attempt(attempt.id, "answered", bill_id="B-open")
     await led.set_bill_id(open_id, "B-open")
     await led.store_callback(dedupe_key="k1", bill_id="B-open", raw_body="<rsp/>", rsp_status="ok",
-                             bill_status="CREATED", error_code=None, error_description=None)
+                             bill_status="CREATED", error_code=None, error_description=None,
+                             verdict="pending")
     old_closed = await reserved(led)
     await led.transition(old_closed, S.CANCELLED, reason="operator:x")
     clock.now = T0 + timedelta(days=5)
     recent_closed = await reserved(led)
     await led.transition(recent_closed, S.CANCELLED, reason="operator:y")
     await led.store_callback(dedupe_key="k2", bill_id="B-nobody", raw_body="<rsp/>", rsp_status="ok",
-                             bill_status="PAYED", error_code=None, error_description=None)
+                             bill_status="PAYED", error_code=None, error_description=None,
+                             verdict="paid")
     clock.now = T0 + timedelta(days=1)
     await led.store_callback(dedupe_key="k0", bill_id="B-long-ago", raw_body="<rsp/>", rsp_status="ok",
-                             bill_status="PAYED", error_code=None, error_description=None)  # before the window
+                             bill_status="PAYED", error_code=None, error_description=None,
+                             verdict="paid")  # before the window
     clock.now = T0 + timedelta(days=9)
     await reserved(led)  # after the cut-off
     await led.store_callback(dedupe_key="k3", bill_id="B-late", raw_body="<rsp/>", rsp_status="ok",
-                             bill_status="PAYED", error_code=None, error_description=None)
+                             bill_status="PAYED", error_code=None, error_description=None,
+                             verdict="paid")
 
     cutoff = T0 + timedelta(days=8)
     snap = await led.reconciliation_snapshot(before=cutoff, active_since=cutoff - timedelta(days=4))

@@ -85,6 +85,21 @@ async def test_duplicate_receipt_by_other_owner_writes_nothing(ledger: Ledger) -
     assert await ledger.day_totals(DAY) == (1, req.amount_kopecks)
 
 
+async def test_a_new_run_of_the_same_payout_gets_the_stored_answer_with_the_status_now(ledger: Ledger) -> None:
+    """A workflow reset or continue-as-new asks again under another owner: it is the same payout, not a
+    duplicate of itself (rows written when the owner was a run id included)."""
+    req = make_req(owner="run-1")
+    await ledger.reserve(req)
+    await ledger.transition(req.payout_id, PayoutStatus.BILL_REQUESTED)
+
+    again = await ledger.reserve(make_req(receipt_id=req.receipt_id, owner=req.payout_id))
+
+    assert (again.accepted, again.replay, again.status, again.payout_id) == (
+        True, True, PayoutStatus.BILL_REQUESTED, req.payout_id
+    )
+    assert await ledger.day_totals(DAY) == (1, req.amount_kopecks)
+
+
 async def test_duplicate_fiscal_key_is_rejected_with_null_key(ledger: Ledger) -> None:
     await reserved(ledger, fiscal_key="FK-1")
     dup = make_req(fiscal_key="FK-1")
@@ -164,7 +179,10 @@ async def test_concurrent_reserves_of_one_receipt_make_one_row(db_url: str, ledg
     other = Ledger.from_url(db_url)  # a second engine: a second process in miniature
     try:
         req = make_req()
-        owners = [req if i % 3 == 0 else make_req(receipt_id=req.receipt_id, owner=f"other-{i}") for i in range(n)]
+        owners = [
+                req if i % 3 == 0 else make_req(receipt_id=req.receipt_id, owner=f"other-{i}", payout_id=f"p-{i}")
+                for i in range(n)
+            ]
         results = await asyncio.gather(*((ledger if i % 2 else other).reserve(r) for i, r in enumerate(owners)))
     finally:
         await other.aclose()

@@ -48,7 +48,8 @@ def row_of(table: str, payout_id: str) -> str:
 
 
 async def test_dropped_callback_is_listed_shown_and_retried_to_paid(stack: Stack) -> None:
-    await stack.faults({"drop_callback": True})
+    # Portmone leaves the bill open and says nothing: after the callback timeout a person decides.
+    await stack.faults({"drop_callback": True, "callback_status": "CREATED"})
     handle = await stack.submit()
     view = await stack.wait_status(handle, {S.MANUAL_REVIEW}, timeout=30)
     assert view.escalation_reason == "callback_timeout"
@@ -70,14 +71,23 @@ async def test_dropped_callback_is_listed_shown_and_retried_to_paid(stack: Stack
     assert "workflow: RUNNING · PayoutStatus MANUAL_REVIEW · EscalationReason callback_timeout" in shown.stdout
     assert "status AWAITING_CALLBACK → MANUAL_REVIEW (callback_timeout)" in shown.stdout
     assert "timer fired" in shown.stdout and "operator can do now: Portmone never said" in shown.stdout
+    assert "bills that may hold money" in shown.stdout
+    assert f"round 1 attempt 1: bill {view.bill_id}: created, no final callback" in shown.stdout
     assert "380001234567" not in shown.stdout
 
     refused = await payouts(stack, "ops", "retry", handle.id, "--reason", "checked the cabinet")
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr == f"error: retry refused for {handle.id}: missing: operator\n"
 
-    await stack.faults({"drop_callback": False})
-    retried = await payouts(stack, "ops", "retry", handle.id, "--operator", "olena", "--reason", "unpaid in cabinet")
+    unconfirmed = await payouts(stack, "ops", "retry", handle.id, "--operator", "olena", "--reason", "unpaid")
+    assert unconfirmed.returncode == 1 and "confirm that Portmone holds no bill" in unconfirmed.stderr
+
+    # The runbook: the bill is open in the cabinet, so cancel it there, then retry with the confirmation.
+    cancelled = await stack.http.post(f"{stack.sandbox_url}/_sandbox/bills/{view.bill_id}/cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+    await stack.faults({"drop_callback": False, "callback_status": "PAYED"})
+    retried = await payouts(stack, "ops", "retry", handle.id, "--operator", "olena", "--reason", "unpaid in cabinet",
+                            "--confirm-no-bill-at-portmone")
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.startswith(f"retry accepted for {handle.id}: retry applied: bill round 2 requested "
                                      "(status BILL_REQUESTED; update id ops-")

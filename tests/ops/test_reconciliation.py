@@ -27,6 +27,7 @@ from ledger import Ledger
 from payouts import search_attributes as sa
 from payouts.models import ReconcileInput, ReconcileOutput
 from payouts.status import PayoutStatus as S
+from portmone.protocol import callback_verdict
 from tests.ledger.helpers import make_req
 from tests.stack import Stack
 
@@ -74,6 +75,7 @@ class Seeder:
         stored = await self.ledger.store_callback(
             dedupe_key=f"{bill_id}-{status}-{uuid.uuid4().hex}", bill_id=bill_id, raw_body="<rsp/>",
             rsp_status="fail" if code else "ok", bill_status=status, error_code=code, error_description=None,
+            verdict=callback_verdict(not code, status, code).value,
         )
         if processed:
             await self.ledger.mark_callback_processed(stored.callback.id)

@@ -163,6 +163,8 @@ async def test_body_size_is_capped(sandbox: SandboxHandle) -> None:
     resp = await _post(sandbox, comment="x" * (sandbox.state.config.max_body_bytes + 10))
     assert resp.status_code == 413
     assert await sandbox.records("bills") == []
+    [request] = await sandbox.records("requests")
+    assert (request["outcome"], request["http_status"]) == ("http_413", 413)
 
 
 async def test_http_5xx_fault_creates_no_bill(sandbox: SandboxHandle) -> None:
@@ -211,6 +213,16 @@ def _requests(runner: Any) -> list[dict[str, Any]]:
         (b'{"fail_codes": [1, 2]}', "fail_codes"),
         (b'{"fail_codes": {"4": "often"}}', "fail_codes.4"),
         (b'{"callback_status": 7}', "callback_status"),
+        (b'{"callback_verdicts": {"PAID": 1}}', "unknown verdict 'PAID'"),
+        (b'{"callback_verdicts": {"REJECTED:99": 1}}', "not in Portmone's error catalogue"),
+        (b'{"callback_verdicts": {"REJECTED:": 1}}', "not in Portmone's error catalogue"),
+        (b'{"callback_verdicts": {"PAYED:4": 1}}', "PAYED takes no error code"),
+        (b'{"callback_verdicts": {"PAYED": 1, "payed": 1}}', "PAYED is given twice"),
+        (b'{"callback_verdicts": {"PAYED": -0.5, "RETURN": 1}}', "callback_verdicts.PAYED must not be negative"),
+        (b'{"callback_verdicts": {"PAYED": 0, "RETURN": 0}}', "add up to more than 0"),
+        (b'{"callback_verdicts": {"PAYED": "often"}}', "callback_verdicts.PAYED must be a number"),
+        (b'{"callback_verdicts": {}}', "non-empty object"),
+        (b'{"callback_verdicts": ["PAYED"]}', "non-empty object"),
         (b"[1, 2]", "JSON object"),
     ],
 )
@@ -290,6 +302,7 @@ async def test_health(sandbox: SandboxHandle) -> None:
     resp = await sandbox.http.get(f"{sandbox.base_url}/_sandbox/health")
     assert resp.status_code == 200
     assert resp.json()["status"] == "ok"
+    assert resp.json()["seed"] == sandbox.state.config.seed == 1234
 
 
 # ---- Telegram fake ----------------------------------------------------------------------------
@@ -438,7 +451,7 @@ def test_config_from_settings_uses_settings_then_dev_defaults() -> None:
     settings = Settings(
         portmone=PortmoneSettings(login="", payee_id="p-1", payee_prefixes={"38067": "p-kyivstar"}),
         sandbox=SandboxSettings(
-            callback_url="http://127.0.0.1:8080/portmone/callback", callback_delay_seconds=0.2
+            callback_url="http://127.0.0.1:8080/portmone/callback", callback_delay_seconds=0.2, seed=5
         ),
         telegram=TelegramSettings(),
     )
@@ -448,8 +461,11 @@ def test_config_from_settings_uses_settings_then_dev_defaults() -> None:
     assert config.payee_ids == {"p-1", "p-kyivstar"}
     assert config.callback_url == "http://127.0.0.1:8080/portmone/callback"
     assert config.callback_delay_seconds == 0.2
+    assert config.seed == 5
+    assert SandboxConfig.from_settings(settings, seed=42).seed == 42  # the --seed flag wins
     assert config.telegram_token == devdefaults.DEV_TELEGRAM_TOKEN
     assert devdefaults.DEV_PORTMONE_PASSWORD not in repr(config)
     empty = PortmoneSettings(login="", password=SecretStr(""), payee_id="", payee_prefixes={})
     bare = SandboxConfig.from_settings(Settings(portmone=empty, sandbox=SandboxSettings(callback_url=None)))
     assert bare.payee_ids == {devdefaults.DEV_PAYEE_ID}
+    assert bare.seed is None

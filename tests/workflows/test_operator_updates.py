@@ -104,7 +104,7 @@ async def test_callback_timeout_skips_the_status_lookup_and_escalates(stack: Sta
 @pytest.mark.parametrize(
     ("faults", "reason", "backoffs"),
     [
-        ({"commit_then_hang": {"times": 1}}, "outcome_unknown", 0),
+        ({"commit_then_hang": {"times": 1}, "drop_callback": True}, "outcome_unknown", 0),
         (PERMANENT_30, "permanent_error:30", 0),
         ({"fail_codes": {"20": 1.0}}, "permanent_error:20", 0),
         ({"callback_status": "REJECTED", "callback_error_code": "4"}, "retries_exhausted", 1),
@@ -321,16 +321,23 @@ async def test_two_different_decisions_at_once_apply_only_one(stack: Stack) -> N
 
 
 async def test_retry_after_outcome_unknown_needs_the_no_bill_confirmation(stack: Stack) -> None:
-    handle, view = await escalated(stack, {"commit_then_hang": {"times": 1}})
+    # The bill is created, its answer lost, and Portmone leaves it open (no verdict yet).
+    handle, view = await escalated(stack, {"commit_then_hang": {"times": 1}, "callback_status": "CREATED"})
     assert view.escalation_reason == "outcome_unknown"
+    assert len(view.open_bills) == 1
 
     message = await refused(handle, "retry", OperatorRetry(operator="olena", reason="try again"))
     assert "confirm that Portmone holds no bill" in message
     assert await operator_rows(stack, handle) == []
     assert len(await stack.creates()) == 1
 
-    result = await update(handle, "retry", OperatorRetry(operator="olena", reason="cabinet shows no bill",
+    # The operator follows the runbook: finds the open bill in the cabinet, cancels it there, confirms.
+    [bill] = await stack.record("bills")
+    resp = await stack.http.post(f"{stack.sandbox_url}/_sandbox/bills/{bill['bill_id']}/cancel", json={})
+    assert resp.status_code == 200, resp.text
+    result = await update(handle, "retry", OperatorRetry(operator="olena", reason="open bill cancelled in cabinet",
                                                          confirmed_no_bill_at_portmone=True))
+    await stack.faults({"callback_status": "PAYED"})
     done = await stack.wait_status(handle, {S.PAID})
 
     assert result.accepted and done.bill_round == 2
@@ -339,6 +346,9 @@ async def test_retry_after_outcome_unknown_needs_the_no_bill_confirmation(stack:
     assert rows[0].details["confirmed_no_bill_at_portmone"] == "true"
     assert rows[0].details["escalation_reason"] == "outcome_unknown"
     assert len(await stack.creates()) == 2
+    attempts = await stack.ledger.attempts(handle.id)
+    assert attempts[0].confirmed_by == rows[0].id  # the confirmation is what let the second bill through
+    assert [b["status"] for b in await stack.record("bills")] == ["REJECTED", "PAYED"]
 
 
 async def test_retry_after_telecom_failure_repeats_only_the_topup(stack: Stack) -> None:

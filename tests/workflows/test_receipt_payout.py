@@ -96,7 +96,7 @@ async def test_permanent_create_error_never_resends(stack: Stack) -> None:
 
 
 async def test_outcome_unknown_goes_to_manual_review_without_a_second_create(stack: Stack) -> None:
-    await stack.faults({"commit_then_hang": {"probability": 1.0, "times": 1}})
+    await stack.faults({"commit_then_hang": {"probability": 1.0, "times": 1}, "drop_callback": True})
     handle = await stack.submit()
     view = await stack.wait_status(handle, SETTLED)
 
@@ -106,6 +106,25 @@ async def test_outcome_unknown_goes_to_manual_review_without_a_second_create(sta
     assert len(await stack.record("bills")) == 1  # the bill exists at Portmone: that is why nobody re-sends
     attempts = await stack.ledger.attempts(handle.id)
     assert [a.state for a in attempts] == ["unknown"]
+    assert len(view.open_bills) == 1 and "attempt 1" in view.open_bills[0]  # the evidence an operator sees
+
+
+async def test_a_paid_callback_for_a_bill_whose_answer_was_lost_settles_the_payout(stack: Stack) -> None:
+    """bills.create committed and its answer never came; Portmone's PAYED callback names a bill id we
+    never learnt, and is routed by what it echoes (receipt, amount, phone): PAID, no second bill."""
+    await stack.faults({"commit_then_hang": {"probability": 1.0, "times": 1}})
+    handle = await stack.submit()
+    view = await stack.wait_status(handle, {S.PAID})
+
+    bills = await stack.record("bills")
+    assert len(await stack.creates()) == 1 and len(bills) == 1
+    assert view.bill_id is None or view.bill_id == bills[0]["bill_id"]
+    attempts = await stack.ledger.attempts(handle.id)
+    assert [(a.state, a.bill_id) for a in attempts] == [("unknown", bills[0]["bill_id"])]
+    rows = await stack.ledger.operator_actions(handle.id)
+    assert [(r.action, r.operator, r.reference) for r in rows] == [("late_callback", "system", bills[0]["bill_id"])]
+    record = await stack.ledger.get_payout(handle.id)
+    assert record is not None and record.status == S.PAID
 
 
 async def test_limit_hit_is_rejected_without_a_bill(stack: Stack) -> None:

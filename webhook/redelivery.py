@@ -1,0 +1,89 @@
+"""Telling a payout's workflow about a stored callback, now or later.
+
+`signal_stored` is the one way a stored callback reaches its workflow: the signal, then the ledger
+notes that the workflow was told. The sweep (`redeliver_forever`, started with the webhook) re-signals
+routed callbacks whose workflow was never told: Temporal was unreachable when they came, or their
+route appeared later (a late bills.create answer). The workflow dedupes, so a repeat is harmless and
+every replica may sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from aiohttp import web
+from prometheus_client import Counter
+from temporalio.service import RPCError, RPCStatusCode
+
+from ledger import CallbackRecord, LedgerUnavailable
+from payouts.models import CallbackSignal
+from webhook.deps import WebhookDeps
+from webhook.keys import DEPS
+
+REDELIVERED = Counter("portmone_callbacks_redelivered_total", "Stored callbacks re-signalled by the sweep", ["result"])
+_log = logging.getLogger("payouts.webhook.redelivery")
+
+
+class Told(StrEnum):
+    SIGNALLED = "signalled"
+    CLOSED = "closed_payout"  # the workflow has ended; the stored callback is there for reconciliation
+    FAILED = "signal_failed"  # Temporal could not be reached: the sweep tries again
+
+
+async def signal_stored(deps: WebhookDeps, payout_id: str, stored: CallbackRecord) -> Told:
+    """Signal `portmone_callback` to the payout's workflow and note it in the ledger."""
+    handle = deps.temporal.get_workflow_handle(payout_id)
+    try:
+        await handle.signal("portmone_callback", CallbackSignal.from_stored(stored))
+        told = Told.SIGNALLED
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            _log.warning("callback %s for %s stored, not signalled: %s", stored.id, payout_id, exc.status.name)
+            return Told.FAILED
+        told = Told.CLOSED
+    with contextlib.suppress(LedgerUnavailable):  # unnoted: the sweep signals again; the workflow dedupes
+        await deps.ledger.mark_signalled(stored.id)
+    return told
+
+
+async def sweep_once(deps: WebhookDeps) -> dict[Told, int]:
+    """One pass over the callbacks that still wait to be told; stops early when Temporal is down."""
+    grace = timedelta(seconds=deps.settings.webhook.redeliver_after_seconds)
+    counts = dict.fromkeys(Told, 0)
+    waiting = await deps.ledger.callbacks_to_redeliver(stored_before=datetime.now(UTC) - grace)
+    for stored in waiting:
+        assert stored.payout_id is not None
+        told = await signal_stored(deps, stored.payout_id, stored)
+        counts[told] += 1
+        REDELIVERED.labels(result=told.value).inc()
+        if told is Told.FAILED:
+            break
+    if waiting:
+        _log.info("redelivery sweep: %s", {k.value: v for k, v in counts.items() if v})
+    return counts
+
+
+async def redeliver_forever(deps: WebhookDeps) -> None:
+    interval = deps.settings.webhook.redeliver_interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sweep_once(deps)
+        except LedgerUnavailable as exc:
+            _log.warning("redelivery sweep skipped: %s", exc)
+        except Exception:  # the sweep must outlive any one bad pass
+            _log.exception("redelivery sweep failed; next pass in %s s", interval)
+
+
+async def redelivery_context(app: web.Application) -> AsyncIterator[None]:
+    """aiohttp cleanup context: the sweep runs while the webhook serves."""
+    task = asyncio.get_running_loop().create_task(redeliver_forever(app[DEPS]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
