@@ -65,13 +65,22 @@ class LedgerSettings(BaseSettings):
     archive_retention_days: int = Field(default=90, ge=90)
 
 
+# Reminders add about a dozen history events each; below this interval a waiting payout would fill its
+# history (and spam the operators' chat) faster than anyone can act.
+MIN_MANUAL_REMINDER_SECONDS = 300
+
+
 class PayoutSettings(BaseSettings):
+    """Payout timing. The webhook copies these into each workflow's input at intake (PayoutPolicy):
+    a payout keeps the values it started with, and a worker never reads them."""
+
     model_config = _config("PAYOUT_")
 
     callback_timeout_seconds: int = Field(default=3600, ge=1)
     max_bill_rounds: int = Field(default=3, ge=1)
     retry_backoff_seconds: int = Field(default=300, ge=1)
-    manual_reminder_seconds: int = Field(default=4 * 3600, ge=1)
+    manual_reminder_seconds: int = Field(default=4 * 3600, ge=MIN_MANUAL_REMINDER_SECONDS)
+    reminders_per_run: int = Field(default=50, ge=1)
     bill_attempt_timeout_seconds: int = Field(default=90, ge=1)
     eligibility_days: int = Field(default=30, ge=1)
 

@@ -27,5 +27,6 @@ class WebhookDeps:
             max_bill_rounds=p.max_bill_rounds,
             retry_backoff_seconds=p.retry_backoff_seconds,
             manual_reminder_seconds=p.manual_reminder_seconds,
+            reminders_per_run=p.reminders_per_run,
             bill_attempt_timeout_seconds=p.bill_attempt_timeout_seconds,
         )
