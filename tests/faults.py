@@ -20,20 +20,24 @@ from portmone import Outcome, PortmoneClient
 
 @dataclass
 class Switch:
-    """A fault that is on, off, or on for the next `times` calls that match it."""
+    """A fault that is on, off, or on for the next `times` calls that match it (after `skip` calls)."""
 
     on: bool = False
     times: int | None = None  # None: as long as it is on
+    skip: int = 0  # calls that pass before it fires
     fired: int = 0
 
-    def arm(self, times: int | None = None) -> None:
-        self.on, self.times = True, times
+    def arm(self, times: int | None = None, *, skip: int = 0) -> None:
+        self.on, self.times, self.skip = True, times, skip
 
     def disarm(self) -> None:
-        self.on, self.times = False, None
+        self.on, self.times, self.skip = False, None, 0
 
     def fire(self) -> bool:
         if not self.on:
+            return False
+        if self.skip > 0:
+            self.skip -= 1
             return False
         if self.times is not None:
             if self.times <= 0:

@@ -130,6 +130,8 @@ def stack_settings(
             port=webhook_port,
             intake_token=SecretStr(devdefaults.DEV_INTAKE_TOKEN),
             callback_hmac_secrets=SecretStr(devdefaults.DEV_CALLBACK_HMAC_SECRET),
+            redeliver_interval_seconds=0.5,
+            redeliver_after_seconds=0.5,
         ),
         sandbox=SandboxSettings(
             port=sandbox_port,
@@ -212,6 +214,10 @@ class Stack:
 
     async def bills_for(self, masked_phone: str | None = None) -> list[dict[str, Any]]:
         return await self.record("bills")
+
+    async def paid_at_portmone(self, bill_id: str) -> httpx.Response:
+        """Portmone pays an open bill and sends its callback (the sandbox's on-demand callback)."""
+        return await self.http.post(f"{self.sandbox_url}/_sandbox/bills/{bill_id}/callback", json={"status": "PAYED"})
 
     async def creates(self) -> list[dict[str, Any]]:
         return [r for r in await self.record("requests") if r.get("method") == "bills.create"]
