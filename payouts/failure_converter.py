@@ -6,9 +6,10 @@ wrote it and it holds no personal data:
 
 - an `ApplicationError` whose `type` is a name in `payouts.failures` (the activities build those messages
   with phones masked; `failures.UPDATE_REFUSED` is the update validators' refusal);
-- an update validator's refusal: a plain `ValueError` raised while the workflow runs an update, a pydantic
-  `ValidationError` of the update's argument (summarised as field and problem, never the input value),
-  and the SDK's own "Failed decoding arguments" / "Update handler ... not found" answers to a bad update.
+- an update's refusal: a plain `ValueError` raised while the workflow runs an update (the validators), an
+  untyped `ApplicationError` the workflow itself raises there, a pydantic `ValidationError` of the
+  update's argument (summarised as field and problem, never the input value), and the SDK's own
+  "Failed decoding arguments" / "Update handler ... not found" answers to a bad update.
 
 A readable message is cut to `READABLE_LIMIT` characters and carries no stack trace (the type names the
 place; the worker log has the traceback). A message that contains a run of nine or more digits (it
@@ -38,6 +39,7 @@ import pydantic
 from temporalio import workflow
 from temporalio.api.failure.v1 import Failure
 from temporalio.converter import DefaultFailureConverter, PayloadConverter
+from temporalio.exceptions import ApplicationError
 
 from payouts import failures
 
@@ -115,6 +117,8 @@ def _update_refusal(exception: BaseException) -> str | None:
     """The operator-facing words of an exception that refuses an update, or None when it is not one."""
     if type(exception) is ValueError:  # the validators' refusals
         return str(exception)
+    if isinstance(exception, ApplicationError) and not exception.type and exception.failure is None:
+        return exception.message  # raised by the workflow's own code (one decoded from a failure has a proto)
     if isinstance(exception, pydantic.ValidationError):
         return _summary(exception)
     if type(exception) is RuntimeError:

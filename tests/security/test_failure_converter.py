@@ -186,10 +186,17 @@ async def test_update_refusals_are_readable_only_inside_an_update(
     assert failure.message == f"Failed decoding arguments: {summary}"
     assert failure.cause.message == summary
     assert TEST_PHONE.encode() not in failure.SerializeToString()
+    # The workflow's own untyped ApplicationError in an update handler (the audit record failed, say).
+    handler = ApplicationError("cancel not applied: the audit record failed (LedgerUnavailable)", non_retryable=True)
+    assert (await encoded(converter, handler)).message == handler.message
     unknown = RuntimeError("Update handler for 'cancle' expected but not found, and there is no dynamic handler. "
                            "known updates: [cancel mark_paid retry]")
     assert (await encoded(converter, unknown)).message == str(unknown)
 
     # Anything else raised during an update is not a refusal.
-    for other in (RuntimeError("boom"), KeyError("k"), ArithmeticError("a")):
+    for other in (RuntimeError("boom"), KeyError("k"), ArithmeticError("a"), ApplicationError("x", type="Timeout")):
         assert is_encrypted(await encoded(converter, other)), other
+    # An untyped ApplicationError that came from a failure (an activity's, re-raised) is not the workflow's words.
+    came_back = await decoded(converter, await encoded(converter, ApplicationError("sql said …")))
+    assert isinstance(came_back, ApplicationError) and came_back.failure is not None
+    assert is_encrypted(await encoded(converter, came_back))
