@@ -1,4 +1,9 @@
-"""ApplicationError type names shared by activities (which raise them) and workflows (which branch on them)."""
+"""ApplicationError type names shared by activities (which raise them) and workflows (which branch on them).
+
+Every name here is also a promise: the messages of failures of these types are ours and hold no personal
+data (phones are masked before they reach a message), so Temporal keeps them readable to operators
+(`payouts.failure_converter`); failures of any other type are encrypted.
+"""
 
 from __future__ import annotations
 
@@ -21,3 +26,8 @@ BAD_PAYOUT_DATA = "BadPayoutData"
 BILL_MAY_BE_LIVE = "BillMayBeLive"
 
 NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE]
+
+# An update validator refused an operator's update (a missing field, the wrong state): the message says
+# why, in the operator's terms. Validators raise ApplicationError(message, type=UPDATE_REFUSED,
+# non_retryable=True); a plain ValueError raised by a validator is read the same way.
+UPDATE_REFUSED = "UpdateRefused"

@@ -1,5 +1,7 @@
 """The Temporal Web UI (2.54, from the dev server) shows an escalated payout at a glance: headless
-Chromium opens its page and finds the summary and the current details under "User Metadata"."""
+Chromium opens its page and finds the summary and the current details under "User Metadata". An
+operator's update that a validator refuses shows the validator's words in the "Send an Update" dialog
+(which does not run the codec)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import shutil
 from urllib.parse import quote
 
 import pytest
-from playwright.async_api import Frame, Page, async_playwright
+from playwright.async_api import Frame, Locator, Page, async_playwright
 
 from payouts.status import PayoutStatus as S
 from tests.ops.conftest import TemporalUi
@@ -77,3 +79,63 @@ async def test_escalated_payout_shows_its_current_details_in_the_web_ui(stack: S
     assert "Operator can do now" in details and "retry" in details and "cancel" in details
     assert "25.00 UAH" in summary and "+380•••••67" in summary
     assert TEST_PHONE not in details + summary
+
+
+async def send_update(page: Page, name: str, data: str) -> str:
+    """Send an update through "More Actions" → "Send an Update"; the dialog's error text, once shown."""
+    await page.get_by_role("button", name="More Actions").first.click(timeout=WAIT * 1000)
+    await page.locator("[data-testid=update-button]:visible").click(timeout=WAIT * 1000)
+    dialog = page.get_by_role("dialog", name="Send an Update")
+    await dialog.get_by_test_id("update-select-button").click(timeout=WAIT * 1000)
+    await dialog.get_by_role("option").filter(has_text=name).first.click(timeout=WAIT * 1000)
+    await dialog.get_by_role("textbox", name="Data").click()
+    await page.keyboard.press("Control+A")  # the dialog keeps what was typed last time
+    await page.keyboard.insert_text(data)
+    # The JSON editor reformats when it loses focus (the dialog grows), and a Submit click during that
+    # can be lost: leave the editor first (a click on its hint), then click Submit until an answer shows.
+    await dialog.get_by_text("Single JSON payload supported.").click()
+    shown = ""
+    async with asyncio.timeout(WAIT):
+        while not shown:
+            await dialog.get_by_test_id("confirm-modal-button").click(timeout=WAIT * 1000)
+            for _ in range(20):
+                shown = await alert_text(dialog)
+                if shown:
+                    break
+                await asyncio.sleep(0.25)
+    await dialog.get_by_test_id("cancel-modal-button").click(timeout=WAIT * 1000)
+    return shown
+
+
+async def alert_text(dialog: Locator) -> str:
+    texts = [t.strip() for t in await dialog.get_by_role("alert").all_inner_texts()]
+    return " ".join(t for t in texts if t)
+
+
+async def test_a_refused_update_shows_the_validators_words_in_the_web_ui(stack: Stack, temporal_ui: TemporalUi) -> None:
+    await stack.faults({"callback_status": "REJECTED", "callback_error_code": "30"})
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    run_id = (await handle.describe()).run_id
+    sent = {
+        '{"operator": "", "reason": ""}': "missing: operator, reason",
+        '{"operatr": "olena", "reason": "typo in a field name"}': "operatr: Extra inputs are not permitted",
+    }
+
+    shown: dict[str, str] = {}
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{temporal_ui.ui_url}/namespaces/default/workflows/{handle.id}/{run_id}/history")
+            await page.get_by_text(handle.id).first.wait_for(timeout=WAIT * 1000)
+            for data in sent:
+                shown[data] = await send_update(page, "cancel", data)
+        finally:
+            await browser.close()
+
+    for data, expected in sent.items():
+        assert expected in shown[data], (data, shown[data])
+        assert "Encoded failure" not in shown[data]
+    assert (await stack.view(handle)).status == S.MANUAL_REVIEW
+    assert await stack.ledger.operator_actions(handle.id) == []

@@ -72,6 +72,20 @@ def history_payloads(node: Any, path: str = "") -> list[tuple[str, dict[str, Any
     return found
 
 
+def history_failures(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every failure object in a history's JSON (one with a `…FailureInfo`), causes included, with its path."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        if any(key.endswith("FailureInfo") for key in node):
+            found.append((path, node))
+        for key, value in node.items():
+            found.extend(history_failures(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(history_failures(value, f"{path}[{i}]"))
+    return found
+
+
 async def metric(http: httpx.AsyncClient, base_url: str, name: str, **labels: str) -> float:
     """A sample of /metrics (0 when absent)."""
     text = (await http.get(f"{base_url}/metrics")).text

@@ -1,7 +1,10 @@
 """Secret hygiene: run whole payouts with a known Portmone password and a known phone number, then
 look everywhere we write for either of them: the logs at DEBUG (every logger, plus whatever the
 process wrote to stdout/stderr, the Temporal core included), the raw Temporal history, every row
-of every ledger table, the metrics. No hit is allowed; the phone in none of its forms."""
+of every ledger table, the metrics. No hit is allowed; the phone in none of its forms.
+
+Failure messages follow the failure converter's rule: ours (a type named in payouts.failures) readable,
+every other one encrypted."""
 
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from payouts.failure_converter import ENCODED_MESSAGE, readable_types
 from payouts.status import PayoutStatus as S
 from tests.security.callbacks import SETTLED
-from tests.security.helpers import dump_tables, history_payloads
+from tests.security.helpers import dump_tables, history_failures, history_payloads
 from tests.stack import TEST_PHONE, running_stack
 from workflows.receipt_payout import MONEY_SAFETY_PATCH
 
@@ -79,6 +83,21 @@ async def test_no_phone_or_password_in_logs_history_ledger_or_metrics(
                 assert marker == {"id": MONEY_SAFETY_PATCH, "deprecated": False}, path
                 continue
             assert base64.b64decode(payload["metadata"]["encoding"]) == b"binary/encrypted", (wid, path)
+    # Failure messages: ours readable (no stack trace beside them), every other application failure encrypted.
+    ours = readable_types()
+    readable = []
+    for wid, text in histories.items():
+        for path, failure in history_failures(json.loads(text)):
+            info = failure.get("applicationFailureInfo")
+            if info is None:
+                continue  # made by the server (timeouts, the activity wrapper): the server's own words
+            if info.get("type") in ours:
+                assert failure["message"] != ENCODED_MESSAGE, (wid, path)
+                assert "encodedAttributes" not in failure and "stackTrace" not in failure, (wid, path)
+                readable.append(failure["message"])
+            else:
+                assert failure["message"] == ENCODED_MESSAGE and "encodedAttributes" in failure, (wid, path)
+    assert any(m.startswith("Portmone refused bills.create: 20") for m in readable), readable
 
     hits = [
         *_hits("logs", logs),
