@@ -240,7 +240,7 @@ class ReceiptPayoutWorkflow:
             return  # telecom_failed: only the top-up is repeated, no new bill
         paid = [b for b in self._open_bills if b.verdict == "paid"]
         if paid:
-            raise ValueError(
+            raise _refusal(
                 f"bill {paid[0].bill_id} was paid (Portmone's callback is stored): a new bill would pay twice; "
                 "use mark_paid, or wait for the payout to complete"
             )
@@ -280,7 +280,7 @@ class ReceiptPayoutWorkflow:
     def _require_confirmation(self, confirmed: bool, doing: str) -> None:
         live = [b.text for b in self._open_bills if b.verdict != "paid"]
         if live and not confirmed:
-            raise ValueError(
+            raise _refusal(
                 f"an earlier bill may hold money ({'; '.join(live)}): check Portmone's cabinet, cancel any unpaid "
                 f"bill there, and confirm that Portmone holds no bill that can still be paid "
                 f"(confirmed_no_bill_at_portmone) before {doing}, or a second payment may follow"
@@ -295,12 +295,12 @@ class ReceiptPayoutWorkflow:
         fields = (("operator", operator), ("reason", reason), *more)
         missing = [name for name, value in fields if not value.strip()]
         if missing:
-            raise ValueError(f"missing: {', '.join(missing)}")
+            raise _refusal(f"missing: {', '.join(missing)}")
         if self._view is None or self._view.status != PayoutStatus.MANUAL_REVIEW:
             state = self._view.status.value if self._view else "not started"
-            raise ValueError(f"payout is {state}, not MANUAL_REVIEW: nothing for an operator to do")
+            raise _refusal(f"payout is {state}, not MANUAL_REVIEW: nothing for an operator to do")
         if self._claim is not None:
-            raise ValueError("another operator decision is being applied")
+            raise _refusal("another operator decision is being applied")
 
     async def _decide(self, cmd: Decision, action: str, reference: str | None) -> OperatorResult:
         info = workflow.current_update_info()
@@ -864,6 +864,11 @@ class ReceiptPayoutWorkflow:
                     await asyncio.shield(pending)
                 except asyncio.CancelledError:
                     continue
+
+
+def _refusal(message: str) -> ApplicationError:
+    """An update validator's refusal: readable in the Web UI and the CLI (it holds no personal data)."""
+    return ApplicationError(message, type=failures.UPDATE_REFUSED, non_retryable=True)
 
 
 def _failure_type(err: BaseException) -> str:
