@@ -19,7 +19,13 @@ ORPHAN_CALLBACKS = "callbacks_for_unknown_or_closed_payouts"
 OPEN_BILLS = "bills_without_terminal_status"
 STATUS_MISMATCH = "status_differs_ledger_vs_workflow"
 MULTIPLE_BILLS = "multiple_bills_per_receipt"
-BUCKETS: tuple[str, ...] = (AWAITING_PAST_SLA, ORPHAN_CALLBACKS, OPEN_BILLS, STATUS_MISMATCH, MULTIPLE_BILLS)
+FAILED_WORKFLOWS = "payout_workflows_failed_or_terminated"
+BUCKETS: tuple[str, ...] = (
+    AWAITING_PAST_SLA, ORPHAN_CALLBACKS, OPEN_BILLS, STATUS_MISMATCH, MULTIPLE_BILLS, FAILED_WORKFLOWS,
+)
+# Executions that ended without the payout workflow deciding: it never does this by design (a bug,
+# an operator's Terminate, a history limit), so each one is a page.
+_ABNORMAL_ENDS = frozenset({"FAILED", "TERMINATED", "TIMED_OUT", "CANCELED"})
 
 _FINAL_BILL = frozenset({BillStatus.PAYED, BillStatus.REJECTED, BillStatus.RETURN})
 _STILL_WAITING = frozenset({PayoutStatus.BILL_REQUESTED, PayoutStatus.AWAITING_CALLBACK})
@@ -77,7 +83,7 @@ def _is_final(cb: CallbackRecord) -> bool:
 
 def build(snapshot: ReconciliationSnapshot, workflows: dict[str, WorkflowState], *, cutoff: datetime,
           sla: timedelta) -> Report:
-    """Sort the snapshot into the five buckets (see docs/runbook.md, "Reconciliation")."""
+    """Sort the snapshot into the buckets (see docs/runbook.md, "Reconciliation")."""
     report = Report(cutoff=cutoff, sla=sla)
     by_id = {p.id: p for p in snapshot.payouts}
     _awaiting_past_sla(report, snapshot, cutoff - sla)
@@ -85,6 +91,7 @@ def build(snapshot: ReconciliationSnapshot, workflows: dict[str, WorkflowState],
     _open_bills(report, snapshot, by_id, cutoff - sla)
     _status_mismatch(report, snapshot, workflows)
     _multiple_bills(report, snapshot, by_id)
+    _failed_workflows(report, snapshot, workflows)
     return report.sorted()
 
 
@@ -134,6 +141,8 @@ def _open_bills(report: Report, snap: ReconciliationSnapshot, by_id: dict[str, P
 def _status_mismatch(report: Report, snap: ReconciliationSnapshot, workflows: dict[str, WorkflowState]) -> None:
     for p in snap.payouts:
         wf = workflows.get(p.id, WorkflowState(MISSING, None))
+        if wf.execution in _ABNORMAL_ENDS:
+            continue  # FAILED_WORKFLOWS reports it
         if wf.execution == MISSING:
             detail = "the ledger holds this payout but Temporal has no workflow for it"
         elif wf.payout_status != p.status.value:
@@ -166,3 +175,13 @@ def _multiple_bills(report: Report, snap: ReconciliationSnapshot, by_id: dict[st
         report.add(Finding(MULTIPLE_BILLS, since=_iso(its_bills[0].prepared_at),
                            bill_id=",".join(b.bill_id or "" for b in its_bills),
                            detail=f"{len(its_bills)} bills, {paid_count} paid: {'; '.join(statuses)}", **_base(payout)))
+
+
+def _failed_workflows(report: Report, snap: ReconciliationSnapshot, workflows: dict[str, WorkflowState]) -> None:
+    for p in snap.payouts:
+        wf = workflows.get(p.id)
+        if wf is not None and wf.execution in _ABNORMAL_ENDS:
+            report.add(Finding(FAILED_WORKFLOWS, workflow_status=f"{wf.payout_status or ''} ({wf.execution})",
+                               since=_iso(snap.entered_status_at.get(p.id, p.updated_at)),
+                               detail=f"the payout workflow ended {wf.execution} with the ledger at {p.status.value}",
+                               **_base(p)))

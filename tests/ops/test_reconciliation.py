@@ -18,6 +18,7 @@ from activities.reconcile import cutoff_for
 from activities.reconcile_buckets import (
     AWAITING_PAST_SLA,
     BUCKETS,
+    FAILED_WORKFLOWS,
     MULTIPLE_BILLS,
     OPEN_BILLS,
     ORPHAN_CALLBACKS,
@@ -113,6 +114,9 @@ async def seed(stack: Stack) -> dict[str, str]:
     await s.callback(f"B-closed-{s.tag}", "PAYED", processed=False)  # money moved after the cancel
     await s.callback(f"B-unknown-{s.tag}", "PAYED", processed=False)  # a bill nobody holds
 
+    ids[FAILED_WORKFLOWS] = await s.payout("terminated", workflow_status=S.RESERVED)
+    await stack.client.get_workflow_handle(ids[FAILED_WORKFLOWS]).terminate(reason="someone pressed Terminate")
+
     ids["clean"] = await s.payout("clean", workflow_status=S.PAID)
     await s.bill(ids["clean"], 1, f"B-clean-{s.tag}")
     await s.callback(f"B-clean-{s.tag}", "PAYED", processed=True)
@@ -139,6 +143,7 @@ async def test_one_case_per_bucket_and_the_same_report_twice(stack: Stack) -> No
 
     assert first.counts == {
         AWAITING_PAST_SLA: 1, ORPHAN_CALLBACKS: 2, OPEN_BILLS: 1, STATUS_MISMATCH: 1, MULTIPLE_BILLS: 1,
+        FAILED_WORKFLOWS: 1,
     }
     assert (second_json, second_csv) == (first_json, first_csv)
     assert second.counts == first.counts and second.json_path == first.json_path
@@ -151,6 +156,8 @@ async def test_one_case_per_bucket_and_the_same_report_twice(stack: Stack) -> No
     assert found[OPEN_BILLS] == [ids[OPEN_BILLS]]
     assert found[STATUS_MISMATCH] == [ids[STATUS_MISMATCH]]
     assert found[MULTIPLE_BILLS] == [ids[MULTIPLE_BILLS]]
+    assert found[FAILED_WORKFLOWS] == [ids[FAILED_WORKFLOWS]]
+    assert "ended TERMINATED with the ledger at RESERVED" in report["findings"][FAILED_WORKFLOWS][0]["detail"]
     assert sorted(found[ORPHAN_CALLBACKS]) == sorted(["", ids[ORPHAN_CALLBACKS]])
     mismatch = report["findings"][STATUS_MISMATCH][0]
     assert mismatch["detail"] == "ledger says MANUAL_REVIEW, workflow says AWAITING_CALLBACK"
@@ -158,6 +165,6 @@ async def test_one_case_per_bucket_and_the_same_report_twice(stack: Stack) -> No
     assert all(ids["clean"] not in ids_ for ids_ in found.values())
 
     rows = list(csv.DictReader(io.StringIO(first_csv.decode())))
-    assert len(rows) == 6 and {r["bucket"] for r in rows} == set(BUCKETS)
+    assert len(rows) == 7 and {r["bucket"] for r in rows} == set(BUCKETS)
     for bucket, count in first.counts.items():
         assert REGISTRY.get_sample_value("payout_reconciliation_findings", {"bucket": bucket}) == count
