@@ -13,9 +13,20 @@ from tests.stack import stack_crypto
 from workers.registry import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
+# Every committed history: the top-level ones from before the money-safety change, then one folder
+# per workflow change (named after its patch id) with a history of each shape a payout can take.
+NAMES = sorted(str(p.relative_to(HISTORIES).with_suffix("")) for p in HISTORIES.rglob("*.json"))
 
 
-@pytest.mark.parametrize("name", ["happy_path", "manual_review"])
+def test_every_shape_has_a_history() -> None:
+    from tests.histories.record import FOLDER, SHAPES, WITH_SHORT_RUNS
+
+    recorded = {p.stem for p in FOLDER.glob("*.json")}
+    assert recorded == set(SHAPES) | set(WITH_SHORT_RUNS)
+    assert {"happy_path", "manual_review"} <= set(NAMES)  # the old ones are kept
+
+
+@pytest.mark.parametrize("name", NAMES)
 async def test_committed_history_replays(name: str) -> None:
     text = (HISTORIES / f"{name}.json").read_text()
     history = WorkflowHistory.from_json(f"replay-{name}", text)

@@ -1,46 +1,219 @@
-"""Record the committed histories that tests/test_replay.py replays.
+"""Record the histories that tests/test_replay.py replays: one per shape a payout can take.
 
     .venv/bin/python -m tests.histories.record
 
-Run it when a workflow change is meant to change histories (and say so in the commit); replay
-tests then prove that the running code still replays what production has.
+Histories are kept, never re-recorded: a file that exists is left alone, so running this after a
+workflow change adds the shapes it does not have yet (under a new folder named after the change's
+patch id, `workflows.receipt_payout.MONEY_SAFETY_PATCH` and its successors) and replay tests then prove
+that the new code still replays every history recorded before it. The top-level `happy_path.json` and
+`manual_review.json` are the histories from before the money-safety change.
+
+Recorded in virtual time on the Java test server, through the real sandbox, webhook, ledger and workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from payouts.settings import PayoutSettings
-from payouts.status import PayoutStatus
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
+from payouts.settings import LedgerSettings, PayoutSettings
+from payouts.status import PayoutStatus as S
 from tests.stack import Stack, running_stack
-from tests.temporal_envs import dev_server
+from tests.temporal_envs import time_skipping_server
+from workflows.receipt_payout import MONEY_SAFETY_PATCH
 
 HERE = Path(__file__).parent
+FOLDER = HERE / MONEY_SAFETY_PATCH
+CALLBACK_TIMEOUT = 3600
+REMINDER = 4 * 3600
+Handle = WorkflowHandle[Any, Any]
+Shape = Callable[[Stack, WorkflowEnvironment], Awaitable[Handle]]
+OPEN_BILL = {"drop_callback": True, "callback_status": "CREATED"}
+PERMANENT = {"callback_status": "REJECTED", "callback_error_code": "30"}
 
 
-async def record(stack: Stack, name: str, faults: dict[str, object], until: set[PayoutStatus]) -> None:
-    await stack.http.post(f"{stack.sandbox_url}/_sandbox/reset")
-    if faults:
-        await stack.faults(faults)
+def policy(**overrides: int) -> PayoutSettings:
+    values = {"callback_timeout_seconds": CALLBACK_TIMEOUT, "retry_backoff_seconds": 300,
+              "manual_reminder_seconds": REMINDER, "max_bill_rounds": 2}
+    values.update(overrides)
+    return PayoutSettings(**values)
+
+
+async def decide(handle: Handle, name: str, cmd: Any) -> None:
+    result: OperatorResult = await handle.execute_update(name, cmd, result_type=OperatorResult)
+    assert result.accepted, result
+
+
+async def timed_out(stack: Stack, env: WorkflowEnvironment, faults: dict[str, Any]) -> Handle:
+    await stack.faults(faults)
     handle = await stack.submit()
-    await stack.wait_status(handle, until, timeout=60)
+    await stack.wait_status(handle, {S.AWAITING_CALLBACK})
+    await env.sleep(timedelta(seconds=CALLBACK_TIMEOUT + 1))
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    return handle
+
+
+async def happy_path(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.PAID})
+    return handle
+
+
+async def transient_round(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    await stack.faults({"callback_status": "REJECTED", "callback_error_code": "4"})
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.RETRY_SCHEDULED})
+    await stack.faults({"callback_status": "PAYED", "callback_error_code": None})
+    await env.sleep(timedelta(seconds=301))
+    await stack.wait_status(handle, {S.PAID})
+    return handle
+
+
+async def outcome_unknown(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    await stack.faults({"commit_then_hang": {"times": 1}, **OPEN_BILL})
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    return handle
+
+
+async def lost_answer_paid_by_echo(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    await stack.faults({"commit_then_hang": {"times": 1}})
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.PAID})
+    return handle
+
+
+async def callback_timeout(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    return await timed_out(stack, env, OPEN_BILL)
+
+
+async def late_callback(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    handle = await timed_out(stack, env, OPEN_BILL)
+    view = await stack.view(handle)
+    await stack.paid_at_portmone(str(view.bill_id))
+    await stack.wait_status(handle, {S.PAID})
+    return handle
+
+
+async def update_retry(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    await stack.faults(PERMANENT)
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    await stack.faults({"callback_status": "PAYED", "callback_error_code": None})
+    await decide(handle, "retry", OperatorRetry(operator="olena", reason="payee fixed"))
+    await stack.wait_status(handle, {S.PAID})
+    return handle
+
+
+async def update_retry_confirmed(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    handle = await timed_out(stack, env, OPEN_BILL)
+    view = await stack.view(handle)
+    await stack.http.post(f"{stack.sandbox_url}/_sandbox/bills/{view.bill_id}/cancel", json={})
+    await stack.faults({"drop_callback": False, "callback_status": "PAYED"})
+    await decide(handle, "retry", OperatorRetry(operator="olena", reason="cancelled in cabinet",
+                                                confirmed_no_bill_at_portmone=True))
+    await stack.wait_status(handle, {S.PAID})
+    return handle
+
+
+async def update_mark_paid(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    await stack.faults(PERMANENT)
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    await decide(handle, "mark_paid", OperatorMarkPaid(operator="olena", reason="by hand", external_reference="X-1"))
+    await stack.wait_status(handle, {S.PAID})
+    return handle
+
+
+async def update_cancel(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    await stack.faults(PERMANENT)
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    await decide(handle, "cancel", OperatorCancel(operator="olena", reason="fraud"))
+    await stack.wait_status(handle, {S.CANCELLED})
+    return handle
+
+
+async def telecom_retry(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    await stack.faults({"telecom_fail": {"times": 1, "status": 400}})
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    await decide(handle, "retry", OperatorRetry(operator="olena", reason="telecom API is back"))
+    await stack.wait_status(handle, {S.PAID})
+    return handle
+
+
+async def cancellation_requested(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    await stack.faults(OPEN_BILL)
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.AWAITING_CALLBACK})
+    await handle.cancel()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    return handle
+
+
+async def continue_as_new(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    """Two reminders per run (the stack's policy); the history saved is the first run's."""
+    handle = await timed_out(stack, env, OPEN_BILL)
+    first_run = (await handle.describe()).run_id
+    for _ in range(2):
+        await env.sleep(timedelta(seconds=REMINDER + 1))
+    for _ in range(100):
+        if (await stack.client.get_workflow_handle(handle.id).describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.1)
+    return stack.client.get_workflow_handle(handle.id, run_id=first_run)
+
+
+SHAPES: dict[str, Shape] = {
+    "happy_path": happy_path,
+    "transient_round": transient_round,
+    "outcome_unknown": outcome_unknown,
+    "lost_answer_paid_by_echo": lost_answer_paid_by_echo,
+    "callback_timeout": callback_timeout,
+    "late_callback": late_callback,
+    "update_retry": update_retry,
+    "update_retry_confirmed": update_retry_confirmed,
+    "update_mark_paid": update_mark_paid,
+    "update_cancel": update_cancel,
+    "telecom_retry": telecom_retry,
+    "cancellation_requested": cancellation_requested,
+}
+WITH_SHORT_RUNS: dict[str, Shape] = {"continue_as_new": continue_as_new}
+
+
+async def record(stack: Stack, env: WorkflowEnvironment, name: str, shape: Shape) -> None:
+    path = FOLDER / f"{name}.json"
+    if path.exists():
+        print(f"kept {path.relative_to(HERE)} (histories are never re-recorded)")
+        return
+    await stack.http.post(f"{stack.sandbox_url}/_sandbox/reset")
+    handle = await shape(stack, env)
     await asyncio.sleep(1)  # let background notifications finish, so the history is complete
     history = await handle.fetch_history()
-    (HERE / f"{name}.json").write_text(history.to_json())
-    print(f"recorded {name}: {len(history.events)} events")
+    path.write_text(history.to_json())
+    print(f"recorded {path.relative_to(HERE)}: {len(history.events)} events")
 
 
 async def main() -> None:
-    async with dev_server() as env:
-        with tempfile.TemporaryDirectory() as tmp:
-            policy = PayoutSettings(callback_timeout_seconds=2, retry_backoff_seconds=1, max_bill_rounds=2)
-            async with running_stack(env.client, Path(tmp), telecom=True, payout=policy) as stack:
-                await record(stack, "happy_path", {}, {PayoutStatus.PAID})
-                await record(stack, "manual_review", {"drop_callback": True}, {PayoutStatus.MANUAL_REVIEW})
-                await asyncio.sleep(timedelta(seconds=1).total_seconds())
+    FOLDER.mkdir(exist_ok=True)
+    async with time_skipping_server() as env:
+        for shapes, settings in ((SHAPES, policy()), (WITH_SHORT_RUNS, policy(reminders_per_run=2))):
+            with tempfile.TemporaryDirectory() as tmp:
+                ledger = LedgerSettings(url=f"sqlite+aiosqlite:///{tmp}/ledger.db", user_daily_limit=100)
+                async with running_stack(
+                    env.client, Path(tmp), telecom=True, payout=settings, ledger_settings=ledger
+                ) as stack:
+                    for name, shape in shapes.items():
+                        await record(stack, env, name, shape)
 
 
 if __name__ == "__main__":
