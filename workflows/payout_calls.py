@@ -10,7 +10,7 @@ activity finally fails.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -72,64 +72,38 @@ _NOTIFY_START_TO_CLOSE = timedelta(seconds=15)
 _NOTIFY_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 
 
-def reserve(inp: ReserveInput) -> Handle[ReserveOutput]:
+A = TypeVar("A")
+
+
+def _ledger(activity: Callable[[LedgerActivities, A], Awaitable[T]], arg: A, summary: str) -> Handle[T]:
+    """A ledger activity on the money path: retried without a deadline (LEDGER_RETRY)."""
     return workflow.start_activity_method(
-        LedgerActivities.reserve,
-        inp,
-        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        retry_policy=LEDGER_RETRY,
-        summary="reserve the payout in the ledger (limits, duplicates)",
+        activity, arg, start_to_close_timeout=_LEDGER_START_TO_CLOSE, retry_policy=LEDGER_RETRY, summary=summary
     )
+
+
+def reserve(inp: ReserveInput) -> Handle[ReserveOutput]:
+    return _ledger(LedgerActivities.reserve, inp, "reserve the payout in the ledger (limits, duplicates)")
 
 
 def transition(inp: TransitionInput) -> Handle[None]:
-    return workflow.start_activity_method(
-        LedgerActivities.transition,
-        inp,
-        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        retry_policy=LEDGER_RETRY,
-        summary=f"ledger: {inp.to_status.value}",
-    )
+    return _ledger(LedgerActivities.transition, inp, f"ledger: {inp.to_status.value}")
 
 
 def escalate(inp: EscalateInput) -> Handle[EscalateOutput]:
-    return workflow.start_activity_method(
-        LedgerActivities.escalate,
-        inp,
-        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        retry_policy=LEDGER_RETRY,
-        summary="ledger: MANUAL_REVIEW, with the bills that may hold money",
-    )
+    return _ledger(LedgerActivities.escalate, inp, "ledger: MANUAL_REVIEW, with the bills that may hold money")
 
 
 def undelivered_callbacks(payout_id: str) -> Handle[list[CallbackSignal]]:
-    return workflow.start_activity_method(
-        LedgerActivities.undelivered_callbacks,
-        payout_id,
-        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        retry_policy=LEDGER_RETRY,
-        summary="ledger: stored callbacks not yet processed",
-    )
+    return _ledger(LedgerActivities.undelivered_callbacks, payout_id, "ledger: stored callbacks not yet processed")
 
 
 def ledger_state(payout_id: str) -> Handle[LedgerStateOutput]:
-    return workflow.start_activity_method(
-        LedgerActivities.state,
-        payout_id,
-        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        retry_policy=LEDGER_RETRY,
-        summary="ledger: the payout's status (the ledger refused the next step)",
-    )
+    return _ledger(LedgerActivities.state, payout_id, "ledger: the payout's status (the ledger refused the next step)")
 
 
 def record_operator_action(inp: OperatorActionInput) -> Handle[None]:
-    return workflow.start_activity_method(
-        LedgerActivities.record_operator_action,
-        inp,
-        start_to_close_timeout=_LEDGER_START_TO_CLOSE,
-        retry_policy=LEDGER_RETRY,
-        summary=f"audit: operator {inp.action}",
-    )
+    return _ledger(LedgerActivities.record_operator_action, inp, f"audit: operator {inp.action}")
 
 
 def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> Handle[CreateBillOutput]:

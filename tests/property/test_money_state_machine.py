@@ -43,23 +43,19 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from payouts import escalation
 from payouts.models import (
-    OperatorCancel,
-    OperatorMarkPaid,
-    OperatorResult,
-    OperatorRetry,
     PayoutView,
-    bill_comment,
     payout_workflow_id,
 )
 from payouts.settings import LedgerSettings, PayoutSettings
 from payouts.status import TERMINAL
 from payouts.status import PayoutStatus as S
+from tests.runbook_operator import follow_runbook, receipt_bills, view_of
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import time_skipping_server
 
@@ -228,49 +224,17 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
         # ---- helpers ------------------------------------------------------------------------------
 
         async def _bills(self, receipt: str) -> list[dict[str, Any]]:
-            resp = await self.stack.http.get(f"{self.stack.sandbox_url}/_sandbox/bills",
-                                             params={"comment": bill_comment(receipt)})
-            assert resp.status_code == 200, resp.text
-            return list(resp.json()["bills"])
+            return await receipt_bills(self.stack.http, self.stack.sandbox_url, receipt)
 
         async def _view(self, receipt: str) -> PayoutView | None:
-            try:
-                return await self.stack.view(self.stack.client.get_workflow_handle(payout_workflow_id(receipt)))
-            except Exception:  # not answering yet (a workflow task in flight): nothing to decide on
-                return None
+            return await view_of(self.stack.client, receipt)
 
         async def _operate(self, receipt: str, prefer_retry: bool) -> None:
-            """docs/runbook.md: look the receipt's bills up in the cabinet; paid → mark_paid; telecom_failed →
-            retry the top-up; otherwise cancel every open bill at Portmone, then retry or cancel, confirming."""
-            view = await self._view(receipt)
-            if view is None or view.status != S.MANUAL_REVIEW:
-                return
-            bills = await self._bills(receipt)
-            paid = [b for b in bills if b["status"] == "PAYED"]
-            handle = self.stack.client.get_workflow_handle(payout_workflow_id(receipt))
-            if view.escalation_reason == "telecom_failed":
-                name, cmd = "retry", OperatorRetry(operator="duty", reason="telecom API back")
-            elif paid:
-                name, cmd = "mark_paid", OperatorMarkPaid(operator="duty", reason="paid per cabinet",
-                                                          external_reference=paid[0]["bill_id"])
-            else:
-                for bill in bills:
-                    if bill["status"] == "CREATED":
-                        await self.stack.http.post(f"{self.stack.sandbox_url}/_sandbox/bills/{bill['bill_id']}/cancel",
-                                                   json={"reason": "runbook: open bill cancelled before deciding"})
-                if prefer_retry:
-                    name, cmd = "retry", OperatorRetry(operator="duty", reason="no live bill in cabinet",
-                                                       confirmed_no_bill_at_portmone=True)
-                else:
-                    name, cmd = "cancel", OperatorCancel(operator="duty", reason="giving up",
-                                                         confirmed_no_bill_at_portmone=True)
-            try:
-                async with asyncio.timeout(20):
-                    result = await handle.execute_update(name, cmd, result_type=OperatorResult)
-            except (WorkflowUpdateFailedError, TimeoutError):
-                return  # refused (the validator's words) or not answered yet: the operator comes back later
-            self.decided[receipt] = self.decided.get(receipt, 0) + 1
-            assert result.update_id
+            result = await follow_runbook(
+                self.stack.client, self.stack.http, self.stack.sandbox_url, receipt, prefer_retry=prefer_retry
+            )
+            if result is not None:
+                self.decided[receipt] = self.decided.get(receipt, 0) + 1
 
         # ---- the promises -------------------------------------------------------------------------
 

@@ -1,0 +1,317 @@
+"""The soak: several hundred receipts through the real processes under random faults and kills, then
+the money promises checked against Portmone's record (the sandbox) and the ledger.
+
+    .venv/bin/python -m bench.soak --receipts 300 --workers 3 --seed 7
+
+Starts the Temporal dev server, a PostgreSQL ledger (a throwaway database on 127.0.0.1:5432; `--ledger
+sqlite` for a file), `payouts sandbox` (seeded random faults: refusals of each class, 5xx, hangs after
+the bill was committed, slow answers, dropped / duplicated / out-of-order / early callbacks, and mixed
+verdicts: paid, declined, reversed), `payouts webhook` and `--workers` `payouts worker` processes.
+While receipts arrive it SIGKILLs a worker three times (starting a new one each time) and restarts the
+webhook once. Then the faults stop, operators follow the runbook for every payout in manual review,
+and it checks: at most one paid bill per receipt; every receipt PAID, CANCELLED, REJECTED or in
+MANUAL_REVIEW with a known reason; no workflow failed or terminated; ledger and workflow agree; a PAID
+payout has exactly one paid bill, and a paid bill's payout is PAID or waits for a person.
+
+Prints its figures; exits 1 when a promise is broken (each breach listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from ledger import Ledger, upgrade
+from payouts import devdefaults, escalation
+from payouts.models import PayoutView, payout_workflow_id
+from payouts.status import TERMINAL, PayoutStatus
+from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
+from tests.runbook_operator import follow_runbook, receipt_bills, view_of
+from tests.stack import free_port, sample_receipt
+from tests.temporal_envs import dev_server
+
+SETTLED = TERMINAL | {PayoutStatus.MANUAL_REVIEW}
+FAULTS: dict[str, Any] = {
+    "fail_codes": {"1": 0.04, "3": 0.02, "24": 0.01},
+    "http_5xx": 0.02,
+    "commit_then_hang": 0.02,
+    "latency_ms": {"probability": 0.1, "ms": 300},
+    "drop_callback": 0.04,
+    "duplicate_callback": 0.08,
+    "out_of_order": 0.05,
+    "callback_before_answer": 0.05,
+    "callback_verdicts": {"PAYED": 0.84, "REJECTED:4": 0.06, "REJECTED:30": 0.04, "RETURN": 0.03, "REJECTED:2": 0.03},
+}
+NO_FAULTS: dict[str, Any] = {name: None for name in FAULTS} | {"fail_codes": {}}
+
+
+@dataclass
+class Processes:
+    env: dict[str, str]
+    log_dir: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    webhook: subprocess.Popen[bytes] | None = None
+    sandbox: subprocess.Popen[bytes] | None = None
+    kills: int = 0
+    webhook_restarts: int = 0
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        return subprocess.Popen([sys.executable, "-m", "payouts.cli", *args], env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+    def start_worker(self) -> None:
+        self.workers.append(self.start(f"worker-{len(self.workers)}", "worker"))
+
+    def kill_a_worker(self, rng: random.Random) -> None:
+        alive = [w for w in self.workers if w.poll() is None]
+        victim = rng.choice(alive)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        self.kills += 1
+        self.start_worker()
+
+    def restart_webhook(self) -> None:
+        assert self.webhook is not None
+        self.webhook.send_signal(signal.SIGTERM)
+        self.webhook.wait(30)
+        self.webhook = self.start(f"webhook-{self.webhook_restarts + 1}", "webhook")
+        self.webhook_restarts += 1
+
+    def stop(self) -> None:
+        for proc in [*self.workers, self.webhook, self.sandbox]:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in [*self.workers, self.webhook, self.sandbox]:
+            if proc is not None:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+async def wait_http(url: str, timeout: float = 60) -> None:
+    async with httpx.AsyncClient(timeout=2) as http, asyncio.timeout(timeout):
+        while True:
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+
+
+async def submit(http: httpx.AsyncClient, webhook_url: str, receipt_id: str, n: int) -> float:
+    """POST one accepted receipt until the webhook answers 202 (it may be restarting); the intake is
+    idempotent, so a repeat is harmless. Returns the seconds it took."""
+    body = sample_receipt(receipt_id, msisdn=f"38000{n:07d}")
+    started = time.perf_counter()
+    while True:
+        try:
+            resp = await http.post(f"{webhook_url}/v1/receipts/accepted", json=body,
+                                   headers={"Authorization": f"Bearer {devdefaults.DEV_INTAKE_TOKEN}"})
+            if resp.status_code == 202:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.5)
+
+
+async def settle(client: Client, receipts: list[str], timeout: float) -> dict[str, PayoutView | None]:
+    """Wait until every payout is settled or waits for a person (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    views: dict[str, PayoutView | None] = {}
+    while True:
+        views = dict(zip(receipts, await asyncio.gather(*(view_of(client, r) for r in receipts)), strict=True))
+        waiting = [r for r, v in views.items() if v is None or v.status not in SETTLED]
+        if not waiting or time.monotonic() > deadline:
+            return views
+        await asyncio.sleep(2)
+
+
+async def check(client: Client, http: httpx.AsyncClient, sandbox_url: str, ledger: Ledger,
+                receipts: list[str]) -> tuple[list[str], dict[str, Any]]:
+    breaches: list[str] = []
+    figures: dict[str, Any] = collections.Counter()
+    for receipt in receipts:
+        handle = client.get_workflow_handle(payout_workflow_id(receipt))
+        described = await handle.describe()
+        if described.status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+            breaches.append(f"{receipt}: workflow {described.status}")
+        view = await view_of(client, receipt)
+        bills = await receipt_bills(http, sandbox_url, receipt)
+        paid = [b for b in bills if b["status"] == "PAYED"]
+        figures["bills"] += len(bills)
+        figures["paid_bills"] += len(paid)
+        if len(paid) > 1:
+            breaches.append(f"{receipt}: {len(paid)} paid bills at Portmone")
+        if view is None:
+            breaches.append(f"{receipt}: the workflow does not answer")
+            continue
+        figures[f"status {view.status.value}"] += 1
+        if view.status == PayoutStatus.MANUAL_REVIEW:
+            figures[f"reason {view.escalation_reason}"] += 1
+            if not escalation.is_known(view.escalation_reason):
+                breaches.append(f"{receipt}: MANUAL_REVIEW without a known reason ({view.escalation_reason})")
+        elif view.status not in TERMINAL:
+            breaches.append(f"{receipt}: stuck in {view.status.value}")
+        row = await ledger.get_payout(payout_workflow_id(receipt))
+        if row is None:
+            if view.status != PayoutStatus.REJECTED:
+                breaches.append(f"{receipt}: no ledger row for a {view.status.value} payout")
+            continue
+        if row.status != view.status:
+            breaches.append(f"{receipt}: ledger {row.status.value} vs workflow {view.status.value}")
+        if view.status == PayoutStatus.PAID and len(paid) != 1:
+            breaches.append(f"{receipt}: PAID with {len(paid)} paid bills at Portmone")
+        if paid and view.status not in (PayoutStatus.PAID, PayoutStatus.MANUAL_REVIEW):
+            breaches.append(f"{receipt}: a paid bill, payout {view.status.value}")
+    return breaches, dict(figures)
+
+
+async def soak(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    data_dir = Path(tempfile.mkdtemp(prefix="payouts-soak-"))
+    admin: PgAdmin | None = None
+    if args.ledger == "postgres":
+        from sqlalchemy.ext.asyncio import create_async_engine
+        from sqlalchemy.pool import NullPool
+
+        admin = PgAdmin(create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool))
+        ledger_url = await admin.create_database()
+    else:
+        ledger_url = f"sqlite+aiosqlite:///{data_dir}/ledger.db"
+    await asyncio.to_thread(upgrade, ledger_url)
+    ledger = Ledger.from_url(ledger_url)
+    sandbox_port, webhook_port = free_port(), free_port()
+    sandbox_url, webhook_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{webhook_port}"
+    print(f"soak: {args.receipts} receipts, {args.workers} workers, seed {args.seed}, ledger {args.ledger}, "
+          f"logs in {data_dir}")
+    async with dev_server() as temporal:
+        env = {
+            **os.environ,
+            **devdefaults.dev_environment(sandbox_url=sandbox_url, webhook_url=webhook_url, data_dir=str(data_dir)),
+            "LEDGER_URL": ledger_url,
+            "LEDGER_USER_DAILY_LIMIT": "1000000",
+            "LEDGER_DAILY_BUDGET_KOPECKS": str(10**12),
+            "TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": f"soak-{uuid.uuid4().hex[:8]}",
+            "WEBHOOK_PORT": str(webhook_port),
+            "WEBHOOK_REDELIVER_INTERVAL_SECONDS": "2",
+            "SANDBOX_PORT": str(sandbox_port),
+            "SANDBOX_CALLBACK_DELAY_SECONDS": "0.2",
+            "PORTMONE_CONNECT_TIMEOUT_SECONDS": "2",
+            "PORTMONE_WRITE_TIMEOUT_SECONDS": "2",
+            "PORTMONE_READ_TIMEOUT_SECONDS": "4",
+            "PAYOUT_BILL_ATTEMPT_TIMEOUT_SECONDS": "20",
+            "PAYOUT_CALLBACK_TIMEOUT_SECONDS": str(args.callback_timeout),
+            "PAYOUT_RETRY_BACKOFF_SECONDS": "3",
+            "PAYOUT_MAX_BILL_ROUNDS": "2",
+            "PAYOUT_MANUAL_REMINDER_SECONDS": "300",
+        }
+        procs = Processes(env=env, log_dir=data_dir)
+        http = httpx.AsyncClient(timeout=30)
+        started = time.perf_counter()
+        try:
+            procs.sandbox = procs.start("sandbox", "sandbox", "--port", str(sandbox_port), "--seed", str(args.seed))
+            procs.webhook = procs.start("webhook", "webhook")
+            for _ in range(args.workers):
+                procs.start_worker()
+            await wait_http(f"{sandbox_url}/_sandbox/health")
+            await wait_http(f"{webhook_url}/readyz")
+            (await http.post(f"{sandbox_url}/_sandbox/faults", json=FAULTS)).raise_for_status()
+
+            receipts = [f"SOAK-{args.seed}-{i:05d}" for i in range(args.receipts)]
+            chaos = {args.receipts // 4: "kill", args.receipts // 2: "kill", 3 * args.receipts // 4: "kill",
+                     (3 * args.receipts) // 5: "webhook"}
+            gate = asyncio.Semaphore(args.concurrency)
+            intake: list[float] = []
+
+            async def one(i: int, receipt: str) -> None:
+                async with gate:
+                    intake.append(await submit(http, webhook_url, receipt, i))
+
+            tasks = []
+            for i, receipt in enumerate(receipts):
+                tasks.append(asyncio.create_task(one(i, receipt)))
+                if chaos.get(i) == "kill":
+                    await asyncio.sleep(0.5)  # let some calls be in flight
+                    procs.kill_a_worker(rng)
+                elif chaos.get(i) == "webhook":
+                    procs.restart_webhook()
+                await asyncio.sleep(args.interval)
+            await asyncio.gather(*tasks)
+            loaded = time.perf_counter() - started
+
+            views = await settle(temporal.client, receipts, timeout=args.callback_timeout * 4 + 120)
+            (await http.post(f"{sandbox_url}/_sandbox/faults", params={"mode": "replace"}, json={})).raise_for_status()
+            first_pass, _ = await check(temporal.client, http, sandbox_url, ledger, receipts)
+            queue = [r for r, v in views.items() if v is not None and v.status == PayoutStatus.MANUAL_REVIEW]
+            reasons = collections.Counter(str(views[r].escalation_reason) for r in queue)  # type: ignore[union-attr]
+            decided = 0
+            for n, receipt in enumerate(queue):
+                if await follow_runbook(temporal.client, http, sandbox_url, receipt, prefer_retry=n % 2 == 0):
+                    decided += 1
+            await settle(temporal.client, receipts, timeout=args.callback_timeout * 3 + 120)
+            breaches, figures = await check(temporal.client, http, sandbox_url, ledger, receipts)
+            breaches = first_pass + breaches
+            requests = [r for r in (await http.get(f"{sandbox_url}/_sandbox/requests")).json()["requests"]
+                        if r.get("method") == "bills.create"]
+        finally:
+            await http.aclose()
+            procs.stop()
+            await ledger.aclose()
+            if admin is not None:
+                await admin.drop_all()
+                await admin.engine.dispose()
+
+    total = time.perf_counter() - started
+    print(f"ran {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: load {loaded:.0f} s, in all {total:.0f} s; "
+          f"{procs.kills} worker SIGKILLs, {procs.webhook_restarts} webhook restart")
+    print(f"intake until 202 (retried across the restart): p50 {sorted(intake)[len(intake) // 2] * 1000:.0f} ms, "
+          f"max {max(intake):.1f} s")
+    print(f"bills.create requests {len(requests)}, bills {figures.get('bills', 0)}, "
+          f"paid bills {figures.get('paid_bills', 0)}; operator decisions {decided} of {len(queue)} in the queue")
+    print(f"the queue before the operators: {dict(sorted(reasons.items()))}")
+    for key in sorted(k for k in figures if k.startswith(("status ", "reason "))):
+        print(f"  {key}: {figures[key]}")
+    if breaches:
+        print(f"BROKEN PROMISES ({len(breaches)}):")
+        for line in breaches:
+            print(f"  {line}")
+        return 1
+    print("every promise held: at most one paid bill per receipt; every receipt settled or waiting for a person "
+          "with a reason; no workflow failed or terminated; ledger and workflow agree")
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--receipts", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=0.05, help="seconds between submissions")
+    parser.add_argument("--callback-timeout", type=int, default=30, help="PAYOUT_CALLBACK_TIMEOUT_SECONDS")
+    parser.add_argument("--ledger", choices=["postgres", "sqlite"], default="postgres")
+    sys.exit(asyncio.run(soak(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
