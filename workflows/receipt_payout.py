@@ -133,10 +133,7 @@ class ReceiptPayoutWorkflow:
             try:
                 while self._current.status not in TERMINAL:
                     if self._continue_as_new:
-                        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self._claim is None)
-                        workflow.continue_as_new(
-                            PayoutWorkflowInput(request=req, policy=self._policy, carried=self._carried())
-                        )
+                        await self._continue_as_new_when_quiet(req)
                     await self._next_step()
                 await self._drain_side_effects()
                 return self._current
@@ -714,6 +711,15 @@ class ReceiptPayoutWorkflow:
         await self._escalate(reason_text(EscalationReason.STATE_CONFLICT), detail)
 
     # ---- continue-as-new -------------------------------------------------------------------------
+
+    async def _continue_as_new_when_quiet(self, req: PayoutRequest) -> None:
+        """Continue as new once no operator decision is on its way (one that comes first is applied)."""
+        await workflow.wait_condition(
+            lambda: self._decision is not None or (self._claim is None and workflow.all_handlers_finished())
+        )
+        self._continue_as_new = False
+        if self._decision is None:
+            workflow.continue_as_new(PayoutWorkflowInput(request=req, policy=self._policy, carried=self._carried()))
 
     def _carried(self) -> CarriedPayout:
         kept = dict(list(self._results.items())[-_KEPT_RESULTS:])
