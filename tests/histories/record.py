@@ -103,14 +103,19 @@ async def late_callback(stack: Stack, env: WorkflowEnvironment) -> Handle:
     return handle
 
 
-async def update_retry(stack: Stack, env: WorkflowEnvironment) -> Handle:
+async def refused_then(stack: Stack, name: str, cmd: Any, until: S) -> Handle:
+    """Portmone refuses the bill for good; an operator decides `name`; the payout ends `until`."""
     await stack.faults(PERMANENT)
     handle = await stack.submit()
     await stack.wait_status(handle, {S.MANUAL_REVIEW})
     await stack.faults({"callback_status": "PAYED", "callback_error_code": None})
-    await decide(handle, "retry", OperatorRetry(operator="olena", reason="payee fixed"))
-    await stack.wait_status(handle, {S.PAID})
+    await decide(handle, name, cmd)
+    await stack.wait_status(handle, {until})
     return handle
+
+
+async def update_retry(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    return await refused_then(stack, "retry", OperatorRetry(operator="olena", reason="payee fixed"), S.PAID)
 
 
 async def update_retry_confirmed(stack: Stack, env: WorkflowEnvironment) -> Handle:
@@ -125,21 +130,12 @@ async def update_retry_confirmed(stack: Stack, env: WorkflowEnvironment) -> Hand
 
 
 async def update_mark_paid(stack: Stack, env: WorkflowEnvironment) -> Handle:
-    await stack.faults(PERMANENT)
-    handle = await stack.submit()
-    await stack.wait_status(handle, {S.MANUAL_REVIEW})
-    await decide(handle, "mark_paid", OperatorMarkPaid(operator="olena", reason="by hand", external_reference="X-1"))
-    await stack.wait_status(handle, {S.PAID})
-    return handle
+    cmd = OperatorMarkPaid(operator="olena", reason="by hand", external_reference="X-1")
+    return await refused_then(stack, "mark_paid", cmd, S.PAID)
 
 
 async def update_cancel(stack: Stack, env: WorkflowEnvironment) -> Handle:
-    await stack.faults(PERMANENT)
-    handle = await stack.submit()
-    await stack.wait_status(handle, {S.MANUAL_REVIEW})
-    await decide(handle, "cancel", OperatorCancel(operator="olena", reason="fraud"))
-    await stack.wait_status(handle, {S.CANCELLED})
-    return handle
+    return await refused_then(stack, "cancel", OperatorCancel(operator="olena", reason="fraud"), S.CANCELLED)
 
 
 async def telecom_retry(stack: Stack, env: WorkflowEnvironment) -> Handle:
