@@ -313,6 +313,7 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
     return PayoutMoney
 
 
+@pytest.mark.timeout(300 + 60 * EXAMPLES)  # the whole hunt is one test: its budget grows with the examples
 def test_money_promises_hold_under_fault_sequences(harness: Harness) -> None:
     budget = settings(
         max_examples=EXAMPLES,
