@@ -120,22 +120,35 @@ class LoopThread:
 
 
 class Harness:
+    """The loop thread, and one time-skipping server per example (a fresh clock and history each time:
+    0.1 s to start; a shared server slowed down as examples piled up)."""
+
     def __init__(self) -> None:
         self.loop = LoopThread()
+        self.env: WorkflowEnvironment | None = None
+        self._env_cm: Any = None
+
+    def start_server(self) -> WorkflowEnvironment:
         self._env_cm = time_skipping_server()
-        self.env: WorkflowEnvironment = self.loop.run(self._env_cm.__aenter__())
+        self.env = self.loop.run(self._env_cm.__aenter__())
+        return self.env
+
+    def stop_server(self) -> None:
+        if self._env_cm is not None:
+            with contextlib.suppress(Exception):
+                self.loop.run(self._env_cm.__aexit__(None, None, None))
+        self._env_cm = self.env = None
 
     async def skip(self, seconds: int) -> None:
-        """Virtual time passes, in steps: during a long outage every retry in a step runs for real, and one
-        long jump could outlast the test server's RPC deadline."""
+        """Virtual time passes, in steps: during a long outage every retry in a step runs for real."""
+        assert self.env is not None
         while seconds > 0:
             step = min(seconds, SKIP_STEP_SECONDS)
             await self.env.sleep(timedelta(seconds=step))
             seconds -= step
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.loop.run(self._env_cm.__aexit__(None, None, None))
+        self.stop_server()
         self.loop.close()
 
 
@@ -153,8 +166,9 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
         def __init__(self) -> None:
             super().__init__()
             self.tmp = Path(tempfile.mkdtemp(prefix="payouts-property-"))
+            self.env = h.start_server()
             self._stack_cm = running_stack(
-                h.env.client, self.tmp, read_timeout=1.0, telecom=True,
+                self.env.client, self.tmp, read_timeout=1.0, telecom=True,
                 payout=PayoutSettings(callback_timeout_seconds=CALLBACK_TIMEOUT, retry_backoff_seconds=300,
                                       max_bill_rounds=2, manual_reminder_seconds=REMINDER, reminders_per_run=2),
                 ledger_settings=LedgerSettings(url=f"sqlite+aiosqlite:///{self.tmp}/ledger.db", user_daily_limit=100),
@@ -260,6 +274,7 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
             finally:
                 with contextlib.suppress(Exception):
                     h.loop.run(self._stack_cm.__aexit__(None, None, None))
+                h.stop_server()
                 shutil.rmtree(self.tmp, ignore_errors=True)
 
         async def _quiesce(self) -> None:
