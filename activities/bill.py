@@ -36,8 +36,11 @@ from portmone.protocol import METHOD_BILLS_CREATE
 
 T = TypeVar("T")
 
-# After a send, the ledger writes are retried this long at most (a blip must not turn a bill we know
-# into an unknown one), leaving this much of the attempt's time for the answer to reach Temporal.
+# After a send, the ledger writes are retried (a blip must not turn a bill we know into an unknown
+# one) for at most this long, and never past the attempt's time less a margin for the answer to
+# reach Temporal. A longer outage escalates, the bill id in the failure, and the bill's callback still
+# finds the payout by its echo.
+_PERSIST_AT_MOST = timedelta(seconds=20)
 _PERSIST_MARGIN = timedelta(seconds=5)
 _NO_ENDING = "no recorded ending: the worker stopped during the call"
 _FIRST_PAUSE_SECONDS = 0.2
@@ -139,7 +142,8 @@ class BillActivities:
         """A ledger write after a bill was created, retried through a short outage while the attempt's
         time allows (its start-to-close, less a margin for the answer to reach Temporal)."""
         loop = asyncio.get_running_loop()
-        budget = (activity.info().start_to_close_timeout or timedelta(seconds=30)) - _PERSIST_MARGIN
+        attempt = activity.info().start_to_close_timeout or timedelta(seconds=30)
+        budget = min(_PERSIST_AT_MOST, attempt - _PERSIST_MARGIN)
         deadline = loop.time() + budget.total_seconds()
         pause = _FIRST_PAUSE_SECONDS
         while True:
