@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import httpx
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from payouts.models import (
@@ -74,6 +74,6 @@ async def follow_runbook(
     try:
         async with asyncio.timeout(20):
             result: OperatorResult = await handle.execute_update(name, cmd, result_type=OperatorResult)
-    except (WorkflowUpdateFailedError, TimeoutError, RPCError):
+    except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError, RPCError):
         return None  # refused (the validator's words) or not answered yet: the operator comes back later
     return result
