@@ -45,8 +45,11 @@ def attempt_record(row: sa.Row[Any]) -> AttemptRecord:
     )
 
 
-async def _attempts(conn: AsyncConnection, payout_id: str) -> list[AttemptRecord]:
+async def _attempts(conn: AsyncConnection, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
+    """A payout's attempts in order (of one round when given)."""
     query = sa.select(bill_attempts).where(bill_attempts.c.payout_id == payout_id).order_by(bill_attempts.c.attempt_no)
+    if round_no is not None:
+        query = query.where(bill_attempts.c.round_no == round_no)
     return [attempt_record(row) for row in await conn.execute(query)]
 
 
@@ -183,8 +186,5 @@ async def confirm_no_money(conn: AsyncConnection, payout_id: str, attempt_ids: S
 
 
 async def attempts(db: Db, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
-    query = sa.select(bill_attempts).where(bill_attempts.c.payout_id == payout_id).order_by(bill_attempts.c.attempt_no)
-    if round_no is not None:
-        query = query.where(bill_attempts.c.round_no == round_no)
     async with db.read() as conn:
-        return [attempt_record(row) for row in await conn.execute(query)]
+        return await _attempts(conn, payout_id, round_no)
