@@ -73,7 +73,7 @@ class Processes:
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "payouts.cli", *args], env=self.env, stdout=log,
+        return subprocess.Popen([sys.executable, "-m", "console.cli", *args], env=self.env, stdout=log,
                                 stderr=subprocess.STDOUT)
 
     def start_worker(self) -> None:

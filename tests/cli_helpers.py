@@ -22,5 +22,5 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def payouts(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "payouts.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "console.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )

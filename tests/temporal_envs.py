@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
+from console.tools import temporal_cli, temporal_test_server
 from payouts import search_attributes as sa
 from payouts.temporal_client import data_converter
-from payouts.tools import temporal_cli, temporal_test_server
 from tests.stack import stack_crypto
 
 # The Java test server does not advertise newer server capabilities, and the SDK core warns about

@@ -64,7 +64,7 @@ def test_migrate_creates_the_sqlite_ledger(tmp_path: Path) -> None:
 def test_sandbox_command_answers_bills_create(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "payouts.cli", "sandbox", "--port", str(port)],
+        [sys.executable, "-m", "console.cli", "sandbox", "--port", str(port)],
         env=clean_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -104,7 +104,7 @@ def test_submit_without_a_webhook_says_so(tmp_path: Path) -> None:
 def test_sandbox_seed_flag_wins_over_the_setting_and_is_reported(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "payouts.cli", "sandbox", "--port", str(port), "--seed", "42"],
+        [sys.executable, "-m", "console.cli", "sandbox", "--port", str(port), "--seed", "42"],
         env=clean_env(SANDBOX_SEED="5"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:

@@ -24,7 +24,7 @@ SETTLED = {S.PAID, S.MANUAL_REVIEW, S.REJECTED, S.CANCELLED, S.FAILED}
 def start_worker(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, **settings_env(stack.settings)}
     return subprocess.Popen(
-        [sys.executable, "-m", "payouts.cli", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        [sys.executable, "-m", "console.cli", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
 
 

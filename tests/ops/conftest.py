@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from payouts.dev import start_temporal_dev_server, stop_process, wait_for_port
+from console.dev import start_temporal_dev_server, stop_process, wait_for_port
 from payouts.settings import PayoutSettings, Settings, WebhookSettings
 from payouts.temporal_client import data_converter
 from tests.stack import Stack, free_port, running_stack, stack_crypto

@@ -27,7 +27,7 @@ async def payouts(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env.update(settings_env(stack.settings))
     cwd = stack.settings.data_dir
     return await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "payouts.cli", *args],
+        subprocess.run, [sys.executable, "-m", "console.cli", *args],
         env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
     )
 

@@ -18,10 +18,10 @@ import pytest
 import sqlalchemy as sa
 from temporalio.client import WorkflowHandle
 
+from console.tools import temporal_cli
 from payouts import failures
 from payouts.codec import ENCODING
 from payouts.status import PayoutStatus as S
-from payouts.tools import temporal_cli
 from tests.ops.conftest import TemporalUi, ops_policy
 from tests.security.test_secret_hygiene import PHONE_FORMS
 from tests.stack import Stack, running_stack

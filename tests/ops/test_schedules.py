@@ -15,9 +15,9 @@ import pytest
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleHandle, ScheduleOverlapPolicy
 
 from activities.ledger import business_day
+from console.schedules import RECONCILIATION_SCHEDULE_ID, RETENTION_SCHEDULE_ID
 from ledger import Ledger
 from payouts.models import ReconcileOutput, RetentionOutput
-from payouts.schedules import RECONCILIATION_SCHEDULE_ID, RETENTION_SCHEDULE_ID
 from tests.ops.test_cli_ops import payouts
 from tests.stack import Stack
 
@@ -95,7 +95,7 @@ def test_a_retention_under_90_days_is_refused_at_start(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env.update({"PAYOUTS_ENV": "dev", "LEDGER_ARCHIVE_RETENTION_DAYS": "30"})
     for command in (["worker"], ["schedules"], ["ops", "list"]):
-        run = subprocess.run([sys.executable, "-m", "payouts.cli", *command], env=env, cwd=tmp_path,
+        run = subprocess.run([sys.executable, "-m", "console.cli", *command], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 2, (command, run.stderr)
         assert run.stderr == (

@@ -94,7 +94,7 @@ async def test_payouts_dev_signs_callbacks_and_wires_the_web_ui_to_the_codec_ser
     ports = {name: free_port() for name in ("temporal", "ui", "webhook", "sandbox")}
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "payouts.cli", "dev", "--data-dir", str(tmp_path / ".data"),
+        [sys.executable, "-m", "console.cli", "dev", "--data-dir", str(tmp_path / ".data"),
          "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
          "--webhook-port", str(ports["webhook"]), "--sandbox-port", str(ports["sandbox"])],
         env=clean_env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,

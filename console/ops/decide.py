@@ -14,8 +14,8 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from console.ops.context import Ops, OpsError
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
-from payouts.ops.context import Ops, OpsError
 
 UPDATE_NAMES = {"retry": "retry", "mark-paid": "mark_paid", "cancel": "cancel"}
 

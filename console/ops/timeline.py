@@ -10,11 +10,11 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionDescription, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from console.ops.context import Ops, OpsError
 from payouts import search_attributes as sa
 from payouts.escalation import operator_hint
 from payouts.models import PayoutView
 from payouts.money import format_amount
-from payouts.ops.context import Ops, OpsError
 from payouts.status import PayoutStatus
 
 _TIME = "%Y-%m-%d %H:%M:%S"

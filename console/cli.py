@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--fiscal-key")
     sm.add_argument("--webhook-url", default=None, help="default: http://WEBHOOK_HOST:WEBHOOK_PORT")
 
-    from payouts.ops.cli import add_parsers as add_ops_parsers
+    from console.ops.cli import add_parsers as add_ops_parsers
 
     add_ops_parsers(sub)  # `payouts ops …` and `payouts schedules`
     return p
@@ -79,11 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("ops", "schedules"):
-        from payouts.ops.cli import run as run_ops
+        from console.ops.cli import run as run_ops
 
         return run_ops(args)
     if args.command == "dev":
-        from payouts.dev import run_dev
+        from console.dev import run_dev
 
         return asyncio.run(
             run_dev(

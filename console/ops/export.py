@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from datetime import datetime
 
-from payouts.ops.queue import QueueItem
+from console.ops.queue import QueueItem
 
 COLUMNS = (
     "payout_id", "receipt_id", "amount_kopecks", "currency", "escalation_reason", "in_review_since",

@@ -16,13 +16,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from console.ops import decide, queue, table, timeline
+from console.ops.context import Ops, OpsError, ops_context, settings_for
+from console.ops.durations import format_age, parse_duration
+from console.ops.export import queue_csv
 from ledger import LedgerError
 from payouts.models import payout_workflow_id
 from payouts.money import format_amount
-from payouts.ops import decide, queue, table, timeline
-from payouts.ops.context import Ops, OpsError, ops_context, settings_for
-from payouts.ops.durations import format_age, parse_duration
-from payouts.ops.export import queue_csv
 
 
 def _dev_flag(p: argparse.ArgumentParser) -> None:
@@ -101,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _is_cli_process() -> bool:
-    """True when this process is the `payouts` command itself (console script or `python -m payouts.cli`)."""
+    """True when this process is the `payouts` command itself (console script or `python -m console.cli`)."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    return Path(sys.argv[0]).name == "payouts" or getattr(spec, "name", None) == "payouts.cli"
+    return Path(sys.argv[0]).name == "payouts" or getattr(spec, "name", None) == "console.cli"
 
 
 def _exit_now(code: int) -> None:
@@ -187,7 +187,7 @@ async def _decide(ops: Ops, args: argparse.Namespace) -> int:
 
 
 async def _schedules(ops: Ops) -> int:
-    from payouts.schedules import ensure_schedules
+    from console.schedules import ensure_schedules
 
     for schedule_id, outcome in await ensure_schedules(ops.client, ops.settings.temporal.task_queue):
         print(f"schedule {schedule_id}: {outcome}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from console.ops.context import Ops
 from payouts import escalation
 from payouts import search_attributes as sa
-from payouts.ops.context import Ops
 
 QUEUE_QUERY = 'WorkflowType="ReceiptPayoutWorkflow" AND PayoutStatus="MANUAL_REVIEW" AND ExecutionStatus="Running"'
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from console.tools import temporal_cli
 from ledger import Ledger, upgrade
 from payouts import search_attributes as sa
 from payouts.devdefaults import dev_environment
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings, load_settings
 from payouts.temporal_client import connect
-from payouts.tools import temporal_cli
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
@@ -127,7 +127,7 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
         runners.append(sandbox_runner)
 
         client = await _connect_retrying(settings)
-        from payouts.schedules import ensure_schedules
+        from console.schedules import ensure_schedules
 
         for schedule_id, outcome in await ensure_schedules(client, settings.temporal.task_queue):
             print(f"  Schedule      {schedule_id} ({outcome})")
@@ -151,7 +151,7 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
             code = 0
             try:
                 if demo:
-                    from payouts.demo import run_demo
+                    from console.demo import run_demo
 
                     code = await run_demo(client, webhook_url, settings, demo)
                     print("demo finished; the stack keeps running (Ctrl-C to stop)")
