@@ -28,7 +28,7 @@ from payouts.temporal_client import connect
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
-from workers.registry import build_workers
+from workers.registry import build_workers, relay_running
 
 SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
 
@@ -137,7 +137,7 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
             WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault), "127.0.0.1", webhook_port
         )
         runners.append(webhook_runner)
-        async with activity_set(settings) as activities:
+        async with activity_set(settings) as activities, relay_running(activities):
             workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
             print(f"  Temporal      127.0.0.1:{temporal_port}   (namespace {settings.temporal.namespace})")
