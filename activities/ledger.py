@@ -94,7 +94,7 @@ class LedgerActivities:
         )
         try:
             async with _outages_counted("reserve"):
-                result = await self._ledger.reserve(reservation)
+                result = await self._ledger.payouts.reserve(reservation)
         except (ValueError, TypeError, OverflowError, sa_exc.StatementError) as exc:
             # Data the ledger cannot hold (intake validates against this; kept as the last guard). The
             # exception text may quote the row, so only its type reaches the failure.
@@ -112,7 +112,7 @@ class LedgerActivities:
     async def transition(self, inp: TransitionInput) -> None:
         async with _outages_counted("transition"):
             try:
-                await self._ledger.transition(
+                await self._ledger.payouts.transition(
                     inp.payout_id,
                     inp.to_status,
                     reason=inp.reason,
@@ -123,7 +123,7 @@ class LedgerActivities:
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
             if inp.processed_callback_id is not None:
-                await self._ledger.mark_callback_processed(inp.processed_callback_id)
+                await self._ledger.callbacks.mark_processed(inp.processed_callback_id)
 
     @activity.defn(name="ledger.escalate")
     async def escalate(self, inp: EscalateInput) -> EscalateOutput:
@@ -133,11 +133,11 @@ class LedgerActivities:
         whose bill may be live says so.
         """
         async with _outages_counted("escalate"):
-            open_bills = await self._ledger.open_bills(inp.payout_id)
+            open_bills = await self._ledger.attempts.open_bills(inp.payout_id)
             reason = inp.reason_if_bill_open if open_bills and inp.reason_if_bill_open else inp.reason
             cb = inp.callback
             try:
-                await self._ledger.transition(
+                await self._ledger.payouts.transition(
                     inp.payout_id,
                     PayoutStatus.MANUAL_REVIEW,
                     reason=reason,
@@ -148,7 +148,7 @@ class LedgerActivities:
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
             if cb is not None:
-                await self._ledger.mark_callback_processed(cb.callback_id)
+                await self._ledger.callbacks.mark_processed(cb.callback_id)
         return EscalateOutput(
             reason=reason,
             open_bills=[
@@ -162,14 +162,14 @@ class LedgerActivities:
         """The payout's stored callbacks that no transition processed (the ladder reads them before
         escalating, in case a signal was lost while Temporal or the webhook was down)."""
         async with _outages_counted("undelivered_callbacks"):
-            stored = await self._ledger.undelivered_callbacks(payout_id)
+            stored = await self._ledger.callbacks.undelivered(payout_id)
         return [CallbackSignal.from_stored(cb) for cb in stored if cb.bill_id]
 
     @activity.defn(name="ledger.state")
     async def state(self, payout_id: str) -> LedgerStateOutput:
         """The payout row's status and reason (when the ledger refused the workflow's next step)."""
         async with _outages_counted("state"):
-            row = await self._ledger.get_payout(payout_id)
+            row = await self._ledger.payouts.get(payout_id)
         if row is None:
             message = f"no ledger row for {payout_id}"
             raise ApplicationError(message, type=failures.ILLEGAL_TRANSITION, non_retryable=True)
@@ -178,7 +178,7 @@ class LedgerActivities:
     @activity.defn(name="ledger.record_operator_action")
     async def record_operator_action(self, inp: OperatorActionInput) -> None:
         async with _outages_counted("record_operator_action"):
-            await self._ledger.record_operator_action(
+            await self._ledger.operator_actions.record(
                 payout_id=inp.payout_id,
                 action=inp.action,
                 operator=inp.operator,

@@ -82,7 +82,7 @@ class ReconcileActivities:
     @activity.defn(name="reconcile.run")
     async def run(self, req: ReconcileRequest) -> ReconcileOutput:
         cutoff = cutoff_for(req.report_day)
-        snapshot = await self._ledger.reconciliation_snapshot(before=cutoff, active_since=cutoff - self._active)
+        snapshot = await self._ledger.reports.reconciliation_snapshot(before=cutoff, active_since=cutoff - self._active)
         states = await self._states([p.id for p in snapshot.payouts])
         report = build(snapshot, states, cutoff=cutoff, sla=self._sla)
         json_path, csv_path = await asyncio.to_thread(reconcile_report.write, report, self._report_dir, req.report_day)

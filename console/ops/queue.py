@@ -50,11 +50,11 @@ async def manual_queue(ops: Ops, keep: QueueFilter, now: datetime | None = None)
     """The queue, oldest first."""
     now = now or datetime.now(UTC)
     found = [wf async for wf in ops.client.list_workflows(QUEUE_QUERY)]
-    entered = await ops.ledger.entered_status_at([wf.id for wf in found])
+    entered = await ops.ledger.reports.entered_status_at([wf.id for wf in found])
     items: list[QueueItem] = []
     for wf in found:
         attrs = wf.typed_search_attributes
-        record = await ops.ledger.get_payout(wf.id)
+        record = await ops.ledger.payouts.get(wf.id)
         error = ""
         if record is not None and (record.error_code or record.error_description):
             error = " ".join(part for part in (record.error_code, record.error_description) if part)

@@ -54,7 +54,7 @@ class Seeder:
 
     async def payout(self, name: str, *, workflow_status: S | None) -> str:
         receipt = f"RC-{name}-{self.tag}"
-        payout_id = (await self.ledger.reserve(make_req(receipt_id=receipt, business_day=DAY))).payout_id
+        payout_id = (await self.ledger.payouts.reserve(make_req(receipt_id=receipt, business_day=DAY))).payout_id
         if workflow_status is not None:  # a workflow that only shows a PayoutStatus (nobody polls its queue)
             await self.client.start_workflow(
                 "ReceiptPayoutWorkflow", id=payout_id, task_queue=NOBODY,
@@ -66,20 +66,20 @@ class Seeder:
         return payout_id
 
     async def bill(self, payout_id: str, round_no: int, bill_id: str) -> None:
-        await self.ledger.transition(payout_id, S.BILL_REQUESTED)
-        attempt = await self.ledger.begin_attempt(payout_id, round_no)
-        await self.ledger.finish_attempt(attempt.id, "answered", bill_id=bill_id)
-        await self.ledger.set_bill_id(payout_id, bill_id)
-        await self.ledger.transition(payout_id, S.AWAITING_CALLBACK)
+        await self.ledger.payouts.transition(payout_id, S.BILL_REQUESTED)
+        attempt = await self.ledger.attempts.begin(payout_id, round_no)
+        await self.ledger.attempts.finish(attempt.id, "answered", bill_id=bill_id)
+        await self.ledger.callbacks.set_bill_id(payout_id, bill_id)
+        await self.ledger.payouts.transition(payout_id, S.AWAITING_CALLBACK)
 
     async def callback(self, bill_id: str, status: str, *, code: str | None = None, processed: bool) -> None:
-        stored = await self.ledger.store_callback(
+        stored = await self.ledger.callbacks.store(
             dedupe_key=f"{bill_id}-{status}-{uuid.uuid4().hex}", bill_id=bill_id, raw_body="<rsp/>",
             rsp_status="fail" if code else "ok", bill_status=status, error_code=code, error_description=None,
             verdict=callback_verdict(not code, status, code).value,
         )
         if processed:
-            await self.ledger.mark_callback_processed(stored.callback.id)
+            await self.ledger.callbacks.mark_processed(stored.callback.id)
 
 
 async def seed(stack: Stack) -> dict[str, str]:
@@ -93,23 +93,23 @@ async def seed(stack: Stack) -> dict[str, str]:
 
     ids[OPEN_BILLS] = await s.payout("open-bill", workflow_status=S.MANUAL_REVIEW)
     await s.bill(ids[OPEN_BILLS], 1, f"B-open-{s.tag}")
-    await s.ledger.transition(ids[OPEN_BILLS], S.MANUAL_REVIEW, reason="callback_timeout")
+    await s.ledger.payouts.transition(ids[OPEN_BILLS], S.MANUAL_REVIEW, reason="callback_timeout")
 
     ids[STATUS_MISMATCH] = await s.payout("mismatch", workflow_status=S.AWAITING_CALLBACK)
-    await s.ledger.transition(ids[STATUS_MISMATCH], S.MANUAL_REVIEW, reason="outcome_unknown")
+    await s.ledger.payouts.transition(ids[STATUS_MISMATCH], S.MANUAL_REVIEW, reason="outcome_unknown")
 
     ids[MULTIPLE_BILLS] = await s.payout("two-bills", workflow_status=S.PAID)
     await s.bill(ids[MULTIPLE_BILLS], 1, f"B-first-{s.tag}")
     await s.callback(f"B-first-{s.tag}", "REJECTED", code="4", processed=True)
-    await s.ledger.transition(ids[MULTIPLE_BILLS], S.RETRY_SCHEDULED, reason="transient:4")
+    await s.ledger.payouts.transition(ids[MULTIPLE_BILLS], S.RETRY_SCHEDULED, reason="transient:4")
     await s.bill(ids[MULTIPLE_BILLS], 2, f"B-second-{s.tag}")
     await s.callback(f"B-second-{s.tag}", "PAYED", processed=True)
-    await s.ledger.transition(ids[MULTIPLE_BILLS], S.PAID)
+    await s.ledger.payouts.transition(ids[MULTIPLE_BILLS], S.PAID)
 
     ids[ORPHAN_CALLBACKS] = await s.payout("closed", workflow_status=S.CANCELLED)
     await s.bill(ids[ORPHAN_CALLBACKS], 1, f"B-closed-{s.tag}")
-    await s.ledger.transition(ids[ORPHAN_CALLBACKS], S.MANUAL_REVIEW, reason="callback_timeout")
-    await s.ledger.transition(ids[ORPHAN_CALLBACKS], S.CANCELLED, reason="operator:fraud")
+    await s.ledger.payouts.transition(ids[ORPHAN_CALLBACKS], S.MANUAL_REVIEW, reason="callback_timeout")
+    await s.ledger.payouts.transition(ids[ORPHAN_CALLBACKS], S.CANCELLED, reason="operator:fraud")
     clock.now += timedelta(hours=1)
     await s.callback(f"B-closed-{s.tag}", "PAYED", processed=False)  # money moved after the cancel
     await s.callback(f"B-unknown-{s.tag}", "PAYED", processed=False)  # a bill nobody holds
@@ -120,7 +120,7 @@ async def seed(stack: Stack) -> dict[str, str]:
     ids["clean"] = await s.payout("clean", workflow_status=S.PAID)
     await s.bill(ids["clean"], 1, f"B-clean-{s.tag}")
     await s.callback(f"B-clean-{s.tag}", "PAYED", processed=True)
-    await s.ledger.transition(ids["clean"], S.PAID)
+    await s.ledger.payouts.transition(ids["clean"], S.PAID)
 
     clock.now = cutoff_for(DAY) + timedelta(hours=2)  # after the cut-off: not part of DAY's report
     await s.payout("tomorrow", workflow_status=None)

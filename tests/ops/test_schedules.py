@@ -43,7 +43,7 @@ async def fired_result(handle: ScheduleHandle, stack: Stack, result_type: type[A
 
 
 async def archive(ledger: Ledger, payout_id: str) -> int:
-    return await ledger.archive_exchange(
+    return await ledger.archive.record(
         method="bills.create", request_redacted={"method": "bills.create"}, response_body="<rsp/>", http_status=200,
         outcome="answered_ok", elapsed_ms=5, payout_id=payout_id,
     )
@@ -84,8 +84,8 @@ async def test_schedules_are_created_once_updated_after_and_run_their_workflows(
         new_id = await archive(stack.ledger, "payout-new")
         pruned: RetentionOutput = await fired_result(retention, stack, RetentionOutput)
         assert (pruned.retention_days, pruned.deleted) == (90, 1)
-        assert await stack.ledger.exchanges_for("payout-old") == []
-        assert [e.id for e in await stack.ledger.exchanges_for("payout-new")] == [new_id] and old_id != new_id
+        assert await stack.ledger.archive.for_payout("payout-old") == []
+        assert [e.id for e in await stack.ledger.archive.for_payout("payout-new")] == [new_id] and old_id != new_id
     finally:
         await reconciliation.delete()
         await retention.delete()
