@@ -12,7 +12,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from payouts import search_attributes as sa
-from payouts.models import PayoutRequest, PayoutWorkflowInput, payout_workflow_id
+from payouts.models import PAYOUT_WORKFLOW_TYPE, PayoutRequest, PayoutWorkflowInput, payout_workflow_id
 from payouts.msisdn import MsisdnError, mask_msisdn
 from payouts.workflow_text import static_summary
 from webhook.auth_failures import Endpoint, refuse
@@ -22,7 +22,6 @@ from webhook.deps import WebhookDeps
 from webhook.errors import error, validation_error
 from webhook.intake_model import AcceptedReceipt
 from webhook.keys import DEPS
-from workflows.receipt_payout import ReceiptPayoutWorkflow
 
 _log = logging.getLogger("payouts.webhook.intake")
 
@@ -61,7 +60,7 @@ async def accept_receipt(request: web.Request) -> web.Response:
     workflow_id = payout_workflow_id(receipt.receipt_id)
     try:
         await deps.temporal.start_workflow(
-            ReceiptPayoutWorkflow.run,
+            PAYOUT_WORKFLOW_TYPE,
             PayoutWorkflowInput(request=payout_request, policy=deps.policy),
             id=workflow_id,
             task_queue=deps.settings.temporal.task_queue,
