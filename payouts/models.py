@@ -162,6 +162,10 @@ class CallbackSignal(_Model):
     # What the callback means (portmone converts); None in signals sent before verdicts existed.
     verdict: Verdict | None = None
 
+    def error_text(self) -> str:
+        """Portmone's error as shown to operators (`last_error`)."""
+        return f"Portmone: {self.error_code or 'none'} {self.error_description or ''}".strip()
+
     @classmethod
     def from_stored(cls, stored: Any) -> CallbackSignal:
         """From a ledger CallbackRecord (duck-typed: payouts does not import the ledger)."""

@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import payout_calls as calls
 from workflows import payout_view as view
-from workflows.payout_state import Escalation, PayoutState, failure_type
+from workflows.payout_state import STEP_FAILED, Escalation, PayoutState, failure_type
 
 with workflow.unsafe.imports_passed_through():
     from payouts import search_attributes as sa
@@ -102,7 +102,7 @@ class LedgerSteps:
         try:
             state = await self.money(calls.ledger_state(s.payout_id))
             await self.follow(state.status, state.reason)
-        except ActivityError as again:  # even the ledger's view could not be followed: a person decides
+        except STEP_FAILED as again:  # even the ledger's view could not be followed: a person decides
             conflict = reason_text(EscalationReason.STATE_CONFLICT)
             last_error = f"{failure_type(err)}, then {failure_type(again)}"
             s.update(escalation_reason=conflict, last_error=last_error, escalated_at=workflow.now())

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
-from workflows.payout_state import Decision, PayoutState, failure_type
+from workflows.payout_state import STEP_FAILED, Decision, PayoutState, failure_type
 
 with workflow.unsafe.imports_passed_through():
     from payouts import failures
@@ -83,7 +83,7 @@ async def decide(
         state.claim = update_id  # before the first await: a concurrent update now fails validation
         try:
             await record(audit_row(state, cmd, update_id))
-        except ActivityError as err:
+        except STEP_FAILED as err:
             # The audit row could not be written: nothing was decided, and the next decision may come.
             action = ACTIONS[type(cmd)]
             state.answer(update_id, False, f"{action} not applied: the audit record failed ({failure_type(err)})")

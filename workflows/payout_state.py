@@ -201,6 +201,11 @@ class Escalation:
         return cls(reason_text(kind), detail)
 
 
+# How a failed step reaches the workflow: ActivityError from an activity, the ApplicationError itself
+# from a local activity (the ledger steps).
+STEP_FAILED = (ActivityError, ApplicationError)
+
+
 def failure_type(err: BaseException) -> str:
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.type:
@@ -227,10 +232,6 @@ def bill_failure(err: ActivityError) -> Escalation:
     return Escalation(reason_text(EscalationReason.RETRIES_EXHAUSTED), message, unknown)
 
 
-def callback_error(cb: CallbackSignal) -> str:
-    return f"Portmone: {cb.error_code or 'none'} {cb.error_description or ''}".strip()
-
-
 def declined(cb: CallbackSignal, verdict: Verdict, *, rounds_left: bool) -> Escalation | None:
     """A callback that did not pay: None when a new round may follow (transient, rounds left), else why
     a person must look."""
@@ -239,5 +240,5 @@ def declined(cb: CallbackSignal, verdict: Verdict, *, rounds_left: bool) -> Esca
     if verdict == Verdict.UNKNOWN:
         return Escalation(reason_text(EscalationReason.PERMANENT_ERROR, "unknown_status"), "unknown bill status")
     if verdict == Verdict.DECLINED_TRANSIENT:
-        return None if rounds_left else Escalation(reason_text(EscalationReason.RETRIES_EXHAUSTED), callback_error(cb))
-    return Escalation(reason_text(EscalationReason.PERMANENT_ERROR, cb.error_code or "none"), callback_error(cb))
+        return None if rounds_left else Escalation(reason_text(EscalationReason.RETRIES_EXHAUSTED), cb.error_text())
+    return Escalation(reason_text(EscalationReason.PERMANENT_ERROR, cb.error_code or "none"), cb.error_text())

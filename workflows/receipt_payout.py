@@ -22,7 +22,7 @@ from workflows import operator_decisions as decisions
 from workflows import payout_calls as calls
 from workflows import payout_view as view
 from workflows.ledger_steps import LedgerSteps
-from workflows.payout_state import Escalation, PayoutState, bill_failure, callback_error, declined, failure_type
+from workflows.payout_state import STEP_FAILED, Escalation, PayoutState, bill_failure, declined, failure_type
 
 with workflow.unsafe.imports_passed_through():
     from payouts import search_attributes as sa
@@ -126,7 +126,7 @@ class ReceiptPayout:
         s = self._s
         try:
             reserved = await self._ledger.money(calls.reserve(ReserveInput(payout_id=s.payout_id, request=s.request)))
-        except ActivityError as err:  # data the ledger cannot hold: nothing was reserved
+        except STEP_FAILED as err:  # data the ledger cannot hold: nothing was reserved
             reserved = ReserveOutput(accepted=False, reason=invalid_data(failure_type(err)))
         if not reserved.accepted:
             s.update(rejection_reason=reserved.reason)
@@ -180,7 +180,7 @@ class ReceiptPayout:
         verdict = s.take(cb)
         if verdict == Verdict.PAID:
             return await self._complete_paid(cb)
-        s.update(last_error=callback_error(cb))
+        s.update(last_error=cb.error_text())
         escalation = declined(cb, verdict, rounds_left=s.bill_round < s.policy.max_bill_rounds)
         if escalation is not None:
             return await self._ledger.escalate(escalation, cb)
