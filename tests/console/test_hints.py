@@ -50,3 +50,22 @@ def test_escalation_hints_name_commands_that_parse(reason: str | None) -> None:
             if span != "mark-paid":
                 argv = argv[:-2]
             assert parse_error(argv) is None, span
+
+
+DOCS = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/runbook.md", "docs/development.md"])
+def test_every_payouts_command_in_the_docs_code_blocks_parses(doc: str) -> None:
+    text = (DOCS / doc).read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0].endswith("payouts"):
+                commands.append(["payouts", *words[1:]])
+    if doc == "README.md":
+        assert ["payouts", "dev", "--demo", "20"] in commands
+    for argv in commands:
+        assert parse_error(argv) is None, (doc, argv, parse_error(argv))
