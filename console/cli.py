@@ -103,7 +103,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from console.dev import run_dev
 
-        return asyncio.run(
+        return end(asyncio.run(  # a Temporal client was made: no interpreter teardown
             run_dev(
                 data_dir=args.data_dir.resolve(),
                 temporal_port=args.temporal_port,
@@ -112,7 +112,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 sandbox_port=args.sandbox_port,
                 demo=args.demo,
             )
-        )
+        ))
     if args.command == "submit" and args.dev:
         use_dev_stack(args.data_dir)
     settings = load_settings()

@@ -64,7 +64,7 @@ async def run_demo(client: Client, webhook_url: str, settings: Settings, count: 
     if console.is_terminal:
         table = Table(title="Demo payouts")
         for col in COLUMNS:
-            table.add_column(col)
+            table.add_column(col, overflow="fold")  # a narrow terminal wraps a cell, never cuts it
         for row in rows:
             table.add_row(*row)
         console.print(table)

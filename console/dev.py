@@ -199,7 +199,8 @@ def _banner(stack: DevStack, settings: Settings, state: Path) -> None:
     print(f"  Temporal      {stack.temporal_address}   (namespace {stack.namespace})")
     print(f"  Web UI        {stack.ui_url}/namespaces/{stack.namespace}/workflows")
     print(f"  Webhook       {stack.webhook_url}   (intake token: {settings.webhook.intake_token.get_secret_value()})")
-    print(f"  Codec         {stack.codec_endpoint}   (for `temporal … --codec-endpoint`; no token in dev)")
+    token = "token: WEBHOOK_CODEC_TOKEN" if settings.webhook.codec_token.get_secret_value() else "no token in dev"
+    print(f"  Codec         {stack.codec_endpoint}   (for `temporal … --codec-endpoint`; {token})")
     print(f"  Sandbox       {stack.sandbox_url}/_sandbox/requests")
     print(f"  Ledger        {settings.ledger.url}")
     print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `{ops_list}`"
