@@ -85,6 +85,7 @@ class LedgerActivities:
             user_daily_limit=self._limits.user_daily_limit,
             daily_budget_kopecks=self._limits.daily_budget_kopecks,
             max_payout_kopecks=self._limits.max_payout_kopecks,
+            language=req.language,
         )
         try:
             async with _outages_counted("reserve"):

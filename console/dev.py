@@ -45,7 +45,7 @@ from payouts.temporal_client import connect
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
-from workers.registry import build_workers
+from workers.registry import build_workers, relay_running
 
 SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
 
@@ -170,7 +170,7 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
             "127.0.0.1", port_of(stack.webhook_url),
         )
         runners.append(webhook_runner)
-        async with activity_set(settings) as activities:
+        async with activity_set(settings) as activities, relay_running(activities):
             workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
             state = write_state(stack)

@@ -327,6 +327,8 @@ class AnalyticsEvent(_Model):
     amount_kopecks: int
     status: PayoutStatus
     reason: str | None = None
+    # The payout event it reports (payouts.events), when it came through the outbox: consumers drop repeats.
+    event_id: str | None = None
 
 
 class PayoutPolicy(_Model):

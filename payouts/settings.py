@@ -214,6 +214,19 @@ class WorkerSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
+class OutboxSettings(BaseSettings):
+    """The relay in every worker that delivers payout events (user messages, analytics) from the ledger."""
+
+    model_config = _config("OUTBOX_")
+
+    relay_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    # A claimed batch is the relay's for this long; it hands back what it has not tried by half of it.
+    lease_seconds: float = Field(default=60.0, ge=5)
+    retry_first_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+
+
 class SandboxSettings(BaseSettings):
     model_config = _config("SANDBOX_")
 
@@ -243,6 +256,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @model_validator(mode="after")
     def _bill_attempt_outlasts_the_call(self) -> Settings:

@@ -8,9 +8,11 @@ import httpx
 
 
 class TelegramError(RuntimeError):
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, not_modified: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        # editMessageText with the text the message already has: the edit was made before
+        self.not_modified = not_modified
 
 
 class TelegramClient:
@@ -43,4 +45,9 @@ class TelegramClient:
             result = body.get("result")
             return result if isinstance(result, dict) else {}
         retryable = resp.status_code >= 500 or resp.status_code == 429
-        raise TelegramError(f"{method}: HTTP {resp.status_code} {body.get('description', '')}", retryable=retryable)
+        description = str(body.get("description", ""))
+        raise TelegramError(
+            f"{method}: HTTP {resp.status_code} {description}",
+            retryable=retryable,
+            not_modified=resp.status_code == 400 and "message is not modified" in description,
+        )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from ledger import AMOUNT_OVER_MAX, DAILY_BUDGET, DUPLICATE_FISCAL_KEY, USER_DAILY_LIMIT
+from payouts.events import PayoutEvent, PayoutEventKind
 from payouts.models import NotifyKind, ReminderInput
 from payouts.money import format_amount
+from payouts.status import PayoutStatus
 
 _TEXTS: dict[str, dict[NotifyKind, str]] = {
     "uk": {
@@ -25,9 +28,35 @@ _TEXTS: dict[str, dict[NotifyKind, str]] = {
 }
 
 
+_ALREADY_USED = {
+    "uk": "ℹ️ Цей чек уже використано для поповнення.",
+    "en": "ℹ️ This receipt has already been used for a top-up.",
+}
+_LIMITS = frozenset({USER_DAILY_LIMIT, DAILY_BUDGET, AMOUNT_OVER_MAX})
+_OUTCOMES = {
+    PayoutStatus.FAILED: NotifyKind.FAILED,
+    PayoutStatus.CANCELLED: NotifyKind.CANCELLED,
+    PayoutStatus.REJECTED: NotifyKind.REJECTED,
+}
+
+
 def user_text(kind: NotifyKind, language: str, amount_kopecks: int) -> str:
     texts = _TEXTS.get(language, _TEXTS["uk"])
     return texts[kind].format(amount=format_amount(amount_kopecks))
+
+
+def event_text(event: PayoutEvent) -> str | None:
+    """What the user reads about a payout event, or None when there is nothing to say."""
+    if event.kind == PayoutEventKind.PENDING:
+        return user_text(NotifyKind.PROCESSING, event.language, event.amount_kopecks)
+    if event.kind == PayoutEventKind.SUCCESS:
+        return user_text(NotifyKind.PAID, event.language, event.amount_kopecks)
+    if event.kind == PayoutEventKind.MANUAL_REVIEW:
+        return user_text(NotifyKind.DELAYED, event.language, event.amount_kopecks)
+    if event.status == PayoutStatus.REJECTED and event.reason not in _LIMITS:
+        return _ALREADY_USED.get(event.language, _ALREADY_USED["uk"]) if event.reason == DUPLICATE_FISCAL_KEY else None
+    kind = _OUTCOMES.get(event.status)
+    return None if kind is None else user_text(kind, event.language, event.amount_kopecks)
 
 
 def reminder_text(inp: ReminderInput) -> str:
