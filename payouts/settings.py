@@ -376,13 +376,34 @@ def _check_webhook(s: Settings) -> list[str]:
     ):
         if any(len(secret) < _MIN_SECRET_CHARS for secret in secrets):
             out.append(f"{name}: every secret must be at least {_MIN_SECRET_CHARS} characters")
-    if not (w.callback_secret_list() or w.allowed_networks() or w.client_fingerprints()):
-        out.append(
-            "no Portmone callback authentication is configured (the callback endpoint would accept anyone): set "
-            "WEBHOOK_CALLBACK_HMAC_SECRETS, WEBHOOK_CALLBACK_ALLOWED_CIDRS and/or WEBHOOK_TLS_CLIENT_FINGERPRINTS"
-        )
+    problem = callback_auth_problem(w)
+    if problem:
+        out.append(problem)
     out.extend(_check_tls(s))
     return out
+
+
+def callback_auth_problem(w: WebhookSettings) -> str | None:
+    """Why Portmone callbacks would be believed from anyone (no check configured), or None.
+
+    Production refuses it twice: `require` lists it before anything connects, and the webhook's
+    callback verifier refuses to be built with it (webhook.callback_auth)."""
+    if w.callback_secret_list() or w.allowed_networks() or w.client_fingerprints():
+        return None
+    return (
+        "no Portmone callback authentication is configured (the callback endpoint would accept anyone): set "
+        "WEBHOOK_CALLBACK_HMAC_SECRETS, WEBHOOK_CALLBACK_ALLOWED_CIDRS and/or WEBHOOK_TLS_CLIENT_FINGERPRINTS"
+    )
+
+
+def client_certificate_problem(w: WebhookSettings) -> str | None:
+    """Why the configured client-certificate fingerprints could never be seen, or None (any mode)."""
+    if w.client_fingerprints() and (w.tls_cert_path is None or w.tls_client_ca_path is None):
+        return (
+            "WEBHOOK_TLS_CLIENT_FINGERPRINTS needs HTTPS with client certificates: set WEBHOOK_TLS_CERT_PATH, "
+            "WEBHOOK_TLS_KEY_PATH and WEBHOOK_TLS_CLIENT_CA_PATH"
+        )
+    return None
 
 
 def _check_tls(s: Settings) -> list[str]:
@@ -398,11 +419,9 @@ def _check_tls(s: Settings) -> list[str]:
             out.append(f"{name} points to no file: {path}")
     if (w.tls_cert_path is None) != (w.tls_key_path is None):
         out.append("WEBHOOK_TLS_CERT_PATH and WEBHOOK_TLS_KEY_PATH go together (HTTPS needs both)")
-    if w.client_fingerprints() and (w.tls_cert_path is None or w.tls_client_ca_path is None):
-        out.append(
-            "WEBHOOK_TLS_CLIENT_FINGERPRINTS needs HTTPS with client certificates: set WEBHOOK_TLS_CERT_PATH, "
-            "WEBHOOK_TLS_KEY_PATH and WEBHOOK_TLS_CLIENT_CA_PATH"
-        )
+    problem = client_certificate_problem(w)
+    if problem:
+        out.append(problem)
     return out
 
 

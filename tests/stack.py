@@ -53,7 +53,7 @@ from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
 from workers.registry import build_workers, relay_running
-from workflows.receipt_payout import ReceiptPayoutWorkflow
+from workflows.receipt_payout import ReceiptPayout
 
 # Operator code 00 does not exist in Ukraine: valid in form, nobody's phone.
 TEST_PHONE = "380001234567"
@@ -187,7 +187,7 @@ class Stack:
         resp = await self.post_receipt(body)
         assert resp.status_code == 202, resp.text
         self.started.append(payout_workflow_id(body["receipt_id"]))
-        return self.client.get_workflow_handle_for(ReceiptPayoutWorkflow.run, payout_workflow_id(body["receipt_id"]))
+        return self.client.get_workflow_handle_for(ReceiptPayout.run, payout_workflow_id(body["receipt_id"]))
 
     # ---- callbacks (signed as the sandbox signs them) --------------------------------------------
 

@@ -20,11 +20,13 @@ from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
 from notify import Relay
 from workflows.archive_retention import ArchiveRetentionWorkflow
+from workflows.legacy.receipt_payout_v1 import ReceiptPayoutWorkflowV1
 from workflows.payout_calls import NOTIFY_TASK_QUEUE
-from workflows.receipt_payout import ReceiptPayoutWorkflow
+from workflows.receipt_payout import ReceiptPayout
 from workflows.reconciliation import ReconciliationWorkflow
 
-WORKFLOWS: Sequence[type] = (ReceiptPayoutWorkflow, ReconciliationWorkflow, ArchiveRetentionWorkflow)
+# ReceiptPayoutWorkflowV1 stays registered until its payouts drain (workflows/legacy/__init__.py).
+WORKFLOWS: Sequence[type] = (ReceiptPayout, ReceiptPayoutWorkflowV1, ReconciliationWorkflow, ArchiveRetentionWorkflow)
 _log = logging.getLogger("payouts.worker")
 
 

@@ -11,9 +11,9 @@ import httpx
 
 from payouts.codec import new_codec_key
 from payouts.status import PayoutStatus as S
-from tests.security.callbacks import SETTLED
-from tests.security.helpers import auth_failures, extra_webhook, with_webhook
+from tests.callbacks import SETTLED
 from tests.stack import TEST_PHONE, Stack
+from tests.stack_checks import auth_failures, extra_webhook, with_webhook
 
 UI_ORIGIN = "http://127.0.0.1:8233"
 TOKEN = "codec-token-for-tests-0000000000000001"

@@ -17,8 +17,8 @@ import pytest
 from payouts import devdefaults
 from payouts.models import payout_workflow_id
 from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
-from tests.security.helpers import auth_failures, extra_webhook, state, with_webhook, workflow_exists
 from tests.stack import TEST_PHONE, Stack, sample_receipt
+from tests.stack_checks import auth_failures, extra_webhook, state, with_webhook, workflow_exists
 
 INTAKE_SECRET = "intake-signing-secret-for-tests-000000001"
 AUTH = {"Authorization": f"Bearer {devdefaults.DEV_INTAKE_TOKEN}"}

@@ -22,8 +22,8 @@ import pytest
 
 from payouts import devdefaults
 from payouts.models import payout_workflow_id
-from tests.security.helpers import extra_webhook, state, with_webhook, workflow_exists
 from tests.stack import Stack, sample_receipt
+from tests.stack_checks import extra_webhook, state, with_webhook, workflow_exists
 
 BODY_TIMEOUT = 1.0
 MAX_HEADER_BYTES = 1024

@@ -1,5 +1,5 @@
-"""What the security tests look at: ledger tables, workflows, metrics, and webhooks configured
-differently from the stack's own (sharing its ledger and Temporal client)."""
+"""What the webhook, kernel and security tests look at: ledger tables, workflows, metrics, and webhooks
+configured differently from the stack's own (sharing its ledger and Temporal client)."""
 
 from __future__ import annotations
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -98,3 +100,11 @@ def issue(ca: Authority, directory: Path, stem: str, *, server: bool) -> Issued:
             x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
         )
     return _write(directory, stem, builder.sign(ca.key, hashes.SHA256()), key)
+
+
+def tls_client(ca_path: Path, cert: Issued | None) -> httpx.AsyncClient:
+    """An HTTPS client that trusts `ca_path` and presents `cert` (None: no client certificate)."""
+    context = ssl.create_default_context(cafile=str(ca_path))
+    if cert is not None:
+        context.load_cert_chain(str(cert.cert_path), str(cert.key_path))
+    return httpx.AsyncClient(verify=context, timeout=10, trust_env=False)

@@ -25,8 +25,8 @@ from payouts.models import payout_workflow_id
 from payouts.settings import LedgerSettings
 from payouts.status import PayoutStatus as S
 from tests.ledger.helpers import PgAdmin
-from tests.security.helpers import state, workflow_exists
 from tests.stack import Stack, running_stack, sample_receipt
+from tests.stack_checks import state, workflow_exists
 
 SIGNED_64_MAX = 2**63 - 1  # the ledger's BIGINT columns, on both databases
 AUTH = {"Authorization": f"Bearer {devdefaults.DEV_INTAKE_TOKEN}", "Content-Type": "application/json"}

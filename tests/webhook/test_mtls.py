@@ -3,24 +3,16 @@ without client certificates. Only an allowlisted certificate may post a callback
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import httpx
 import pytest
 
 from payouts.settings import ConfigError
-from tests.security.callbacks import paid
-from tests.security.certs import Issued, authority, issue
-from tests.security.helpers import auth_failures, extra_webhook, with_webhook
+from tests.callbacks import paid
 from tests.stack import Stack
-
-
-def _tls_client(ca_path: Path, cert: Issued | None) -> httpx.AsyncClient:
-    context = ssl.create_default_context(cafile=str(ca_path))
-    if cert is not None:
-        context.load_cert_chain(str(cert.cert_path), str(cert.key_path))
-    return httpx.AsyncClient(verify=context, timeout=10, trust_env=False)
+from tests.stack_checks import auth_failures, extra_webhook, with_webhook
+from tests.webhook.certs import authority, issue, tls_client
 
 
 def _colon_form(fingerprint: str) -> str:
@@ -47,16 +39,16 @@ async def test_only_an_allowlisted_client_certificate_may_post_a_callback(stack:
     async with extra_webhook(stack, settings) as url:
         assert url.startswith("https://")
         for name, cert in (("MTLS-PARTNER", partner), ("MTLS-NO-CERT", None), ("MTLS-STRANGER", stranger)):
-            async with _tls_client(ca.cert_path, cert) as client:
+            async with tls_client(ca.cert_path, cert) as client:
                 resp = await client.post(
                     f"{url}/portmone/callback", content=paid(name), headers={"Content-Type": "application/xml"}
                 )
                 statuses[name] = resp.status_code
                 if resp.status_code == 403:
                     assert "certificate" in resp.json()["error"]
-        async with _tls_client(ca.cert_path, None) as client:
+        async with tls_client(ca.cert_path, None) as client:
             health = await client.get(f"{url}/healthz")  # the listener itself does not demand a certificate
-        async with _tls_client(ca.cert_path, foreign) as client:
+        async with tls_client(ca.cert_path, foreign) as client:
             with pytest.raises(httpx.TransportError):  # the TLS handshake refuses a certificate of another CA
                 await client.post(f"{url}/portmone/callback", content=paid("MTLS-FOREIGN"),
                                   headers={"Content-Type": "application/xml"})
@@ -83,7 +75,7 @@ async def test_mutual_tls_and_a_signature_must_both_pass_when_both_are_configure
         tls_client_ca_path=ca.cert_path,
         tls_client_fingerprints=partner.fingerprint,
     )
-    async with extra_webhook(stack, settings) as url, _tls_client(ca.cert_path, partner) as client:
+    async with extra_webhook(stack, settings) as url, tls_client(ca.cert_path, partner) as client:
         unsigned = await client.post(
             f"{url}/portmone/callback", content=paid("BOTH-UNSIGNED"), headers={"Content-Type": "application/xml"}
         )

@@ -11,9 +11,9 @@ import pytest
 from payouts import devdefaults
 from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from payouts.status import PayoutStatus as S
-from tests.security.callbacks import SETTLED, paid, rejected, waiting_payout
-from tests.security.helpers import auth_failures, extra_webhook, metric, state, with_webhook
+from tests.callbacks import SETTLED, paid, rejected, waiting_payout
 from tests.stack import Stack
+from tests.stack_checks import auth_failures, extra_webhook, metric, state, with_webhook
 
 SECRET = devdefaults.DEV_CALLBACK_HMAC_SECRET
 OTHER_SECRET = "not-the-configured-callback-secret-0000"
@@ -169,17 +169,6 @@ async def test_source_allowlist_honours_forwarded_for_only_from_trusted_proxies(
     assert await auth_failures(stack.http, stack.webhook_url, "callback", "forwarded_for_invalid") >= 1
     for address in ("192.0.2.", "198.51.100.", "127.0.0.1", "2001:db8", SECRET):
         assert address not in metrics
-
-
-async def test_a_production_webhook_without_any_callback_check_refuses_callbacks(stack: Stack) -> None:
-    settings = with_webhook(stack.settings, env="production", callback_hmac_secrets="")
-    async with extra_webhook(stack, settings) as url:
-        body = paid("NOT-CONFIGURED")
-        resp = await _post(stack.http, url, body, signature_headers([SECRET], body))
-
-    assert resp.status_code == 403
-    assert "not configured" in resp.json()["error"]
-    assert await stack.ledger.callbacks.unrouted() == []
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", "multipart/form-data; boundary=x"])

@@ -23,9 +23,9 @@ from payouts.codec import (
 from payouts.settings import ConfigError, CryptoSettings, Settings
 from payouts.status import PayoutStatus as S
 from payouts.temporal_client import data_converter
-from tests.security.callbacks import SETTLED
-from tests.security.helpers import history_payloads
+from tests.callbacks import SETTLED
 from tests.stack import TEST_PHONE, Stack
+from tests.stack_checks import history_payloads
 
 PLAIN = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps({"msisdn": TEST_PHONE}).encode())
 

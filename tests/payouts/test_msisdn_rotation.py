@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from payouts import devdefaults
 from payouts.models import payout_workflow_id
 from payouts.msisdn import MsisdnError, MsisdnVault
-from tests.security.helpers import extra_webhook, workflow_exists
 from tests.stack import TEST_PHONE, Stack
+from tests.stack_checks import extra_webhook, workflow_exists
 
 HMAC_KEY = devdefaults.DEV_HMAC_KEY.encode()
 

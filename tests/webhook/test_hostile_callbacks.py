@@ -19,9 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 from payouts import devdefaults
 from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from payouts.status import PayoutStatus as S
-from tests.security.callbacks import SETTLED, paid, waiting_payout
-from tests.security.helpers import state
+from tests.callbacks import SETTLED, paid, waiting_payout
 from tests.stack import Stack, running_stack
+from tests.stack_checks import state
 
 SECRET = devdefaults.DEV_CALLBACK_HMAC_SECRET
 TEN_MB = 10 * 1024 * 1024
