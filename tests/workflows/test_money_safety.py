@@ -92,14 +92,15 @@ async def test_a_bill_lost_on_the_last_attempt_is_outcome_unknown_and_never_paid
 async def test_a_long_ledger_outage_delays_the_payout_and_never_fails_it(
     stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    outages_before = LEDGER_UNAVAILABLE.labels(activity="transition")._value.get()
-    stack.injected.ledger.method("transition").arm()
+    outages_before = LEDGER_UNAVAILABLE.labels(activity="create_bill")._value.get()
+    stack.injected.ledger.method("begin_attempt").arm()  # the bill's attempt cannot be written
     handle = await stack.submit()
-    await env.sleep(timedelta(minutes=30))  # three times the old 10-minute deadline
+    await env.sleep(timedelta(minutes=30))  # longer than every bills.create retry together
 
     assert await execution(handle) == WorkflowExecutionStatus.RUNNING
-    assert (await stack.view(handle)).status == S.RESERVED
-    assert LEDGER_UNAVAILABLE.labels(activity="transition")._value.get() > outages_before + 5
+    assert (await stack.view(handle)).status == S.BILL_REQUESTED
+    assert (await stack.ledger.get_payout(handle.id)).status == S.RESERVED  # type: ignore[union-attr]
+    assert LEDGER_UNAVAILABLE.labels(activity="create_bill")._value.get() > outages_before + 5
     assert await stack.creates() == []  # nothing moved while the ledger could not record it
 
     stack.injected.ledger.clear()
