@@ -155,6 +155,12 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     except httpx.HTTPError as exc:
         print(f"error: cannot reach the webhook at {url}: {type(exc).__name__}", file=sys.stderr)
         return 1
+    if resp.status_code == 409:  # the receipt's payout was started by a request that differs
+        answer = resp.json()
+        fields = ", ".join(f["field"] for f in answer.get("fields", []))
+        print(f"error: {answer['workflow_id']} exists and was started with a different {fields}; "
+              "it is unchanged, and this request started nothing", file=sys.stderr)
+        return 1
     if resp.status_code != 202:
         print(f"error: HTTP {resp.status_code}: {resp.text}", file=sys.stderr)
         return 1

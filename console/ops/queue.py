@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from console.ops.context import Ops
 from payouts import escalation
 from payouts import search_attributes as sa
+from payouts.start import PAYOUT_WORKFLOW_TYPE
 
-QUEUE_QUERY = 'WorkflowType="ReceiptPayoutWorkflow" AND PayoutStatus="MANUAL_REVIEW" AND ExecutionStatus="Running"'
+QUEUE_QUERY = f'WorkflowType="{PAYOUT_WORKFLOW_TYPE}" AND PayoutStatus="MANUAL_REVIEW" AND ExecutionStatus="Running"'
 
 
 @dataclass(frozen=True)
