@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from payouts.settings import ConfigError, Settings, load_settings
 
@@ -32,6 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the payout and notification workers")
     sub.add_parser("webhook", help="run the HTTP service (intake, Portmone callbacks, health)")
     sub.add_parser("migrate", help="bring the ledger schema to the latest revision")
+    sub.add_parser("consumer", help="start payouts from the bot's RabbitMQ queue (receipt.accepted)")
+
+    pb = sub.add_parser("publish", help="put sample receipt.accepted messages on the queue (development)")
+    pb.add_argument("--count", type=int, default=1, help="good messages to publish (default 1)")
+    pb.add_argument("--status", default="accepted", help="the good messages' status (default accepted)")
+    pb.add_argument(
+        "--bad", action="append", default=[], metavar="KIND",
+        help="also one bad message of this kind (repeatable): all, " + ", ".join(_bad_kinds()),
+    )
 
     sb = sub.add_parser("sandbox", help="run the PortmoneDirect / Telegram / telecom simulator")
     sb.add_argument("--host", default=None)
@@ -54,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_ops_parsers(sub)  # `payouts ops …` and `payouts schedules`
     return p
+
+
+def _bad_kinds() -> list[str]:
+    from rabbit.contract import DeadLetterReason
+
+    return [reason.value for reason in DeadLetterReason]
 
 
 def _seed(text: str) -> int:
@@ -106,6 +122,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         asyncio.run(run_webhook(settings))
         return 0
+    if args.command == "consumer":
+        from rabbit.main import run_consumer
+
+        asyncio.run(run_consumer(settings))
+        return 0
+    if args.command == "publish":
+        return _publish(args, settings)
     if args.command == "migrate":
         from ledger import upgrade
 
@@ -165,6 +188,30 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: HTTP {resp.status_code}: {resp.text}", file=sys.stderr)
         return 1
     print(json.dumps(resp.json()))
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from console.publish import run_publish
+    from payouts.devdefaults import DEV_RABBIT_URL
+    from rabbit.broker import BROKER_ERRORS, display_url
+
+    unknown = sorted(set(args.bad) - {"all", *_bad_kinds()})
+    if unknown:
+        print(f"error: unknown --bad kind {', '.join(unknown)}; one of all, {', '.join(_bad_kinds())}", file=sys.stderr)
+        return 2
+    rabbit = settings.rabbit
+    if not rabbit.url.get_secret_value():
+        rabbit = rabbit.model_copy(update={"url": SecretStr(DEV_RABBIT_URL)})  # the local broker
+    try:
+        lines = asyncio.run(run_publish(rabbit, count=args.count, status=args.status, bad=args.bad))
+    except BROKER_ERRORS as exc:
+        print(f"error: RabbitMQ at {display_url(rabbit)} did not take the messages ({type(exc).__name__}); "
+              "is it running? (`service rabbitmq-server start`)", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    print(f"published {len(lines)} message(s) to {rabbit.intake_queue} at {display_url(rabbit)}")
     return 0
 
 
