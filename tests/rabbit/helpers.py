@@ -123,3 +123,17 @@ def close_connection_named(name: str, reason: str = "test: connection cut") -> i
             subprocess.run([rabbitmqctl, "close_connection", pid, reason], capture_output=True, timeout=60, check=True)
             closed += 1
     return closed
+
+
+def rabbit_env(settings: RabbitSettings) -> dict[str, str]:
+    """The environment that gives a `payouts` process these RabbitMQ settings."""
+    return {
+        "RABBIT_URL": settings.url.get_secret_value(),
+        "RABBIT_INTAKE_QUEUE": settings.intake_queue,
+        "RABBIT_DEAD_LETTER_QUEUE": settings.dead_letter_queue,
+        "RABBIT_RETRY_QUEUE": settings.retry_queue,
+        "RABBIT_RETRY_DELAY_SECONDS": str(settings.retry_delay_seconds),
+        "RABBIT_PREFETCH": str(settings.prefetch),
+        "RABBIT_RECONNECT_MIN_SECONDS": str(settings.reconnect_min_seconds),
+        "RABBIT_RECONNECT_MAX_SECONDS": str(settings.reconnect_max_seconds),
+    }
