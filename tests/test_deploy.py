@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 import activities.notify
 import activities.reconcile
 import activities.retention
+import rabbit.metrics
 import webhook.auth_callback
 import webhook.auth_failures
 import webhook.callback
@@ -23,7 +24,7 @@ from payouts import search_attributes as sa
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.temporal.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-_LOADED = (activities.notify, activities.reconcile, activities.retention, webhook.auth_callback,
+_LOADED = (activities.notify, activities.reconcile, activities.retention, rabbit.metrics, webhook.auth_callback,
            webhook.auth_failures, webhook.callback)
 
 

@@ -60,11 +60,11 @@ async def consuming(stack: Stack, rabbit: RabbitSettings, client: Any = None) ->
 
 
 def counted(outcome: str) -> float:
-    return REGISTRY.get_sample_value("payouts_queue_messages_total", {"outcome": outcome}) or 0.0
+    return REGISTRY.get_sample_value("payout_queue_messages_total", {"outcome": outcome}) or 0.0
 
 
 def dead_lettered(reason: str) -> float:
-    return REGISTRY.get_sample_value("payouts_queue_dead_letters_total", {"reason": reason}) or 0.0
+    return REGISTRY.get_sample_value("payout_queue_dead_letters_total", {"reason": reason}) or 0.0
 
 
 async def paid_once(stack: Stack, receipt_id: str) -> None:
