@@ -40,11 +40,10 @@ class DeadLetterReason(StrEnum):
 
 
 class Refused(Exception):
-    """A message that breaks the contract. `detail` names fields and rules; a long run of digits in it
-    is blanked, so a phone put in the wrong field never reaches a header or a log."""
+    """A message that breaks the contract; `detail` names fields and rules, never values."""
 
     def __init__(self, reason: DeadLetterReason, detail: str) -> None:
-        detail = _DIGITS.sub("…", detail)[:500]
+        detail = detail[:500]
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -73,7 +72,7 @@ def read_message(body: bytes, max_bytes: int) -> Decision:
     if type(version) is not int:  # not bool, not 1.0
         raise Refused(DeadLetterReason.SCHEMA_ERROR, "version: required, an integer")
     if version not in SUPPORTED_VERSIONS:
-        raise Refused(DeadLetterReason.UNKNOWN_VERSION, f"version {version} (this service reads {_versions()})")
+        raise Refused(DeadLetterReason.UNKNOWN_VERSION, _scrub(f"version {version} (this service reads {_versions()})"))
     if not isinstance(status, str) or not status:
         raise Refused(DeadLetterReason.SCHEMA_ERROR, "status: required, a non-empty string")
     if status != ACCEPTED:
@@ -100,7 +99,13 @@ def _refusal(exc: ValidationError) -> Refused:
 
 def _describe(errors: list[Any]) -> str:
     """`field: rule` for each error (pydantic's messages name the rule, not the input)."""
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors[:5])
+    return _scrub("; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors[:5]))
+
+
+def _scrub(text: str) -> str:
+    """Blank long runs of digits in text derived from the message: a phone put in the wrong field
+    (or a number quoted back by a rule) never reaches a header or a log."""
+    return _DIGITS.sub("…", text)
 
 
 def _versions() -> str:
