@@ -14,6 +14,19 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from console.devstate import DEFAULT_DATA_DIR, DEFAULT_PORTS, add_dev_arguments, use_dev_stack
+from console.ending import end
+from console.reach import (
+    Unreachable,
+    cause_of,
+    is_database_down,
+    is_temporal_connect_failure,
+    ledger_problem,
+    rabbit_problem,
+    safe_url,
+    temporal_problem,
+    webhook_problem,
+)
 from payouts.settings import ConfigError, Settings, load_settings
 
 
@@ -24,11 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="run the whole stack locally on embedded defaults")
     dev.add_argument("--demo", type=int, default=0, metavar="N", help="also submit N sample receipts")
-    dev.add_argument("--data-dir", type=Path, default=Path(".data"))
-    dev.add_argument("--temporal-port", type=int, default=7233)
-    dev.add_argument("--ui-port", type=int, default=8233)
-    dev.add_argument("--webhook-port", type=int, default=8080)
-    dev.add_argument("--sandbox-port", type=int, default=8099)
+    dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                     help="Temporal's and the ledger's files, the log, and dev-stack.json (what --dev reads)")
+    dev.add_argument("--temporal-port", type=int, default=DEFAULT_PORTS["temporal"])
+    dev.add_argument("--ui-port", type=int, default=DEFAULT_PORTS["ui"])
+    dev.add_argument("--webhook-port", type=int, default=DEFAULT_PORTS["webhook"])
+    dev.add_argument("--sandbox-port", type=int, default=DEFAULT_PORTS["sandbox"])
 
     sub.add_parser("worker", help="run the payout and notification workers")
     sub.add_parser("webhook", help="run the HTTP service (intake, Portmone callbacks, health)")
@@ -58,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--currency", default="UAH")
     sm.add_argument("--payee-id")
     sm.add_argument("--fiscal-key")
-    sm.add_argument("--webhook-url", default=None, help="default: http://WEBHOOK_HOST:WEBHOOK_PORT")
+    sm.add_argument("--webhook-url", default=None,
+                    help="default: the dev stack's webhook with --dev, else http://WEBHOOK_HOST:WEBHOOK_PORT")
+    add_dev_arguments(sm)
 
     from console.ops.cli import add_parsers as add_ops_parsers
 
@@ -89,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print("\n".join(f"error: {problem}" for problem in exc.problems), file=sys.stderr)
+        return end(1)  # a Temporal client may have been made: no interpreter teardown
     except KeyboardInterrupt:
         return 130
 
@@ -101,7 +120,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from console.dev import run_dev
 
-        return asyncio.run(
+        return end(asyncio.run(  # a Temporal client was made: no interpreter teardown
             run_dev(
                 data_dir=args.data_dir.resolve(),
                 temporal_port=args.temporal_port,
@@ -110,30 +129,24 @@ def _dispatch(args: argparse.Namespace) -> int:
                 sandbox_port=args.sandbox_port,
                 demo=args.demo,
             )
-        )
+        ))
+    if args.command == "submit" and args.dev:
+        use_dev_stack(args.data_dir)
     settings = load_settings()
-    if args.command == "worker":
-        from workers.main import run_worker
-
-        asyncio.run(run_worker(settings))
-        return 0
-    if args.command == "webhook":
-        from webhook.app import run_webhook
-
-        asyncio.run(run_webhook(settings))
-        return 0
-    if args.command == "consumer":
-        from rabbit.main import run_consumer
-
-        asyncio.run(run_consumer(settings))
-        return 0
+    if args.command in ("worker", "webhook", "consumer"):
+        return _serve(args.command, settings)
     if args.command == "publish":
         return _publish(args, settings)
     if args.command == "migrate":
         from ledger import upgrade
 
-        upgrade(settings.ledger.url)
-        print(f"ledger at head: {_safe_url(settings.ledger.url)}")
+        try:
+            upgrade(settings.ledger.url)
+        except Exception as exc:
+            if is_database_down(exc):
+                raise Unreachable([ledger_problem(settings.ledger.url, cause_of(exc))]) from None
+            raise
+        print(f"ledger at head: {safe_url(settings.ledger.url)}")
         return 0
     if args.command == "sandbox":
         from sandbox.app import run_sandbox
@@ -148,6 +161,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "submit":
         return _submit(args, settings)
     raise AssertionError(args.command)
+
+
+def _serve(command: str, settings: Settings) -> int:
+    """`payouts worker` / `webhook` / `consumer`: each connects to Temporal first, and stops when it does not answer."""
+    from rabbit.main import run_consumer
+    from webhook.app import run_webhook
+    from workers.main import run_worker
+
+    serve = {"worker": run_worker, "webhook": run_webhook, "consumer": run_consumer}[command]
+    try:
+        asyncio.run(serve(settings))
+    except RuntimeError as exc:
+        if is_temporal_connect_failure(exc):
+            raise Unreachable([temporal_problem(settings.temporal.address, exc)]) from None
+        raise
+    return 0
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -175,9 +204,8 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         headers.update(signature_headers(settings.webhook.intake_secret_list()[:1], raw))
     try:
         resp = httpx.post(f"{url}/v1/receipts/accepted", content=raw, headers=headers)
-    except httpx.HTTPError as exc:
-        print(f"error: cannot reach the webhook at {url}: {type(exc).__name__}", file=sys.stderr)
-        return 1
+    except httpx.TransportError as exc:
+        raise Unreachable([webhook_problem(url, exc)]) from None
     if resp.status_code == 409:  # the receipt's payout was started by a request that differs
         answer = resp.json()
         fields = ", ".join(f["field"] for f in answer.get("fields", []))
@@ -206,20 +234,11 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     try:
         lines = asyncio.run(run_publish(rabbit, count=args.count, status=args.status, bad=args.bad))
     except BROKER_ERRORS as exc:
-        print(f"error: RabbitMQ at {display_url(rabbit)} did not take the messages ({type(exc).__name__}); "
-              "is it running? (`service rabbitmq-server start`)", file=sys.stderr)
-        return 1
+        raise Unreachable([rabbit_problem(display_url(rabbit), exc)]) from None
     for line in lines:
         print(line)
     print(f"published {len(lines)} message(s) to {rabbit.intake_queue} at {display_url(rabbit)}")
     return 0
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

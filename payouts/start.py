@@ -1,7 +1,7 @@
 """The one start path of a payout: HTTP intake, the `receipt.accepted` queue and tests all come here.
 
-A payout is the workflow `payout-{receipt_id}` of type `PAYOUT_WORKFLOW_TYPE`, started by type name so
-no starter imports a workflow class. Conflict policy FAIL and reuse policy REJECT_DUPLICATE make a
+A payout is the workflow `payout-{receipt_id}` of type `payouts.models.PAYOUT_WORKFLOW_TYPE`, started by
+type name so no starter imports a workflow class. Conflict policy FAIL and reuse policy REJECT_DUPLICATE make a
 second start of the same receipt, running or closed, change nothing: it answers `existing`. When the
 second request differs from the one that started the payout in a field that decides who is paid what,
 it answers `existing_differs` and names those fields; the payout keeps its own request either way.
@@ -19,12 +19,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from payouts import search_attributes as sa
-from payouts.models import PayoutPolicy, PayoutRequest, PayoutWorkflowInput, payout_workflow_id
+from payouts.models import (
+    PAYOUT_WORKFLOW_TYPE,
+    PayoutPolicy,
+    PayoutRequest,
+    PayoutWorkflowInput,
+    payout_workflow_id,
+)
 from payouts.settings import PayoutSettings, Settings
 from payouts.workflow_text import static_summary
-
-# The payout workflow's registered type name: the one place a starter names it.
-PAYOUT_WORKFLOW_TYPE = "ReceiptPayoutWorkflow"
 
 # Request fields compared with the payout's own request, by the name the intake body gives them.
 # The phone is compared by its keyed digest (`user_key`), never in plaintext. `accepted_at` and

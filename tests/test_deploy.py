@@ -16,16 +16,16 @@ import activities.notify
 import activities.reconcile
 import activities.retention
 import rabbit.metrics
-import webhook.auth_callback
-import webhook.auth_failures
 import webhook.callback
+import webhook.refusal
+import webhook.signature_auth
 from payouts import search_attributes as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.temporal.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-_LOADED = (activities.notify, activities.reconcile, activities.retention, rabbit.metrics, webhook.auth_callback,
-           webhook.auth_failures, webhook.callback)
+_LOADED = (activities.notify, activities.reconcile, activities.retention, rabbit.metrics, webhook.callback,
+           webhook.refusal, webhook.signature_auth)
 
 
 def check_compose(path: Path) -> subprocess.CompletedProcess[str]:

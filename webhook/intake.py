@@ -11,11 +11,10 @@ from pydantic import ValidationError
 from payouts.msisdn import MsisdnError
 from payouts.receipt import AcceptedReceipt, to_payout_request
 from payouts.start import StartOutcome, StartResult, StartUnavailable, start_payout
-from webhook.auth_failures import Endpoint, refuse
-from webhook.auth_intake import check_intake
 from webhook.body import BodyRefused, read_body
 from webhook.errors import error, validation_error
 from webhook.keys import DEPS
+from webhook.refusal import Endpoint, Refused, refuse
 
 _log = logging.getLogger("payouts.webhook.intake")
 
@@ -28,9 +27,10 @@ async def accept_receipt(request: web.Request) -> web.Response:
         raw = await read_body(request, limit=limits.max_body_bytes, timeout=limits.body_timeout_seconds)
     except BodyRefused as exc:
         return exc.response()
-    refusal = check_intake(request, raw, deps.settings)
-    if refusal is not None:
-        return refuse(Endpoint.INTAKE, refusal)
+    try:
+        deps.intake_auth.check(request, raw)
+    except Refused as refused:
+        return refuse(Endpoint.INTAKE, refused)
     if request.content_type != "application/json":
         return error(415, "send the receipt as application/json")
     try:

@@ -1,4 +1,5 @@
-"""`payouts worker`: run both workers until SIGTERM/SIGINT, letting in-flight activities finish."""
+"""`payouts worker`: run both workers and the outbox relay until SIGTERM/SIGINT, letting in-flight
+activities (and the event in hand) finish."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prometheus_client import start_http_server
 from payouts.settings import Settings
 from payouts.temporal_client import connect
 from workers.deps import activity_set
-from workers.registry import build_workers
+from workers.registry import build_workers, relay_running
 
 _log = logging.getLogger("payouts.worker")
 
@@ -26,7 +27,7 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with activity_set(settings) as activities:
+    async with activity_set(settings) as activities, relay_running(activities):
         workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
         runs = [asyncio.create_task(w.run()) for w in workers]
         _log.info("workers running on task queues %s", ", ".join(w.task_queue for w in workers))

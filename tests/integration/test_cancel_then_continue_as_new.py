@@ -12,7 +12,7 @@ from payouts.receipt import AcceptedReceipt, to_payout_request
 from payouts.status import PayoutStatus as S
 from tests.faults import eventually
 from tests.stack import Stack
-from workflows.receipt_payout import ReceiptPayoutWorkflow
+from workflows.receipt_payout import ReceiptPayout
 
 
 async def test_a_cancelled_payout_in_manual_review_continues_as_new_with_its_state(stack: Stack) -> None:
@@ -23,7 +23,7 @@ async def test_a_cancelled_payout_in_manual_review_continues_as_new_with_its_sta
     # Started as intake would, with reminders every second (below the settings' floor, which guards
     # production) so that the run continues as new within the test.
     handle = await stack.client.start_workflow(
-        ReceiptPayoutWorkflow.run,
+        ReceiptPayout.run,
         PayoutWorkflowInput(request=request, policy=PayoutPolicy(manual_reminder_seconds=1, reminders_per_run=3)),
         id=f"payout-{request.receipt_id}",
         task_queue=settings.temporal.task_queue,

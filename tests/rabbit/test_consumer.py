@@ -5,7 +5,6 @@ unreachable Temporal lose nothing and pay nothing twice."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import signal
 import subprocess
@@ -104,14 +103,6 @@ async def test_an_accepted_receipt_from_the_queue_ends_paid_and_another_status_s
     assert await broker.count(rabbit.dead_letter_queue) == 0
 
 
-def _relay_present() -> bool:
-    try:
-        return importlib.util.find_spec("notify.relay") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-@pytest.mark.skipif(not _relay_present(), reason="needs the outbox relay (notify/relay.py) that delivers payout events")
 async def test_a_paid_payout_from_the_queue_appears_on_bonus_events(
     dev_env: WorkflowEnvironment, tmp_path: Path, rabbit: RabbitSettings, broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
@@ -123,17 +114,18 @@ async def test_a_paid_payout_from_the_queue_appears_on_bonus_events(
         monkeypatch.setenv(name, value)
     message = good_message(new_run(), 1)
     try:
-        async with running_stack(dev_env.client, tmp_path, read_timeout=2.0) as stack:
+        async with running_stack(dev_env.client, tmp_path, read_timeout=2.0, relay=True) as stack:
             assert stack.settings.events.bonus_queue_enabled
             await publish(rabbit, rabbit.intake_queue, [encode(message)])
             async with consuming(stack, rabbit):
                 await paid_once(stack, str(message["receipt_id"]))
             got = await broker.take_all(bonus_queue, expected=2, timeout=60)
-        success = [g for g in got if g.type == "payout_success"]
-        assert len(success) == 1
-        assert success[0].message_id
-        assert success[0].json()["payout_id"] == payout_workflow_id(str(message["receipt_id"]))
-        assert TEST_PHONE not in success[0].body.decode()
+        assert [g.type for g in got] == ["payout_pending", "payout_success"]  # in order, each once
+        for g in got:
+            assert g.message_id == g.json()["event_id"]
+            assert g.json()["payout_id"] == payout_workflow_id(str(message["receipt_id"]))
+            assert TEST_PHONE not in g.body.decode()
+        assert got[1].json()["status"] == "PAID" and got[1].json()["bill_id"]
     finally:
         await broker.delete([bonus_queue])
 

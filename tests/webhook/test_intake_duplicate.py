@@ -5,26 +5,16 @@ keeps the request that started it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
-from temporalio.testing import WorkflowEnvironment
 
 from payouts.models import payout_workflow_id
 from payouts.msisdn import vault_from_settings
 from payouts.status import PayoutStatus as S
 from tests.cli_helpers import clean_env, payouts
-from tests.stack import TEST_PHONE, Stack, running_stack
+from tests.stack import TEST_PHONE, Stack
 
 OTHER_PHONE = "380009876543"  # operator code 00: nobody's number
-
-
-@pytest.fixture
-async def stack(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(env.client, tmp_path, read_timeout=1.0) as s:
-        yield s
 
 
 async def test_a_resubmission_that_differs_is_409_naming_the_fields_and_changes_nothing(stack: Stack) -> None:
