@@ -27,4 +27,3 @@ class WebhookDeps:
     def __post_init__(self) -> None:
         self.callback_auth = CallbackVerifier.from_settings(self.settings)
         self.intake_auth = IntakeVerifier.from_settings(self.settings)
-
