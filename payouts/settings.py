@@ -214,6 +214,61 @@ class WorkerSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
+class RabbitSettings(BaseSettings):
+    """The bot's RabbitMQ (docs/queue.md): `receipt.accepted` in, `bonus.events` out."""
+
+    model_config = _config("RABBIT_")
+
+    # amqp://user:password@host:port/vhost; `payouts dev` uses the local broker's guest account.
+    url: SecretStr = SecretStr("")
+    intake_queue: str = Field(default="receipt.accepted", min_length=1, max_length=200)
+    # Messages that cannot be processed, with the reason in the `x-payouts-reason` header.
+    dead_letter_queue: str = Field(default="receipt.accepted.dead", min_length=1, max_length=200)
+    # Transient failures wait here `retry_delay_seconds` (the queue's message TTL), then return to the
+    # intake queue. The TTL is part of the queue's declaration: a new delay needs a new queue name.
+    retry_queue: str = Field(default="receipt.accepted.retry", min_length=1, max_length=200)
+    retry_delay_seconds: float = Field(default=30.0, gt=0, le=24 * 3600)
+    prefetch: int = Field(default=16, ge=1, le=1000)
+    max_message_bytes: int = Field(default=64 * 1024, gt=0)
+    # Reconnecting after a lost broker: the wait doubles from the first value up to the second.
+    reconnect_min_seconds: float = Field(default=0.5, gt=0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    # A publish (dead letter, delayed retry, payout event) not confirmed by the broker in time fails.
+    publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Prometheus metrics of `payouts consumer`; unset = off (in `payouts dev` the webhook serves them).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct_queues(self) -> RabbitSettings:
+        names = [self.intake_queue, self.dead_letter_queue, self.retry_queue]
+        if len(set(names)) != len(names):
+            raise ValueError("RABBIT_INTAKE_QUEUE, RABBIT_DEAD_LETTER_QUEUE and RABBIT_RETRY_QUEUE must differ")
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise ValueError("RABBIT_RECONNECT_MAX_SECONDS must not be below RABBIT_RECONNECT_MIN_SECONDS")
+        return self
+
+
+class EventsSettings(BaseSettings):
+    """Where payout events go (payouts.events): the bot's `bonus.events` queue, and who tells the user."""
+
+    model_config = _config("EVENTS_")
+
+    bonus_queue_enabled: bool = False
+    bonus_queue: str = Field(default="bonus.events", min_length=1, max_length=200)
+    # `telegram`: the service messages the user itself (Telegram Bot API). `bonus_events`: it sends
+    # the user nothing, and the bot's gateway tells the shopper from the `bonus.events` queue.
+    user_channel: Literal["telegram", "bonus_events"] = "telegram"
+
+    @model_validator(mode="after")
+    def _user_hears_something(self) -> EventsSettings:
+        if self.user_channel == "bonus_events" and not self.bonus_queue_enabled:
+            raise ValueError(
+                "EVENTS_USER_CHANNEL=bonus_events needs EVENTS_BONUS_QUEUE_ENABLED=true (the user would hear nothing)"
+            )
+        return self
+
+
 class OutboxSettings(BaseSettings):
     """The relay in every worker that delivers payout events (user messages, analytics) from the ledger."""
 
@@ -256,6 +311,8 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    rabbit: RabbitSettings = Field(default_factory=RabbitSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
     @model_validator(mode="after")
@@ -273,7 +330,7 @@ class Settings(BaseSettings):
     def require(self, component: str, needs: Iterable[str]) -> None:
         """Refuse to start `component` when a needed setting is missing.
 
-        `needs` names sections: "portmone", "crypto", "telegram", "webhook". In dev mode
+        `needs` names sections: "portmone", "crypto", "telegram", "webhook", "rabbit". In dev mode
         the embedded defaults stand in, so nothing is required.
         """
         if self.is_dev:
@@ -425,11 +482,18 @@ def _check_tls(s: Settings) -> list[str]:
     return out
 
 
+def _check_rabbit(s: Settings) -> list[str]:
+    if not s.rabbit.url.get_secret_value():
+        return ["RABBIT_URL is not set (amqp://user:password@host:port/vhost of the bot's RabbitMQ)"]
+    return []
+
+
 _CHECKS = {
     "portmone": _check_portmone,
     "crypto": _check_crypto,
     "telegram": _check_telegram,
     "webhook": _check_webhook,
+    "rabbit": _check_rabbit,
 }
 
 
@@ -453,8 +517,10 @@ def load_settings() -> Settings:
             sections[name] = cls()
         except ValidationError as exc:
             for err in exc.errors():
-                field = str(err["loc"][0]) if err["loc"] else "?"
-                problems.append(f"{prefix}{field.upper()}: {err['msg']}")
+                if err["loc"]:
+                    problems.append(f"{prefix}{str(err['loc'][0]).upper()}: {err['msg']}")
+                else:  # a rule across the section's fields names its variables itself
+                    problems.append(err["msg"].removeprefix("Value error, "))
     if problems:
         raise ConfigError("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
     try:

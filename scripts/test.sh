@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: sets up everything it needs (venv, packages, PostgreSQL running), then runs
+# The test command: sets up everything it needs (venv, packages, PostgreSQL and RabbitMQ running), then runs
 # ruff, mypy and the whole pytest suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 
 bash scripts/ensure-postgres.sh
+bash scripts/ensure-rabbitmq.sh
 
 # The Web UI browser test (tests/ops/test_web_ui.py) drives Debian's chromium through playwright.
 if ! command -v chromium >/dev/null 2>&1; then

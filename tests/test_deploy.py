@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 import activities.notify
 import activities.reconcile
 import activities.retention
+import rabbit.metrics
 import webhook.callback
 import webhook.refusal
 import webhook.signature_auth
@@ -23,8 +24,8 @@ from payouts import search_attributes as sa
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.temporal.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-_LOADED = (activities.notify, activities.reconcile, activities.retention, webhook.callback, webhook.refusal,
-           webhook.signature_auth)
+_LOADED = (activities.notify, activities.reconcile, activities.retention, rabbit.metrics, webhook.callback,
+           webhook.refusal, webhook.signature_auth)
 
 
 def check_compose(path: Path) -> subprocess.CompletedProcess[str]:
