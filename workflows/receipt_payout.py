@@ -170,7 +170,7 @@ class ReceiptPayout:
                 s.receive(stored)
         callback = s.deciding_callback()
         if callback is None:
-            detail = f"no callback within {s.policy.callback_timeout_seconds} s; Portmone has no status look-up"
+            detail = f"no callback in {s.policy.callback_timeout_seconds} s; status look-up skipped (none exists)"
             return await self._ledger.escalate(Escalation.of(EscalationReason.CALLBACK_TIMEOUT, detail))
         await self._settle(callback)
 
