@@ -21,6 +21,7 @@ from temporalio.client import Client
 from console.tools import temporal_cli
 from ledger import Ledger, upgrade
 from payouts import search_attributes as sa
+from payouts import telemetry
 from payouts.devdefaults import dev_environment
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings, load_settings
@@ -28,6 +29,8 @@ from payouts.temporal_client import connect
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
+from workers.http import start_worker_http
+from workers.ledger_gauges import refresh_forever
 from workers.registry import build_workers
 
 SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
@@ -87,14 +90,14 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 
 async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_port: int, sandbox_port: int,
-                  demo: int) -> int:
+                  demo: int, metrics_port: int = 9464) -> int:
     # The sandbox is a dev tool: imported here so production processes never load it.
     from sandbox.app import start_sandbox
     from sandbox.config import SandboxConfig
 
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, port in (("Temporal", temporal_port), ("Web UI", ui_port), ("webhook", webhook_port),
-                       ("sandbox", sandbox_port)):
+                       ("sandbox", sandbox_port), ("worker's /metrics", metrics_port)):
         if not port_free("127.0.0.1", port):
             print(f"error: port {port} for the {name} is in use; stop what holds it or pick another port",
                   file=sys.stderr)
@@ -107,12 +110,14 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
     os.environ.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{temporal_port}")
     os.environ.setdefault("WEBHOOK_PORT", str(webhook_port))
     os.environ.setdefault("SANDBOX_PORT", str(sandbox_port))
+    os.environ.setdefault("WORKER_METRICS_PORT", str(metrics_port))
     # Escalations within a minute, reminders every 5 minutes: the manual queue can be tried out locally.
     os.environ.setdefault("PAYOUT_CALLBACK_TIMEOUT_SECONDS", "60")
     os.environ.setdefault("PAYOUT_MANUAL_REMINDER_SECONDS", "300")
     # The Web UI decodes payloads through the webhook's codec server (docs/security.md).
     os.environ.setdefault("WEBHOOK_CODEC_CORS_ORIGINS", f"http://127.0.0.1:{ui_port},http://localhost:{ui_port}")
     settings = load_settings()
+    telemetry.setup(settings.telemetry, "payouts-dev")
 
     print("payouts dev: Portmone endpoint points at the local SANDBOX, not at Portmone "
           f"({settings.portmone.api_base})")
@@ -137,13 +142,22 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
             WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault), "127.0.0.1", webhook_port
         )
         runners.append(webhook_runner)
+        metrics_url = "off (TELEMETRY_METRICS_EXPORTERS)"
+        if settings.telemetry.prometheus:
+            worker_http, _ = await start_worker_http(settings)
+            runners.append(worker_http)
+            metrics_url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
         async with activity_set(settings) as activities:
+            gauges = asyncio.create_task(
+                refresh_forever(activities.ledger.ledger, settings.worker.ledger_gauges_interval_seconds)
+            )
             workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
             print(f"  Temporal      127.0.0.1:{temporal_port}   (namespace {settings.temporal.namespace})")
             print(f"  Web UI        http://127.0.0.1:{ui_port}/namespaces/{settings.temporal.namespace}/workflows")
             print(f"  Webhook       {webhook_url}   (intake token: {settings.webhook.intake_token.get_secret_value()})")
             print(f"  Sandbox       {sandbox_url}/_sandbox/requests")
+            print(f"  Metrics       {webhook_url}/metrics (webhook), {metrics_url} (workers)")
             print(f"  Ledger        {settings.ledger.url}")
             print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `payouts ops list --dev`"
                   f" (callback timeout {settings.payout.callback_timeout_seconds} s)")
@@ -160,6 +174,8 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
                 print("stopping workers…")
                 await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
                 await asyncio.gather(*worker_tasks, return_exceptions=True)
+                gauges.cancel()
+                await asyncio.gather(gauges, return_exceptions=True)
                 await ledger.aclose()
         return code
     finally:

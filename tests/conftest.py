@@ -18,8 +18,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from temporalio.testing import WorkflowEnvironment
 
+from payouts import telemetry
+from payouts.settings import TelemetrySettings
 from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
 from tests.temporal_envs import dev_server, time_skipping_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_telemetry() -> None:
+    """The test process exports its metrics as the service's processes do (Prometheus, no traces)."""
+    telemetry.setup(TelemetrySettings(metrics_exporters="prometheus", traces_exporter="none"), "payouts-tests")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from payouts import log_context
 from payouts import search_attributes as sa
 from payouts.models import PayoutRequest, PayoutWorkflowInput, payout_workflow_id
 from payouts.msisdn import MsisdnError, mask_msisdn
@@ -59,6 +60,7 @@ async def accept_receipt(request: web.Request) -> web.Response:
         return validation_error(exc)
 
     workflow_id = payout_workflow_id(receipt.receipt_id)
+    log_context.bind(telegram_id=receipt.telegram_id, **log_context.ids_of_workflow(workflow_id))
     try:
         await deps.temporal.start_workflow(
             ReceiptPayoutWorkflow.run,

@@ -16,6 +16,7 @@ from activities.notify import NotifyActivities
 from activities.reconcile import ReconcileActivities
 from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
+from payouts.log_context import ActivityLogContext
 from workflows.archive_retention import ArchiveRetentionWorkflow
 from workflows.payout_calls import NOTIFY_TASK_QUEUE
 from workflows.receipt_payout import ReceiptPayoutWorkflow
@@ -68,7 +69,9 @@ def build_workers(
     **worker_kwargs: Any,
 ) -> list[Worker]:
     """Two workers: payouts (workflows, ledger, Portmone, telecom) and notifications (Telegram, analytics),
-    so a slow Telegram cannot starve payouts."""
+    so a slow Telegram cannot starve payouts. Each activity logs with its payout's ids (ActivityLogContext);
+    tracing comes with the client's interceptors."""
+    worker_kwargs["interceptors"] = [ActivityLogContext(), *worker_kwargs.get("interceptors", [])]
     payouts = Worker(
         client,
         task_queue=task_queue,
