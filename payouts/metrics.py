@@ -238,6 +238,23 @@ def record_http_request(route: str, method: str, status: int, seconds: float) ->
     )
 
 
+# ---- webhook authentication (for webhook/auth_*: they still hold prometheus_client counters of
+# these names, served on the same /metrics; moving them here is one call each) -------------------
+
+AUTH_FAILURES = _counter("webhook_auth_failures", "Requests refused by authentication, by endpoint and reason")
+SIGNATURES_VERIFIED = _counter(
+    "webhook_signatures_verified", "Requests whose signature verified, by configured secret position"
+)
+
+
+def record_auth_failure(endpoint: str, reason: str) -> None:
+    AUTH_FAILURES.add(1, {"endpoint": endpoint, "reason": reason})
+
+
+def record_signature_verified(endpoint: str, secret: str) -> None:
+    SIGNATURES_VERIFIED.add(1, {"endpoint": endpoint, "secret": secret})
+
+
 # ---- label vocabulary --------------------------------------------------------------------------
 
 

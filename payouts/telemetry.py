@@ -34,7 +34,15 @@ from opentelemetry.sdk.trace.export import (
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import MetricsExporter, TracingInterceptor
-from temporalio.runtime import MetricBuffer, MetricBufferDurationFormat, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    MetricBuffer,
+    MetricBufferDurationFormat,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 
 from payouts.settings import TelemetrySettings
 
@@ -91,7 +99,12 @@ def setup(settings: TelemetrySettings, service: str) -> None:
     provider = MeterProvider(metric_readers=readers, resource=resource, views=_VIEWS)
     metrics.set_meter_provider(provider)
     buffer = MetricBuffer(_TEMPORAL_BUFFER, duration_format=MetricBufferDurationFormat.SECONDS)
-    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+    # Core's own log lines go through Python logging too, so they take the process's format (JSON lines).
+    core_logs = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer, logging=core_logs))
     _process = _Process(settings, resource, provider, buffer, runtime)
     if settings.traces_exporter == "console":
         install_tracing(ConsoleSpanExporter(), simple=True)
