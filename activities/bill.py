@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.payee import PayeeResolver, PayeeUnknown
 from ledger import AttemptRecord, Ledger, LedgerUnavailable, NewBillRefused
-from payouts import failures
+from payouts import failures, log_context
 from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
 from portmone import (
@@ -105,6 +105,7 @@ class BillActivities:
     async def _settle(self, inp: CreateBillInput, attempt: AttemptRecord, outcome: Outcome) -> CreateBillOutput:
         if isinstance(outcome, AnsweredOk):
             bill_id = outcome.bill.bill_id
+            log_context.bind(bill_id=bill_id)
             try:
                 await self._persist(lambda: self._ledger.finish_attempt(attempt.id, "answered", bill_id=bill_id))
             except LedgerUnavailable as exc:

@@ -66,6 +66,7 @@ def configure_logging(level: str | int = "INFO", fmt: LogFormat = "text") -> Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # a Python warning is a log line too, in the same format
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # The workflow and activity ids become fields (the filter above), not text appended to messages.

@@ -405,6 +405,8 @@ class PortmoneClient:
             exchange.http_status if exchange.http_status is not None else "-",
             exchange.elapsed_ms,
             detail,
+            # The bill id also as a field of the line (payouts.logs prints the payout's ids that way).
+            extra={"bill_id": outcome.bill.bill_id} if isinstance(outcome, AnsweredOk) else None,
         )
         return outcome
 
