@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -140,7 +141,10 @@ def install_tracing(exporter: SpanExporter, *, simple: bool = False) -> None:
     provider = TracerProvider(resource=_process.resource)
     provider.add_span_processor(SimpleSpanProcessor(exporter) if simple else BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    AioHttpServerInstrumentor().instrument()
+    with warnings.catch_warnings():
+        # The instrumentor subclasses web.Application, which aiohttp discourages (a DeprecationWarning).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        AioHttpServerInstrumentor().instrument()
     _process.tracer_provider = provider
 
 
