@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY, generate_latest
 from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import MetricsExporter, TracingInterceptor
 from temporalio.runtime import (
@@ -50,6 +50,8 @@ from payouts.settings import TelemetrySettings
 _log = logging.getLogger("payouts.telemetry")
 # Temporal's latency histograms, in seconds (its SDK dashboards use the same shape).
 _TEMPORAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# The classic text format (what generate_latest writes for our names), understood by every Prometheus.
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Core drops updates beyond this many between two drains (one drain a second).
 _TEMPORAL_BUFFER = 50_000
 _VIEWS = (
@@ -185,7 +187,7 @@ def _drain_on_this_loop(process: _Process) -> None:
 
 def prometheus_exposition() -> tuple[bytes, str]:
     """The Prometheus text format of this process's metrics, and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), PROMETHEUS_CONTENT_TYPE
 
 
 async def flush() -> None:

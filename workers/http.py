@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from payouts import telemetry
-from payouts.settings import Settings
+from payouts.settings import ConfigError, Settings
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -30,6 +30,13 @@ async def start_worker_http(settings: Settings, *, port: int | None = None) -> t
     await runner.setup()
     wanted = settings.worker.metrics_port if port is None else port
     site = web.TCPSite(runner, settings.worker.metrics_host, wanted)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"the worker cannot serve /metrics on {settings.worker.metrics_host}:{wanted} ({exc.strerror}): set "
+            "WORKER_METRICS_PORT to a free port (0 picks one), or leave prometheus out of TELEMETRY_METRICS_EXPORTERS"
+        ) from None
     bound = int(runner.addresses[0][1]) if runner.addresses else wanted
     return runner, bound
