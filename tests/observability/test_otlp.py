@@ -19,10 +19,11 @@ import asyncio
 from opentelemetry import trace
 from payouts import metrics, telemetry
 from payouts.settings import TelemetrySettings
+from payouts.status import PayoutStatus
 
 async def main() -> None:
     telemetry.setup(TelemetrySettings(), "payouts-probe")
-    metrics.record_payout_outcome(metrics.PayoutStatus.PAID)
+    metrics.record_payout_outcome(PayoutStatus.PAID)
     with trace.get_tracer("probe").start_as_current_span("probe-span"):
         pass
     await telemetry.flush()
