@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.payee import PayeeResolver, PayeeUnknown
-from ledger import AttemptRecord, Ledger, LedgerUnavailable, NewBillRefused
+from ledger import AttemptRecord, IllegalTransition, Ledger, LedgerUnavailable, NewBillRefused
 from payouts import failures, log_context
 from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
@@ -83,6 +83,9 @@ class BillActivities:
                 type=failures.BILL_MAY_BE_LIVE,
                 non_retryable=True,
             ) from None
+        except IllegalTransition as exc:
+            # The payout waits for a callback or a person, or is settled: no bill from here.
+            raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from None
         outcome = await self._client.send(request)
         return await self._settle(inp, attempt, outcome)
 

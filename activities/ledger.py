@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import exc as sa_exc
 from temporalio import activity
@@ -22,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from ledger import IllegalTransition, Ledger, LedgerUnavailable, ReserveRequest
 from payouts import failures, metrics
+from payouts.calendar import business_day
 from payouts.models import (
     CallbackSignal,
     EscalateInput,
@@ -33,20 +33,15 @@ from payouts.models import (
     ReserveOutput,
     TransitionInput,
 )
+from payouts.rejection import RejectionReason
 from payouts.settings import LedgerSettings
 from payouts.status import PayoutStatus
 
-BUSINESS_TZ = ZoneInfo("Europe/Kyiv")
 _CLOCK_SKEW = timedelta(minutes=5)
 _log = logging.getLogger("payouts.activities.ledger")
 
 
-def business_day(now: datetime) -> date:
-    """Limits reset at midnight in Kyiv, where the shoppers are."""
-    return now.astimezone(BUSINESS_TZ).date()
-
-
-def _not_eligible(reason: str) -> ReserveOutput:
+def _not_eligible(reason: RejectionReason) -> ReserveOutput:
     metrics.record_payout_outcome(PayoutStatus.REJECTED, reason)
     return ReserveOutput(accepted=False, reason=reason)
 
@@ -78,9 +73,9 @@ class LedgerActivities:
         now = datetime.now(UTC)
         accepted_at = req.accepted_at if req.accepted_at.tzinfo else req.accepted_at.replace(tzinfo=UTC)
         if accepted_at > now + _CLOCK_SKEW:
-            return _not_eligible("not_eligible:accepted_in_future")
+            return _not_eligible(RejectionReason.ACCEPTED_IN_FUTURE)
         if now - accepted_at > self._eligibility:
-            return _not_eligible("not_eligible:receipt_too_old")
+            return _not_eligible(RejectionReason.RECEIPT_TOO_OLD)
         reservation = ReserveRequest(
             payout_id=inp.payout_id,
             receipt_id=req.receipt_id,
@@ -91,11 +86,12 @@ class LedgerActivities:
             amount_kopecks=req.amount_kopecks,
             currency=req.currency,
             payee_id=req.payee_id,
-            owner=inp.owner,
+            owner=inp.owner or inp.payout_id,
             business_day=business_day(now),
             user_daily_limit=self._limits.user_daily_limit,
             daily_budget_kopecks=self._limits.daily_budget_kopecks,
             max_payout_kopecks=self._limits.max_payout_kopecks,
+            language=req.language,
         )
         try:
             async with _outages_counted("reserve"):
@@ -117,6 +113,7 @@ class LedgerActivities:
 
     @activity.defn(name="ledger.transition")
     async def transition(self, inp: TransitionInput) -> None:
+        cb = inp.callback
         async with _outages_counted("transition"):
             news = await self._changes_status(inp.payout_id, inp.to_status)
             try:
@@ -124,16 +121,19 @@ class LedgerActivities:
                     inp.payout_id,
                     inp.to_status,
                     reason=inp.reason,
-                    portmone_status=inp.portmone_status,
-                    error_code=inp.error_code,
-                    error_description=inp.error_description,
+                    portmone_status=inp.portmone_status or (cb.bill_status if cb else None),
+                    error_code=inp.error_code or (cb.error_code if cb else None),
+                    error_description=inp.error_description or (cb.error_description if cb else None),
                 )
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
             if news:
                 metrics.record_payout_outcome(inp.to_status, inp.reason)
-            if inp.processed_callback_id is not None:
-                await self._ledger.mark_callback_processed(inp.processed_callback_id)
+            processed = inp.processed_callback_id
+            if processed is None and cb is not None:
+                processed = cb.callback_id
+            if processed is not None:
+                await self._ledger.mark_callback_processed(processed)
 
     @activity.defn(name="ledger.escalate")
     async def escalate(self, inp: EscalateInput) -> EscalateOutput:

@@ -11,9 +11,9 @@ import logging
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.analytics import AnalyticsSink
-from activities.telegram import TelegramClient, TelegramError
-from activities.texts import reminder_text, user_text
+from notify.analytics import AnalyticsSink
+from notify.telegram import TelegramClient, TelegramError
+from notify.texts import reminder_text, user_text
 from payouts import metrics
 from payouts.escalation import is_known
 from payouts.models import AnalyticsEvent, NotifyInput, NotifyOutput, ReminderInput

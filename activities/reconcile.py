@@ -18,11 +18,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import reconcile_report
-from activities.ledger import BUSINESS_TZ
 from activities.reconcile_buckets import MISSING, WorkflowState, build
 from ledger import Ledger
 from payouts import metrics
 from payouts import search_attributes as sa
+from payouts.calendar import BUSINESS_TZ
 from payouts.models import ReconcileOutput, ReconcileRequest
 
 WorkflowLookup = Callable[[Sequence[str]], Awaitable[dict[str, WorkflowState]]]

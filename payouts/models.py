@@ -89,6 +89,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# The payout workflow's type name, and the earlier type still registered while its payouts drain
+# (workflows/legacy). Starters and searches use these names; nothing imports the workflow classes.
+PAYOUT_WORKFLOW_TYPE = "ReceiptPayout"
+PAYOUT_WORKFLOW_TYPES = (PAYOUT_WORKFLOW_TYPE, "ReceiptPayoutWorkflow")
+
+
 def payout_workflow_id(receipt_id: str) -> str:
     """Workflow id and ledger payout id: `payout-{receipt_id}`; holds no personal data."""
     return f"payout-{receipt_id}"
@@ -156,6 +162,10 @@ class CallbackSignal(_Model):
     # What the callback means (portmone converts); None in signals sent before verdicts existed.
     verdict: Verdict | None = None
 
+    def error_text(self) -> str:
+        """Portmone's error as shown to operators (`last_error`)."""
+        return f"Portmone: {self.error_code or 'none'} {self.error_description or ''}".strip()
+
     @classmethod
     def from_stored(cls, stored: Any) -> CallbackSignal:
         """From a ledger CallbackRecord (duck-typed: payouts does not import the ledger)."""
@@ -199,7 +209,9 @@ class PayoutView(_Model):
 
 class ReserveInput(_Model):
     payout_id: str
-    owner: str
+    # Who holds the reservation: the workflow id, which is the payout id (so a reset or continued run
+    # is the same payout, not a duplicate); the first workflow type passed it explicitly.
+    owner: str | None = None
     request: PayoutRequest
 
 
@@ -262,6 +274,9 @@ class TransitionInput(_Model):
     error_code: str | None = None
     error_description: str | None = None
     processed_callback_id: int | None = None
+    # The callback that decided this step: its status and error are recorded with it, and it is
+    # marked processed (the explicit fields above are how the first workflow type passed them).
+    callback: CallbackSignal | None = None
 
 
 class ReminderInput(_Model):
@@ -312,6 +327,8 @@ class AnalyticsEvent(_Model):
     amount_kopecks: int
     status: PayoutStatus
     reason: str | None = None
+    # The payout event it reports (payouts.events), when it came through the outbox: consumers drop repeats.
+    event_id: str | None = None
 
 
 class PayoutPolicy(_Model):

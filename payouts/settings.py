@@ -311,6 +311,19 @@ class TelemetrySettings(BaseSettings):
         return {key.strip(): value.strip() for key, _, value in pairs if key.strip()}
 
 
+class OutboxSettings(BaseSettings):
+    """The relay in every worker that delivers payout events (user messages, analytics) from the ledger."""
+
+    model_config = _config("OUTBOX_")
+
+    relay_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    # A claimed batch is the relay's for this long; it hands back what it has not tried by half of it.
+    lease_seconds: float = Field(default=60.0, ge=5)
+    retry_first_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+
+
 class SandboxSettings(BaseSettings):
     model_config = _config("SANDBOX_")
 
@@ -340,6 +353,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @model_validator(mode="after")
@@ -460,13 +474,34 @@ def _check_webhook(s: Settings) -> list[str]:
     ):
         if any(len(secret) < _MIN_SECRET_CHARS for secret in secrets):
             out.append(f"{name}: every secret must be at least {_MIN_SECRET_CHARS} characters")
-    if not (w.callback_secret_list() or w.allowed_networks() or w.client_fingerprints()):
-        out.append(
-            "no Portmone callback authentication is configured (the callback endpoint would accept anyone): set "
-            "WEBHOOK_CALLBACK_HMAC_SECRETS, WEBHOOK_CALLBACK_ALLOWED_CIDRS and/or WEBHOOK_TLS_CLIENT_FINGERPRINTS"
-        )
+    problem = callback_auth_problem(w)
+    if problem:
+        out.append(problem)
     out.extend(_check_tls(s))
     return out
+
+
+def callback_auth_problem(w: WebhookSettings) -> str | None:
+    """Why Portmone callbacks would be believed from anyone (no check configured), or None.
+
+    Production refuses it twice: `require` lists it before anything connects, and the webhook's
+    callback verifier refuses to be built with it (webhook.callback_auth)."""
+    if w.callback_secret_list() or w.allowed_networks() or w.client_fingerprints():
+        return None
+    return (
+        "no Portmone callback authentication is configured (the callback endpoint would accept anyone): set "
+        "WEBHOOK_CALLBACK_HMAC_SECRETS, WEBHOOK_CALLBACK_ALLOWED_CIDRS and/or WEBHOOK_TLS_CLIENT_FINGERPRINTS"
+    )
+
+
+def client_certificate_problem(w: WebhookSettings) -> str | None:
+    """Why the configured client-certificate fingerprints could never be seen, or None (any mode)."""
+    if w.client_fingerprints() and (w.tls_cert_path is None or w.tls_client_ca_path is None):
+        return (
+            "WEBHOOK_TLS_CLIENT_FINGERPRINTS needs HTTPS with client certificates: set WEBHOOK_TLS_CERT_PATH, "
+            "WEBHOOK_TLS_KEY_PATH and WEBHOOK_TLS_CLIENT_CA_PATH"
+        )
+    return None
 
 
 def _check_tls(s: Settings) -> list[str]:
@@ -482,11 +517,9 @@ def _check_tls(s: Settings) -> list[str]:
             out.append(f"{name} points to no file: {path}")
     if (w.tls_cert_path is None) != (w.tls_key_path is None):
         out.append("WEBHOOK_TLS_CERT_PATH and WEBHOOK_TLS_KEY_PATH go together (HTTPS needs both)")
-    if w.client_fingerprints() and (w.tls_cert_path is None or w.tls_client_ca_path is None):
-        out.append(
-            "WEBHOOK_TLS_CLIENT_FINGERPRINTS needs HTTPS with client certificates: set WEBHOOK_TLS_CERT_PATH, "
-            "WEBHOOK_TLS_KEY_PATH and WEBHOOK_TLS_CLIENT_CA_PATH"
-        )
+    problem = client_certificate_problem(w)
+    if problem:
+        out.append(problem)
     return out
 
 

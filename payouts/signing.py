@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -76,7 +77,7 @@ def verify(
     timestamp: str | None,
     signature: str | None,
     body: bytes,
-    secrets: list[str],
+    secrets: Sequence[str],
     window_seconds: int = DEFAULT_WINDOW_SECONDS,
     now: float | None = None,
 ) -> SignatureCheck:

@@ -24,3 +24,33 @@ def payouts(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> 
     return subprocess.run(
         [sys.executable, "-m", "console.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+def suggested_commands(text: str) -> list[list[str]]:
+    """Every `payouts …` command a piece of output suggests: spans in backticks, indented lines, and what
+    follows "Next:"."""
+    import re
+    import shlex
+
+    found = [m.group(1) for m in re.finditer(r"`(payouts [^`]*)`", text)]
+    lines = text.splitlines()
+    found += [line.strip() for line in lines if line.startswith(" ") and line.strip().startswith("payouts ")]
+    found += [line.split("Next: ", 1)[1] for line in lines if "Next: payouts " in line]
+    return [shlex.split(command) for command in found]
+
+
+def parse_error(argv: list[str]) -> str | None:
+    """What the real `payouts` parser says of `argv` (without the leading `payouts`); None when it parses."""
+    import contextlib
+    import io
+
+    from console.cli import _parser
+
+    assert argv[0] == "payouts", argv
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            _parser().parse_args(argv[1:])
+    except SystemExit:
+        return err.getvalue().strip() or "exit"
+    return None

@@ -41,6 +41,15 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
+async def isolated_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A second time-skipping server, shared by tests/webhook, tests/payouts and tests/security
+    (tests/stack_fixtures.py): they leave payouts waiting in manual review, whose timers would hold
+    the first server's clock."""
+    async with time_skipping_server() as environment:
+        yield environment
+
+
+@pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     async with dev_server() as environment:
         yield environment

@@ -4,6 +4,7 @@ real workers, on whichever Temporal the test brings (time-skipping test server o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -18,8 +19,8 @@ from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.analytics import MemorySink
 from ledger import Ledger, upgrade
+from notify.analytics import MemorySink
 from payouts import devdefaults
 from payouts.models import PayoutView, payout_workflow_id
 from payouts.msisdn import vault_from_settings
@@ -51,8 +52,8 @@ from tests.faults import (
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
-from workers.registry import build_workers
-from workflows.receipt_payout import ReceiptPayoutWorkflow
+from workers.registry import build_workers, relay_running
+from workflows.receipt_payout import ReceiptPayout
 
 # Operator code 00 does not exist in Ukraine: valid in form, nobody's phone.
 TEST_PHONE = "380001234567"
@@ -186,7 +187,7 @@ class Stack:
         resp = await self.post_receipt(body)
         assert resp.status_code == 202, resp.text
         self.started.append(payout_workflow_id(body["receipt_id"]))
-        return self.client.get_workflow_handle_for(ReceiptPayoutWorkflow.run, payout_workflow_id(body["receipt_id"]))
+        return self.client.get_workflow_handle_for(ReceiptPayout.run, payout_workflow_id(body["receipt_id"]))
 
     # ---- callbacks (signed as the sandbox signs them) --------------------------------------------
 
@@ -256,7 +257,10 @@ async def running_stack(
     workers: bool = True,
     ledger_settings: LedgerSettings | None = None,
     portmone_password: str = devdefaults.DEV_PORTMONE_PASSWORD,
+    relay: bool = False,
 ) -> AsyncIterator[Stack]:
+    """The stack; `relay=True` also runs the outbox relay, as `payouts worker` does (off by default while
+    the payout workflow still sends the user's messages and analytics itself)."""
     sandbox_port, webhook_port = free_port(), free_port()
     settings = stack_settings(
         tmp,
@@ -289,7 +293,10 @@ async def running_stack(
     http = httpx.AsyncClient(timeout=10)
     crashing = cast(PortmoneClient, CrashingPortmone(portmone, faults.client))
     try:
-        async with activity_set(settings, sink, ledger=faulty_ledger, portmone=crashing) as activities:
+        async with (
+            activity_set(settings, sink, ledger=faulty_ledger, portmone=crashing) as activities,
+            relay_running(activities) if relay else contextlib.nullcontext(),
+        ):
             running = []
             if workers:
                 for worker in build_workers(

@@ -98,7 +98,8 @@ def test_submit_without_a_webhook_says_so(tmp_path: Path) -> None:
         "--webhook-url", f"http://127.0.0.1:{free_port()}", env=clean_env(), cwd=tmp_path,
     )
     assert result.returncode == 1
-    assert "cannot reach the webhook" in result.stderr
+    assert "the webhook is not answering at http://127.0.0.1:" in result.stderr and "`payouts dev`" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_sandbox_seed_flag_wins_over_the_setting_and_is_reported(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
 """`POST /portmone/callback`: authenticate, check, store, answer fast, signal.
 
-Authentication (webhook.auth_callback) comes first: a request that fails it gets 401/403 and is
-never parsed or stored. The callback is stored before it is acknowledged: a ledger that cannot
-store it answers 503 so Portmone tries again. Once stored, telling the workflow is our job: a signal
-that fails is redelivered by the sweep (webhook.redelivery). Storage is deduplicated by a hash of
-(bill, verdict, status, error code); the workflow dedupes signals too, so a repeat is harmless.
+Authentication (webhook.callback_auth, built once at start-up) comes first: a request that fails it
+gets 401/403 (webhook.refusal) and is never parsed or stored. The callback is stored before it is
+acknowledged: a ledger that cannot store it answers 503 so Portmone tries again. Once stored,
+telling the workflow is our job: a signal that fails is redelivered by the sweep (webhook.redelivery).
+Storage is deduplicated by a hash of (bill, verdict, status, error code); the workflow dedupes
+signals too, so a repeat is harmless.
 
 A callback for a bill id we never learnt (bills.create committed, its answer lost) is routed by what
 it echoes — the receipt in the comment, the amount and the phone — when that names exactly one
@@ -24,14 +25,13 @@ from payouts.models import receipt_in_comment
 from payouts.msisdn import is_valid_msisdn
 from portmone import Rsp, XmlRejected, mask_phones, parse_rsp, redact_xml
 from portmone.protocol import callback_verdict
-from webhook.auth_callback import check_callback_signature, check_peer
-from webhook.auth_failures import Endpoint, Refusal, refuse
 from webhook.body import BodyRefused, read_body
 from webhook.callback_latency import observe_callback_latency
 from webhook.deps import WebhookDeps
 from webhook.errors import error
 from webhook.keys import DEPS
 from webhook.redelivery import Told, signal_stored
+from webhook.refusal import Endpoint, Refused, refuse
 
 _XML_TYPES = {"application/xml", "text/xml"}
 _ACK = '<?xml version="1.0" encoding="utf-8"?>\n<rsp status="ok"/>\n'
@@ -49,25 +49,27 @@ def _ack(status: int = 200) -> web.Response:
     return web.Response(text=_ACK, status=status, content_type="text/xml", charset="utf-8")
 
 
-def _unauthorized(refusal: Refusal) -> web.Response:
+def _unauthorized(refused: Refused) -> web.Response:
     metrics.record_callback("unauthorized")
-    return refuse(Endpoint.CALLBACK, refusal)
+    return refuse(Endpoint.CALLBACK, refused)
 
 
 async def portmone_callback(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    refusal = check_peer(request, deps.settings)
-    if refusal is not None:
-        return _unauthorized(refusal)
+    try:
+        deps.callback_auth.check_peer(request)
+    except Refused as refused:
+        return _unauthorized(refused)
     limit = deps.settings.webhook.max_body_bytes
     try:
         raw = await read_body(request, limit=limit, timeout=deps.settings.webhook.body_timeout_seconds)
     except BodyRefused as exc:
         metrics.record_callback("rejected")
         return exc.response()
-    refusal = check_callback_signature(request, raw, deps.settings)
-    if refusal is not None:
-        return _unauthorized(refusal)
+    try:
+        deps.callback_auth.check_body(request, raw)
+    except Refused as refused:
+        return _unauthorized(refused)
     if request.content_type not in _XML_TYPES:
         metrics.record_callback("rejected")
         return error(415, "send the callback as application/xml or text/xml")

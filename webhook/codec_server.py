@@ -25,9 +25,9 @@ from temporalio.api.common.v1 import Payload, Payloads
 from payouts.codec import AesGcmCodec, CodecError
 from payouts.settings import Settings
 from payouts.temporal_client import payload_codec
-from webhook.auth_failures import Endpoint, Reason, Refusal, refuse
 from webhook.body import BodyRefused, read_body
 from webhook.errors import error
+from webhook.refusal import Endpoint, Reason, Refused, refuse
 
 ENCODE_PATH = "/codec/encode"
 DECODE_PATH = "/codec/decode"
@@ -57,16 +57,17 @@ class CodecServer:
             "Vary": "Origin",
         }
 
-    def _origin_refusal(self, request: web.Request) -> Refusal | None:
+    def _check_origin(self, request: web.Request, *, required: bool = False) -> None:
+        """A browser's `Origin` must be allowed; a request without one (CLI, curl) passes unless `required`."""
         origin = request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") not in self._origins:
-            return Refusal(403, Reason.ORIGIN_NOT_ALLOWED, "origin not allowed")
-        return None
+        if (origin is None and required) or (origin is not None and origin.rstrip("/") not in self._origins):
+            raise Refused(403, Reason.ORIGIN_NOT_ALLOWED, "origin not allowed")
 
     async def preflight(self, request: web.Request) -> web.Response:
-        refusal = self._origin_refusal(request)
-        if refusal is not None or "Origin" not in request.headers:
-            return refuse(Endpoint.CODEC, refusal or Refusal(403, Reason.ORIGIN_NOT_ALLOWED, "origin not allowed"))
+        try:
+            self._check_origin(request, required=True)
+        except Refused as refused:
+            return refuse(Endpoint.CODEC, refused)
         headers = {
             **self._cors_headers(request),
             "Access-Control-Allow-Methods": ALLOWED_METHODS,
@@ -77,23 +78,21 @@ class CodecServer:
 
     # ---- authorization ---------------------------------------------------------------------
 
-    def _auth_refusal(self, request: web.Request) -> Refusal | None:
-        origin = self._origin_refusal(request)
-        if origin is not None:
-            return origin
+    def _authorize(self, request: web.Request) -> None:
+        """Pass, or raise Refused."""
+        self._check_origin(request)
         if not self._token:
             if self._settings.is_dev:
-                return None
-            return Refusal(403, Reason.NOT_CONFIGURED, "codec server disabled: WEBHOOK_CODEC_TOKEN is not set")
+                return
+            raise Refused(403, Reason.NOT_CONFIGURED, "codec server disabled: WEBHOOK_CODEC_TOKEN is not set")
         given = request.headers.get("Authorization")
         if not given:
-            return Refusal(401, Reason.CREDENTIALS_MISSING, "missing bearer token")
+            raise Refused(401, Reason.CREDENTIALS_MISSING, "missing bearer token")
         if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
-            return Refusal(401, Reason.TOKEN_MISMATCH, "wrong bearer token")
+            raise Refused(401, Reason.TOKEN_MISMATCH, "wrong bearer token")
         namespace = request.headers.get("X-Namespace")
         if namespace is not None and namespace != self._settings.temporal.namespace:
-            return Refusal(403, Reason.NAMESPACE_NOT_SERVED, "this codec server does not serve that namespace")
-        return None
+            raise Refused(403, Reason.NAMESPACE_NOT_SERVED, "this codec server does not serve that namespace")
 
     # ---- handlers --------------------------------------------------------------------------
 
@@ -107,9 +106,10 @@ class CodecServer:
         self, request: web.Request, transform: Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
     ) -> web.Response:
         cors = self._cors_headers(request)
-        refusal = self._auth_refusal(request)
-        if refusal is not None:
-            return refuse(Endpoint.CODEC, refusal, cors)
+        try:
+            self._authorize(request)
+        except Refused as refused:
+            return refuse(Endpoint.CODEC, refused, cors)
         answer = await self._transform(request, transform)
         answer.headers.update(cors)
         return answer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from temporalio.client import Client
 
@@ -10,6 +10,8 @@ from ledger import Ledger
 from payouts.models import PayoutPolicy
 from payouts.msisdn import MsisdnVault
 from payouts.settings import Settings
+from webhook.callback_auth import CallbackVerifier
+from webhook.intake_auth import IntakeVerifier
 
 
 @dataclass
@@ -18,6 +20,14 @@ class WebhookDeps:
     ledger: Ledger
     temporal: Client
     vault: MsisdnVault
+    # Built from `settings` here, once: a request never re-reads the secrets, networks or fingerprints.
+    # A production webhook without any callback check is refused here (ConfigError).
+    callback_auth: CallbackVerifier = field(init=False)
+    intake_auth: IntakeVerifier = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.callback_auth = CallbackVerifier.from_settings(self.settings)
+        self.intake_auth = IntakeVerifier.from_settings(self.settings)
 
     @property
     def policy(self) -> PayoutPolicy:

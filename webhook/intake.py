@@ -13,17 +13,15 @@ from temporalio.service import RPCError
 
 from payouts import log_context
 from payouts import search_attributes as sa
-from payouts.models import PayoutRequest, PayoutWorkflowInput, payout_workflow_id
+from payouts.models import PAYOUT_WORKFLOW_TYPE, PayoutRequest, PayoutWorkflowInput, payout_workflow_id
 from payouts.msisdn import MsisdnError, mask_msisdn
 from payouts.workflow_text import static_summary
-from webhook.auth_failures import Endpoint, refuse
-from webhook.auth_intake import check_intake
 from webhook.body import BodyRefused, read_body
 from webhook.deps import WebhookDeps
 from webhook.errors import error, validation_error
 from webhook.intake_model import AcceptedReceipt
 from webhook.keys import DEPS
-from workflows.receipt_payout import ReceiptPayoutWorkflow
+from webhook.refusal import Endpoint, Refused, refuse
 
 _log = logging.getLogger("payouts.webhook.intake")
 
@@ -36,9 +34,10 @@ async def accept_receipt(request: web.Request) -> web.Response:
         raw = await read_body(request, limit=limits.max_body_bytes, timeout=limits.body_timeout_seconds)
     except BodyRefused as exc:
         return exc.response()
-    refusal = check_intake(request, raw, deps.settings)
-    if refusal is not None:
-        return refuse(Endpoint.INTAKE, refusal)
+    try:
+        deps.intake_auth.check(request, raw)
+    except Refused as refused:
+        return refuse(Endpoint.INTAKE, refused)
     if request.content_type != "application/json":
         return error(415, "send the receipt as application/json")
     try:
@@ -63,7 +62,7 @@ async def accept_receipt(request: web.Request) -> web.Response:
     log_context.bind(telegram_id=receipt.telegram_id, **log_context.ids_of_workflow(workflow_id))
     try:
         await deps.temporal.start_workflow(
-            ReceiptPayoutWorkflow.run,
+            PAYOUT_WORKFLOW_TYPE,
             PayoutWorkflowInput(request=payout_request, policy=deps.policy),
             id=workflow_id,
             task_queue=deps.settings.temporal.task_queue,

@@ -1,4 +1,5 @@
-"""Build the worker's dependencies from settings, and close them again."""
+"""Build the worker's dependencies from settings, and close them again: the activities, and the relay
+that delivers payout events to the channels listed in `event_channels`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from datetime import timedelta
 
 import httpx
 
-from activities.analytics import AnalyticsSink, LogSink
 from activities.bill import BillActivities
 from activities.ledger import LedgerActivities
 from activities.notify import NotifyActivities
@@ -16,12 +16,23 @@ from activities.payee import PayeeResolver
 from activities.reconcile import ReconcileActivities
 from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
-from activities.telegram import TelegramClient
 from ledger import Ledger
+from notify import AnalyticsChannel, AnalyticsSink, LogSink, Relay, TelegramChannel, TelegramClient
+from payouts.events import EventChannel
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings
 from portmone import PortmoneClient
 from workers.registry import ActivitySet
+
+
+def event_channels(
+    settings: Settings, *, ledger: Ledger, telegram: TelegramClient | None, sink: AnalyticsSink
+) -> list[EventChannel]:
+    """Where payout events go, one line per channel (the relay delivers to each on its own)."""
+    channels: list[EventChannel] = [AnalyticsChannel(sink)]
+    if telegram is not None:
+        channels.append(TelegramChannel(telegram, ledger))
+    return channels
 
 
 @asynccontextmanager
@@ -32,7 +43,8 @@ async def activity_set(
     ledger: Ledger | None = None,
     portmone: PortmoneClient | None = None,
 ) -> AsyncIterator[ActivitySet]:
-    """Everything the activities need, opened once per worker process and closed on the way out.
+    """Everything the activities and the relay need, opened once per worker process and closed on the way
+    out. The relay is built, not started (`activities.relay.running()`).
 
     A `ledger` or `portmone` client given by the caller is used as it is (and left open)."""
     async with AsyncExitStack() as stack:
@@ -51,6 +63,8 @@ async def activity_set(
         if token:
             telegram = TelegramClient(settings.telegram.api_base, token, timeout=settings.telegram.timeout_seconds)
             stack.push_async_callback(telegram.aclose)
+        sink = sink or LogSink()
+        channels = event_channels(settings, ledger=ledger, telegram=telegram, sink=sink)
         yield ActivitySet(
             ledger=LedgerActivities(ledger, settings.ledger, settings.payout.eligibility_days),
             bill=BillActivities(
@@ -59,7 +73,7 @@ async def activity_set(
             telecom=TelecomActivities(
                 settings.telecom.api_url, settings.telecom.api_token.get_secret_value(), vault, http
             ),
-            notify=NotifyActivities(telegram, sink or LogSink(), settings.telegram.operators_chat_id),
+            notify=NotifyActivities(telegram, sink, settings.telegram.operators_chat_id),
             reconcile=ReconcileActivities(
                 ledger,
                 settings.reconcile.report_dir or settings.data_dir / "reports",
@@ -69,4 +83,5 @@ async def activity_set(
                 active_days=settings.reconcile.active_days,
             ),
             retention=RetentionActivities(ledger, settings.ledger.archive_retention_days),
+            relay=Relay.from_settings(ledger, channels, settings.outbox),
         )

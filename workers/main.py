@@ -1,4 +1,5 @@
-"""`payouts worker`: run both workers until SIGTERM/SIGINT, letting in-flight activities finish.
+"""`payouts worker`: run both workers and the outbox relay until SIGTERM/SIGINT, letting in-flight
+activities (and the event in hand) finish.
 
 Telemetry comes first (the Temporal client's runtime exports the SDK metrics through it); `/metrics`
 is served on WORKER_METRICS_PORT unless Prometheus export is off.
@@ -17,7 +18,7 @@ from payouts.temporal_client import connect
 from workers.deps import activity_set
 from workers.http import start_worker_http
 from workers.ledger_gauges import refresh_forever
-from workers.registry import build_workers
+from workers.registry import build_workers, relay_running
 
 _log = logging.getLogger("payouts.worker")
 
@@ -35,7 +36,7 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with activity_set(settings) as activities:
+        async with activity_set(settings) as activities, relay_running(activities):
             gauges = asyncio.create_task(
                 refresh_forever(activities.ledger.ledger, settings.worker.ledger_gauges_interval_seconds)
             )

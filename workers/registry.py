@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,13 +18,17 @@ from activities.notify import NotifyActivities
 from activities.reconcile import ReconcileActivities
 from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
+from notify import Relay
 from payouts.log_context import ActivityLogContext
 from workflows.archive_retention import ArchiveRetentionWorkflow
+from workflows.legacy.receipt_payout_v1 import ReceiptPayoutWorkflowV1
 from workflows.payout_calls import NOTIFY_TASK_QUEUE
-from workflows.receipt_payout import ReceiptPayoutWorkflow
+from workflows.receipt_payout import ReceiptPayout
 from workflows.reconciliation import ReconciliationWorkflow
 
-WORKFLOWS: Sequence[type] = (ReceiptPayoutWorkflow, ReconciliationWorkflow, ArchiveRetentionWorkflow)
+# ReceiptPayoutWorkflowV1 stays registered until its payouts drain (workflows/legacy/__init__.py).
+WORKFLOWS: Sequence[type] = (ReceiptPayout, ReceiptPayoutWorkflowV1, ReconciliationWorkflow, ArchiveRetentionWorkflow)
+_log = logging.getLogger("payouts.worker")
 
 
 @dataclass
@@ -34,6 +40,8 @@ class ActivitySet:
     # Scheduled maintenance (reconciliation, archive retention); on the payouts task queue.
     reconcile: ReconcileActivities | None = None
     retention: RetentionActivities | None = None
+    # Delivers the ledger's payout events (user messages, analytics) beside the workers; not an activity.
+    relay: Relay | None = None
 
     def payout_activities(self) -> list[Callable[..., Any]]:
         return [
@@ -88,3 +96,14 @@ def build_workers(
         **{k: v for k, v in worker_kwargs.items() if k != "workflow_failure_exception_types"},
     )
     return [payouts, notify]
+
+
+@asynccontextmanager
+async def relay_running(activities: ActivitySet) -> AsyncIterator[None]:
+    """The outbox relay beside the workers: started before them, stopped after them."""
+    if activities.relay is None:
+        yield
+        return
+    async with activities.relay.running():
+        _log.info("outbox relay delivering to %s", ", ".join(c.name for c in activities.relay.channels))
+        yield

@@ -8,7 +8,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.retention import RetentionActivities
     from payouts.models import RetentionOutput
 
 
@@ -16,8 +15,9 @@ with workflow.unsafe.imports_passed_through():
 class ArchiveRetentionWorkflow:
     @workflow.run
     async def run(self) -> RetentionOutput:
-        out = await workflow.execute_activity_method(
-            RetentionActivities.prune,
+        out: RetentionOutput = await workflow.execute_activity(
+            "archive.prune",
+            result_type=RetentionOutput,
             start_to_close_timeout=timedelta(minutes=30),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=30), maximum_attempts=5),
             summary="delete exchange-archive rows older than LEDGER_ARCHIVE_RETENTION_DAYS",

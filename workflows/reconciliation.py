@@ -13,8 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ledger import business_day
-    from activities.reconcile import ReconcileActivities
+    from payouts.calendar import business_day
     from payouts.models import ReconcileInput, ReconcileOutput, ReconcileRequest
 
 
@@ -24,9 +23,10 @@ class ReconciliationWorkflow:
     async def run(self, inp: ReconcileInput) -> ReconcileOutput:
         day = inp.report_day or business_day(workflow.now()) - timedelta(days=1)
         workflow.set_current_details(f"**Reconciliation** of {day.isoformat()}: comparing the ledger and workflows…")
-        out = await workflow.execute_activity_method(
-            ReconcileActivities.run,
+        out: ReconcileOutput = await workflow.execute_activity(
+            "reconcile.run",
             ReconcileRequest(report_day=day),
+            result_type=ReconcileOutput,
             start_to_close_timeout=timedelta(minutes=20),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=10), maximum_attempts=5),
             summary=f"reconcile {day.isoformat()}: ledger vs workflows vs callbacks, write JSON + CSV",

@@ -7,27 +7,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
+import shlex
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from console.devstate import add_dev_arguments, dev_data_dir, dev_flags
+from console.ending import end
 from console.ops import decide, queue, table, timeline
 from console.ops.context import Ops, OpsError, ops_context, settings_for
 from console.ops.durations import format_age, parse_duration
 from console.ops.export import queue_csv
+from console.reach import Unreachable
 from ledger import LedgerError
 from payouts.models import payout_workflow_id
 from payouts.money import format_amount
-
-
-def _dev_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dev", action="store_true",
-                   help="fill unset settings with `payouts dev`'s defaults (talk to a local dev stack)")
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
@@ -39,7 +37,7 @@ def _filters(p: argparse.ArgumentParser) -> None:
 
 def _decision(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
-    _dev_flag(p)
+    add_dev_arguments(p)
     p.add_argument("payout", help="payout id (payout-<receipt>) or receipt id")
     p.add_argument("--operator", default=os.environ.get("PAYOUTS_OPERATOR", ""),
                    help="who decides (default: $PAYOUTS_OPERATOR); recorded in the ledger")
@@ -54,11 +52,11 @@ def add_parsers(sub: Any) -> None:
     ops_sub = ops.add_subparsers(dest="ops_command", required=True)
 
     ls = ops_sub.add_parser("list", help="the manual-review queue as a table, oldest first")
-    _dev_flag(ls)
+    add_dev_arguments(ls)
     _filters(ls)
 
     show = ops_sub.add_parser("show", help="one payout: ledger, workflow and a merged timeline")
-    _dev_flag(show)
+    add_dev_arguments(show)
     show.add_argument("payout", help="payout id (payout-<receipt>) or receipt id")
 
     confirm_help = ("required while `ops show` lists bills that may hold money: you checked Portmone's cabinet, "
@@ -71,23 +69,31 @@ def add_parsers(sub: Any) -> None:
         "--confirm-no-bill-at-portmone", action="store_true", help=confirm_help)
 
     export = ops_sub.add_parser("export", help="the manual-review queue as CSV")
-    _dev_flag(export)
+    add_dev_arguments(export)
     _filters(export)
     export.add_argument("--output", type=Path, help="write to this file instead of stdout")
 
     schedules = sub.add_parser("schedules", help="create or update the Temporal Schedules (reconciliation, "
                                                  "archive retention); safe to repeat")
-    _dev_flag(schedules)
+    add_dev_arguments(schedules)
 
 
 def payout_id_of(text: str) -> str:
     return text if text.startswith("payout-") else payout_workflow_id(text)
 
 
+def connection_flags(args: argparse.Namespace) -> list[str]:
+    """What a suggested command needs to reach the same stack as this one."""
+    return dev_flags(dev_data_dir(args.data_dir)) if args.dev else []
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = settings_for(args.dev)
+    settings = settings_for(args.dev, args.data_dir)
     try:
         code = asyncio.run(_run(args, settings))
+    except Unreachable as exc:
+        print("\n".join(f"error: {problem}" for problem in exc.problems), file=sys.stderr)
+        code = 1
     except (OpsError, LedgerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
@@ -95,26 +101,7 @@ def run(args: argparse.Namespace) -> int:
         problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
         print(f"error: {problems}", file=sys.stderr)
         code = 1
-    if _is_cli_process():
-        _exit_now(code)
-    return code
-
-
-def _is_cli_process() -> bool:
-    """True when this process is the `payouts` command itself (console script or `python -m console.cli`)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    return Path(sys.argv[0]).name == "payouts" or getattr(spec, "name", None) == "console.cli"
-
-
-def _exit_now(code: int) -> None:
-    """End the process without interpreter teardown. The Temporal client's Rust threads can abort
-    CPython's finalization ("PyGILState_Release … finalizing", temporalio/sdk-python#300), which
-    would turn a finished command into a crash; the output is flushed first."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(code)
+    return end(code)
 
 
 async def _run(args: argparse.Namespace, settings: Any) -> int:
@@ -125,7 +112,7 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
         if command == "list":
             return await _list(ops, args)
         if command == "show":
-            print(await timeline.show(ops, payout_id_of(args.payout)))
+            print(await timeline.show(ops, payout_id_of(args.payout), connection_flags(args)))
             return 0
         if command == "export":
             return await _export(ops, args)
@@ -142,6 +129,13 @@ async def _list(ops: Ops, args: argparse.Namespace) -> int:
     if not items:
         print("no payouts in manual review" + (" matching the filters" if args.reason or args.min_age
                                                  or args.max_age else ""))
+        waiting = await queue.awaiting_callback(ops)
+        if waiting.count:
+            timeout = timedelta(seconds=ops.settings.payout.callback_timeout_seconds)
+            arrives = waiting.escalates_at(timeout)
+            when = f"; the oldest at about {arrives:%H:%M:%S} UTC" if arrives else ""
+            print(f"{waiting.count} payout(s) await Portmone's callback: without one, each comes here after the "
+                  f"callback timeout ({int(timeout.total_seconds())} s){when}")
         return 0
     rows = [
         [i.payout_id, i.receipt_id, f"{format_amount(i.amount_kopecks)} {i.currency}", i.reason or "—",
@@ -149,7 +143,8 @@ async def _list(ops: Ops, args: argparse.Namespace) -> int:
         for i in items
     ]
     print(table.render(["PAYOUT", "RECEIPT", "AMOUNT", "REASON", "IN REVIEW SINCE", "AGE", "BILL"], rows))
-    print(f"{len(items)} payout(s) in manual review. Next: payouts ops show <payout>")
+    show = shlex.join(["payouts", "ops", "show", items[0].payout_id, *connection_flags(args)])
+    print(f"{len(items)} payout(s) in manual review. Next: {show}")
     return 0
 
 

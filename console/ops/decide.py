@@ -7,7 +7,9 @@ fresh one, printed): sending the same id again returns the first answer and chan
 from __future__ import annotations
 
 import asyncio
+import shlex
 import uuid
+from collections.abc import Sequence
 
 from pydantic import BaseModel
 from temporalio.client import WorkflowUpdateFailedError
@@ -15,9 +17,31 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from console.ops.context import Ops, OpsError
+from console.reach import Unreachable, temporal_problem
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
 
 UPDATE_NAMES = {"retry": "retry", "mark-paid": "mark_paid", "cancel": "cancel"}
+CONFIRM_FLAG = "--confirm-no-bill-at-portmone"
+
+
+def suggested_commands(payout_id: str, flags: Sequence[str], *, confirm: bool) -> list[str]:
+    """The decision commands `ops show` offers, whole and ready to run once NAME, TEXT and REF are filled
+    in (`confirm`: the payout lists bills that may hold money, so retry and cancel need the flag)."""
+    who = ["--operator", "NAME", "--reason", "TEXT"]
+    confirmation = [CONFIRM_FLAG] if confirm else []
+    return [shlex.join(argv) for argv in (
+        ["payouts", "ops", "mark-paid", payout_id, *flags, *who, "--reference", "REF"],
+        ["payouts", "ops", "retry", payout_id, *flags, *who, *confirmation],
+        ["payouts", "ops", "cancel", payout_id, *flags, *who, *confirmation],
+    )]
+
+
+def in_cli_words(hint: str, payout_id: str, flags: Sequence[str]) -> str:
+    """An escalation hint (written for the Web UI's updates) with the command line's names: `mark_paid`
+    is `mark-paid` here, and `payouts ops show` needs the payout."""
+    for action, update in UPDATE_NAMES.items():
+        hint = hint.replace(f"`{update}`", f"`{action}`")
+    return hint.replace("`payouts ops show`", f"`{shlex.join(['payouts', 'ops', 'show', payout_id, *flags])}`")
 
 
 def new_update_id() -> str:
@@ -58,6 +82,8 @@ async def send(ops: Ops, payout_id: str, action: str, command: BaseModel, update
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise OpsError(f"{action} refused for {payout_id}: no running payout workflow ({exc.message})") from None
+        if exc.status == RPCStatusCode.UNAVAILABLE:
+            raise Unreachable([temporal_problem(ops.settings.temporal.address, exc)]) from None
         raise OpsError(f"{action} could not be delivered to {payout_id}: {exc.message}") from None
     except TimeoutError:
         raise OpsError(

@@ -12,8 +12,13 @@ from datetime import UTC, datetime, timedelta
 from console.ops.context import Ops
 from payouts import escalation
 from payouts import search_attributes as sa
+from payouts.models import PAYOUT_WORKFLOW_TYPES
+from payouts.status import PayoutStatus
 
-QUEUE_QUERY = 'WorkflowType="ReceiptPayoutWorkflow" AND PayoutStatus="MANUAL_REVIEW" AND ExecutionStatus="Running"'
+QUEUE_QUERY = (
+    f"WorkflowType IN ({', '.join(repr(t) for t in PAYOUT_WORKFLOW_TYPES)})"
+    ' AND PayoutStatus="MANUAL_REVIEW" AND ExecutionStatus="Running"'
+)
 
 
 @dataclass(frozen=True)
@@ -71,3 +76,22 @@ async def manual_queue(ops: Ops, keep: QueueFilter, now: datetime | None = None)
         if keep.keeps(item, now):
             items.append(item)
     return sorted(items, key=lambda i: (i.since, i.payout_id))
+
+
+@dataclass(frozen=True)
+class AwaitingCallback:
+    """Payouts the ledger holds as waiting for Portmone's callback: the manual queue's next arrivals."""
+
+    count: int
+    oldest_since: datetime | None
+
+    def escalates_at(self, callback_timeout: timedelta) -> datetime | None:
+        """When the oldest comes to the manual queue if no callback arrives."""
+        return None if self.oldest_since is None else self.oldest_since + callback_timeout
+
+
+async def awaiting_callback(ops: Ops) -> AwaitingCallback:
+    waiting = await ops.ledger.payouts_in_status(PayoutStatus.AWAITING_CALLBACK)
+    entered = await ops.ledger.entered_status_at([p.id for p in waiting])
+    since = [entered.get(p.id) or p.updated_at for p in waiting]
+    return AwaitingCallback(count=len(waiting), oldest_since=min(since, default=None))

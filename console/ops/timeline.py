@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ from temporalio.client import WorkflowExecutionDescription, WorkflowHandle, Work
 from temporalio.service import RPCError, RPCStatusCode
 
 from console.ops.context import Ops, OpsError
+from console.ops.decide import in_cli_words, suggested_commands
 from payouts import search_attributes as sa
 from payouts.escalation import operator_hint
 from payouts.models import PayoutView
@@ -114,7 +116,8 @@ async def _view(handle: WorkflowHandle[None, None]) -> PayoutView | None:
     return view
 
 
-async def show(ops: Ops, payout_id: str) -> str:
+async def show(ops: Ops, payout_id: str, flags: Sequence[str] = ()) -> str:
+    """The payout's story; the commands it suggests carry `flags` (how this command reached the stack)."""
     record = await ops.ledger.get_payout(payout_id)
     handle: WorkflowHandle[None, None] = ops.client.get_workflow_handle(payout_id)
     described = await _describe(handle)
@@ -143,13 +146,14 @@ async def show(ops: Ops, payout_id: str) -> str:
     in_review = (view.status if view else record.status if record else None) == PayoutStatus.MANUAL_REVIEW
     if in_review:
         reason_now = (view.escalation_reason if view else None) or (record.reason if record else None)
-        lines.append(f"operator can do now: {operator_hint(reason_now)}")
+        lines.append(f"operator can do now: {in_cli_words(operator_hint(reason_now), payout_id, flags)}")
         open_bills = await ops.ledger.open_bills(payout_id) if record is not None else []
         if open_bills:
-            lines.append("bills that may hold money (check each in Portmone's cabinet before retry or cancel):")
+            lines.append("bills that may hold money (check each in Portmone's cabinet before retry or cancel; "
+                         "confirm only when none can be paid):")
             lines += [f"  {bill.describe()}" for bill in open_bills]
-            lines.append(f"  when none can be paid: payouts ops retry|cancel {payout_id} --confirm-no-bill-at-portmone")
-        lines.append(f"  payouts ops retry|mark-paid|cancel {payout_id} --operator NAME --reason TEXT …")
+        lines.append("decide with one of (fill in NAME, TEXT, REF):")
+        lines += [f"  {command}" for command in suggested_commands(payout_id, flags, confirm=bool(open_bills))]
 
     entries = await _ledger_entries(ops, payout_id)
     if described is not None:

@@ -28,7 +28,7 @@ from payouts.settings import LedgerSettings, PayoutSettings
 from payouts.status import PayoutStatus as S
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import time_skipping_server
-from workflows.receipt_payout import MONEY_SAFETY_PATCH
+from workflows.legacy.receipt_payout_v1 import MONEY_SAFETY_PATCH
 
 HERE = Path(__file__).parent
 FOLDER = HERE / MONEY_SAFETY_PATCH

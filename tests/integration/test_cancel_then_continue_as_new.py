@@ -14,7 +14,7 @@ from tests.stack import Stack
 from webhook.deps import WebhookDeps
 from webhook.intake import to_payout_request
 from webhook.intake_model import AcceptedReceipt
-from workflows.receipt_payout import ReceiptPayoutWorkflow
+from workflows.receipt_payout import ReceiptPayout
 
 
 async def test_a_cancelled_payout_in_manual_review_continues_as_new_with_its_state(stack: Stack) -> None:
@@ -26,7 +26,7 @@ async def test_a_cancelled_payout_in_manual_review_continues_as_new_with_its_sta
     # Started as intake would, with reminders every second (below the settings' floor, which guards
     # production) so that the run continues as new within the test.
     handle = await stack.client.start_workflow(
-        ReceiptPayoutWorkflow.run,
+        ReceiptPayout.run,
         PayoutWorkflowInput(request=request, policy=PayoutPolicy(manual_reminder_seconds=1, reminders_per_run=3)),
         id=f"payout-{request.receipt_id}",
         task_queue=settings.temporal.task_queue,

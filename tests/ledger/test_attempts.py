@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from ledger import Ledger, LedgerError, PayoutNotFound
+from payouts.status import PayoutStatus
 from tests.ledger.helpers import reserved
 
 
@@ -26,6 +27,7 @@ async def test_write_ahead_log_of_bill_attempts(ledger: Ledger) -> None:
         dedupe_key="declined-B-1", bill_id="B-1", raw_body="<rsp status='fail'/>", rsp_status="fail",
         bill_status="REJECTED", error_code="4", error_description=None, verdict="declined_transient",
     )
+    await ledger.transition(pid, PayoutStatus.RETRY_SCHEDULED)
     second = await ledger.begin_attempt(pid, round_no=2)
     lost = await ledger.finish_attempt(second.id, "not_sent", error_code="connect", detail="no answer")
     third = await ledger.begin_attempt(pid, round_no=2)

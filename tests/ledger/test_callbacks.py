@@ -6,6 +6,7 @@ import hashlib
 import pytest
 
 from ledger import Ledger, LedgerError, PayoutNotFound, StoreCallbackResult
+from payouts.status import PayoutStatus
 from tests.ledger.helpers import reserved
 
 
@@ -103,6 +104,7 @@ async def test_old_round_bill_still_finds_its_payout(ledger: Ledger) -> None:
         dedupe_key="declined-B-old", bill_id="B-old", raw_body="<rsp status='fail'/>", rsp_status="fail",
         bill_status="REJECTED", error_code="4", error_description=None, verdict="declined_transient",
     )
+    await ledger.transition(pid, PayoutStatus.RETRY_SCHEDULED)
     a2 = await ledger.begin_attempt(pid, 2)
     await ledger.finish_attempt(a2.id, "answered", bill_id="B-new")
     await ledger.set_bill_id(pid, "B-new")

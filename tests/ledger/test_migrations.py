@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from ledger import Ledger, head_revision, upgrade
 from ledger.engine import make_engine
+from ledger.migrate import alembic_config
 from ledger.schema import metadata
+from payouts.status import PayoutStatus
+from tests.ledger.helpers import PgAdmin
 
 
 async def _version(url: str) -> list[str]:
@@ -55,3 +61,57 @@ async def test_migrated_schema_matches_the_metadata(db_url: str) -> None:
     finally:
         await engine.dispose()
     assert diff == []
+
+
+def _migrate(url: str, direction: str, revision: str) -> None:
+    getattr(command, direction)(alembic_config(url), revision)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with no tables yet."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    admin: PgAdmin = request.getfixturevalue("pg_admin")
+    return await admin.create_database()
+
+
+async def test_0003_adds_the_outbox_to_a_ledger_in_use_and_goes_back(empty_url: str) -> None:
+    url = empty_url
+    await asyncio.to_thread(_migrate, url, "upgrade", "0002_new_bill_rule")
+    engine = make_engine(url, null_pool=True)
+    try:
+        async with engine.begin() as conn:
+            now = datetime.now(UTC)
+            if engine.dialect.name == "sqlite":
+                now = now.replace(tzinfo=None)
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO payouts (id, receipt_id, user_key, masked_msisdn, telegram_id, amount_kopecks,"
+                    " currency, status, owner, business_day, created_at, updated_at)"
+                    " VALUES ('payout-old', 'old', :key, '+380•••••67', 1, 2500, 'UAH', 'AWAITING_CALLBACK',"
+                    " 'payout-old', :day, :now, :now)"
+                ),
+                {"key": "e" * 64, "now": now, "day": date(2025, 11, 27)},
+            )
+        await asyncio.to_thread(upgrade, url)
+
+        ledger = Ledger.from_url(url)
+        try:
+            old = await ledger.get_payout("payout-old")
+            assert old is not None and (old.language, old.telegram_message_id) == ("uk", None)
+            await ledger.outbox.register(["telegram"])
+            await ledger.transition("payout-old", PayoutStatus.PAID)  # a payout from before reports its end
+            assert [e.kind.value for e in await ledger.outbox.events("payout-old")] == ["payout_success"]
+        finally:
+            await ledger.aclose()
+
+        await asyncio.to_thread(_migrate, url, "downgrade", "0002_new_bill_rule")
+        assert await _version(url) == ["0002_new_bill_rule"]
+        with pytest.raises(sa.exc.DBAPIError, match="illegal transition"):  # the status guard survived
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("UPDATE payouts SET status = 'RESERVED' WHERE id = 'payout-old'"))
+        await asyncio.to_thread(upgrade, url)
+        assert await _version(url) == [head_revision()]
+    finally:
+        await engine.dispose()

@@ -10,6 +10,7 @@ import hashlib
 import pytest
 
 from ledger import Ledger, NewBillRefused
+from payouts.status import PayoutStatus
 from tests.ledger.helpers import reserved
 
 
@@ -66,6 +67,7 @@ async def test_a_bill_without_a_final_callback_is_live_and_blocks(ledger: Ledger
     first = await ledger.begin_attempt(pid, 1)
     await ledger.finish_attempt(first.id, "answered", bill_id="B-live")
     await store(ledger, "B-live", "pending", status="CREATED")  # a stale CREATED callback settles nothing
+    await ledger.transition(pid, PayoutStatus.RETRY_SCHEDULED)  # the next round is due
 
     with pytest.raises(NewBillRefused) as refused:
         await ledger.begin_attempt(pid, 2)
@@ -82,6 +84,7 @@ async def test_a_paid_bill_blocks_even_after_a_confirmation(ledger: Ledger) -> N
     await ledger.finish_attempt(first.id, "answered", bill_id="B-paid")
     await confirm(ledger, pid, [first.id], "k-2")  # an operator thought it unpaid
     await store(ledger, "B-paid", "paid")
+    await ledger.transition(pid, PayoutStatus.RETRY_SCHEDULED)  # the workflow had not heard of the payment
 
     with pytest.raises(NewBillRefused) as refused:
         await ledger.begin_attempt(pid, 2)

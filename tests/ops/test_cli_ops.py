@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from payouts.status import PayoutStatus as S
+from tests.cli_helpers import parse_error, suggested_commands
 from tests.stack import Stack, settings_env
 
 pytestmark = pytest.mark.integration
@@ -139,3 +140,20 @@ async def test_refusals_cancel_and_export(stack: Stack, tmp_path: Path) -> None:
     missing = await payouts(stack, "ops", "show", "payout-no-such-receipt")
     assert (missing.returncode, missing.stdout) == (1, "")
     assert missing.stderr == "error: no payout payout-no-such-receipt: neither the ledger nor Temporal knows it\n"
+
+
+async def test_every_command_ops_suggests_parses(stack: Stack) -> None:
+    # An open bill after the callback timeout: `show` suggests all three decisions, with the confirmation.
+    await stack.faults({"drop_callback": True, "callback_status": "CREATED"})
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW}, timeout=30)
+    table = await listed(stack, handle.id)
+    shown = await payouts(stack, "ops", "show", handle.id)
+    assert shown.returncode == 0, shown.stderr
+
+    assert "mark_paid" not in shown.stdout
+    commands = suggested_commands(table) + suggested_commands(shown.stdout)
+    assert {argv[2] for argv in commands} >= {"show", "mark-paid", "retry", "cancel"}
+    for argv in commands:
+        assert parse_error(argv) is None, (argv, parse_error(argv))
+    assert f"payouts ops retry {handle.id} --operator NAME --reason TEXT --confirm-no-bill-at-portmone" in shown.stdout

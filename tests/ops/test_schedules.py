@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleHandle, ScheduleOverlapPolicy
 
-from activities.ledger import business_day
 from console.schedules import RECONCILIATION_SCHEDULE_ID, RETENTION_SCHEDULE_ID
 from ledger import Ledger
+from payouts.calendar import business_day
 from payouts.models import ReconcileOutput, RetentionOutput
 from tests.ops.test_cli_ops import payouts
 from tests.stack import Stack

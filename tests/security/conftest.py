@@ -1,35 +1,3 @@
-"""Security tests: the whole stack on the time-skipping test server, with the payload codec on and
-the sandbox signing its callbacks as the webhook expects."""
+"""The stack fixtures on the isolated time-skipping server (tests/stack_fixtures.py)."""
 
-from __future__ import annotations
-
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-from temporalio.testing import WorkflowEnvironment
-
-from tests.stack import Stack, running_stack
-from tests.temporal_envs import time_skipping_server
-
-
-@pytest.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of their own: these tests leave payouts waiting in manual review, and
-    their timers would hold the shared server's clock for the virtual-time tests that follow."""
-    async with time_skipping_server() as environment:
-        yield environment
-
-
-@pytest.fixture
-async def stack(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(env.client, tmp_path, read_timeout=1.0) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-async def shared_stack(env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    """One stack for a module of tests that each leave no trace (hostile-input corpora). No workers:
-    the notification task queue is shared, and a corpus must not need them (nothing may start)."""
-    async with running_stack(env.client, tmp_path_factory.mktemp("stack"), read_timeout=1.0, workers=False) as s:
-        yield s
+from tests.stack_fixtures import env, shared_stack, stack  # noqa: F401 - fixtures are found by name

@@ -22,8 +22,8 @@ from payouts.models import payout_workflow_id
 from payouts.settings import ConfigError, load_settings
 from payouts.temporal_client import data_converter
 from tests.cli_helpers import clean_env, payouts
-from tests.security.helpers import extra_webhook, with_webhook, workflow_exists
 from tests.stack import TEST_PHONE, Stack, free_port, stack_crypto
+from tests.stack_checks import extra_webhook, with_webhook, workflow_exists
 
 INTAKE_SECRET = "cli-intake-signing-secret-000000000000001"
 

@@ -18,10 +18,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from payouts.failure_converter import ENCODED_MESSAGE, readable_types
 from payouts.status import PayoutStatus as S
-from tests.security.callbacks import SETTLED
-from tests.security.helpers import dump_tables, history_failures, history_payloads
+from tests.callbacks import SETTLED
 from tests.stack import TEST_PHONE, running_stack
-from workflows.receipt_payout import MONEY_SAFETY_PATCH
+from tests.stack_checks import dump_tables, history_failures, history_payloads
+from workflows.legacy.receipt_payout_v1 import MONEY_SAFETY_PATCH
 
 # A known test secret, long and unmistakable, so any trace of it is found.
 PASSWORD = "hygiene-test-portmone-password-5e1f"

@@ -1,0 +1,173 @@
+"""The outbox relay delivering real ledger events to the sandbox's fake Telegram Bot API (over HTTP) and
+to analytics: "processing" edited into the outcome, a Telegram outage that only delays, each event once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from ledger import Ledger
+from notify import AnalyticsChannel, MemorySink, Relay, TelegramChannel, TelegramClient
+from payouts.events import PayoutEvent
+from payouts.status import PayoutStatus as S
+from tests.ledger.helpers import make_req, reserved
+from tests.notify.conftest import Clock
+from tests.sandbox_fixtures import SandboxHandle
+
+FAST = {"interval": timedelta(milliseconds=20), "retry_first": timedelta(milliseconds=50)}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def paid(ledger: Ledger, pid: str) -> None:
+    attempt = await ledger.begin_attempt(pid, 1)
+    await ledger.finish_attempt(attempt.id, "answered", bill_id=f"B-{pid}")
+    await ledger.set_bill_id(pid, f"B-{pid}")
+    await ledger.transition(pid, S.PAID, portmone_status="PAYED")
+
+
+async def bot_calls(sandbox: SandboxHandle) -> list[dict[str, Any]]:
+    return await sandbox.records("telegram")
+
+
+async def caught_up(ledger: Ledger) -> bool:
+    return all(b.pending == 0 for b in await ledger.outbox.backlog())
+
+
+async def test_the_user_hears_processing_then_that_message_turns_into_the_outcome(
+    ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle
+) -> None:
+    sink = MemorySink()
+    relay = Relay(ledger, [TelegramChannel(telegram, ledger), AnalyticsChannel(sink)], **FAST)
+    req = make_req(amount_kopecks=2_500)
+    async with relay.running():
+        await ledger.reserve(req)
+        await eventually(lambda: caught_up(ledger))
+        [sent] = await bot_calls(sandbox)
+        message_id = await ledger.outbox.user_message(req.payout_id)
+
+        await paid(ledger, req.payout_id)
+        await eventually(lambda: caught_up(ledger))
+
+    calls = await bot_calls(sandbox)
+    assert [(c["method"], c["chat_id"], c["http_status"]) for c in calls] == [
+        ("sendMessage", req.telegram_id, 200),
+        ("editMessageText", req.telegram_id, 200),
+    ]
+    assert sent["message_id"] == message_id == calls[1]["message_id"]
+    assert "Обробляємо" in sent["text"] and "25.00" in sent["text"]
+    assert "зараховано" in calls[1]["text"]
+    assert [e.name for e in sink.events] == ["payout_initiated", "payout_success"]
+
+
+async def test_a_telegram_outage_delays_the_message_and_it_is_sent_once(
+    ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle, clock: Clock
+) -> None:
+    await sandbox.set_faults({"telegram_fail": {"probability": 1.0, "times": 2, "status": 503}})
+    sink = MemorySink()
+    bot, analytics = TelegramChannel(telegram, ledger), AnalyticsChannel(sink)
+    relay = Relay(ledger, [bot, analytics], retry_first=timedelta(seconds=10))
+    await ledger.outbox.register([bot.name, analytics.name])
+    pid = await reserved(ledger, language="en")
+
+    assert await relay.deliver_due(bot) == 1  # tried: Telegram answers 503
+    assert await relay.deliver_due(analytics) == 1  # the other channel is not held up
+    assert await relay.deliver_due(bot) == 0  # backing off: not tried again yet
+    clock.advance(timedelta(seconds=10))
+    await relay.deliver_due(bot)  # 503 again: the pause doubles
+    clock.advance(timedelta(seconds=10))
+    assert await relay.deliver_due(bot) == 0
+    clock.advance(timedelta(seconds=10))
+    await relay.deliver_due(bot)
+    clock.advance(timedelta(hours=1))
+    await relay.deliver_due(bot)
+
+    calls = await bot_calls(sandbox)
+    assert [(c["method"], c["http_status"]) for c in calls] == [("sendMessage", 503)] * 2 + [("sendMessage", 200)]
+    assert "Processing your top-up" in calls[-1]["text"]
+    assert await ledger.outbox.user_message(pid) == calls[-1]["message_id"]
+    assert [e.name for e in sink.events] == ["payout_initiated"]
+    assert await caught_up(ledger)
+
+
+async def test_analytics_receives_each_event_once_while_telegram_comes_and_goes(
+    ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle
+) -> None:
+    await sandbox.set_faults({"telegram_fail": {"probability": 0.5, "times": 6, "status": 502}})
+    sink = MemorySink()
+    # Two relays (two worker processes) on the same outbox.
+    relays = [Relay(ledger, [TelegramChannel(telegram, ledger), AnalyticsChannel(sink)], **FAST) for _ in range(2)]
+    async with relays[0].running(), relays[1].running():
+        pids = [await reserved(ledger) for _ in range(4)]
+        await paid(ledger, pids[0])
+        await ledger.transition(pids[1], S.CANCELLED, reason="operator:duplicate")
+        await ledger.transition(pids[2], S.BILL_REQUESTED)
+        await ledger.transition(pids[2], S.MANUAL_REVIEW, reason="callback_timeout")
+        await eventually(lambda: caught_up(ledger))
+
+    written: list[PayoutEvent] = [e for pid in pids for e in await ledger.outbox.events(pid)]
+    assert sorted(e.event_id for e in sink.events) == sorted(e.event_id for e in written)  # each once
+    names = {e.payout_id: [x.name for x in sink.events if x.payout_id == e.payout_id] for e in written}
+    assert names == {
+        pids[0]: ["payout_initiated", "payout_success"],
+        pids[1]: ["payout_initiated", "payout_failure"],
+        pids[2]: ["payout_initiated", "payout_timeout"],
+        pids[3]: ["payout_initiated"],
+    }
+    sent = [c for c in await bot_calls(sandbox) if c["http_status"] == 200]
+    assert sorted(c["method"] for c in sent) == ["editMessageText"] * 3 + ["sendMessage"] * 4  # one message each
+
+
+async def test_a_receipt_over_the_limit_is_told_why(
+    ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle
+) -> None:
+    bot = TelegramChannel(telegram, ledger)
+    await ledger.outbox.register([bot.name])
+    first = make_req(user_daily_limit=1)
+    await ledger.reserve(first)
+    over = make_req(user_key=first.user_key, user_daily_limit=1)
+    await ledger.reserve(over)
+
+    assert await Relay(ledger, [bot]).deliver_due(bot) == 2
+    texts = {c["chat_id"]: c["text"] for c in await bot_calls(sandbox)}
+    assert "Обробляємо" in texts[first.telegram_id]
+    assert "ліміт" in texts[over.telegram_id]
+
+
+class Held:
+    """A channel that holds the first event it gets until the test lets it go."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.gate = asyncio.Event()
+
+    async def deliver(self, event: PayoutEvent) -> None:
+        self.seen.append(event.event_id)
+        await self.gate.wait()
+
+
+async def test_a_stop_finishes_the_event_in_hand_and_hands_back_the_rest_at_once(ledger: Ledger) -> None:
+    held = Held()
+    relay = Relay(ledger, [held], batch_size=10, **FAST)
+    async with relay.running():
+        for _ in range(4):
+            await reserved(ledger)
+
+        async def started() -> bool:
+            return bool(held.seen)
+
+        await eventually(started)
+        held.gate.set()  # leaving the block stops the relay: it finishes this one, then hands back three
+
+    [backlog] = await ledger.outbox.backlog()
+    again = await ledger.outbox.claim("held", limit=10, lease=timedelta(seconds=60))
+    assert (len(held.seen), backlog.pending, len(again)) == (1, 3, 3)  # claimable now: no lease to wait out
+    assert all(d.attempts == 0 for d in again)

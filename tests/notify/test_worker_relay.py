@@ -1,0 +1,56 @@
+"""`payouts worker` runs the outbox relay beside its workers and stops it with them on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from tests.ledger.helpers import make_req
+from tests.notify.test_relay import eventually
+from tests.stack import running_stack, settings_env
+
+pytestmark = pytest.mark.integration
+
+
+async def test_the_worker_process_delivers_payout_events_until_it_is_stopped(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with running_stack(dev_env.client, tmp_path, workers=False) as stack:
+        env = {**os.environ, **settings_env(stack.settings), "OUTBOX_RELAY_INTERVAL_SECONDS": "0.1"}
+        log = tmp_path / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "console.cli", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        )
+        try:
+
+            async def registered() -> bool:
+                return {b.channel for b in await stack.ledger.outbox.backlog()} == {"analytics", "telegram"}
+
+            await eventually(registered, timeout=30)
+            req = make_req()
+            await stack.ledger.reserve(req)  # what the reservation activity does: the PENDING event is written
+
+            async def told() -> bool:
+                return await stack.ledger.outbox.user_message(req.payout_id) is not None
+
+            await eventually(told, timeout=30)
+            worker.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(worker.wait, 30)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+        assert code == 0, log.read_text()
+        [sent] = [c for c in await stack.record("telegram") if c.get("chat_id") == req.telegram_id]
+        message_id = await stack.ledger.outbox.user_message(req.payout_id)
+        assert (sent["method"], sent["message_id"]) == ("sendMessage", message_id)
+        assert all(b.pending == 0 for b in await stack.ledger.outbox.backlog())
+        assert "outbox relay delivering to analytics, telegram" in log.read_text()
