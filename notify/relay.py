@@ -16,16 +16,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import Counter, Gauge
-
 from ledger import Ledger, OutboxDelivery
+from payouts import metrics
 from payouts.events import ChannelUnavailable, EventChannel
 from payouts.settings import OutboxSettings
 
-DELIVERED = Counter("payout_outbox_delivered_total", "Payout events delivered, by channel", ["channel"])
-FAILED = Counter("payout_outbox_failed_total", "Payout event deliveries that failed (retried), by channel", ["channel"])
-PENDING = Gauge("payout_outbox_pending", "Payout events not yet delivered, by channel", ["channel"])
-OLDEST = Gauge("payout_outbox_oldest_seconds", "Age of the oldest undelivered payout event, by channel", ["channel"])
 _log = logging.getLogger("payouts.notify.relay")
 _BACKLOG_EVERY_SECONDS = 15.0
 _STOP_WAIT_SECONDS = 30.0
@@ -121,12 +116,12 @@ class Relay:
                 await self._failed(delivery, type(exc).__name__)
                 continue
             await self._ledger.outbox.delivered(delivery)
-            DELIVERED.labels(channel=channel.name).inc()
+            metrics.record_outbox_delivered(channel.name)
         return len(batch)
 
     async def _failed(self, delivery: OutboxDelivery, error: str) -> timedelta:
         pause = self.backoff(delivery.attempts)
-        FAILED.labels(channel=delivery.channel).inc()
+        metrics.record_outbox_failed(delivery.channel)
         await self._ledger.outbox.failed(delivery, error=error, retry_in=pause)
         return pause
 
@@ -146,9 +141,8 @@ class Relay:
             try:
                 now = datetime.now(UTC)
                 for backlog in await self._ledger.outbox.backlog():
-                    PENDING.labels(channel=backlog.channel).set(backlog.pending)
                     age = (now - backlog.oldest_at).total_seconds() if backlog.oldest_at else 0.0
-                    OLDEST.labels(channel=backlog.channel).set(max(age, 0.0))
+                    metrics.set_outbox_backlog(backlog.channel, backlog.pending, age)
             except Exception:
                 _log.warning("outbox backlog not measured (ledger unavailable?)", exc_info=True)
             await _sleep(stop, _BACKLOG_EVERY_SECONDS)

@@ -175,6 +175,30 @@ def record_archive_pruned(rows: int) -> None:
     ARCHIVE_PRUNED.add(rows)
 
 
+# ---- the outbox relay (notify.relay): payout events delivered to the user's chat and analytics ----
+
+OUTBOX_DELIVERED = _counter("payout_outbox_delivered", "Payout events delivered, by channel")
+OUTBOX_FAILED = _counter("payout_outbox_failed", "Payout event deliveries that failed (retried), by channel")
+EXPOSED.update({"payout_outbox_pending", "payout_outbox_oldest_seconds"})
+OUTBOX_PENDING = _meter.create_gauge("payout_outbox_pending", description="Payout events not yet delivered, by channel")
+OUTBOX_OLDEST = _meter.create_gauge(
+    "payout_outbox_oldest", unit="s", description="Age of the oldest undelivered payout event, by channel"
+)
+
+
+def record_outbox_delivered(channel: str) -> None:
+    OUTBOX_DELIVERED.add(1, {"channel": channel})
+
+
+def record_outbox_failed(channel: str) -> None:
+    OUTBOX_FAILED.add(1, {"channel": channel})
+
+
+def set_outbox_backlog(channel: str, pending: int, oldest_age_seconds: float) -> None:
+    OUTBOX_PENDING.set(pending, {"channel": channel})
+    OUTBOX_OLDEST.set(max(oldest_age_seconds, 0.0), {"channel": channel})
+
+
 # ---- the manual-review queue, read from the ledger by the worker ----------------------------------
 
 
@@ -238,8 +262,9 @@ def record_http_request(route: str, method: str, status: int, seconds: float) ->
     )
 
 
-# ---- webhook authentication (for webhook/auth_*: they still hold prometheus_client counters of
-# these names, served on the same /metrics; moving them here is one call each) -------------------
+# ---- webhook authentication (webhook/refusal.py and webhook/signature_auth.py still hold
+# prometheus_client counters of these names, served on the same /metrics; moving them here is one
+# call each) ---------------------------------------------------------------------------------------
 
 AUTH_FAILURES = _counter("webhook_auth_failures", "Requests refused by authentication, by endpoint and reason")
 SIGNATURES_VERIFIED = _counter(
