@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from ledger import Ledger, OutboxDelivery
 from payouts import metrics
 from payouts.events import ChannelUnavailable, EventChannel
+from payouts.log_context import ids_of_workflow, payout_context
 from payouts.settings import OutboxSettings
 
 _log = logging.getLogger("payouts.notify.relay")
@@ -103,18 +104,22 @@ class Relay:
             if (stop is not None and stop.is_set()) or loop.time() > deadline:
                 await self._ledger.outbox.release(batch[i:])
                 break
-            try:
-                await channel.deliver(delivery.event)
-            except ChannelUnavailable as exc:
-                pause = await self._failed(delivery, str(exc))
-                await self._ledger.outbox.release(batch[i + 1 :], retry_in=pause)
-                _log.warning("%s unavailable, retrying in %.1f s: %s", channel.name, pause.total_seconds(), exc)
-                break
-            except Exception as exc:
-                # A bug, or the ledger failing inside the channel: this event waits, the others go on.
-                _log.exception("%s could not deliver %s", channel.name, delivery.event.event_id)
-                await self._failed(delivery, type(exc).__name__)
-                continue
+            event = delivery.event
+            # Every line about this event carries its payout's ids (payouts.log_context).
+            with payout_context(telegram_id=event.telegram_id, bill_id=event.bill_id,
+                                **ids_of_workflow(event.payout_id)):
+                try:
+                    await channel.deliver(event)
+                except ChannelUnavailable as exc:
+                    pause = await self._failed(delivery, str(exc))
+                    await self._ledger.outbox.release(batch[i + 1 :], retry_in=pause)
+                    _log.warning("%s unavailable, retrying in %.1f s: %s", channel.name, pause.total_seconds(), exc)
+                    break
+                except Exception as exc:
+                    # A bug, or the ledger failing inside the channel: this event waits, the others go on.
+                    _log.exception("%s could not deliver %s", channel.name, event.event_id)
+                    await self._failed(delivery, type(exc).__name__)
+                    continue
             await self._ledger.outbox.delivered(delivery)
             metrics.record_outbox_delivered(channel.name)
         return len(batch)

@@ -59,6 +59,7 @@ async def test_one_trace_from_intake_to_the_portmone_post(
     async with running_stack(client, tmp_path, read_timeout=2.0, payout=short_policy()) as stack:
         handle = await stack.submit()
         assert (await stack.wait_status(handle, {S.PAID}, timeout=60)).status == S.PAID
+        workflow_type = (await handle.describe()).workflow_type
 
     finished = list(spans.get_finished_spans())
     by_id = {s.context.span_id: s for s in finished}
@@ -66,8 +67,8 @@ async def test_one_trace_from_intake_to_the_portmone_post(
     trace = [s for s in finished if s.context.trace_id == intake.context.trace_id]
     names = {s.name for s in trace}
     for expected in (
-        "StartWorkflow:ReceiptPayoutWorkflow",
-        "RunWorkflow:ReceiptPayoutWorkflow",
+        f"StartWorkflow:{workflow_type}",
+        f"RunWorkflow:{workflow_type}",
         "StartActivity:portmone.create_bill",
         "RunActivity:portmone.create_bill",
     ):
