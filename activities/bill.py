@@ -18,10 +18,9 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.ledger import LEDGER_UNAVAILABLE
 from activities.payee import PayeeResolver, PayeeUnknown
 from ledger import AttemptRecord, Ledger, LedgerUnavailable, NewBillRefused
-from payouts import failures
+from payouts import failures, log_context, metrics
 from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
 from portmone import (
@@ -62,7 +61,7 @@ class BillActivities:
             prepared = await self._prepare(inp)
         except LedgerUnavailable as exc:
             # Nothing was sent: the workflow asks again later (an outage delays the payout, no more).
-            LEDGER_UNAVAILABLE.labels(activity="create_bill").inc()
+            metrics.record_ledger_unavailable("create_bill")
             message = f"bills.create not sent: the ledger could not record the attempt ({type(exc).__name__})"
             raise ApplicationError(message, type=failures.LEDGER_UNAVAILABLE, non_retryable=True) from None
         if isinstance(prepared, CreateBillOutput):
@@ -120,6 +119,7 @@ class BillActivities:
     async def _settle(self, inp: CreateBillInput, attempt: AttemptRecord, outcome: Outcome) -> CreateBillOutput:
         if isinstance(outcome, AnsweredOk):
             bill_id = outcome.bill.bill_id
+            log_context.bind(bill_id=bill_id)
             try:
                 await self._persist(lambda: self._ledger.finish_attempt(attempt.id, "answered", bill_id=bill_id))
             except LedgerUnavailable as exc:

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from notify.analytics import AnalyticsSink
 from notify.telegram import TelegramClient, TelegramError
 from notify.texts import reminder_text
+from payouts import metrics
 from payouts.escalation import is_known
 from payouts.models import AnalyticsEvent, NotifyInput, NotifyOutput, ReminderInput
 
-REMINDERS = Counter(
-    "payout_manual_review_reminders_total",
-    "Reminders sent for payouts waiting in manual review, by escalation reason family",
-    ["reason"],
-)
 _log = logging.getLogger("payouts.notify")
 
 
@@ -50,7 +45,7 @@ class NotifyActivities:
     async def remind_operators(self, inp: ReminderInput) -> None:
         """Metric, log line and (when TELEGRAM_OPERATORS_CHAT_ID is set) a message to the operators' chat."""
         family = inp.reason.partition(":")[0] if is_known(inp.reason) else "unknown"
-        REMINDERS.labels(reason=family).inc()
+        metrics.record_reminder(family)
         _log.warning("payout %s still waits in manual review (reason %s)", inp.payout_id, inp.reason)
         if self._telegram is not None and self._operators_chat:
             text = reminder_text(inp)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from console.devstate import DEFAULT_DATA_DIR, DEFAULT_PORTS, add_dev_arguments, use_dev_stack
 from console.ending import end
@@ -27,12 +26,15 @@ from console.reach import (
     temporal_problem,
     webhook_problem,
 )
-from payouts.settings import ConfigError, Settings, load_settings
+from payouts.logs import LogFormat, configure_logging
+from payouts.settings import ConfigError, Settings, TelemetrySettings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="payouts", description="Receipt payouts through PortmoneDirect.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", choices=["text", "json"], default=None,
+                   help="log lines as text or JSON (default: TELEMETRY_LOG_FORMAT, else text)")
     sub = p.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run the whole stack locally on embedded defaults")
@@ -43,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--ui-port", type=int, default=DEFAULT_PORTS["ui"])
     dev.add_argument("--webhook-port", type=int, default=DEFAULT_PORTS["webhook"])
     dev.add_argument("--sandbox-port", type=int, default=DEFAULT_PORTS["sandbox"])
+    dev.add_argument("--metrics-port", type=int, default=9464, help="the workers' /metrics")
 
     sub.add_parser("worker", help="run the payout and notification workers")
     sub.add_parser("webhook", help="run the HTTP service (intake, Portmone callbacks, health)")
@@ -94,12 +97,17 @@ def _seed(text: str) -> int:
     return int(text)
 
 
+def _log_format_setting() -> LogFormat:
+    """TELEMETRY_LOG_FORMAT (environment or .env); an invalid value is reported with the other settings."""
+    try:
+        return TelemetrySettings().log_format
+    except ValidationError:
+        return "text"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request URL at INFO, and Telegram's URL carries the bot token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    configure_logging(args.log_level, args.log_format or _log_format_setting())
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -128,6 +136,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 webhook_port=args.webhook_port,
                 sandbox_port=args.sandbox_port,
                 demo=args.demo,
+                metrics_port=args.metrics_port,
             )
         ))
     if args.command == "submit" and args.dev:

@@ -42,6 +42,7 @@ from console.reach import temporal_client
 from console.tools import temporal_cli
 from ledger import Ledger, upgrade
 from payouts import search_attributes as sa
+from payouts import telemetry
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings, load_settings
 from payouts.temporal_client import connect
@@ -51,6 +52,8 @@ from rabbit.main import build_consumer
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
+from workers.http import start_worker_http
+from workers.ledger_gauges import refresh_forever
 from workers.registry import build_workers, relay_running
 
 SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
@@ -112,7 +115,7 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 
 async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_port: int, sandbox_port: int,
-                  demo: int) -> int:
+                  demo: int, metrics_port: int = 9464) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = stack_on(data_dir, temporal=temporal_port, ui=ui_port, webhook=webhook_port, sandbox=sandbox_port,
                      pid=os.getpid(), namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"))
@@ -120,14 +123,16 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
     if running is not None:
         return await _use_running_stack(running, demo)
     for name, port in (("Temporal", temporal_port), ("Web UI", ui_port), ("webhook", webhook_port),
-                       ("sandbox", sandbox_port)):
+                       ("sandbox", sandbox_port), ("worker's /metrics", metrics_port)):
         if not port_free("127.0.0.1", port):
             print(f"error: port {port} for the {name} is in use; stop what holds it or pick another port",
                   file=sys.stderr)
             return 2
     # The Web UI decodes payloads through the webhook's codec server (docs/security.md).
     os.environ.setdefault("WEBHOOK_CODEC_CORS_ORIGINS", f"{stack.ui_url},http://localhost:{ui_port}")
+    os.environ.setdefault("WORKER_METRICS_PORT", str(metrics_port))
     settings = dev_settings(stack)
+    telemetry.setup(settings.telemetry, "payouts-dev")
     # What the state file tells a second terminal is what this process runs with.
     stack = dataclasses.replace(stack, namespace=settings.temporal.namespace,
                                 callback_timeout_seconds=settings.payout.callback_timeout_seconds)
@@ -176,12 +181,20 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
             "127.0.0.1", port_of(stack.webhook_url),
         )
         runners.append(webhook_runner)
+        metrics_url = "off (TELEMETRY_METRICS_EXPORTERS)"
+        if settings.telemetry.prometheus:
+            worker_http, _ = await start_worker_http(settings)
+            runners.append(worker_http)
+            metrics_url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
         async with activity_set(settings) as activities, relay_running(activities):
+            gauges = asyncio.create_task(
+                refresh_forever(activities.ledger.ledger, settings.worker.ledger_gauges_interval_seconds)
+            )
             workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
             consumer, consumer_line = await _start_consumer(settings, client)
             state = write_state(stack)
-            _banner(stack, settings, state, consumer_line)
+            _banner(stack, settings, state, consumer_line, metrics_url)
             code = 0
             try:
                 if demo:
@@ -195,6 +208,8 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
                 print("stopping workers…")
                 await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
                 await asyncio.gather(*worker_tasks, return_exceptions=True)
+                gauges.cancel()
+                await asyncio.gather(gauges, return_exceptions=True)
                 await ledger.aclose()
         return code
     finally:
@@ -203,7 +218,7 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
                 await runner.cleanup()
 
 
-def _banner(stack: DevStack, settings: Settings, state: Path, rabbit: str) -> None:
+def _banner(stack: DevStack, settings: Settings, state: Path, rabbit: str, metrics_url: str) -> None:
     data_dir = Path(stack.data_dir)
     ops_list = shlex.join(["payouts", "ops", "list", *dev_flags(data_dir)])
     print(f"  Temporal      {stack.temporal_address}   (namespace {stack.namespace})")
@@ -212,6 +227,7 @@ def _banner(stack: DevStack, settings: Settings, state: Path, rabbit: str) -> No
     token = "token: WEBHOOK_CODEC_TOKEN" if settings.webhook.codec_token.get_secret_value() else "no token in dev"
     print(f"  Codec         {stack.codec_endpoint}   (for `temporal … --codec-endpoint`; {token})")
     print(f"  Sandbox       {stack.sandbox_url}/_sandbox/requests")
+    print(f"  Metrics       {stack.webhook_url}/metrics (webhook), {metrics_url} (workers)")
     print(f"  Ledger        {settings.ledger.url}")
     print(f"  RabbitMQ      {rabbit}")
     print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `{ops_list}`"

@@ -255,6 +255,10 @@ class Ledger:
         """When each payout entered the status it is in now (the manual queue's age)."""
         return await reports.entered_status_at(self._db, payout_ids)
 
+    async def queue_summary(self, status: PayoutStatus) -> tuple[int, datetime | None]:
+        """How many payouts are in `status` and when the longest-waiting one entered it (the gauges)."""
+        return await reports.queue_summary(self._db, status)
+
     async def payouts_in_status(self, status: PayoutStatus, *, limit: int = 10_000) -> list[PayoutRecord]:
         """Payouts in `status`, longest unchanged first."""
         return await reports.payouts_in_status(self._db, status, limit=limit)

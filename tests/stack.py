@@ -382,6 +382,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TEMPORAL_ADDRESS": settings.temporal.address,
         "TEMPORAL_NAMESPACE": settings.temporal.namespace,
         "TEMPORAL_TASK_QUEUE": settings.temporal.task_queue,
+        "WORKER_METRICS_PORT": "0",  # a free port: tests run side by side
         "LEDGER_URL": settings.ledger.url,
         "PORTMONE_LOGIN": p.login,
         "PORTMONE_PASSWORD": p.password.get_secret_value(),

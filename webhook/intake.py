@@ -8,6 +8,8 @@ import logging
 from aiohttp import web
 from pydantic import ValidationError
 
+from payouts import log_context
+from payouts.models import payout_workflow_id
 from payouts.msisdn import MsisdnError
 from payouts.receipt import AcceptedReceipt, to_payout_request
 from payouts.start import StartOutcome, StartResult, StartUnavailable, start_payout
@@ -51,6 +53,8 @@ async def accept_receipt(request: web.Request) -> web.Response:
     except ValidationError as exc:  # a derived field out of the workflow input's bounds
         return validation_error(exc)
 
+    workflow_id = payout_workflow_id(receipt.receipt_id)
+    log_context.bind(telegram_id=receipt.telegram_id, **log_context.ids_of_workflow(workflow_id))
     try:
         started = await start_payout(deps.temporal, payout_request, deps.settings)
     except StartUnavailable as exc:

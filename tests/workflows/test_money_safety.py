@@ -15,12 +15,12 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.ledger import LEDGER_UNAVAILABLE
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry, bill_comment
 from payouts.settings import PayoutSettings
 from payouts.status import PayoutStatus as S
 from sandbox import rsp
 from sandbox.state import SimBill
+from tests import metrics
 from tests.faults import eventually
 from tests.stack import TEST_PHONE, Stack, running_stack
 from tests.workflows.conftest import BACKOFF, CALLBACK_TIMEOUT, REMINDER
@@ -92,7 +92,7 @@ async def test_a_bill_lost_on_the_last_attempt_is_outcome_unknown_and_never_paid
 async def test_a_long_ledger_outage_delays_the_payout_and_never_fails_it(
     stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    outages_before = LEDGER_UNAVAILABLE.labels(activity="create_bill")._value.get()
+    outages_before = metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill")
     stack.injected.ledger.method("begin_attempt").arm()  # the bill's attempt cannot be written
     handle = await stack.submit()
     await env.sleep(timedelta(minutes=30))  # longer than every bills.create retry together
@@ -100,7 +100,7 @@ async def test_a_long_ledger_outage_delays_the_payout_and_never_fails_it(
     assert await execution(handle) == WorkflowExecutionStatus.RUNNING
     assert (await stack.view(handle)).status == S.BILL_REQUESTED
     assert (await stack.ledger.get_payout(handle.id)).status == S.RESERVED  # type: ignore[union-attr]
-    assert LEDGER_UNAVAILABLE.labels(activity="create_bill")._value.get() > outages_before + 5
+    assert metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill") > outages_before + 5
     assert await stack.creates() == []  # nothing moved while the ledger could not record it
 
     stack.injected.ledger.clear()
