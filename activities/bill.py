@@ -19,13 +19,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.payee import PayeeResolver, PayeeUnknown
-from ledger import AttemptRecord, IllegalTransition, Ledger, LedgerUnavailable, NewBillRefused
-from payouts import failures
+from ledger import AttemptRecord, Ledger, LedgerUnavailable, NewBillRefused
+from payouts import failures, log_context, metrics
 from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
 from portmone import (
     AnsweredFail,
     AnsweredOk,
+    BillRequest,
     ErrorKind,
     NotSent,
     Outcome,
@@ -56,11 +57,26 @@ class BillActivities:
 
     @activity.defn(name="portmone.create_bill")
     async def create_bill(self, inp: CreateBillInput) -> CreateBillOutput:
+        try:
+            prepared = await self._prepare(inp)
+        except LedgerUnavailable as exc:
+            # Nothing was sent: the workflow asks again later (an outage delays the payout, no more).
+            metrics.record_ledger_unavailable("create_bill")
+            message = f"bills.create not sent: the ledger could not record the attempt ({type(exc).__name__})"
+            raise ApplicationError(message, type=failures.LEDGER_UNAVAILABLE, non_retryable=True) from None
+        if isinstance(prepared, CreateBillOutput):
+            return prepared
+        request, attempt = prepared
+        outcome = await self._client.send(request)
+        return await self._settle(inp, attempt, outcome)
+
+    async def _prepare(self, inp: CreateBillInput) -> CreateBillOutput | tuple[BillRequest, AttemptRecord]:
+        """Everything before the send: an earlier attempt's bill adopted (or its doubt raised), the request
+        built from the decrypted phone, and `prepared` written under the new-bill rule."""
         earlier = await self._ledger.attempts.for_payout(inp.payout_id, round_no=inp.round_no)
         adopted = await self._adopt_or_refuse(inp, earlier)
         if adopted is not None:
             return adopted
-
         try:
             msisdn = self._vault.decrypt(inp.msisdn_token)
             request = self._client.bill_request(
@@ -73,7 +89,6 @@ class BillActivities:
         except (MsisdnError, PayeeUnknown, ValueError) as exc:
             raise ApplicationError(str(exc), type=failures.BAD_PAYOUT_DATA, non_retryable=True) from None
         del msisdn
-
         try:
             attempt = await self._ledger.attempts.begin(inp.payout_id, inp.round_no)
         except NewBillRefused as refused:
@@ -83,11 +98,7 @@ class BillActivities:
                 type=failures.BILL_MAY_BE_LIVE,
                 non_retryable=True,
             ) from None
-        except IllegalTransition as exc:
-            # The payout waits for a callback or a person, or is settled: no bill from here.
-            raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from None
-        outcome = await self._client.send(request)
-        return await self._settle(inp, attempt, outcome)
+        return request, attempt
 
     async def _adopt_or_refuse(self, inp: CreateBillInput, earlier: list[AttemptRecord]) -> CreateBillOutput | None:
         for attempt in earlier:
@@ -108,6 +119,7 @@ class BillActivities:
     async def _settle(self, inp: CreateBillInput, attempt: AttemptRecord, outcome: Outcome) -> CreateBillOutput:
         if isinstance(outcome, AnsweredOk):
             bill_id = outcome.bill.bill_id
+            log_context.bind(bill_id=bill_id)
             try:
                 await self._persist(lambda: self._ledger.attempts.finish(attempt.id, "answered", bill_id=bill_id))
             except LedgerUnavailable as exc:

@@ -3,6 +3,9 @@ audit trail, and the reads the escalation ladder needs.
 
 An outage of the ledger delays a payout and never fails it: `LedgerUnavailable` is retried by
 Temporal without a deadline (workflows.payout_calls), counted here so a long outage alerts.
+
+Payout outcomes (`payouts.metrics.record_payout_outcome`) are counted here, where the ledger has
+just recorded them: a rejection, a terminal status, an escalation to manual review.
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import Counter
 from sqlalchemy import exc as sa_exc
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ledger import IllegalTransition, Ledger, LedgerUnavailable, ReserveRequest
-from payouts import failures
+from payouts import failures, metrics
 from payouts.calendar import business_day
 from payouts.models import (
     CallbackSignal,
@@ -36,12 +38,12 @@ from payouts.settings import LedgerSettings
 from payouts.status import PayoutStatus
 
 _CLOCK_SKEW = timedelta(minutes=5)
-LEDGER_UNAVAILABLE = Counter(
-    "payout_ledger_unavailable_total",
-    "Ledger activity attempts that failed because the ledger could not serve them (retried), by activity",
-    ["activity"],
-)
 _log = logging.getLogger("payouts.activities.ledger")
+
+
+def _not_eligible(reason: RejectionReason) -> ReserveOutput:
+    metrics.record_payout_outcome(PayoutStatus.REJECTED, reason)
+    return ReserveOutput(accepted=False, reason=reason)
 
 
 @asynccontextmanager
@@ -49,7 +51,7 @@ async def _outages_counted(name: str) -> AsyncIterator[None]:
     try:
         yield
     except LedgerUnavailable as exc:
-        LEDGER_UNAVAILABLE.labels(activity=name).inc()
+        metrics.record_ledger_unavailable(name)
         _log.warning("%s: ledger unavailable (attempt %d, retried): %s", name, activity.info().attempt, exc)
         raise
 
@@ -60,6 +62,10 @@ class LedgerActivities:
         self._limits = limits
         self._eligibility = timedelta(days=eligibility_days)
 
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
     @activity.defn(name="ledger.reserve")
     async def reserve(self, inp: ReserveInput) -> ReserveOutput:
         """Gate (accepted and eligible) and reserve under the ledger's uniqueness and limits."""
@@ -67,9 +73,9 @@ class LedgerActivities:
         now = datetime.now(UTC)
         accepted_at = req.accepted_at if req.accepted_at.tzinfo else req.accepted_at.replace(tzinfo=UTC)
         if accepted_at > now + _CLOCK_SKEW:
-            return ReserveOutput(accepted=False, reason=RejectionReason.ACCEPTED_IN_FUTURE)
+            return _not_eligible(RejectionReason.ACCEPTED_IN_FUTURE)
         if now - accepted_at > self._eligibility:
-            return ReserveOutput(accepted=False, reason=RejectionReason.RECEIPT_TOO_OLD)
+            return _not_eligible(RejectionReason.RECEIPT_TOO_OLD)
         reservation = ReserveRequest(
             payout_id=inp.payout_id,
             receipt_id=req.receipt_id,
@@ -101,12 +107,15 @@ class LedgerActivities:
         activity.logger.info(
             "reserve %s: accepted=%s reason=%s replay=%s", inp.payout_id, result.accepted, result.reason, result.replay
         )
+        if not result.accepted and not result.replay:
+            metrics.record_payout_outcome(PayoutStatus.REJECTED, result.reason)
         return ReserveOutput(accepted=result.accepted, reason=result.reason, status=result.status)
 
     @activity.defn(name="ledger.transition")
     async def transition(self, inp: TransitionInput) -> None:
         cb = inp.callback
         async with _outages_counted("transition"):
+            news = await self._changes_status(inp.payout_id, inp.to_status)
             try:
                 await self._ledger.payouts.transition(
                     inp.payout_id,
@@ -118,6 +127,8 @@ class LedgerActivities:
                 )
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
+            if news:
+                metrics.record_payout_outcome(inp.to_status, inp.reason)
             processed = inp.processed_callback_id
             if processed is None and cb is not None:
                 processed = cb.callback_id
@@ -135,6 +146,7 @@ class LedgerActivities:
             open_bills = await self._ledger.attempts.open_bills(inp.payout_id)
             reason = inp.reason_if_bill_open if open_bills and inp.reason_if_bill_open else inp.reason
             cb = inp.callback
+            news = await self._changes_status(inp.payout_id, PayoutStatus.MANUAL_REVIEW)
             try:
                 await self._ledger.payouts.transition(
                     inp.payout_id,
@@ -146,6 +158,8 @@ class LedgerActivities:
                 )
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
+            if news:
+                metrics.record_payout_outcome(PayoutStatus.MANUAL_REVIEW, reason)
             if cb is not None:
                 await self._ledger.callbacks.mark_processed(cb.callback_id)
         return EscalateOutput(
@@ -155,6 +169,12 @@ class LedgerActivities:
                 for b in open_bills
             ],
         )
+
+    async def _changes_status(self, payout_id: str, to: PayoutStatus) -> bool:
+        """Whether moving to `to` is news: outcomes are counted once, not again when an activity retry
+        repeats a transition the ledger already made."""
+        row = await self._ledger.payouts.get(payout_id)
+        return row is None or row.status != to
 
     @activity.defn(name="ledger.undelivered_callbacks")
     async def undelivered_callbacks(self, payout_id: str) -> list[CallbackSignal]:

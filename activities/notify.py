@@ -1,28 +1,26 @@
-"""Side-effect activities off the money path: Telegram messages, analytics, operator reminders.
+"""Operator reminders, off the money path, on their own task queue (a slow Telegram cannot starve
+payouts, and a failure here never fails a payout).
 
-They run on their own task queue so a slow Telegram cannot starve payouts, and a failure here
-never fails a payout.
+`notify.user` and `analytics.emit` are what the first payout workflow type (workflows/legacy) still
+schedules: they stay registered while its payouts drain and do nothing, because the ledger's outbox
+now tells the user and analytics about every payout (notify/relay.py); sending here as well would
+tell them twice.
 """
 
 from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from notify.analytics import AnalyticsSink
 from notify.telegram import TelegramClient, TelegramError
-from notify.texts import reminder_text, user_text
+from notify.texts import reminder_text
+from payouts import metrics
 from payouts.escalation import is_known
 from payouts.models import AnalyticsEvent, NotifyInput, NotifyOutput, ReminderInput
 
-REMINDERS = Counter(
-    "payout_manual_review_reminders_total",
-    "Reminders sent for payouts waiting in manual review, by escalation reason family",
-    ["reason"],
-)
 _log = logging.getLogger("payouts.notify")
 
 
@@ -36,36 +34,18 @@ class NotifyActivities:
 
     @activity.defn(name="notify.user")
     async def notify(self, inp: NotifyInput) -> NotifyOutput:
-        """Send (or edit the placeholder into) the user's message; refusals are not retried."""
-        if self._telegram is None:
-            return NotifyOutput(delivered=False)
-        text = user_text(inp.kind, inp.language, inp.amount_kopecks)
-        try:
-            if inp.message_id is not None:
-                try:
-                    mid = await self._telegram.edit_message_text(inp.telegram_id, inp.message_id, text)
-                    return NotifyOutput(delivered=True, message_id=mid)
-                except TelegramError as exc:
-                    if exc.retryable:
-                        raise
-                    # The placeholder is gone or unchanged: send a fresh message instead.
-            mid = await self._telegram.send_message(inp.telegram_id, text)
-            return NotifyOutput(delivered=True, message_id=mid)
-        except TelegramError as exc:
-            if exc.retryable:
-                raise ApplicationError(str(exc), type="TelegramUnavailable") from None
-            _log.warning("telegram refused %s message: %s", inp.kind.value, exc)
-            return NotifyOutput(delivered=False)
+        """Kept for the first workflow type's payouts; the outbox relay sends the user's message."""
+        return NotifyOutput(delivered=False)
 
     @activity.defn(name="analytics.emit")
     async def emit_event(self, event: AnalyticsEvent) -> None:
-        await self._sink.emit(event)
+        """Kept for the first workflow type's payouts; the outbox relay emits analytics."""
 
     @activity.defn(name="notify.remind_operators")
     async def remind_operators(self, inp: ReminderInput) -> None:
         """Metric, log line and (when TELEGRAM_OPERATORS_CHAT_ID is set) a message to the operators' chat."""
         family = inp.reason.partition(":")[0] if is_known(inp.reason) else "unknown"
-        REMINDERS.labels(reason=family).inc()
+        metrics.record_reminder(family)
         _log.warning("payout %s still waits in manual review (reason %s)", inp.payout_id, inp.reason)
         if self._telegram is not None and self._operators_chat:
             text = reminder_text(inp)

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -21,14 +20,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities import reconcile_report
 from activities.reconcile_buckets import MISSING, WorkflowState, build
 from ledger import Ledger
+from payouts import metrics
 from payouts import search_attributes as sa
 from payouts.calendar import BUSINESS_TZ
 from payouts.models import ReconcileOutput, ReconcileRequest
-
-FINDINGS = Gauge(
-    "payout_reconciliation_findings", "Findings of the latest reconciliation report, by bucket", ["bucket"]
-)
-RUNS = Counter("payout_reconciliation_runs_total", "Reconciliation reports written")
 
 WorkflowLookup = Callable[[Sequence[str]], Awaitable[dict[str, WorkflowState]]]
 
@@ -87,9 +82,7 @@ class ReconcileActivities:
         report = build(snapshot, states, cutoff=cutoff, sla=self._sla)
         json_path, csv_path = await asyncio.to_thread(reconcile_report.write, report, self._report_dir, req.report_day)
         counts = report.counts()
-        for bucket, count in counts.items():
-            FINDINGS.labels(bucket=bucket).set(count)
-        RUNS.inc()
+        metrics.record_reconciliation(counts)
         activity.logger.info("reconciliation %s: %s", req.report_day, counts)
         return ReconcileOutput(
             report_day=req.report_day, cutoff=cutoff, counts=counts, json_path=str(json_path), csv_path=str(csv_path)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import Counter
 from temporalio import activity
 
 from ledger import Ledger
+from payouts import metrics
 from payouts.models import RetentionOutput
 
 MIN_RETENTION_DAYS = 90
-PRUNED = Counter("payout_archive_pruned_rows_total", "Exchange-archive rows deleted by the retention schedule")
 
 
 class RetentionActivities:
@@ -27,7 +26,7 @@ class RetentionActivities:
     async def prune(self) -> RetentionOutput:
         older_than = datetime.now(UTC) - timedelta(days=self._days)
         deleted = await self._ledger.archive.prune(older_than=older_than)
-        PRUNED.inc(deleted)
+        metrics.record_archive_pruned(deleted)
         activity.logger.info("exchange archive: %d rows older than %s deleted", deleted, older_than.isoformat())
         events = await self._ledger.outbox.prune(older_than=older_than)
         activity.logger.info("outbox: %d delivered payout events older than %s deleted", events, older_than.isoformat())

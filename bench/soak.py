@@ -212,6 +212,7 @@ async def soak(args: argparse.Namespace) -> int:
             "LEDGER_DAILY_BUDGET_KOPECKS": str(10**12),
             "TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
             "TEMPORAL_TASK_QUEUE": f"soak-{uuid.uuid4().hex[:8]}",
+            "WORKER_METRICS_PORT": "0",  # several workers on one machine: each its own free port
             "WEBHOOK_PORT": str(webhook_port),
             "WEBHOOK_REDELIVER_INTERVAL_SECONDS": "2",
             "SANDBOX_PORT": str(sandbox_port),

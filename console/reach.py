@@ -44,6 +44,11 @@ def webhook_problem(url: str, exc: BaseException) -> str:
             "runs it alone; `--webhook-url` points elsewhere.")
 
 
+def rabbit_problem(url: str, exc: BaseException) -> str:
+    return (f"RabbitMQ is not answering at {url} ({cause_of(exc)}). Start it (`service rabbitmq-server start`, "
+            "or `bash scripts/ensure-rabbitmq.sh`) or set RABBIT_URL (docs/configuration.md).")
+
+
 async def temporal_client(settings: Settings) -> Client:
     """The client, or Unreachable naming the address."""
     from payouts.temporal_client import connect

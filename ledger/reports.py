@@ -53,6 +53,23 @@ class Reports(Operations):
         async with self._db.read() as conn:
             return await _entered(conn, payout_ids)
 
+    async def queue_summary(self, status: PayoutStatus) -> tuple[int, datetime | None]:
+        """How many payouts are in `status`, and when the one waiting longest entered it (None when none);
+        the gauges of the manual queue."""
+        value = PayoutStatus(status).value
+        entered = (
+            sa.select(sa.func.max(status_history.c.created_at).label("entered"))
+            .join(payouts, payouts.c.id == status_history.c.payout_id)
+            .where(payouts.c.status == value, status_history.c.to_status == value)
+            .group_by(status_history.c.payout_id)
+            .subquery()
+        )
+        count = sa.select(sa.func.count()).select_from(payouts).where(payouts.c.status == value)
+        async with self._db.read() as conn:
+            size = int((await conn.execute(count)).scalar_one())
+            oldest = (await conn.execute(sa.select(sa.func.min(entered.c.entered)))).scalar_one()
+        return size, oldest
+
     async def payouts_in_status(self, status: PayoutStatus, *, limit: int = 10_000) -> list[PayoutRecord]:
         """Payouts in `status`, longest unchanged first."""
         query = (

@@ -6,11 +6,8 @@ import json
 import logging
 from typing import Protocol
 
-from prometheus_client import Counter
-
 from payouts.models import AnalyticsEvent
 
-EVENTS = Counter("payout_events_total", "Payout analytics events by name", ["event"])
 _log = logging.getLogger("payouts.analytics")
 
 
@@ -22,7 +19,6 @@ class LogSink:
     """One JSON log record per event; ids, amounts and statuses only (never a phone)."""
 
     async def emit(self, event: AnalyticsEvent) -> None:
-        EVENTS.labels(event=event.name).inc()
         _log.info(json.dumps({"event": event.name, **event.model_dump(mode="json", exclude={"name"})}))
 
 

@@ -16,16 +16,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from prometheus_client import Counter, Gauge
-
 from ledger import Ledger, OutboxDelivery
+from payouts import metrics
 from payouts.events import ChannelUnavailable, EventChannel
+from payouts.log_context import ids_of_workflow, payout_context
 from payouts.settings import OutboxSettings
 
-DELIVERED = Counter("payout_outbox_delivered_total", "Payout events delivered, by channel", ["channel"])
-FAILED = Counter("payout_outbox_failed_total", "Payout event deliveries that failed (retried), by channel", ["channel"])
-PENDING = Gauge("payout_outbox_pending", "Payout events not yet delivered, by channel", ["channel"])
-OLDEST = Gauge("payout_outbox_oldest_seconds", "Age of the oldest undelivered payout event, by channel", ["channel"])
 _log = logging.getLogger("payouts.notify.relay")
 _BACKLOG_EVERY_SECONDS = 15.0
 _STOP_WAIT_SECONDS = 30.0
@@ -108,25 +104,29 @@ class Relay:
             if (stop is not None and stop.is_set()) or loop.time() > deadline:
                 await self._ledger.outbox.release(batch[i:])
                 break
-            try:
-                await channel.deliver(delivery.event)
-            except ChannelUnavailable as exc:
-                pause = await self._failed(delivery, str(exc))
-                await self._ledger.outbox.release(batch[i + 1 :], retry_in=pause)
-                _log.warning("%s unavailable, retrying in %.1f s: %s", channel.name, pause.total_seconds(), exc)
-                break
-            except Exception as exc:
-                # A bug, or the ledger failing inside the channel: this event waits, the others go on.
-                _log.exception("%s could not deliver %s", channel.name, delivery.event.event_id)
-                await self._failed(delivery, type(exc).__name__)
-                continue
+            event = delivery.event
+            # Every line about this event carries its payout's ids (payouts.log_context).
+            with payout_context(telegram_id=event.telegram_id, bill_id=event.bill_id,
+                                **ids_of_workflow(event.payout_id)):
+                try:
+                    await channel.deliver(event)
+                except ChannelUnavailable as exc:
+                    pause = await self._failed(delivery, str(exc))
+                    await self._ledger.outbox.release(batch[i + 1 :], retry_in=pause)
+                    _log.warning("%s unavailable, retrying in %.1f s: %s", channel.name, pause.total_seconds(), exc)
+                    break
+                except Exception as exc:
+                    # A bug, or the ledger failing inside the channel: this event waits, the others go on.
+                    _log.exception("%s could not deliver %s", channel.name, event.event_id)
+                    await self._failed(delivery, type(exc).__name__)
+                    continue
             await self._ledger.outbox.delivered(delivery)
-            DELIVERED.labels(channel=channel.name).inc()
+            metrics.record_outbox_delivered(channel.name)
         return len(batch)
 
     async def _failed(self, delivery: OutboxDelivery, error: str) -> timedelta:
         pause = self.backoff(delivery.attempts)
-        FAILED.labels(channel=delivery.channel).inc()
+        metrics.record_outbox_failed(delivery.channel)
         await self._ledger.outbox.failed(delivery, error=error, retry_in=pause)
         return pause
 
@@ -146,9 +146,8 @@ class Relay:
             try:
                 now = datetime.now(UTC)
                 for backlog in await self._ledger.outbox.backlog():
-                    PENDING.labels(channel=backlog.channel).set(backlog.pending)
                     age = (now - backlog.oldest_at).total_seconds() if backlog.oldest_at else 0.0
-                    OLDEST.labels(channel=backlog.channel).set(max(age, 0.0))
+                    metrics.set_outbox_backlog(backlog.channel, backlog.pending, age)
             except Exception:
                 _log.warning("outbox backlog not measured (ledger unavailable?)", exc_info=True)
             await _sleep(stop, _BACKLOG_EVERY_SECONDS)

@@ -19,6 +19,9 @@ DEV_CODEC_KEYS = "dev1:cmVjZWlwdC1wYXlvdXRzLWRldi1jb2RlYy1rZXktMDE="
 # The sandbox signs its callbacks with it and the webhook checks them (docs/security.md).
 DEV_CALLBACK_HMAC_SECRET = "receipt-payouts-dev-only-callback-secret"  # noqa: S105 - dev-only, documented
 
+# The local RabbitMQ's stock account, which answers only on loopback.
+DEV_RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
 
 def dev_environment(*, sandbox_url: str, webhook_url: str, data_dir: str) -> dict[str, str]:
     """Environment variables for every dev-mode process."""
@@ -38,4 +41,5 @@ def dev_environment(*, sandbox_url: str, webhook_url: str, data_dir: str) -> dic
         "TELEGRAM_API_BASE": f"{sandbox_url}/telegram",
         "SANDBOX_CALLBACK_URL": f"{webhook_url}/portmone/callback",
         "LEDGER_URL": f"sqlite+aiosqlite:///{data_dir}/ledger.db",
+        "RABBIT_URL": DEV_RABBIT_URL,
     }

@@ -25,7 +25,11 @@ BAD_PAYOUT_DATA = "BadPayoutData"
 # ledger ids of those attempts). A person checks Portmone and confirms before another bill is sent.
 BILL_MAY_BE_LIVE = "BillMayBeLive"
 
-NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE]
+# The ledger could not record a bill attempt, so nothing was sent: the workflow asks again after a
+# pause, as long as the outage lasts (an outage delays a payout, it never sends it to a person).
+LEDGER_UNAVAILABLE = "LedgerUnavailable"
+
+NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE, LEDGER_UNAVAILABLE]
 
 # An update validator refused an operator's update (a missing field, the wrong state): the message says
 # why, in the operator's terms. Validators raise ApplicationError(message, type=UPDATE_REFUSED,

@@ -19,7 +19,7 @@ from payouts.status import PayoutStatus
 from payouts.verdicts import Verdict
 
 # ---- field bounds ------------------------------------------------------------------------------
-# One definition per bound, shared by the intake body (webhook/intake_model.py) and the workflow
+# One definition per bound, shared by the intake body (payouts/receipt.py) and the workflow
 # input (PayoutRequest below): whatever intake accepts, the ledger columns (ledger/schema.py) can
 # hold on SQLite and on PostgreSQL alike. Integers fit a signed 64-bit BIGINT; strings fit their
 # VARCHAR length and carry no control characters (PostgreSQL refuses NUL, SQLite would store it).

@@ -7,13 +7,16 @@ component that lacks what it needs and names every missing or invalid variable a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.envconfig import ClientConfigProfile
 
+from payouts import temporal_profile as tp
 from payouts.listsettings import IPNetwork, parse_fingerprints, parse_networks, split_list
 
 DEFAULT_PORTMONE_API_BASE = "https://direct.portmone.com.ua/api/directcash/"
@@ -86,11 +89,62 @@ class PayoutSettings(BaseSettings):
 
 
 class TemporalSettings(BaseSettings):
+    """The Temporal connection, read as the `temporal` CLI reads it (payouts.temporal_profile): the
+    profile of its TOML file, with these variables over it. Address and namespace are resolved at
+    load: the variable, else the profile, else `localhost:7233` and `default`."""
+
     model_config = _config("TEMPORAL_")
 
-    address: str = "localhost:7233"
-    namespace: str = "default"
+    address: str = ""
+    namespace: str = ""
     task_queue: str = "payouts"
+    profile: str = ""
+    config_file: Path | None = None
+    api_key: SecretStr = SecretStr("")
+    tls: bool | None = None
+    tls_client_cert_path: Path | None = None
+    tls_client_key_path: Path | None = None
+    tls_server_ca_cert_path: Path | None = None
+    tls_server_name: str = ""
+    # Ours, not the CLI's: a production process refuses a plaintext connection to a Temporal that is
+    # not on its own machine unless this is set.
+    allow_plaintext: bool = False
+    _profile: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
+
+    @model_validator(mode="after")
+    def _resolve_profile(self) -> TemporalSettings:
+        self._profile = tp.load_profile(self.profile, self.config_file, self._cli_environment())
+        self.address = self._profile.address or tp.DEFAULT_ADDRESS
+        self.namespace = self._profile.namespace or tp.DEFAULT_NAMESPACE
+        return self
+
+    def _cli_environment(self) -> dict[str, str]:
+        """The CLI's variables as envconfig reads them: the process's `TEMPORAL_*` (gRPC metadata,
+        inline certificate data), then every value set here (also from `.env`) over them."""
+        env = {k: v for k, v in os.environ.items() if k.startswith("TEMPORAL_")}
+        env.pop("TEMPORAL_PROFILE", None)  # passed by name, never read twice
+        env.pop("TEMPORAL_CONFIG_FILE", None)
+        values: dict[str, str | Path | bool | None] = {
+            "TEMPORAL_ADDRESS": self.address,
+            "TEMPORAL_NAMESPACE": self.namespace,
+            "TEMPORAL_API_KEY": self.api_key.get_secret_value(),
+            "TEMPORAL_TLS": self.tls,
+            "TEMPORAL_TLS_CLIENT_CERT_PATH": self.tls_client_cert_path,
+            "TEMPORAL_TLS_CLIENT_KEY_PATH": self.tls_client_key_path,
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH": self.tls_server_ca_cert_path,
+            "TEMPORAL_TLS_SERVER_NAME": self.tls_server_name,
+        }
+        for name, value in values.items():
+            if isinstance(value, bool):
+                env[name] = "true" if value else "false"
+            elif value:
+                env[name] = str(value)
+        return env
+
+    @property
+    def connection_profile(self) -> ClientConfigProfile:
+        """The resolved profile (payouts.temporal_client turns it into connect arguments)."""
+        return self._profile
 
 
 class CryptoSettings(BaseSettings):
@@ -209,9 +263,107 @@ class ReconcileSettings(BaseSettings):
 class WorkerSettings(BaseSettings):
     model_config = _config("WORKER_")
 
-    # Prometheus metrics of the worker process (reminders, reconciliation, analytics); unset = off.
+    # The worker's own HTTP server: `/metrics` (when TELEMETRY_METRICS_EXPORTERS has prometheus).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # How often the worker reads the manual-review queue's size and oldest age from the ledger.
+    ledger_gauges_interval_seconds: float = Field(default=30.0, gt=0)
+
+
+MetricsExporter = Literal["prometheus", "otlp"]
+_METRICS_EXPORTERS: frozenset[str] = frozenset({"prometheus", "otlp"})
+
+
+class TelemetrySettings(BaseSettings):
+    """Metrics, traces and log lines (docs/observability.md)."""
+
+    model_config = _config("TELEMETRY_")
+
+    # Comma-separated: `prometheus` (/metrics on the webhook and the worker), `otlp` (pushed), both, or none.
+    metrics_exporters: str = "prometheus"
+    traces_exporter: Literal["none", "console", "otlp"] = "none"
+    # OTLP over HTTP: the collector's base URL (`/v1/metrics` and `/v1/traces` are appended).
+    otlp_endpoint: str = "http://localhost:4318"
+    # `key=value,key=value` headers sent with every OTLP export (a collector's API key, say).
+    otlp_headers: SecretStr = SecretStr("")
+    otlp_metrics_interval_seconds: float = Field(default=60.0, gt=0)
+    # `service.name` of every metric and span; default: `payouts-<command>` (payouts-worker, payouts-webhook).
+    service_name: str = ""
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("metrics_exporters")
+    @classmethod
+    def _exporters(cls, value: str) -> str:
+        unknown = [name for name in split_list(value.lower()) if name not in _METRICS_EXPORTERS and name != "none"]
+        if unknown:
+            raise ValueError(f"unknown metrics exporter(s) {', '.join(unknown)}: use prometheus, otlp or none")
+        return value
+
+    def metrics_exporter_set(self) -> frozenset[str]:
+        return frozenset(split_list(self.metrics_exporters.lower())) & _METRICS_EXPORTERS
+
+    @property
+    def prometheus(self) -> bool:
+        return "prometheus" in self.metrics_exporter_set()
+
+    def otlp_header_map(self) -> dict[str, str]:
+        pairs = (item.partition("=") for item in split_list(self.otlp_headers.get_secret_value()))
+        return {key.strip(): value.strip() for key, _, value in pairs if key.strip()}
+
+
+class RabbitSettings(BaseSettings):
+    """The bot's RabbitMQ (docs/queue.md): `receipt.accepted` in, `bonus.events` out."""
+
+    model_config = _config("RABBIT_")
+
+    # amqp://user:password@host:port/vhost; `payouts dev` uses the local broker's guest account.
+    url: SecretStr = SecretStr("")
+    intake_queue: str = Field(default="receipt.accepted", min_length=1, max_length=200)
+    # Messages that cannot be processed, with the reason in the `x-payouts-reason` header.
+    dead_letter_queue: str = Field(default="receipt.accepted.dead", min_length=1, max_length=200)
+    # Transient failures wait here `retry_delay_seconds` (the queue's message TTL), then return to the
+    # intake queue. The TTL is part of the queue's declaration: a new delay needs a new queue name.
+    retry_queue: str = Field(default="receipt.accepted.retry", min_length=1, max_length=200)
+    retry_delay_seconds: float = Field(default=30.0, gt=0, le=24 * 3600)
+    prefetch: int = Field(default=16, ge=1, le=1000)
+    max_message_bytes: int = Field(default=64 * 1024, gt=0)
+    # Reconnecting after a lost broker: the wait doubles from the first value up to the second.
+    reconnect_min_seconds: float = Field(default=0.5, gt=0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    # A publish (dead letter, delayed retry, payout event) not confirmed by the broker in time fails.
+    publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Prometheus metrics of `payouts consumer`; unset = off (in `payouts dev` the webhook serves them).
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct_queues(self) -> RabbitSettings:
+        names = [self.intake_queue, self.dead_letter_queue, self.retry_queue]
+        if len(set(names)) != len(names):
+            raise ValueError("RABBIT_INTAKE_QUEUE, RABBIT_DEAD_LETTER_QUEUE and RABBIT_RETRY_QUEUE must differ")
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise ValueError("RABBIT_RECONNECT_MAX_SECONDS must not be below RABBIT_RECONNECT_MIN_SECONDS")
+        return self
+
+
+class EventsSettings(BaseSettings):
+    """Where payout events go (payouts.events): the bot's `bonus.events` queue, and who tells the user."""
+
+    model_config = _config("EVENTS_")
+
+    bonus_queue_enabled: bool = False
+    bonus_queue: str = Field(default="bonus.events", min_length=1, max_length=200)
+    # `telegram`: the service messages the user itself (Telegram Bot API). `bonus_events`: it sends
+    # the user nothing, and the bot's gateway tells the shopper from the `bonus.events` queue.
+    user_channel: Literal["telegram", "bonus_events"] = "telegram"
+
+    @model_validator(mode="after")
+    def _user_hears_something(self) -> EventsSettings:
+        if self.user_channel == "bonus_events" and not self.bonus_queue_enabled:
+            raise ValueError(
+                "EVENTS_USER_CHANNEL=bonus_events needs EVENTS_BONUS_QUEUE_ENABLED=true (the user would hear nothing)"
+            )
+        return self
 
 
 class OutboxSettings(BaseSettings):
@@ -256,7 +408,10 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    rabbit: RabbitSettings = Field(default_factory=RabbitSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @model_validator(mode="after")
     def _bill_attempt_outlasts_the_call(self) -> Settings:
@@ -273,8 +428,8 @@ class Settings(BaseSettings):
     def require(self, component: str, needs: Iterable[str]) -> None:
         """Refuse to start `component` when a needed setting is missing.
 
-        `needs` names sections: "portmone", "crypto", "telegram", "webhook". In dev mode
-        the embedded defaults stand in, so nothing is required.
+        `needs` names sections: "portmone", "crypto", "telegram", "webhook", "rabbit", "temporal". In
+        dev mode the embedded defaults stand in, so nothing is required.
         """
         if self.is_dev:
             return
@@ -425,11 +580,30 @@ def _check_tls(s: Settings) -> list[str]:
     return out
 
 
+def _check_rabbit(s: Settings) -> list[str]:
+    if not s.rabbit.url.get_secret_value():
+        return ["RABBIT_URL is not set (amqp://user:password@host:port/vhost of the bot's RabbitMQ)"]
+    return []
+
+
+def _check_temporal(s: Settings) -> list[str]:
+    t = s.temporal
+    profile = t.connection_profile
+    out = [f"Temporal TLS {f.what} points to no file: {f.path}" for f in tp.tls_files(profile) if not f.path.is_file()]
+    if profile.tls is not None and (profile.tls.client_cert is None) != (profile.tls.client_private_key is None):
+        out.append("TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together (mutual TLS needs both)")
+    if not tp.tls_enabled(profile) and not tp.is_local(t.address) and not t.allow_plaintext:
+        out.append(tp.plaintext_refusal(t.address))
+    return out
+
+
 _CHECKS = {
     "portmone": _check_portmone,
     "crypto": _check_crypto,
     "telegram": _check_telegram,
     "webhook": _check_webhook,
+    "rabbit": _check_rabbit,
+    "temporal": _check_temporal,
 }
 
 
@@ -453,8 +627,10 @@ def load_settings() -> Settings:
             sections[name] = cls()
         except ValidationError as exc:
             for err in exc.errors():
-                field = str(err["loc"][0]) if err["loc"] else "?"
-                problems.append(f"{prefix}{field.upper()}: {err['msg']}")
+                if err["loc"]:
+                    problems.append(f"{prefix}{str(err['loc'][0]).upper()}: {err['msg']}")
+                else:  # a rule over the whole section names its own variables
+                    problems.append(err["msg"].removeprefix("Value error, "))
     if problems:
         raise ConfigError("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
     try:

@@ -1,4 +1,8 @@
-"""The one way every process connects to Temporal: same namespace, same data converter.
+"""The one way every process connects to Temporal: same connection profile, same data converter.
+
+The connection (address, namespace, TLS, API key) is the `temporal` CLI's profile and variables
+(payouts.temporal_profile), so the CLI, the workers, the webhook and `payouts ops` share one
+configuration.
 
 The data converter is pydantic payloads, every payload encrypted by the AES-GCM codec
 (`payouts.codec`, keys from `PAYOUTS_CODEC_KEYS`), and failures converted by
@@ -15,10 +19,12 @@ import dataclasses
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConnectConfig
 
+from payouts import telemetry
 from payouts.codec import AesGcmCodec, CodecKeyError, parse_codec_keys
 from payouts.failure_converter import PayoutsFailureConverter
-from payouts.settings import ConfigError, CryptoSettings, Settings
+from payouts.settings import ConfigError, CryptoSettings, Settings, TemporalSettings
 
 
 def payload_codec(crypto: CryptoSettings) -> AesGcmCodec:
@@ -41,9 +47,28 @@ def data_converter(crypto: CryptoSettings) -> DataConverter:
     )
 
 
+def connect_config(temporal: TemporalSettings) -> ClientConnectConfig:
+    """`Client.connect` arguments from the resolved profile (payouts.temporal_profile): address,
+    namespace, API key, TLS with the certificate files read now, gRPC metadata."""
+    config = temporal.connection_profile.to_client_connect_config()  # reads the TLS files (OSError)
+    config["target_host"] = temporal.address
+    config["namespace"] = temporal.namespace
+    return config
+
+
 async def connect(settings: Settings) -> Client:
+    """A client for the configured Temporal, with this process's telemetry (SDK metrics, tracing).
+
+    Refuses (ConfigError) in production when the connection would be plaintext to a Temporal that
+    is not on this machine, unless TEMPORAL_ALLOW_PLAINTEXT is set."""
+    settings.require("the Temporal connection", ["temporal"])
+    try:
+        config = connect_config(settings.temporal)
+    except OSError as exc:
+        raise ConfigError(f"Temporal TLS: cannot read a certificate or key file: {exc}") from None
     return await Client.connect(
-        settings.temporal.address,
-        namespace=settings.temporal.namespace,
+        **config,
         data_converter=data_converter(settings.crypto),
+        runtime=telemetry.temporal_runtime(),
+        interceptors=telemetry.client_interceptors(),
     )

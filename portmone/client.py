@@ -5,7 +5,9 @@ Retrying is Temporal's job. This client's job is to say precisely what happened 
 validated before anything is sent, and apart from sending (`bill_request(...)` builds a validated
 `BillRequest`, `send(request)` sends it); every outcome carries a redacted `Exchange` for the
 archive; the log names the method, the outcome, the HTTP status and the time taken, never the
-password or the phone.
+password or the phone (the redacted exchange itself at debug level). Every call is counted
+(payouts.metrics: requests by method, failures by code, duration by outcome class, version-1
+fallbacks).
 
 Time: httpx's timeouts apply per operation (the read timeout to each read), so a server that
 trickles its answer could hold one call for ever. The whole exchange (pool wait, connect, send,
@@ -26,8 +28,10 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from pydantic import SecretStr
 
+from payouts import metrics
 from payouts.settings import PortmoneSettings
 from portmone import protocol as p
 from portmone.redact import REDACTED, redact_params, redact_xml
@@ -144,6 +148,9 @@ class PortmoneClient:
             trust_env=False,
             headers={"Accept": "text/xml, application/xml"},
         )
+        # A span per POST when tracing is on (docs/observability.md); the URL holds no secret and the
+        # body (password, phone) is never recorded.
+        HTTPXClientInstrumentor.instrument_client(self._http)
         self._closed = False
 
     @classmethod
@@ -263,6 +270,7 @@ class PortmoneClient:
             raise RuntimeError("PortmoneClient is closed")
         params = self._params(method, extra)
         redacted = redact_params(params)
+        metrics.record_portmone_request(method)
         started = time.monotonic()
         progress = _Progress()
         status: int | None = None
@@ -382,6 +390,12 @@ class PortmoneClient:
             detail = f" bill_id={outcome.bill.bill_id} bill_status={outcome.bill.status.value}"
         elif isinstance(outcome, NotSent | OutcomeUnknown):
             detail = f" reason={outcome.reason!r}"
+        outcome_class, fail_code = _classify(outcome)
+        metrics.record_portmone_outcome(exchange.method, outcome_class, exchange.elapsed_ms / 1000, fail_code)
+        if isinstance(outcome, AnsweredFail) and outcome.error.fell_back_to_v1:
+            metrics.record_v1_fallback(exchange.method)
+        # Both sides of the exchange, redacted (no password, phones masked): for debugging only.
+        logger.debug("portmone %s request=%s response=%s", exchange.method, exchange.request, exchange.response_body)
         level = logging.INFO if isinstance(outcome, AnsweredOk) else logging.WARNING
         logger.log(
             level,
@@ -391,8 +405,22 @@ class PortmoneClient:
             exchange.http_status if exchange.http_status is not None else "-",
             exchange.elapsed_ms,
             detail,
+            # The bill id also as a field of the line (payouts.logs prints the payout's ids that way).
+            extra={"bill_id": outcome.bill.bill_id} if isinstance(outcome, AnsweredOk) else None,
         )
         return outcome
+
+
+def _classify(outcome: Outcome) -> tuple[str, str | None]:
+    """The outcome class (a metric label) and, when the call did not answer ok, its failure code:
+    Portmone's code or `http_<status>`, `not_sent`, `unknown`."""
+    if isinstance(outcome, AnsweredOk):
+        return "answered_ok", None
+    if isinstance(outcome, AnsweredFail):
+        return "answered_fail", outcome.error.code or "none"
+    if isinstance(outcome, NotSent):
+        return "not_sent", "not_sent"
+    return "unknown", "unknown"
 
 
 def _ssl_context(cert_path: str | Path | None, key_path: str | Path | None) -> ssl.SSLContext:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: sets up everything it needs (venv, packages, PostgreSQL running), then runs
+# The test command: sets up everything it needs (venv, packages, PostgreSQL and RabbitMQ running), then runs
 # ruff, mypy and the whole pytest suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,12 +12,18 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 
 bash scripts/ensure-postgres.sh
+bash scripts/ensure-rabbitmq.sh
 
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 # The Web UI browser test (tests/ops/test_web_ui.py) drives Debian's chromium through playwright.
 if ! command -v chromium >/dev/null 2>&1; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
   $SUDO apt-get install -y -q chromium || { $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium; }
+fi
+# The alert rules are checked and unit-tested with promtool (tests/observability/test_alert_rules.py),
+# from Debian's prometheus package.
+if ! command -v promtool >/dev/null 2>&1; then
+  $SUDO apt-get install -y -q prometheus || { $SUDO apt-get update -q && $SUDO apt-get install -y -q prometheus; }
 fi
 
 echo "== ruff"

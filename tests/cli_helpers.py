@@ -9,7 +9,7 @@ from pathlib import Path
 
 SETTING_PREFIXES = (
     "PORTMONE_", "PAYOUTS_", "WEBHOOK_", "TELEGRAM_", "LEDGER_", "TEMPORAL_", "SANDBOX_", "TELECOM_", "PAYOUT_",
-    "RECONCILE_", "WORKER_",
+    "RECONCILE_", "WORKER_", "RABBIT_", "EVENTS_",
 )
 
 

@@ -1,5 +1,5 @@
 """Session-wide servers shared by every test folder that needs one: Temporal (both kinds) and the
-PostgreSQL admin connection that makes throwaway databases.
+PostgreSQL admin connection that makes throwaway databases; the process's telemetry.
 
 PostgreSQL: `PAYOUTS_TEST_POSTGRES_URL` (default the local server's `test` database, trust auth) is used
 only to CREATE fresh `payouts_test_<random>` databases and DROP them at the end of the session. An
@@ -18,8 +18,20 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from temporalio.testing import WorkflowEnvironment
 
+from payouts import telemetry
+from payouts.settings import TelemetrySettings
 from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
 from tests.temporal_envs import dev_server, time_skipping_server
+
+# The Temporal connection reads the `temporal` CLI's profile file (payouts.temporal_profile): the
+# tests, and the processes they start, never pick up the developer's own (an empty file instead).
+os.environ.setdefault("TEMPORAL_CONFIG_FILE", os.devnull)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_telemetry() -> None:
+    """The test process exports its metrics as the service's processes do (Prometheus, no traces)."""
+    telemetry.setup(TelemetrySettings(metrics_exporters="prometheus", traces_exporter="none"), "payouts-tests")
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from payouts.msisdn import vault_from_settings
 from payouts.settings import (
     CryptoSettings,
     LedgerSettings,
+    OutboxSettings,
     PayoutSettings,
     PortmoneSettings,
     SandboxSettings,
@@ -134,6 +135,7 @@ def stack_settings(
             redeliver_interval_seconds=0.5,
             redeliver_after_seconds=0.5,
         ),
+        outbox=OutboxSettings(relay_interval_seconds=0.1, retry_first_seconds=0.5, retry_max_seconds=2.0),
         sandbox=SandboxSettings(
             port=sandbox_port,
             callback_url=f"http://127.0.0.1:{webhook_port}/portmone/callback",
@@ -213,6 +215,24 @@ class Stack:
         data = resp.json()
         return list(data[what] if isinstance(data, dict) else data)
 
+    async def analytics(self, *names: str, timeout: float = 10.0) -> list[str]:
+        """The analytics events' names, once the outbox relay has delivered every one of `names`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not all(name in [e.name for e in self.sink.events] for name in names) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return [e.name for e in self.sink.events]
+
+    async def telegram_methods(self, *methods: str, timeout: float = 10.0) -> list[str]:
+        """The Bot API methods the fake Telegram saw, once each of `methods` was seen (the relay sends them)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            seen = [t["method"] for t in await self.record("telegram")]
+            if all(m in seen for m in methods) or loop.time() >= deadline:
+                return seen
+            await asyncio.sleep(0.05)
+
     async def bills_for(self, masked_phone: str | None = None) -> list[dict[str, Any]]:
         return await self.record("bills")
 
@@ -257,10 +277,10 @@ async def running_stack(
     workers: bool = True,
     ledger_settings: LedgerSettings | None = None,
     portmone_password: str = devdefaults.DEV_PORTMONE_PASSWORD,
-    relay: bool = False,
+    relay: bool = True,
 ) -> AsyncIterator[Stack]:
-    """The stack; `relay=True` also runs the outbox relay, as `payouts worker` does (off by default while
-    the payout workflow still sends the user's messages and analytics itself)."""
+    """The stack, with the outbox relay beside the workers as `payouts worker` runs it (`relay=False`:
+    payout events stay in the ledger's outbox)."""
     sandbox_port, webhook_port = free_port(), free_port()
     settings = stack_settings(
         tmp,
@@ -362,6 +382,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TEMPORAL_ADDRESS": settings.temporal.address,
         "TEMPORAL_NAMESPACE": settings.temporal.namespace,
         "TEMPORAL_TASK_QUEUE": settings.temporal.task_queue,
+        "WORKER_METRICS_PORT": "0",  # a free port: tests run side by side
         "LEDGER_URL": settings.ledger.url,
         "PORTMONE_LOGIN": p.login,
         "PORTMONE_PASSWORD": p.password.get_secret_value(),

@@ -3,7 +3,9 @@ configured differently from the stack's own (sharing its ledger and Temporal cli
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +72,26 @@ def history_payloads(node: Any, path: str = "") -> list[tuple[str, dict[str, Any
         for i, value in enumerate(node):
             found.extend(history_payloads(value, f"{path}[{i}]"))
     return found
+
+
+# What the SDK itself writes in clear into marker events: a version patch's id, and a local activity's
+# bookkeeping (which activity, which attempt, when). The local activity's result is a payload like any
+# other and goes through the codec.
+PATCH_MARKER_KEYS = frozenset({"id", "deprecated"})
+LOCAL_ACTIVITY_MARKER_KEYS = frozenset(
+    {"seq", "attempt", "activity_id", "activity_type", "complete_time", "backoff", "original_schedule_time",
+     "activation_index"}
+)  # fmt: skip
+
+
+def sdk_marker_bookkeeping(path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The decoded content of a clear payload the SDK writes into a marker, else None (a payload of ours)."""
+    if "markerRecordedEventAttributes" not in path or (".details.data" not in path and ".details.version" not in path):
+        return None
+    content = json.loads(base64.b64decode(payload["data"]))
+    if isinstance(content, dict) and set(content) <= PATCH_MARKER_KEYS | LOCAL_ACTIVITY_MARKER_KEYS:
+        return content
+    return None
 
 
 def history_failures(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

@@ -37,3 +37,13 @@ async def test_committed_history_replays(name: str) -> None:
     )
 
     assert result.replay_failure is None, result.replay_failure
+
+
+def test_a_recorded_happy_path_stays_within_the_history_bound() -> None:
+    """≤ 30 events for a happy-path payout (reserve, bills.create, the callback, the top-up, PAID),
+    recorded through the full stack; a change that adds events fails here before it ships."""
+    from tests.histories.record import FOLDER
+
+    history = WorkflowHistory.from_json("happy", (FOLDER / "happy_path.json").read_text())
+    assert history.events[0].workflow_execution_started_event_attributes.workflow_type.name == "ReceiptPayout"
+    assert len(history.events) <= 30, len(history.events)

@@ -9,6 +9,7 @@ import signal
 from aiohttp import web
 
 from ledger import Ledger
+from payouts import telemetry
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings
 from payouts.temporal_client import connect
@@ -18,6 +19,7 @@ from webhook.deps import WebhookDeps
 from webhook.health import healthz, metrics, readyz
 from webhook.intake import accept_receipt
 from webhook.keys import DEPS
+from webhook.observability import ACCESS_LOG, AccessLogger, observe
 from webhook.redelivery import redelivery_context
 from webhook.tls import server_ssl_context
 
@@ -28,13 +30,15 @@ _LINGER_SECONDS = 10.0  # aiohttp's default
 def build_app(deps: WebhookDeps) -> web.Application:
     # Every handler reads its body through webhook.body.read_body (cap and deadline); the app-wide
     # cap is a backstop for any other read.
-    app = web.Application(client_max_size=deps.settings.webhook.max_body_bytes)
+    telemetry.setup(deps.settings.telemetry, "payouts-webhook")  # before the application: tracing instruments it
+    app = web.Application(client_max_size=deps.settings.webhook.max_body_bytes, middlewares=[observe])
     app[DEPS] = deps
     app.router.add_post("/v1/receipts/accepted", accept_receipt)
     app.router.add_post("/portmone/callback", portmone_callback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    if deps.settings.telemetry.prometheus:
+        app.router.add_get("/metrics", metrics)
     setup_codec_server(app, deps.settings)
     app.cleanup_ctx.append(redelivery_context)
     return app
@@ -46,7 +50,8 @@ async def start_webhook(deps: WebhookDeps, host: str, port: int) -> tuple[web.Ap
     w = deps.settings.webhook
     runner = web.AppRunner(
         build_app(deps),
-        access_log=None,
+        access_log=ACCESS_LOG,
+        access_log_class=AccessLogger,
         # Header bounds are enforced by aiohttp's parser before any handler runs: 400, nothing read.
         max_line_size=w.max_header_bytes,
         max_field_size=w.max_header_bytes,
@@ -62,7 +67,8 @@ async def start_webhook(deps: WebhookDeps, host: str, port: int) -> tuple[web.Ap
 
 
 async def run_webhook(settings: Settings) -> None:
-    settings.require("payouts webhook", ["crypto", "webhook"])
+    settings.require("payouts webhook", ["crypto", "webhook", "temporal"])
+    telemetry.setup(settings.telemetry, "payouts-webhook")
     ledger = Ledger.from_url(settings.ledger.url)
     client = await connect(settings)
     vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
@@ -79,3 +85,4 @@ async def run_webhook(settings: Settings) -> None:
     finally:
         await runner.cleanup()
         await ledger.aclose()
+        await telemetry.flush()

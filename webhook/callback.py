@@ -18,22 +18,21 @@ import hashlib
 import logging
 
 from aiohttp import web
-from prometheus_client import Counter
 
 from ledger import LedgerUnavailable, StoreCallbackResult
+from payouts import log_context, metrics
 from payouts.models import receipt_in_comment
 from payouts.msisdn import is_valid_msisdn
 from portmone import Rsp, XmlRejected, mask_phones, parse_rsp, redact_xml
 from portmone.protocol import callback_verdict
 from webhook.body import BodyRefused, read_body
+from webhook.callback_latency import observe_callback_latency
 from webhook.deps import WebhookDeps
 from webhook.errors import error
 from webhook.keys import DEPS
 from webhook.redelivery import Told, signal_stored
 from webhook.refusal import Endpoint, Refused, refuse
 
-CALLBACKS = Counter("portmone_callbacks_total", "Portmone callbacks by result", ["result"])
-V1_FALLBACKS = Counter("portmone_v1_fallback_total", "Portmone answers that fell back to protocol version 1")
 _XML_TYPES = {"application/xml", "text/xml"}
 _ACK = '<?xml version="1.0" encoding="utf-8"?>\n<rsp status="ok"/>\n'
 _log = logging.getLogger("payouts.webhook.callback")
@@ -51,7 +50,7 @@ def _ack(status: int = 200) -> web.Response:
 
 
 def _unauthorized(refused: Refused) -> web.Response:
-    CALLBACKS.labels(result="unauthorized").inc()
+    metrics.record_callback("unauthorized")
     return refuse(Endpoint.CALLBACK, refused)
 
 
@@ -65,25 +64,27 @@ async def portmone_callback(request: web.Request) -> web.Response:
     try:
         raw = await read_body(request, limit=limit, timeout=deps.settings.webhook.body_timeout_seconds)
     except BodyRefused as exc:
-        CALLBACKS.labels(result="rejected").inc()
+        metrics.record_callback("rejected")
         return exc.response()
     try:
         deps.callback_auth.check_body(request, raw)
     except Refused as refused:
         return _unauthorized(refused)
     if request.content_type not in _XML_TYPES:
-        CALLBACKS.labels(result="rejected").inc()
+        metrics.record_callback("rejected")
         return error(415, "send the callback as application/xml or text/xml")
     try:
         rsp = parse_rsp(raw, max_bytes=limit)
     except XmlRejected as exc:
-        CALLBACKS.labels(result="rejected").inc()
+        metrics.record_callback("rejected")
         return error(400, f"callback rejected: {exc}")
     if rsp.bill is None or not rsp.bill.bill_id:
-        CALLBACKS.labels(result="rejected").inc()
+        metrics.record_callback("rejected")
         return error(400, "callback names no bill (billId)")
+    log_context.bind(bill_id=rsp.bill.bill_id)
+    _log.debug("callback body: %s", redact_xml(raw.decode("utf-8", errors="replace")))
     if rsp.error is not None and rsp.error.fell_back_to_v1:
-        V1_FALLBACKS.inc()
+        metrics.record_v1_fallback("callback")
 
     code = rsp.error.code if rsp.error else None
     try:
@@ -100,24 +101,27 @@ async def portmone_callback(request: web.Request) -> web.Response:
         )
         payout_id = stored.payout_id or await _route_by_echo(deps, rsp, stored)
     except LedgerUnavailable:
-        CALLBACKS.labels(result="store_failed").inc()
+        metrics.record_callback("store_failed")
         _log.error("ledger unavailable: callback for bill %s not stored, asking Portmone to retry", rsp.bill.bill_id)
         return error(503, "cannot store the callback now; retry later")
 
     if payout_id is None:
-        CALLBACKS.labels(result="unrouted").inc()
+        metrics.record_callback("unrouted")
         _log.info("callback for unknown bill %s stored for later delivery/reconciliation", rsp.bill.bill_id)
         return _ack(202)
 
+    log_context.bind(**log_context.ids_of_workflow(payout_id))
     told = await signal_stored(deps, payout_id, stored.callback)
+    if stored.inserted:
+        await observe_callback_latency(deps.ledger, payout_id, stored.callback)
     if told is Told.FAILED:
         # Stored: the sweep tells the workflow once Temporal answers again.
-        CALLBACKS.labels(result="signal_failed").inc()
+        metrics.record_callback("signal_failed")
         return _ack(202)
     if told is Told.CLOSED:
-        CALLBACKS.labels(result="closed_payout").inc()
+        metrics.record_callback("closed_payout")
         return _ack()
-    CALLBACKS.labels(result="duplicate" if not stored.inserted else "delivered").inc()
+    metrics.record_callback("duplicate" if not stored.inserted else "delivered")
     return _ack()
 
 
@@ -135,7 +139,7 @@ async def _route_by_echo(deps: WebhookDeps, rsp: Rsp, stored: StoreCallbackResul
         user_key=deps.vault.digest(bill.contract_number),
     )
     if payout_id is not None:
-        CALLBACKS.labels(result="routed_by_echo").inc()
+        metrics.record_callback("routed_by_echo")
         _log.warning("callback for bill %s routed to %s by its echo (the bill id was never recorded)", bill.bill_id,
                      payout_id)
     return payout_id

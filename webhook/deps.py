@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from temporalio.client import Client
 
 from ledger import Ledger
-from payouts.models import PayoutPolicy
 from payouts.msisdn import MsisdnVault
 from payouts.settings import Settings
 from webhook.callback_auth import CallbackVerifier
@@ -28,15 +27,3 @@ class WebhookDeps:
     def __post_init__(self) -> None:
         self.callback_auth = CallbackVerifier.from_settings(self.settings)
         self.intake_auth = IntakeVerifier.from_settings(self.settings)
-
-    @property
-    def policy(self) -> PayoutPolicy:
-        p = self.settings.payout
-        return PayoutPolicy(
-            callback_timeout_seconds=p.callback_timeout_seconds,
-            max_bill_rounds=p.max_bill_rounds,
-            retry_backoff_seconds=p.retry_backoff_seconds,
-            manual_reminder_seconds=p.manual_reminder_seconds,
-            reminders_per_run=p.reminders_per_run,
-            bill_attempt_timeout_seconds=p.bill_attempt_timeout_seconds,
-        )

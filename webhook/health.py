@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from payouts import telemetry
 from webhook.keys import DEPS
 
 
@@ -32,4 +32,5 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body, content_type = telemetry.prometheus_exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -17,15 +17,14 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from aiohttp import web
-from prometheus_client import Counter
 from temporalio.service import RPCError, RPCStatusCode
 
 from ledger import CallbackRecord, LedgerUnavailable
+from payouts import metrics
 from payouts.models import CallbackSignal
 from webhook.deps import WebhookDeps
 from webhook.keys import DEPS
 
-REDELIVERED = Counter("portmone_callbacks_redelivered_total", "Stored callbacks re-signalled by the sweep", ["result"])
 _log = logging.getLogger("payouts.webhook.redelivery")
 
 
@@ -60,7 +59,7 @@ async def sweep_once(deps: WebhookDeps) -> dict[Told, int]:
         assert stored.payout_id is not None
         told = await signal_stored(deps, stored.payout_id, stored)
         counts[told] += 1
-        REDELIVERED.labels(result=told.value).inc()
+        metrics.record_redelivery(told.value)
         if told is Told.FAILED:
             break
     if waiting:

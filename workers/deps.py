@@ -22,16 +22,25 @@ from payouts.events import EventChannel
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings
 from portmone import PortmoneClient
+from rabbit.events_channel import BonusEventsChannel, bonus_events_channel
 from workers.registry import ActivitySet
 
 
 def event_channels(
-    settings: Settings, *, ledger: Ledger, telegram: TelegramClient | None, sink: AnalyticsSink
+    settings: Settings,
+    *,
+    ledger: Ledger,
+    telegram: TelegramClient | None,
+    sink: AnalyticsSink,
+    bonus_events: BonusEventsChannel | None = None,
 ) -> list[EventChannel]:
-    """Where payout events go, one line per channel (the relay delivers to each on its own)."""
+    """Where payout events go, one line per channel (the relay delivers to each on its own). The user
+    hears from Telegram unless EVENTS_USER_CHANNEL=bonus_events hands that to the bot's gateway."""
     channels: list[EventChannel] = [AnalyticsChannel(sink)]
-    if telegram is not None:
+    if telegram is not None and settings.events.user_channel == "telegram":
         channels.append(TelegramChannel(telegram, ledger))
+    if bonus_events is not None:
+        channels.append(bonus_events)
     return channels
 
 
@@ -64,7 +73,10 @@ async def activity_set(
             telegram = TelegramClient(settings.telegram.api_base, token, timeout=settings.telegram.timeout_seconds)
             stack.push_async_callback(telegram.aclose)
         sink = sink or LogSink()
-        channels = event_channels(settings, ledger=ledger, telegram=telegram, sink=sink)
+        bonus_events = bonus_events_channel(settings)  # EVENTS_BONUS_QUEUE_ENABLED
+        if bonus_events is not None:
+            stack.push_async_callback(bonus_events.aclose)
+        channels = event_channels(settings, ledger=ledger, telegram=telegram, sink=sink, bonus_events=bonus_events)
         yield ActivitySet(
             ledger=LedgerActivities(ledger, settings.ledger, settings.payout.eligibility_days),
             bill=BillActivities(

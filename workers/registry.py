@@ -19,6 +19,7 @@ from activities.reconcile import ReconcileActivities
 from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
 from notify import Relay
+from payouts.log_context import ActivityLogContext
 from workflows.archive_retention import ArchiveRetentionWorkflow
 from workflows.legacy.receipt_payout_v1 import ReceiptPayoutWorkflowV1
 from workflows.payout_calls import NOTIFY_TASK_QUEUE
@@ -76,7 +77,9 @@ def build_workers(
     **worker_kwargs: Any,
 ) -> list[Worker]:
     """Two workers: payouts (workflows, ledger, Portmone, telecom) and notifications (Telegram, analytics),
-    so a slow Telegram cannot starve payouts."""
+    so a slow Telegram cannot starve payouts. Each activity logs with its payout's ids (ActivityLogContext);
+    tracing comes with the client's interceptors."""
+    worker_kwargs["interceptors"] = [ActivityLogContext(), *worker_kwargs.get("interceptors", [])]
     payouts = Worker(
         client,
         task_queue=task_queue,

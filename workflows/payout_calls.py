@@ -61,6 +61,9 @@ TELECOM_RETRY = RetryPolicy(
 REMINDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
 
 _LEDGER_START_TO_CLOSE = timedelta(seconds=30)
+_LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
+# How long a bill round waits when the ledger could not record its attempt (nothing was sent).
+LEDGER_PAUSE = timedelta(seconds=60)
 
 
 def _ledger(name: str, arg: Any, result_type: type[T] | None, summary: str) -> Handle[T]:
@@ -70,6 +73,9 @@ def _ledger(name: str, arg: Any, result_type: type[T] | None, summary: str) -> H
         result_type=result_type,
         start_to_close_timeout=_LEDGER_START_TO_CLOSE,
         retry_policy=LEDGER_RETRY,
+        # Past the first retry, wait on a workflow timer rather than inside a workflow task kept open by
+        # heartbeats: an outage then costs a few events a minute, and a waiting payout holds no task.
+        local_retry_threshold=_LOCAL_RETRY_THRESHOLD,
         summary=summary,
     )
 

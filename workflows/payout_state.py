@@ -213,11 +213,14 @@ def failure_type(err: BaseException) -> str:
     return type(cause).__name__
 
 
-def bill_failure(err: ActivityError) -> Escalation:
-    """bills.create gave no bill. Whether an earlier bill may hold money is the ledger's call (the
+def bill_failure(err: ActivityError) -> Escalation | None:
+    """bills.create gave no bill: why a person must look, or None when nothing was sent because the ledger
+    was down (the round is asked again). Whether an earlier bill may hold money is the ledger's call (the
     escalation reads it): a lost last attempt is `outcome_unknown`, never `retries_exhausted`."""
     cause = err.cause
     kind = cause.type if isinstance(cause, ApplicationError) else None
+    if kind == failures.LEDGER_UNAVAILABLE:
+        return None
     message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
     unknown = reason_text(EscalationReason.OUTCOME_UNKNOWN)
     if kind == failures.PERMANENT:

@@ -78,10 +78,8 @@ class ReceiptPayout:
             await self._await_callback()
         elif status == S.RETRY_SCHEDULED:
             await self._back_off()
-        elif status == S.MANUAL_REVIEW and self._continue_as_new:
-            await self._continue_as_new_when_quiet()
         elif status == S.MANUAL_REVIEW:
-            await self._await_person()
+            await (self._continue_as_new_when_quiet() if self._continue_as_new else self._await_person())
         else:  # RESERVED, or BILL_REQUESTED after an operator's retry
             await self._request_bill()
 
@@ -147,7 +145,10 @@ class ReceiptPayout:
         try:
             created = await self._ledger.money(calls.create_bill(s.bill_input(), s.policy.bill_attempt_timeout_seconds))
         except ActivityError as err:
-            return await self._ledger.escalate(bill_failure(err))
+            if (why := bill_failure(err)) is not None:
+                return await self._ledger.escalate(why)
+            s.bill_round -= 1  # the ledger could not record the attempt, so nothing was sent: this round again
+            return await workflow.sleep(calls.LEDGER_PAUSE)
         s.bills.append(created.bill_id)
         s.update(bill_id=created.bill_id)
         for early in created.early_callbacks:
@@ -162,7 +163,6 @@ class ReceiptPayout:
         view.set_deadline(s, "callback expected by", timeout)
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: s.cancel_pending or bool(s.deciding_callback()), timeout=timeout)
-        s.deadline_text = ""
         if s.deciding_callback() is None and s.cancel_pending:
             return  # the next step turns the cancellation into a manual-review item
         if s.deciding_callback() is None:
@@ -170,7 +170,7 @@ class ReceiptPayout:
                 s.receive(stored)
         callback = s.deciding_callback()
         if callback is None:
-            detail = f"no callback within {s.policy.callback_timeout_seconds} s; Portmone has no status look-up"
+            detail = f"no callback in {s.policy.callback_timeout_seconds} s; status look-up skipped (none exists)"
             return await self._ledger.escalate(Escalation.of(EscalationReason.CALLBACK_TIMEOUT, detail))
         await self._settle(callback)
 
@@ -193,7 +193,6 @@ class ReceiptPayout:
         view.set_deadline(s, "next bill requested at", backoff)
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: s.paid() is not None or s.cancel_pending, timeout=backoff)
-        s.deadline_text = ""
         if not s.cancel_pending:
             await self._request_bill()
 
@@ -220,8 +219,6 @@ class ReceiptPayout:
             )
         except TimeoutError:
             return await self._remind()
-        finally:
-            s.deadline_text = ""
         if s.decision is not None:
             await self._apply_decision()
         elif (late := s.paid()) is not None and not s.cancel_pending:
@@ -237,7 +234,7 @@ class ReceiptPayout:
         try:
             if late is not None:  # money already moved: the late callback wins over the decision
                 await self._complete_late(late)
-                s.answer(update_id, False, f"{action} not applied: bill {late.bill_id} was paid first (late callback)")
+                s.answer(update_id, False, f"{action} not applied: a late ok callback (bill {late.bill_id}) came first")
             elif isinstance(decision, OperatorRetry) and s.paid_callback is not None:
                 s.open_bills = []  # telecom_failed: Portmone paid; repeat only the top-up (same key)
                 await self._complete_paid(s.paid_callback, note="operator_retry_topup")

@@ -45,7 +45,7 @@ class DevProcess:
 
 
 def start_dev(tmp: Path, *extra: str) -> tuple[DevProcess, IO[bytes]]:
-    ports = {name: free_port() for name in ("temporal", "ui", "webhook", "sandbox")}
+    ports = {name: free_port() for name in ("temporal", "ui", "webhook", "sandbox", "metrics")}
     data_dir = tmp / ".data"
     log = tmp / "dev.out"
     out = log.open("wb")

@@ -3,10 +3,11 @@
     .venv/bin/python -m tests.histories.record
 
 Histories are kept, never re-recorded: a file that exists is left alone, so running this after a
-workflow change adds the shapes it does not have yet (under a new folder named after the change's
-patch id, `workflows.receipt_payout.MONEY_SAFETY_PATCH` and its successors) and replay tests then prove
-that the new code still replays every history recorded before it. The top-level `happy_path.json` and
-`manual_review.json` are the histories from before the money-safety change.
+workflow change adds the shapes it does not have yet (under a new folder named after the change: a
+patch id, or a new workflow type) and replay tests then prove that the code still replays every
+history recorded before it. `ReceiptPayout/` holds today's workflow type; `money-safety-1/` and the
+top-level `happy_path.json` / `manual_review.json` are the first type's (workflows/legacy), which
+stays registered until its payouts drain.
 
 Recorded in virtual time on the Java test server, through the real sandbox, webhook, ledger and workers.
 """
@@ -23,15 +24,14 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
+from payouts.models import PAYOUT_WORKFLOW_TYPE, OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
 from payouts.settings import LedgerSettings, PayoutSettings
 from payouts.status import PayoutStatus as S
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import time_skipping_server
-from workflows.legacy.receipt_payout_v1 import MONEY_SAFETY_PATCH
 
 HERE = Path(__file__).parent
-FOLDER = HERE / MONEY_SAFETY_PATCH
+FOLDER = HERE / PAYOUT_WORKFLOW_TYPE
 CALLBACK_TIMEOUT = 3600
 REMINDER = 4 * 3600
 Handle = WorkflowHandle[Any, Any]
@@ -193,7 +193,7 @@ async def record(stack: Stack, env: WorkflowEnvironment, name: str, shape: Shape
         return
     await stack.http.post(f"{stack.sandbox_url}/_sandbox/reset")
     handle = await shape(stack, env)
-    await asyncio.sleep(1)  # let background notifications finish, so the history is complete
+    await asyncio.sleep(1)  # let the last workflow task finish, so the history is complete
     history = await handle.fetch_history()
     path.write_text(history.to_json())
     print(f"recorded {path.relative_to(HERE)}: {len(history.events)} events")

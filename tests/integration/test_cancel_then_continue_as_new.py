@@ -8,12 +8,10 @@ from temporalio.client import WorkflowExecutionStatus
 
 from payouts.models import PayoutPolicy, PayoutView, PayoutWorkflowInput
 from payouts.msisdn import vault_from_settings
+from payouts.receipt import AcceptedReceipt, to_payout_request
 from payouts.status import PayoutStatus as S
 from tests.faults import eventually
 from tests.stack import Stack
-from webhook.deps import WebhookDeps
-from webhook.intake import to_payout_request
-from webhook.intake_model import AcceptedReceipt
 from workflows.receipt_payout import ReceiptPayout
 
 
@@ -21,8 +19,7 @@ async def test_a_cancelled_payout_in_manual_review_continues_as_new_with_its_sta
     await stack.faults({"fail_codes": {"13": {"times": 1}}})
     settings = stack.settings
     vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
-    deps = WebhookDeps(settings=settings, ledger=stack.ledger, temporal=stack.client, vault=vault)
-    request = to_payout_request(AcceptedReceipt.model_validate(stack.receipt()), deps)
+    request = to_payout_request(AcceptedReceipt.model_validate(stack.receipt()), vault, "uk")
     # Started as intake would, with reminders every second (below the settings' floor, which guards
     # production) so that the run continues as new within the test.
     handle = await stack.client.start_workflow(

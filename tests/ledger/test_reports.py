@@ -39,6 +39,28 @@ async def test_entered_status_at_is_the_last_entry_into_the_current_status(ledge
     assert [p.id for p in await led.reports.payouts_in_status(S.MANUAL_REVIEW)] == [pid]
 
 
+async def test_queue_summary_counts_a_status_and_finds_its_longest_wait(ledger: Ledger) -> None:
+    clock = Clock()
+    led = Ledger(ledger.engine, clock=clock)
+    before = await led.reports.queue_summary(S.MANUAL_REVIEW)  # the database is shared by the module's tests
+    first = await reserved(led)
+    await led.payouts.transition(first, S.MANUAL_REVIEW, reason="outcome_unknown")
+    clock.now += timedelta(minutes=10)
+    await led.payouts.transition(first, S.BILL_REQUESTED, reason="operator retry")
+    second = await reserved(led)
+    await led.payouts.transition(second, S.MANUAL_REVIEW, reason="callback_timeout")
+    clock.now += timedelta(minutes=10)
+    await led.payouts.transition(first, S.MANUAL_REVIEW, reason="callback_timeout")  # waits anew from here
+
+    size, oldest = await led.reports.queue_summary(S.MANUAL_REVIEW)
+
+    assert size == before[0] + 2
+    # The second one's entry, not the first one's earlier wait (or an older one left by another test).
+    expected = T0 + timedelta(minutes=10)
+    assert oldest == (min(expected, before[1]) if before[1] else expected)
+    assert oldest is not None and oldest.tzinfo is not None
+
+
 async def test_reconciliation_snapshot_takes_open_and_recent_payouts_before_the_cutoff(ledger: Ledger) -> None:
     clock = Clock()
     led = Ledger(ledger.engine, clock=clock)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 async def test_the_worker_process_delivers_payout_events_until_it_is_stopped(
     dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    async with running_stack(dev_env.client, tmp_path, workers=False) as stack:
+    async with running_stack(dev_env.client, tmp_path, workers=False, relay=False) as stack:
         env = {**os.environ, **settings_env(stack.settings), "OUTBOX_RELAY_INTERVAL_SECONDS": "0.1"}
         log = tmp_path / "worker.log"
         worker = subprocess.Popen(

@@ -15,12 +15,12 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.ledger import LEDGER_UNAVAILABLE
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry, bill_comment
 from payouts.settings import PayoutSettings
 from payouts.status import PayoutStatus as S
 from sandbox import rsp
 from sandbox.state import SimBill
+from tests import metrics
 from tests.faults import eventually
 from tests.stack import TEST_PHONE, Stack, running_stack
 from tests.workflows.conftest import BACKOFF, CALLBACK_TIMEOUT, REMINDER
@@ -92,14 +92,15 @@ async def test_a_bill_lost_on_the_last_attempt_is_outcome_unknown_and_never_paid
 async def test_a_long_ledger_outage_delays_the_payout_and_never_fails_it(
     stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    outages_before = LEDGER_UNAVAILABLE.labels(activity="transition")._value.get()
-    stack.injected.ledger.method("payouts.transition").arm()
+    outages_before = metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill")
+    stack.injected.ledger.method("begin_attempt").arm()  # the bill's attempt cannot be written
     handle = await stack.submit()
-    await env.sleep(timedelta(minutes=30))  # three times the old 10-minute deadline
+    await env.sleep(timedelta(minutes=30))  # longer than every bills.create retry together
 
     assert await execution(handle) == WorkflowExecutionStatus.RUNNING
-    assert (await stack.view(handle)).status == S.RESERVED
-    assert LEDGER_UNAVAILABLE.labels(activity="transition")._value.get() > outages_before + 5
+    assert (await stack.view(handle)).status == S.BILL_REQUESTED
+    assert (await stack.ledger.payouts.get(handle.id)).status == S.RESERVED  # type: ignore[union-attr]
+    assert metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill") > outages_before + 5
     assert await stack.creates() == []  # nothing moved while the ledger could not record it
 
     stack.injected.ledger.clear()
@@ -118,7 +119,7 @@ async def test_a_stuck_audit_write_does_not_wedge_manual_review(stack: Stack, en
     await env.sleep(timedelta(seconds=CALLBACK_TIMEOUT + 1))
     view = await stack.wait_status(handle, {S.MANUAL_REVIEW})
 
-    stack.injected.ledger.method("operator_actions.record").arm()
+    stack.injected.ledger.method("record_operator_action").arm()
     decision = asyncio.create_task(update(handle, "mark_paid", OperatorMarkPaid(
         operator="olena", reason="paid by hand", external_reference="PM-1"), "upd-stuck"))
     await env.sleep(timedelta(minutes=15))  # longer than the old 10-minute deadline of the audit write
@@ -324,7 +325,7 @@ async def test_a_cancellation_in_manual_review_is_recorded_and_changes_nothing(s
 async def test_a_cancellation_while_the_ledger_is_down_waits_and_then_asks_a_person(
     stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    stack.injected.ledger.method("payouts.reserve").arm()
+    stack.injected.ledger.method("reserve").arm()
     handle = await stack.submit()
     await env.sleep(timedelta(minutes=1))
     await handle.cancel()

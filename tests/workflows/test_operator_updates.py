@@ -87,7 +87,7 @@ async def test_callback_timeout_skips_the_status_lookup_and_escalates(stack: Sta
 
     assert view.escalation_reason == "callback_timeout"
     assert view.last_error is not None and "status look-up skipped" in view.last_error
-    assert "payout_timeout" in [e.name for e in stack.sink.events]
+    assert "payout_timeout" in await stack.analytics("payout_timeout")
     record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and (record.status, record.reason) == (S.MANUAL_REVIEW, "callback_timeout")
     attrs = await search_attributes(handle)

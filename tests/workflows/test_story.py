@@ -55,7 +55,10 @@ from payouts.verdicts import Verdict
 from workflows.payout_calls import NOTIFY_TASK_QUEUE
 from workflows.receipt_payout import ReceiptPayout
 
-HAPPY_PATH_EVENT_BOUND = 30
+WORKFLOW_TASK_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+}  # fmt: skip
 POLICY = PayoutPolicy(
     callback_timeout_seconds=3600, retry_backoff_seconds=300, max_bill_rounds=2, manual_reminder_seconds=4 * 3600
 )
@@ -206,7 +209,7 @@ async def event_types(handle: Handle) -> list[EventType.ValueType]:
     return [e.event_type for e in (await handle.fetch_history()).events]
 
 
-async def test_happy_path_pays_once_within_the_history_bound(story: Story) -> None:
+async def test_happy_path_pays_once_with_only_the_commands_it_needs(story: Story) -> None:
     handle = await story.start()
     await story.reaches(handle, S.AWAITING_CALLBACK)
     await handle.signal(ReceiptPayout.portmone_callback, callback("B-1", Verdict.PAID))
@@ -216,11 +219,19 @@ async def test_happy_path_pays_once_within_the_history_bound(story: Story) -> No
     assert [c for c, _ in story.fakes.calls] == ["reserve", "create_bill", "topup", "transition"]
     paid = story.fakes.named("transition")[0]
     assert paid.to_status == S.PAID and paid.callback.callback_id == 1
-    events = await event_types(handle)
-    assert len(events) <= HAPPY_PATH_EVENT_BOUND, f"{len(events)} history events"
-    # The ledger steps are local activities (markers); only bills.create and the top-up are scheduled.
-    assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 2
-    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
+    # What the workflow itself writes (workflow tasks aside, which the server adds around them): the
+    # ledger steps as local-activity markers, bills.create and the top-up, two search-attribute upserts,
+    # one timer. With the server's workflow tasks this stays within 30 events (test_replay holds the
+    # recorded history to it); one more command here is a regression.
+    E = EventType
+    assert [e for e in await event_types(handle) if e not in WORKFLOW_TASK_EVENTS] == [
+        E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, E.EVENT_TYPE_MARKER_RECORDED, E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+        E.EVENT_TYPE_ACTIVITY_TASK_STARTED, E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+        E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, E.EVENT_TYPE_TIMER_STARTED,
+        E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, E.EVENT_TYPE_TIMER_CANCELED, E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+        E.EVENT_TYPE_ACTIVITY_TASK_STARTED, E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, E.EVENT_TYPE_MARKER_RECORDED,
+        E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    ]  # fmt: skip
 
 
 async def test_rejected_at_the_gate_never_creates_a_bill(story: Story) -> None:

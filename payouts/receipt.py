@@ -1,4 +1,5 @@
-"""The `receipt.accepted` event as the bot's pipeline sends it to `POST /v1/receipts/accepted`."""
+"""The `receipt.accepted` event as the bot's pipeline sends it (`POST /v1/receipts/accepted`, the
+`receipt.accepted` queue, `payouts submit`), and the workflow input it becomes."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from payouts.models import (
     Kopecks,
     MsisdnToken,
     PayeeId,
+    PayoutRequest,
     PhoneInput,
     ReceiptId,
     TelegramId,
 )
-from payouts.msisdn import normalize_msisdn
+from payouts.msisdn import MsisdnVault, mask_msisdn, normalize_msisdn
 
 
 class AcceptedReceipt(BaseModel):
@@ -55,3 +57,33 @@ class AcceptedReceipt(BaseModel):
         if (self.msisdn is None) == (self.msisdn_token is None):
             raise ValueError("give exactly one of msisdn or msisdn_token")
         return self
+
+
+def to_payout_request(
+    receipt: AcceptedReceipt, vault: MsisdnVault, default_language: Literal["uk", "en"]
+) -> PayoutRequest:
+    """Encrypt a plaintext phone (or check a given token) so only a token enters Temporal.
+
+    Raises MsisdnError for a token the configured keys cannot open, and pydantic's ValidationError
+    when a derived field falls outside the workflow input's bounds.
+    """
+    if receipt.msisdn is not None:
+        msisdn = receipt.msisdn
+        token = vault.encrypt(msisdn)
+    else:
+        assert receipt.msisdn_token is not None
+        token = receipt.msisdn_token
+        msisdn = vault.decrypt(token)
+    return PayoutRequest(
+        receipt_id=receipt.receipt_id,
+        telegram_id=receipt.telegram_id,
+        msisdn_token=token,
+        masked_msisdn=mask_msisdn(msisdn),
+        user_key=vault.digest(msisdn),
+        amount_kopecks=receipt.amount_kopecks,
+        currency=receipt.currency,
+        payee_id=receipt.payee_id,
+        fiscal_key=receipt.fiscal_key,
+        accepted_at=receipt.accepted_at,
+        language=receipt.language or default_language,
+    )

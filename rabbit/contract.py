@@ -1,0 +1,112 @@
+"""The `receipt.accepted` message contract (docs/queue.md): a versioned JSON object.
+
+Version 1: the HTTP intake body's fields (`payouts.receipt.AcceptedReceipt`) plus `version` (the
+integer 1) and `status` (the rules engine's decision). Only `status: "accepted"` starts a payout; any
+other status is acknowledged and counted, and its other fields are not read.
+
+A message that cannot be read is refused with a reason that says which rule it broke; the consumer
+puts it on the dead-letter queue with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from payouts.receipt import AcceptedReceipt
+
+SUPPORTED_VERSIONS = frozenset({1})
+ACCEPTED = "accepted"
+_ENVELOPE = ("version", "status")
+# pydantic error types that mean "the wrong shape", as opposed to a value out of its bounds.
+_SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "model_type", "dict_type"})
+_DIGITS = re.compile(r"[0-9]{7,}")
+
+
+class DeadLetterReason(StrEnum):
+    """Why a message went to the dead-letter queue (header `x-payouts-reason`, metric label)."""
+
+    TOO_LARGE = "too_large"  # over RABBIT_MAX_MESSAGE_BYTES
+    INVALID_JSON = "invalid_json"  # not UTF-8 JSON
+    SCHEMA_ERROR = "schema_error"  # not an object, no version/status, a field missing, unknown or of the wrong type
+    UNKNOWN_VERSION = "unknown_version"  # a version this service does not read
+    INVALID_PAYLOAD = "invalid_payload"  # well formed, but a value is refused (amount, phone, token, ids)
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"  # the receipt's payout was started by a differing request
+
+
+class Refused(Exception):
+    """A message that breaks the contract; `detail` names fields and rules, never values."""
+
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
+        detail = detail[:500]
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rules engine decided about a receipt; `receipt` is set only for `accepted`."""
+
+    version: int
+    status: str
+    receipt: AcceptedReceipt | None
+
+
+def read_message(body: bytes, max_bytes: int) -> Decision:
+    """Parse one message body; raises Refused."""
+    if len(body) > max_bytes:
+        raise Refused(DeadLetterReason.TOO_LARGE, f"{len(body)} bytes, more than {max_bytes}")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
+        raise Refused(DeadLetterReason.INVALID_JSON, "body is not valid UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise Refused(DeadLetterReason.SCHEMA_ERROR, "body must be a JSON object")
+    version, status = data.get("version"), data.get("status")
+    if type(version) is not int:  # not bool, not 1.0
+        raise Refused(DeadLetterReason.SCHEMA_ERROR, "version: required, an integer")
+    if version not in SUPPORTED_VERSIONS:
+        raise Refused(DeadLetterReason.UNKNOWN_VERSION, _scrub(f"version {version} (this service reads {_versions()})"))
+    if not isinstance(status, str) or not status:
+        raise Refused(DeadLetterReason.SCHEMA_ERROR, "status: required, a non-empty string")
+    if status != ACCEPTED:
+        return Decision(version=version, status=status[:64], receipt=None)
+    fields = {k: v for k, v in data.items() if k not in _ENVELOPE}
+    try:
+        receipt = AcceptedReceipt.model_validate(fields)
+    except ValidationError as exc:
+        raise _refusal(exc) from None
+    return Decision(version=version, status=status, receipt=receipt)
+
+
+def invalid_payload(exc: ValidationError) -> Refused:
+    """A derived value out of the workflow input's bounds: the message is well formed, a value is not."""
+    return Refused(DeadLetterReason.INVALID_PAYLOAD, _describe(exc.errors()))
+
+
+def _refusal(exc: ValidationError) -> Refused:
+    errors = exc.errors()
+    shape = any(err["type"] in _SHAPE_ERRORS or err["type"].endswith("_type") for err in errors)
+    reason = DeadLetterReason.SCHEMA_ERROR if shape else DeadLetterReason.INVALID_PAYLOAD
+    return Refused(reason, _describe(errors))
+
+
+def _describe(errors: list[Any]) -> str:
+    """`field: rule` for each error (pydantic's messages name the rule, not the input)."""
+    return _scrub("; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors[:5]))
+
+
+def _scrub(text: str) -> str:
+    """Blank long runs of digits in text derived from the message: a phone put in the wrong field
+    (or a number quoted back by a rule) never reaches a header or a log."""
+    return _DIGITS.sub("…", text)
+
+
+def _versions() -> str:
+    return ", ".join(str(v) for v in sorted(SUPPORTED_VERSIONS))

@@ -1,0 +1,39 @@
+"""`payouts consumer`: the consumer as a process of its own, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import start_http_server
+from temporalio.client import Client
+
+from payouts.msisdn import vault_from_settings
+from payouts.settings import Settings
+from payouts.temporal_client import connect
+from rabbit.broker import broker_url
+from rabbit.consumer import ReceiptConsumer
+from rabbit.handler import ReceiptHandler
+
+_log = logging.getLogger("payouts.rabbit")
+
+
+def build_consumer(settings: Settings, client: Client) -> ReceiptConsumer:
+    """The consumer with its handler (also what `payouts dev` runs in its own process)."""
+    broker_url(settings.rabbit)  # RABBIT_URL missing: a ConfigError before anything starts
+    vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
+    return ReceiptConsumer(settings.rabbit, ReceiptHandler(client, vault, settings))
+
+
+async def run_consumer(settings: Settings) -> None:
+    settings.require("payouts consumer", ["crypto", "rabbit"])
+    consumer = build_consumer(settings, await connect(settings))
+    rabbit = settings.rabbit
+    if rabbit.metrics_port is not None:
+        start_http_server(rabbit.metrics_port, addr=rabbit.metrics_host)
+        _log.info("consumer metrics on http://%s:%s/metrics", rabbit.metrics_host, rabbit.metrics_port)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, consumer.stop)
+    await consumer.run()
