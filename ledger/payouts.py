@@ -18,8 +18,9 @@ from payouts.status import PayoutStatus
 
 class Payouts(Operations):
     async def reserve(self, req: ReserveRequest) -> ReserveResult:
-        """Gate and reserve in one transaction (`ledger.reserve`): the row under its unique receipt and fiscal
-        key, within the per-user and daily limits; the same owner asking again gets the stored answer."""
+        """Gate and reserve in one transaction (the rules are in `ledger/reserve.py`): the row under its unique
+        receipt and fiscal key, within the per-user and daily limits; the same owner asking again gets the
+        stored answer."""
         validate(req)
         last: sa_exc.IntegrityError | None = None
         for _ in range(PASSES):
