@@ -1,4 +1,4 @@
-"""Liveness, readiness (Temporal and ledger reachable) and Prometheus metrics."""
+"""Liveness and readiness (Temporal and ledger reachable)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 
 from aiohttp import web
 
-from payouts import telemetry
 from webhook.keys import DEPS
 
 
@@ -30,7 +29,3 @@ async def readyz(request: web.Request) -> web.Response:
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
-
-async def metrics(request: web.Request) -> web.Response:
-    body, content_type = telemetry.prometheus_exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})

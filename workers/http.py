@@ -11,14 +11,9 @@ from payouts import telemetry
 from payouts.settings import ConfigError, Settings
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body, content_type = telemetry.prometheus_exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})
-
-
 def build_worker_app() -> web.Application:
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", telemetry.metrics_endpoint)
     return app
 
 
