@@ -1,10 +1,9 @@
-"""Liveness, readiness (Temporal and ledger reachable) and Prometheus metrics."""
+"""Liveness and readiness (Temporal and ledger reachable)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from payouts import telemetry
 from payouts.health import readiness, temporal_check
 from webhook.keys import DEPS
 
@@ -17,8 +16,3 @@ async def readyz(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
     ready, checks = await readiness({"ledger": deps.ledger.ping, "temporal": temporal_check(deps.temporal)})
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body, content_type = telemetry.prometheus_exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})

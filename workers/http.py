@@ -62,18 +62,13 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body, content_type = telemetry.prometheus_exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})
-
-
 def build_worker_app(state: WorkerReadiness, *, prometheus: bool = True) -> web.Application:
     app = web.Application()
     app[_READINESS] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if prometheus:
-        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/metrics", telemetry.metrics_endpoint)
     return app
 
 
