@@ -13,6 +13,7 @@ from ledger import archive, attempts, callbacks, operator_actions, payouts, repo
 from ledger.db import Clock, Db, utc_now
 from ledger.engine import make_engine
 from ledger.outbox import Outbox
+from ledger.reconciliation_reports import ReconciliationReports
 from ledger.records import (
     AttemptRecord,
     AttemptState,
@@ -40,6 +41,7 @@ class Ledger:
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self._db = Db(engine, clock)
         self.outbox = Outbox(self._db)
+        self.reconciliation_reports = ReconciliationReports(self._db)
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = utc_now) -> Ledger:
