@@ -62,8 +62,8 @@ class BillActivities:
         except LedgerUnavailable as exc:
             # Nothing was sent: the workflow asks again later (an outage delays the payout, no more).
             metrics.record_ledger_unavailable("create_bill")
-            message = f"bills.create not sent: the ledger could not record the attempt ({type(exc).__name__})"
-            raise ApplicationError(message, type=failures.LEDGER_UNAVAILABLE, non_retryable=True) from None
+            message = "bills.create not sent: the ledger could not record the attempt"
+            raise ApplicationError(message, type=failures.ATTEMPT_NOT_RECORDED, non_retryable=True) from exc
         if isinstance(prepared, CreateBillOutput):
             return prepared
         request, attempt = prepared

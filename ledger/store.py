@@ -15,6 +15,7 @@ from ledger.engine import make_engine
 from ledger.operator_actions import OperatorActions
 from ledger.outbox import Outbox
 from ledger.payouts import Payouts
+from ledger.reconciliation_reports import ReconciliationReports
 from ledger.reports import Reports
 
 
@@ -34,6 +35,7 @@ class Ledger:
         self.operator_actions = OperatorActions(self._db)
         self.reports = Reports(self._db)
         self.outbox = Outbox(self._db)
+        self.reconciliation_reports = ReconciliationReports(self._db)
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = utc_now) -> Ledger:

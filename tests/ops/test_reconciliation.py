@@ -1,4 +1,5 @@
-"""ReconciliationWorkflow over a seeded ledger: one case per bucket, run twice, the same report."""
+"""ReconciliationWorkflow over a seeded ledger: one case per bucket, run twice, the same report, stored
+in the ledger and printed by `payouts ops report`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import io
 import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -30,6 +30,7 @@ from payouts.status import PayoutStatus as S
 from portmone.protocol import callback_verdict
 from tests import metrics
 from tests.ledger.helpers import make_req
+from tests.ops.test_cli_ops import payouts
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -132,7 +133,9 @@ async def reconcile(stack: Stack) -> tuple[ReconcileOutput, bytes, bytes]:
         "ReconciliationWorkflow", ReconcileInput(report_day=DAY), id=f"reconcile-test-{uuid.uuid4().hex[:8]}",
         task_queue=stack.settings.temporal.task_queue, result_type=ReconcileOutput,
     )
-    return out, Path(out.json_path).read_bytes(), Path(out.csv_path).read_bytes()
+    stored = await stack.ledger.reconciliation_reports.get(DAY)
+    assert stored is not None
+    return out, stored.document.encode(), stored.csv.encode()
 
 
 async def test_one_case_per_bucket_and_the_same_report_twice(stack: Stack) -> None:
@@ -146,8 +149,7 @@ async def test_one_case_per_bucket_and_the_same_report_twice(stack: Stack) -> No
         FAILED_WORKFLOWS: 1,
     }
     assert (second_json, second_csv) == (first_json, first_csv)
-    assert second.counts == first.counts and second.json_path == first.json_path
-    assert Path(first.json_path) == stack.settings.data_dir / "reports" / f"reconciliation-{DAY}.json"
+    assert second.counts == first.counts
     assert first.cutoff == datetime(2026, 3, 10, 22, 0, tzinfo=UTC)  # midnight in Kyiv (UTC+2 in March)
 
     report = json.loads(first_json)
@@ -169,3 +171,34 @@ async def test_one_case_per_bucket_and_the_same_report_twice(stack: Stack) -> No
     exposed = metrics.in_process()
     for bucket, count in first.counts.items():
         assert exposed.value("payout_reconciliation_findings", bucket=bucket) == count
+
+
+async def test_payouts_ops_report_prints_the_latest_stored_report(stack: Stack) -> None:
+    """Any operator, on any machine that reaches the ledger, reads what a worker replica stored."""
+    missing = await payouts(stack, "ops", "report")
+    assert missing.returncode == 1 and "no reconciliation report stored yet" in missing.stderr
+
+    await seed(stack)
+    out, document, csv_text = await reconcile(stack)
+    earlier = DAY - timedelta(days=1)
+    await stack.ledger.reconciliation_reports.save(
+        report_day=earlier, cutoff=cutoff_for(earlier), findings=0, document='{"counts": {}}', csv="bucket\n"
+    )
+
+    text = await payouts(stack, "ops", "report")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"Reconciliation of {DAY} (cut-off 2026-03-10 22:00 UTC") and "7 finding(s)" in lines[0]
+    for bucket, count in out.counts.items():
+        assert any(line.split() == [bucket, str(count)] for line in lines), bucket
+    assert "ended TERMINATED with the ledger at RESERVED" in text.stdout
+
+    as_json = await payouts(stack, "ops", "report", "--day", DAY.isoformat(), "--format", "json")
+    assert as_json.stdout.encode() == document
+    as_csv = await payouts(stack, "ops", "report", "--day", DAY.isoformat(), "--format", "csv")
+    assert as_csv.stdout.encode() == csv_text
+    older = await payouts(stack, "ops", "report", "--day", earlier.isoformat(), "--format", "csv")
+    assert older.stdout == "bucket\n"
+
+    none = await payouts(stack, "ops", "report", "--day", "2020-01-01")
+    assert none.returncode == 1 and "no reconciliation report stored for 2020-01-01" in none.stderr

@@ -77,7 +77,8 @@ async def test_schedules_are_created_once_updated_after_and_run_their_workflows(
 
         report: ReconcileOutput = await fired_result(reconciliation, stack, ReconcileOutput)
         assert report.report_day == business_day(datetime.now(UTC)) - timedelta(days=1)
-        assert Path(report.json_path).is_file() and Path(report.csv_path).is_file()
+        stored = await stack.ledger.reconciliation_reports.get()
+        assert stored is not None and stored.report_day == report.report_day and stored.counts() == report.counts
 
         old = Ledger(stack.ledger.engine, clock=lambda: datetime.now(UTC) - timedelta(days=91))
         old_id = await archive(old, "payout-old")
