@@ -103,7 +103,7 @@ DELIVERY: dict[str, dict[str, Any]] = {
     "out_of_order": {"out_of_order": {"times": 1}},
     "before_answer": {"callback_before_answer": {"times": 1}},
 }
-LEDGER_PARTS = ["everything", "payouts.reserve", "payouts.transition", "escalate", "attempts.begin",
+LEDGER_PARTS = ["everything", "payouts.reserve", "payouts.transition", "attempts.open_bills", "attempts.begin",
                 "attempts.finish", "callbacks.set_bill_id", "operator_actions.record", "callbacks.store",
                 "callbacks.undelivered"]
 
