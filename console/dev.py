@@ -103,10 +103,11 @@ def start_temporal_dev_server(
     )
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10, sig: signal.Signals = signal.SIGTERM) -> None:
+    """Ask a child to stop (`sig`), and kill it when it has not stopped within `timeout` seconds."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:

@@ -25,21 +25,9 @@ from ledger.records import (
     StoreCallbackResult,
 )
 from ledger.reports import ReconciliationSnapshot
-from ledger.reserve import (
-    AMOUNT_OVER_MAX,
-    DAILY_BUDGET,
-    DUPLICATE_FISCAL_KEY,
-    DUPLICATE_RECEIPT,
-    USER_DAILY_LIMIT,
-)
 from ledger.store import Ledger
 
 __all__ = [
-    "AMOUNT_OVER_MAX",
-    "DAILY_BUDGET",
-    "DUPLICATE_FISCAL_KEY",
-    "DUPLICATE_RECEIPT",
-    "USER_DAILY_LIMIT",
     "AttemptRecord",
     "AttemptState",
     "CallbackRecord",

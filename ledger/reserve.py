@@ -15,13 +15,8 @@ from ledger.errors import LedgerError
 from ledger.payout_rows import fetch_payout, payout_by_receipt, record_change, require_payout
 from ledger.records import PayoutRecord, ReserveRequest, ReserveResult
 from ledger.schema import daily_totals, payouts
+from payouts.rejection import RejectionReason
 from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus
-
-DUPLICATE_RECEIPT = "duplicate_receipt"
-DUPLICATE_FISCAL_KEY = "duplicate_fiscal_key"
-AMOUNT_OVER_MAX = "amount_over_max"
-USER_DAILY_LIMIT = "user_daily_limit"
-DAILY_BUDGET = "daily_budget"
 
 # A unique violation means a concurrent transaction inserted the same receipt (or fiscal key) first;
 # the next pass sees its row. Two passes suffice; the third is slack.
@@ -55,7 +50,11 @@ def _answer_existing(row: PayoutRecord, req: ReserveRequest) -> ReserveResult:
         )
     # Another run holds this receipt: this request is refused; the stored row is untouched.
     return ReserveResult(
-        accepted=False, payout_id=row.id, status=PayoutStatus.REJECTED, reason=DUPLICATE_RECEIPT, replay=False
+        accepted=False,
+        payout_id=row.id,
+        status=PayoutStatus.REJECTED,
+        reason=RejectionReason.DUPLICATE_RECEIPT,
+        replay=False,
     )
 
 
@@ -84,7 +83,7 @@ async def reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> Re
             id=req.payout_id,
             receipt_id=req.receipt_id,
             # the key stays with the receipt that used it first, so the unique index holds
-            fiscal_key=None if reason == DUPLICATE_FISCAL_KEY else (req.fiscal_key or None),
+            fiscal_key=None if reason == RejectionReason.DUPLICATE_FISCAL_KEY else (req.fiscal_key or None),
             user_key=req.user_key,
             masked_msisdn=req.masked_msisdn,
             telegram_id=req.telegram_id,
@@ -133,13 +132,13 @@ async def _lock_day(db: Db, conn: AsyncConnection, day: date) -> int:
     return int(reserved or 0)
 
 
-async def _rejection(conn: AsyncConnection, req: ReserveRequest, reserved_kopecks: int) -> str | None:
+async def _rejection(conn: AsyncConnection, req: ReserveRequest, reserved_kopecks: int) -> RejectionReason | None:
     if req.fiscal_key:
         used = await conn.scalar(sa.select(payouts.c.id).where(payouts.c.fiscal_key == req.fiscal_key))
         if used is not None:
-            return DUPLICATE_FISCAL_KEY
+            return RejectionReason.DUPLICATE_FISCAL_KEY
     if req.amount_kopecks > req.max_payout_kopecks:
-        return AMOUNT_OVER_MAX
+        return RejectionReason.AMOUNT_OVER_MAX
     user_count = await conn.scalar(
         sa.select(sa.func.count())
         .select_from(payouts)
@@ -150,7 +149,7 @@ async def _rejection(conn: AsyncConnection, req: ReserveRequest, reserved_kopeck
         )
     )
     if int(user_count or 0) >= req.user_daily_limit:
-        return USER_DAILY_LIMIT
+        return RejectionReason.USER_DAILY_LIMIT
     if reserved_kopecks + req.amount_kopecks > req.daily_budget_kopecks:
-        return DAILY_BUDGET
+        return RejectionReason.DAILY_BUDGET
     return None

@@ -3,9 +3,7 @@ is checked before anything is written, and the new-bill rule's refusal reaches t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -13,22 +11,13 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.bill import BillActivities
 from activities.payee import PayeeResolver
-from ledger import Ledger, upgrade
+from ledger import Ledger
 from payouts import devdefaults, failures
 from payouts.models import CreateBillInput
 from payouts.msisdn import vault_from_settings
 from portmone import PortmoneClient
 from tests.ledger.helpers import reserved
 from tests.stack import TEST_PHONE
-
-
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
-    await asyncio.to_thread(upgrade, url)
-    led = Ledger.from_url(url)
-    yield led
-    await led.aclose()
 
 
 @pytest.fixture

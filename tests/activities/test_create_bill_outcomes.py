@@ -4,9 +4,6 @@ answers the workflow, what the attempt log holds afterwards, and when nothing is
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import cast
 
 import pytest
@@ -15,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.bill import BillActivities
 from activities.payee import PayeeResolver
-from ledger import Ledger, upgrade
+from ledger import Ledger
 from payouts import devdefaults, failures
 from payouts.models import CreateBillInput
 from payouts.msisdn import vault_from_settings
@@ -54,15 +51,6 @@ def answered_fail(code: str, kind: ErrorKind) -> AnsweredFail:
     error = PortmoneError(code=code, message="refused", description="refused for the test", kind=kind,
                           fell_back_to_v1=False)  # fmt: skip
     return AnsweredFail(error=error, bill=None, exchange=EXCHANGE)
-
-
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
-    await asyncio.to_thread(upgrade, url)
-    led = Ledger.from_url(url)
-    yield led
-    await led.aclose()
 
 
 def activities(ledger: Ledger, portmone: StubPortmone) -> BillActivities:

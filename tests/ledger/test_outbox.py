@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from ledger import USER_DAILY_LIMIT, IllegalTransition, Ledger
+from ledger import IllegalTransition, Ledger
 from ledger.schema import outbox
 from payouts.events import PayoutEventKind as K
+from payouts.rejection import RejectionReason
 from payouts.status import PayoutStatus as S
 from tests.ledger.conftest import clear
 from tests.ledger.helpers import make_req, reserved
@@ -92,12 +93,13 @@ async def test_a_rejected_reservation_tells_the_user_and_a_duplicate_writes_noth
     first = make_req(user_daily_limit=1)
     await ledger.payouts.reserve(first)
     over = make_req(user_key=first.user_key, user_daily_limit=1)
-    assert (await ledger.payouts.reserve(over)).reason == USER_DAILY_LIMIT
+    assert (await ledger.payouts.reserve(over)).reason == RejectionReason.USER_DAILY_LIMIT
     duplicate = make_req(receipt_id=first.receipt_id, owner="another-run", payout_id="payout-other")
     assert not (await ledger.payouts.reserve(duplicate)).accepted
 
     rejected = await ledger.outbox.events(over.payout_id)
-    assert [(e.kind, e.status, e.reason) for e in rejected] == [(K.FAILED, S.REJECTED, USER_DAILY_LIMIT)]
+    limit = RejectionReason.USER_DAILY_LIMIT
+    assert [(e.kind, e.status, e.reason) for e in rejected] == [(K.FAILED, S.REJECTED, limit)]
     assert await ledger.outbox.events("payout-other") == []
     assert len(await ledger.outbox.events(first.payout_id)) == 1  # the first receipt's own PENDING only
 

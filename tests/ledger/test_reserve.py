@@ -5,14 +5,8 @@ from datetime import UTC, timedelta
 
 import pytest
 
-from ledger import (
-    AMOUNT_OVER_MAX,
-    DAILY_BUDGET,
-    DUPLICATE_FISCAL_KEY,
-    DUPLICATE_RECEIPT,
-    USER_DAILY_LIMIT,
-    Ledger,
-)
+from ledger import Ledger
+from payouts.rejection import RejectionReason
 from payouts.status import PayoutStatus
 from tests.ledger.helpers import DAY, make_req, reserved
 
@@ -57,13 +51,13 @@ async def test_replay_by_same_owner_returns_stored_answer(ledger: Ledger) -> Non
 
 async def test_replay_of_a_rejected_reserve_stays_rejected(ledger: Ledger) -> None:
     req = make_req(amount_kopecks=200_000, max_payout_kopecks=100_000)
-    assert (await ledger.payouts.reserve(req)).reason == AMOUNT_OVER_MAX
+    assert (await ledger.payouts.reserve(req)).reason == RejectionReason.AMOUNT_OVER_MAX
     again = await ledger.payouts.reserve(req)
     assert (again.replay, again.accepted, again.status, again.reason) == (
         True,
         False,
         PayoutStatus.REJECTED,
-        AMOUNT_OVER_MAX,
+        RejectionReason.AMOUNT_OVER_MAX,
     )
 
 
@@ -73,7 +67,7 @@ async def test_duplicate_receipt_by_other_owner_writes_nothing(ledger: Ledger) -
     other = await ledger.payouts.reserve(make_req(receipt_id=req.receipt_id, owner="another-run", payout_id="p-2"))
     assert (other.accepted, other.reason, other.replay, other.payout_id) == (
         False,
-        DUPLICATE_RECEIPT,
+        RejectionReason.DUPLICATE_RECEIPT,
         False,
         req.payout_id,
     )
@@ -107,21 +101,21 @@ async def test_duplicate_fiscal_key_is_rejected_with_null_key(ledger: Ledger) ->
     assert (result.accepted, result.status, result.reason) == (
         False,
         PayoutStatus.REJECTED,
-        DUPLICATE_FISCAL_KEY,
+        RejectionReason.DUPLICATE_FISCAL_KEY,
     )
     row = await ledger.payouts.get(dup.payout_id)
     assert row is not None
     assert row.fiscal_key is None
-    assert row.reason == DUPLICATE_FISCAL_KEY
+    assert row.reason == RejectionReason.DUPLICATE_FISCAL_KEY
     # a third receipt with the same key is rejected too (and the unique index still holds)
     third = await ledger.payouts.reserve(make_req(fiscal_key="FK-1"))
-    assert third.reason == DUPLICATE_FISCAL_KEY
+    assert third.reason == RejectionReason.DUPLICATE_FISCAL_KEY
     assert await ledger.payouts.day_totals(DAY) == (1, 2_500)
 
 
 async def test_amount_over_max_is_rejected(ledger: Ledger) -> None:
     result = await ledger.payouts.reserve(make_req(amount_kopecks=100_001, max_payout_kopecks=100_000))
-    assert (result.accepted, result.reason) == (False, AMOUNT_OVER_MAX)
+    assert (result.accepted, result.reason) == (False, RejectionReason.AMOUNT_OVER_MAX)
     assert await ledger.payouts.day_totals(DAY) == (0, 0)
     exactly = await ledger.payouts.reserve(make_req(amount_kopecks=100_000, max_payout_kopecks=100_000))
     assert exactly.accepted
@@ -132,7 +126,7 @@ async def test_user_daily_limit(ledger: Ledger) -> None:
     for _ in range(2):
         await reserved(ledger, user_key=user, user_daily_limit=2)
     third = await ledger.payouts.reserve(make_req(user_key=user, user_daily_limit=2))
-    assert (third.accepted, third.reason) == (False, USER_DAILY_LIMIT)
+    assert (third.accepted, third.reason) == (False, RejectionReason.USER_DAILY_LIMIT)
     # another user, or the same user another day, is not affected
     assert (await ledger.payouts.reserve(make_req(user_daily_limit=2))).accepted
     next_day = make_req(user_key=user, user_daily_limit=2, business_day=DAY + timedelta(1))
@@ -142,14 +136,14 @@ async def test_user_daily_limit(ledger: Ledger) -> None:
 async def test_rejected_rows_do_not_count_against_the_user_limit(ledger: Ledger) -> None:
     user = "c3" * 32
     over = await ledger.payouts.reserve(make_req(user_key=user, user_daily_limit=1, amount_kopecks=999_999))
-    assert over.reason == AMOUNT_OVER_MAX
+    assert over.reason == RejectionReason.AMOUNT_OVER_MAX
     assert (await ledger.payouts.reserve(make_req(user_key=user, user_daily_limit=1))).accepted
 
 
 async def test_daily_budget(ledger: Ledger) -> None:
     await reserved(ledger, amount_kopecks=6_000, daily_budget_kopecks=10_000)
     over = await ledger.payouts.reserve(make_req(amount_kopecks=4_001, daily_budget_kopecks=10_000))
-    assert (over.accepted, over.reason) == (False, DAILY_BUDGET)
+    assert (over.accepted, over.reason) == (False, RejectionReason.DAILY_BUDGET)
     fits = await ledger.payouts.reserve(make_req(amount_kopecks=4_000, daily_budget_kopecks=10_000))
     assert fits.accepted
     assert await ledger.payouts.day_totals(DAY) == (2, 10_000)
@@ -159,7 +153,8 @@ async def test_released_amount_after_failed_frees_budget_and_user_slot(ledger: L
     user = "d4" * 32
     limits = {"daily_budget_kopecks": 10_000, "user_daily_limit": 1, "user_key": user}
     first = await reserved(ledger, amount_kopecks=8_000, **limits)
-    assert (await ledger.payouts.reserve(make_req(amount_kopecks=8_000, **limits))).reason == USER_DAILY_LIMIT
+    second = await ledger.payouts.reserve(make_req(amount_kopecks=8_000, **limits))
+    assert second.reason == RejectionReason.USER_DAILY_LIMIT
     await ledger.payouts.transition(first, PayoutStatus.FAILED, reason="portmone_permanent")
     assert await ledger.payouts.day_totals(DAY) == (0, 0)
     assert (await ledger.payouts.reserve(make_req(amount_kopecks=8_000, **limits))).accepted
@@ -196,7 +191,7 @@ async def test_concurrent_reserves_of_one_receipt_make_one_row(db_url: str, ledg
             assert res.accepted
             assert res.payout_id == rows[0].id
         else:
-            assert (res.accepted, res.reason) == (False, DUPLICATE_RECEIPT)
+            assert (res.accepted, res.reason) == (False, RejectionReason.DUPLICATE_RECEIPT)
     assert sum(1 for res in results if res.accepted and not res.replay) == 1
     assert await ledger.payouts.day_totals(DAY) == (1, req.amount_kopecks)
 
@@ -206,9 +201,9 @@ async def test_concurrent_reserves_for_one_user_hit_the_limit_exactly(ledger: Le
     reqs = [make_req(user_key=user, user_daily_limit=3) for _ in range(10)]
     results = await asyncio.gather(*(ledger.payouts.reserve(r) for r in reqs))
     assert sum(r.accepted for r in results) == 3
-    assert [r.reason for r in results if not r.accepted] == [USER_DAILY_LIMIT] * 7
+    assert [r.reason for r in results if not r.accepted] == [RejectionReason.USER_DAILY_LIMIT] * 7
     assert len(await ledger.payouts.find(status=PayoutStatus.RESERVED)) == 3
-    assert len(await ledger.payouts.find(status=PayoutStatus.REJECTED, reason=USER_DAILY_LIMIT)) == 7
+    assert len(await ledger.payouts.find(status=PayoutStatus.REJECTED, reason=RejectionReason.USER_DAILY_LIMIT)) == 7
     assert await ledger.payouts.day_totals(DAY) == (3, 3 * 2_500)
 
 
@@ -223,7 +218,7 @@ async def test_concurrent_duplicate_fiscal_keys_on_different_days(ledger: Ledger
     reqs = [make_req(fiscal_key="FK-RACE", business_day=DAY + timedelta(days=i)) for i in range(4)]
     results = await asyncio.gather(*(ledger.payouts.reserve(r) for r in reqs))
     assert sum(r.accepted for r in results) == 1
-    assert [r.reason for r in results if not r.accepted] == [DUPLICATE_FISCAL_KEY] * 3
+    assert [r.reason for r in results if not r.accepted] == [RejectionReason.DUPLICATE_FISCAL_KEY] * 3
 
 
 async def test_invalid_amounts_are_refused_before_the_database(ledger: Ledger) -> None:

@@ -16,6 +16,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from console.dev import stop_process
 from console.publish import encode, good_message, new_run, publish
 from payouts.models import PayoutView, payout_workflow_id
 from payouts.settings import RabbitSettings
@@ -43,12 +44,7 @@ def payouts_dev(tmp_path: Path, **env: str) -> Iterator[tuple[dict[str, int], Pa
         try:
             yield ports, log
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 30, signal.SIGINT)
 
 
 async def banner_line(log: Path, timeout: float = 90) -> str:

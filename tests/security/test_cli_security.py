@@ -17,6 +17,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from console.dev import stop_process
 from payouts import devdefaults
 from payouts.models import payout_workflow_id
 from payouts.settings import ConfigError, load_settings
@@ -133,12 +134,7 @@ async def test_payouts_dev_signs_callbacks_and_wires_the_web_ui_to_the_codec_ser
             decoded = await http.post(f"{webhook}/codec/decode", json={"payloads": sealed},
                                       headers={"Origin": ui, "X-Namespace": "default"})
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30, signal.SIGINT)
         log.close()
 
     assert ui_settings["Codec"]["Endpoint"] == f"{webhook}/codec"
