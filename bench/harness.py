@@ -1,0 +1,246 @@
+"""What the benchmarks share: the stack (the test harness's sandbox and webhook in this process, a
+PostgreSQL or SQLite ledger of its own, K `payouts worker` processes), the baseline's worker processes,
+payouts parked awaiting their callbacks, signed callbacks sent at a fixed rate, and the figures
+(percentiles, callback -> workflow-state latency read from the histories)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from bench.soak import Processes, peak_rss_mb
+from ledger import schema
+from payouts.models import PayoutView, payout_workflow_id
+from payouts.settings import LedgerSettings, PayoutSettings
+from payouts.status import PayoutStatus
+from tests.callbacks import paid
+from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
+from tests.stack import Stack, running_stack, settings_env
+
+T = TypeVar("T")
+# Limits that never reject a benchmark's receipts.
+LEDGER_ENV = {"LEDGER_USER_DAILY_LIMIT": "1000000", "LEDGER_DAILY_BUDGET_KOPECKS": str(10**12)}
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q + 0.5) - 1))]
+
+
+def spread(values: Sequence[float], unit: float = 1000.0, suffix: str = "ms") -> str:
+    return (f"p50 {pct(values, 0.5) * unit:.1f} {suffix}, p95 {pct(values, 0.95) * unit:.1f} {suffix}, "
+            f"p99 {pct(values, 0.99) * unit:.1f} {suffix}")
+
+
+@asynccontextmanager
+async def ledger_url(kind: str, tmp: Path) -> AsyncIterator[str]:
+    """A fresh ledger database: a throwaway PostgreSQL database on 127.0.0.1:5432, or a SQLite file."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp}/ledger.db"
+        return
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    admin = PgAdmin(create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool))
+    try:
+        yield await admin.create_database()
+    finally:
+        await admin.drop_all()
+        await admin.engine.dispose()
+
+
+@dataclass
+class BenchStack:
+    stack: Stack
+    procs: Processes
+    sent: dict[str, float] = field(default_factory=dict)  # workflow id -> when its callback left (time.time())
+    answered: dict[int, int] = field(default_factory=dict)  # the webhook's answers to them, by HTTP status
+
+    def worker_rss_mb(self) -> list[tuple[float, float]]:
+        """(now, peak) resident memory of each worker process, MiB."""
+        return [(current_rss_mb(w.pid), peak_rss_mb(w.pid)) for w in self.procs.workers if w.poll() is None]
+
+
+def current_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
+@asynccontextmanager
+async def bench_stack(
+    client: Client, tmp: Path, *, workers: int, ledger: str, portmone_rate: float,
+    payout: PayoutSettings | None = None, worker_env: dict[str, str] | None = None,
+) -> AsyncIterator[BenchStack]:  # fmt: skip
+    """The stack with `workers` worker processes (each runs the outbox relay, as `payouts worker` does;
+    this process runs none). The Portmone cap is raised to `portmone_rate` so the benchmark measures the
+    service, not the cap. Workers run with bytecode caching, as an installed image does: without it the
+    workflow sandbox compiles the workflow modules from source for every workflow it loads."""
+    async with ledger_url(ledger, tmp) as url, running_stack(
+        client, tmp, workers=False, relay=False, payout=payout or PayoutSettings(),
+        ledger_settings=LedgerSettings(url=url, user_daily_limit=10**6, daily_budget_kopecks=10**12),
+    ) as stack:  # fmt: skip
+        env = {**os.environ, **settings_env(stack.settings), **LEDGER_ENV,
+               "WORKER_PORTMONE_REQUESTS_PER_SECOND": str(portmone_rate), **(worker_env or {})}  # fmt: skip
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        procs = Processes(env=env, log_dir=tmp)
+        try:
+            for _ in range(workers):
+                procs.start_worker()
+            yield BenchStack(stack, procs)
+        finally:
+            procs.stop()
+
+
+def start_baseline_worker(address: str, task_queue: str, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "bench.baseline_worker", "--address", address, "--task-queue", task_queue]
+    return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+@asynccontextmanager
+async def baseline_workers(address: str, count: int, task_queue: str, log_dir: Path) -> AsyncIterator[list[int]]:
+    """`count` baseline worker processes (bench/baseline_worker.py); yields their pids."""
+    procs = [start_baseline_worker(address, task_queue, log_dir / f"baseline-{i}.log") for i in range(count)]
+    try:
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+
+async def bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[Any]]) -> list[Any]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def run(i: int) -> Any:
+        async with gate:
+            return await one(i)
+
+    return await asyncio.gather(*(run(i) for i in range(n)))
+
+
+def receipt_body(b: BenchStack, prefix: str, i: int) -> dict[str, Any]:
+    return b.stack.receipt(f"{prefix}-{i:06d}", msisdn=f"38000{i:07d}")
+
+
+async def park(b: BenchStack, prefix: str, n: int, concurrency: int) -> dict[str, str]:
+    """`n` payouts whose bill exists and whose callback the sandbox dropped: each waits in
+    AWAITING_CALLBACK. Returns workflow id -> bill id."""
+    await b.stack.faults({"drop_callback": True})
+
+    async def one(i: int) -> None:
+        resp = await b.stack.post_receipt(receipt_body(b, prefix, i))
+        assert resp.status_code == 202, resp.text
+
+    started = time.perf_counter()
+    await bounded(n, concurrency, one)
+    bills: dict[str, str] = {}
+    last_report = time.perf_counter()
+    while len(bills) < n:
+        bills = await awaiting_callback(b, prefix)
+        if time.perf_counter() - last_report > 30:
+            print(f"  parked {len(bills)} of {n} ({time.perf_counter() - started:.0f} s)", flush=True)
+            last_report = time.perf_counter()
+        if len(bills) < n:
+            await asyncio.sleep(1)
+    print(f"parked {n} payouts awaiting their callbacks in {time.perf_counter() - started:.0f} s", flush=True)
+    return bills
+
+
+async def awaiting_callback(b: BenchStack, prefix: str) -> dict[str, str]:
+    """Workflow id -> bill id of this run's payouts that the ledger has in AWAITING_CALLBACK with their bill
+    recorded (the attempt's answer moves the status; the bill id on the payout follows in its own step)."""
+    t = schema.payouts
+    query = sa.select(t.c.id, t.c.bill_id).where(
+        t.c.status == PayoutStatus.AWAITING_CALLBACK.value, t.c.bill_id.is_not(None),
+        t.c.id.startswith(payout_workflow_id(f"{prefix}-")),
+    )
+    async with b.stack.ledger.engine.connect() as conn:
+        return {row.id: row.bill_id for row in await conn.execute(query)}
+
+
+async def at_rate(count: int, rate: float, one: Callable[[int], Coroutine[Any, Any, T]]) -> tuple[list[T], float]:
+    """Start `one(i)` for i < count at a fixed rate (open loop: a slow answer never delays the next
+    start). Returns the results and the achieved rate of completed calls."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    tasks: list[asyncio.Task[T]] = []
+    for i in range(count):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    results = await asyncio.gather(*tasks)
+    return results, count / (loop.time() - start)
+
+
+async def send_paid_callbacks(b: BenchStack, bills: dict[str, str], rate: float) -> tuple[float, list[float]]:
+    """A signed PAYED callback for each bill, at `rate` per second, to the real webhook. Returns the
+    achieved rate and the answer times; records when each callback left (`b.sent`)."""
+    targets = list(bills.items())
+
+    async def one(i: int) -> float:
+        workflow_id, bill_id = targets[i]
+        b.sent[workflow_id] = time.time()
+        t0 = time.perf_counter()
+        resp = await b.stack.post_callback(paid(bill_id))
+        # 200: stored and signalled; 202: stored, the redelivery sweep signals it. Anything else is a bug.
+        assert resp.status_code in (200, 202), (resp.status_code, workflow_id, resp.text)
+        b.answered[resp.status_code] = b.answered.get(resp.status_code, 0) + 1
+        return time.perf_counter() - t0
+
+    answers, achieved = await at_rate(len(targets), rate, one)
+    return achieved, answers
+
+
+async def signal_to_state(client: Client, sent: dict[str, float], timeout: float = 120) -> list[float]:
+    """Seconds from each callback leaving to its workflow's state changing: the end of the first workflow
+    task after the signal (read from the history, whose clock is this machine's). Waits until each has one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+
+    async def one(workflow_id: str, t0: float) -> float:
+        handle = client.get_workflow_handle(workflow_id)
+        while True:
+            signalled = False
+            for event in (await handle.fetch_history()).events:
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                    signalled = True
+                elif signalled and event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                    return float(event.event_time.ToMicroseconds() / 1e6 - t0)
+            if loop.time() > deadline:
+                raise TimeoutError(f"{workflow_id}: no workflow task after its signal in {timeout} s")
+            await asyncio.sleep(1)
+
+    gate = asyncio.Semaphore(20)
+
+    async def bounded_one(item: tuple[str, float]) -> float:
+        async with gate:
+            return await one(*item)
+
+    return list(await asyncio.gather(*(bounded_one(item) for item in sent.items())))
+
+
+async def final_status(client: Client, workflow_id: str, timeout: float = 300) -> PayoutStatus:
+    """The payout's status once its workflow ended (PAID ends it), or as it stands after `timeout`."""
+    handle = client.get_workflow_handle(workflow_id, result_type=PayoutView)
+    try:
+        async with asyncio.timeout(timeout):
+            view: PayoutView = await handle.result()
+    except TimeoutError:
+        view = await handle.query("status", result_type=PayoutView)
+    return view.status
