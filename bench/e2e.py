@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -29,7 +30,18 @@ from pathlib import Path
 from temporalio.client import Client
 
 from bench.baseline import BaselinePayout
-from bench.harness import BenchStack, baseline_workers, bench_stack, bounded, final_status, receipt_body, spread
+from bench.harness import (
+    BenchStack,
+    CpuMeter,
+    baseline_workers,
+    bench_stack,
+    bounded,
+    final_status,
+    machine,
+    receipt_body,
+    spread,
+    temporal_server_pid,
+)
 from payouts.models import payout_workflow_id
 from payouts.status import PayoutStatus
 from tests.temporal_envs import dev_server
@@ -104,13 +116,21 @@ async def run(args: argparse.Namespace) -> None:
             async with bench_stack(env.client, Path(tmp), workers=k, ledger=args.ledger,
                                    portmone_rate=args.portmone_rate) as b:  # fmt: skip
                 await payouts(b, "warmup", warmup, warmup)
+                cpu = CpuMeter({"workers": [w.pid for w in b.procs.workers], "this process": [os.getpid()],
+                                "Temporal": [temporal_server_pid()]})  # fmt: skip
+                cpu.start()
                 ours, statuses = await payouts(b, "bench", n, c)
+                cpu.stop()
                 rss = [peak for _, peak in b.worker_rss_mb()]
             plain = await Client.connect(address)
             queue = f"baseline-{uuid.uuid4().hex[:8]}"
-            async with baseline_workers(address, k, queue, Path(tmp)):
+            async with baseline_workers(address, k, queue, Path(tmp)) as pids:
                 await baseline(plain, queue, "baseline-warmup", warmup, warmup)
+                floor_cpu = CpuMeter({"workers": pids, "this process": [os.getpid()],
+                                      "Temporal": [temporal_server_pid()]})  # fmt: skip
+                floor_cpu.start()
                 floor = await baseline(plain, queue, "baseline", n, c)
+                floor_cpu.stop()
 
     paid = statuses.get(PayoutStatus.PAID, 0)
     print(f"{n} payouts, {k} worker process(es), concurrency {c}, ledger {args.ledger}, Portmone cap "
@@ -120,11 +140,14 @@ async def run(args: argparse.Namespace) -> None:
     print(f"history events per payout: median {statistics.median(ours.events):.0f}, max {max(ours.events)}; "
           f"{ours.events_per_second:.0f} history events/s")
     print(f"worker peak RSS: {', '.join(f'{mb:.0f} MiB' for mb in rss)}")
+    print(f"CPU per payout: {cpu.per(n)} (this process: webhook, sandbox, load; PostgreSQL not counted)")
     print(f"baseline (one activity, one signal after {CALLBACK_DELAY} s, no I/O), same server, {k} worker "
           f"process(es), concurrency {c}: {n / floor.wall:.2f} workflows/s, start -> result {spread(floor.latencies)}, "
           f"{statistics.median(floor.events):.0f} events each, {floor.events_per_second:.0f} history events/s")
+    print(f"CPU per baseline workflow: {floor_cpu.per(n)}")
     print(f"our history events/s as a share of the baseline's: {ours.events_per_second / floor.events_per_second:.0%}"
           f" (target >= 90 %)")
+    print(f"machine: {machine()}")
     others = sorted(s.value for s in statuses if s != PayoutStatus.PAID)
     assert paid == n, f"only {paid} of {n} payouts were PAID; others: {others}"
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import sqlalchemy as sa
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -24,6 +25,7 @@ from bench.soak import Processes, peak_rss_mb
 from ledger import schema
 from payouts.models import PayoutView, payout_workflow_id
 from payouts.settings import LedgerSettings, PayoutSettings
+from payouts.signing import signature_headers
 from payouts.status import PayoutStatus
 from tests.callbacks import paid
 from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
@@ -32,6 +34,12 @@ from tests.stack import Stack, running_stack, settings_env
 T = TypeVar("T")
 # Limits that never reject a benchmark's receipts.
 LEDGER_ENV = {"LEDGER_USER_DAILY_LIMIT": "1000000", "LEDGER_DAILY_BUDGET_KOPECKS": str(10**12)}
+
+
+def machine() -> str:
+    """What else the machine was doing: the benchmarks share it."""
+    one, five, _ = os.getloadavg()
+    return f"{os.cpu_count()} cores, load average {one:.1f} (1 min), {five:.1f} (5 min) at the end"
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -78,6 +86,47 @@ def current_rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise ValueError(f"no VmRSS for process {pid}")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (/proc/<pid>/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def temporal_server_pid() -> int:
+    """The dev server this process started (a child named `temporal`)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, rest = stat.read_text().partition(" (")[2].partition(")")
+        except OSError:
+            continue
+        if name == "temporal" and int(rest.split()[1]) == os.getpid():
+            return int(stat.parent.name)
+    raise LookupError("no Temporal dev server started by this process")
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by named groups of processes between `start()` and `stop()`."""
+
+    groups: dict[str, list[int]]
+    used: dict[str, float] = field(default_factory=dict)
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.groups.items()}
+
+    def start(self) -> None:
+        self.used = self._now()
+
+    def stop(self) -> None:
+        self.used = {name: value - self.used[name] for name, value in self._now().items()}
+
+    def per(self, n: int) -> str:
+        return ", ".join(f"{name} {value / n * 1000:.0f} ms" for name, value in self.used.items())
 
 
 @asynccontextmanager
@@ -173,6 +222,17 @@ async def awaiting_callback(b: BenchStack, prefix: str) -> dict[str, str]:
         return {row.id: row.bill_id for row in await conn.execute(query)}
 
 
+async def relay_drained(b: BenchStack, timeout: float = 1800) -> float:
+    """Wait until the workers' relays have delivered every payout event (the user's messages of the
+    parked payouts, say), so that what is measured next does not share the machine with them."""
+    started = time.perf_counter()
+    async with asyncio.timeout(timeout):
+        while True:
+            if not any(c.pending for c in await b.stack.ledger.outbox.backlog()):
+                return time.perf_counter() - started
+            await asyncio.sleep(1)
+
+
 async def at_rate(count: int, rate: float, one: Callable[[int], Coroutine[Any, Any, T]]) -> tuple[list[T], float]:
     """Start `one(i)` for i < count at a fixed rate (open loop: a slow answer never delays the next
     start). Returns the results and the achieved rate of completed calls."""
@@ -188,23 +248,37 @@ async def at_rate(count: int, rate: float, one: Callable[[int], Coroutine[Any, A
     return results, count / (loop.time() - start)
 
 
+def load_client() -> httpx.AsyncClient:
+    """The load generator's HTTP client: no connection cap (an open loop must not queue on its side)."""
+    return httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None, max_keepalive_connections=200))
+
+
 async def send_paid_callbacks(b: BenchStack, bills: dict[str, str], rate: float) -> tuple[float, list[float]]:
-    """A signed PAYED callback for each bill, at `rate` per second, to the real webhook. Returns the
-    achieved rate and the answer times; records when each callback left (`b.sent`)."""
+    """A signed PAYED callback for each bill, at `rate` per second, to the real webhook. Returns the rate
+    of accepted callbacks (2xx, from the first sent to the last answered) and the answer times; records
+    when each accepted callback left (`b.sent`) and the answers by HTTP status (`b.answered`): 200 stored
+    and signalled, 202 stored (the redelivery sweep signals it), 503 not stored (Portmone retries)."""
     targets = list(bills.items())
+    secrets = b.stack.settings.webhook.callback_secret_list()[:1]
+    url = f"{b.stack.webhook_url}/portmone/callback"
 
-    async def one(i: int) -> float:
-        workflow_id, bill_id = targets[i]
-        b.sent[workflow_id] = time.time()
-        t0 = time.perf_counter()
-        resp = await b.stack.post_callback(paid(bill_id))
-        # 200: stored and signalled; 202: stored, the redelivery sweep signals it. Anything else is a bug.
-        assert resp.status_code in (200, 202), (resp.status_code, workflow_id, resp.text)
-        b.answered[resp.status_code] = b.answered.get(resp.status_code, 0) + 1
-        return time.perf_counter() - t0
+    async with load_client() as http:
 
-    answers, achieved = await at_rate(len(targets), rate, one)
-    return achieved, answers
+        async def one(i: int) -> float:
+            workflow_id, bill_id = targets[i]
+            body = paid(bill_id)
+            left = time.time()
+            t0 = time.perf_counter()
+            resp = await http.post(url, content=body,
+                                   headers={"Content-Type": "application/xml", **signature_headers(secrets, body)})
+            b.answered[resp.status_code] = b.answered.get(resp.status_code, 0) + 1
+            assert resp.status_code in (200, 202, 503), (resp.status_code, workflow_id, resp.text)
+            if resp.status_code != 503:
+                b.sent[workflow_id] = left
+            return time.perf_counter() - t0
+
+        answers, achieved = await at_rate(len(targets), rate, one)
+    return achieved * len(b.sent) / len(targets), answers
 
 
 async def signal_to_state(client: Client, sent: dict[str, float], timeout: float = 120) -> list[float]:

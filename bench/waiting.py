@@ -18,7 +18,8 @@ import random
 import tempfile
 from pathlib import Path
 
-from bench.harness import bench_stack, park, send_paid_callbacks, signal_to_state, spread
+from bench.harness import bench_stack, machine, park, relay_drained, send_paid_callbacks, signal_to_state, spread
+from payouts.settings import WorkerSettings
 from tests.temporal_envs import dev_server
 
 
@@ -29,7 +30,7 @@ async def run(args: argparse.Namespace) -> None:
             async with bench_stack(env.client, Path(tmp), workers=args.workers, ledger=args.ledger,
                                    portmone_rate=1000.0, worker_env=worker_env) as b:  # fmt: skip
                 bills = await park(b, "wait", args.payouts, concurrency=args.concurrency)
-                await asyncio.sleep(5)
+                drained = await relay_drained(b)
                 parked_rss = b.worker_rss_mb()
                 sample = dict(random.Random(7).sample(sorted(bills.items()), min(args.sample, len(bills))))
                 achieved, answers = await send_paid_callbacks(b, sample, args.rate)
@@ -37,15 +38,18 @@ async def run(args: argparse.Namespace) -> None:
                 answered = dict(sorted(b.answered.items()))
                 after_rss = b.worker_rss_mb()
 
-    cache = args.cache if args.cache is not None else "default (1000)"
+    default = WorkerSettings.model_fields["max_cached_workflows"].default
+    cache = args.cache if args.cache is not None else f"default ({default})"
     print(f"{args.payouts} payouts waiting for their callbacks, {args.workers} worker process(es), "
           f"sticky cache {cache} per worker, ledger {args.ledger}")
+    print(f"the relays delivered the parked payouts' events {drained:.0f} s after the last was parked")
     print("worker RSS with all of them parked: " + ", ".join(f"{now:.0f} MiB (peak {peak:.0f})"
                                                               for now, peak in parked_rss))  # fmt: skip
     print(f"{len(sample)} callbacks at {args.rate:g}/s (achieved {achieved:.1f}/s): answers {answered}, "
           f"in {spread(answers)}; "
           f"callback -> workflow state {spread(latencies)}")
     print("worker RSS after them: " + ", ".join(f"{now:.0f} MiB (peak {peak:.0f})" for now, peak in after_rss))
+    print(f"machine: {machine()}")
     print("target: worker RSS <= 300 MB with 10,000 waiting")
 
 

@@ -20,12 +20,22 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 from aiohttp import web
 from temporalio.client import Client
 
 from bench.baseline import SIGNAL, BaselineWaiting
-from bench.harness import at_rate, baseline_workers, bench_stack, park, send_paid_callbacks, signal_to_state, spread
+from bench.harness import (
+    at_rate,
+    baseline_workers,
+    bench_stack,
+    load_client,
+    machine,
+    park,
+    relay_drained,
+    send_paid_callbacks,
+    signal_to_state,
+    spread,
+)
 from tests.callbacks import paid
 from tests.stack import free_port
 from tests.temporal_envs import dev_server
@@ -56,7 +66,7 @@ async def bare(client: Client, task_queue: str, count: int, rate: float) -> tupl
     await web.TCPSite(runner, "127.0.0.1", port).start()
     sent: dict[str, float] = {}
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with load_client() as http:
 
             async def one(i: int) -> float:
                 sent[ids[i]] = time.time()
@@ -79,7 +89,7 @@ async def run(args: argparse.Namespace) -> None:
             async with bench_stack(env.client, Path(tmp), workers=args.workers, ledger=args.ledger,
                                    portmone_rate=1000.0) as b:  # fmt: skip
                 bills = await park(b, "hook", count, concurrency=20)
-                await asyncio.sleep(2)
+                await relay_drained(b)
                 achieved, answers = await send_paid_callbacks(b, bills, args.rate)
                 latencies = await signal_to_state(env.client, b.sent)
                 answered = dict(sorted(b.answered.items()))
@@ -90,10 +100,11 @@ async def run(args: argparse.Namespace) -> None:
 
     print(f"{count} callbacks at {args.rate:g}/s for {args.seconds:g} s, {args.workers} worker process(es), "
           f"ledger {args.ledger}")
-    print(f"webhook (verify, store, route, signal): achieved {achieved:.1f}/s; answers {answered}, in "
+    print(f"webhook (verify, store, route, signal): accepted {achieved:.1f}/s; answers {answered}, in "
           f"{spread(answers)}; callback -> workflow state {spread(latencies)}")
     print(f"bare handler (signal only), baseline workflow: achieved {bare_achieved:.1f}/s; answer "
           f"{spread(bare_answers)}; callback -> workflow state {spread(bare_latencies)}")
+    print(f"machine: {machine()}")
     print("target: callback -> state p99 <= 100 ms at 100 callbacks/s")
 
 
