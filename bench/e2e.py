@@ -1,6 +1,6 @@
 """End-to-end payouts on the real Temporal dev server, then the Temporal floor on the same server.
 
-    .venv/bin/python -m bench.e2e [--receipts N] [--workers K] [--concurrency C] [--ledger postgres|sqlite]
+    .venv/bin/python -m bench.e2e [--receipts N] [--workers K] [--concurrency C] [--cache S] [--ledger postgres|sqlite]
 
 Part 1, the payouts: the test harness's sandbox (callbacks 0.2 s after the bill) and webhook in this
 process, K `payouts worker` processes, a ledger of its own (a throwaway PostgreSQL database by default).
@@ -113,8 +113,9 @@ async def run(args: argparse.Namespace) -> None:
     async with dev_server() as env:
         address = env.client.service_client.config.target_host
         with tempfile.TemporaryDirectory() as tmp:
+            worker_env = {"WORKER_MAX_CACHED_WORKFLOWS": str(args.cache)} if args.cache is not None else None
             async with bench_stack(env.client, Path(tmp), workers=k, ledger=args.ledger,
-                                   portmone_rate=args.portmone_rate) as b:  # fmt: skip
+                                   portmone_rate=args.portmone_rate, worker_env=worker_env) as b:  # fmt: skip
                 await payouts(b, "warmup", warmup, warmup)
                 cpu = CpuMeter({"workers": [w.pid for w in b.procs.workers], "this process": [os.getpid()],
                                 "Temporal": [temporal_server_pid()]})  # fmt: skip
@@ -133,7 +134,8 @@ async def run(args: argparse.Namespace) -> None:
                 floor_cpu.stop()
 
     paid = statuses.get(PayoutStatus.PAID, 0)
-    print(f"{n} payouts, {k} worker process(es), concurrency {c}, ledger {args.ledger}, Portmone cap "
+    cache = f", sticky cache {args.cache}" if args.cache is not None else ""
+    print(f"{n} payouts, {k} worker process(es){cache}, concurrency {c}, ledger {args.ledger}, Portmone cap "
           f"{args.portmone_rate:g}/s: {paid} PAID in {ours.wall:.1f} s = {n / ours.wall:.2f} payouts/s")
     print(f"intake -> PAID (incl. the sandbox's {CALLBACK_DELAY} s callback delay): "
           f"{spread(ours.latencies, 1, 's')}")
@@ -158,6 +160,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="payouts worker processes (and baseline workers)")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--ledger", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--cache", type=int, default=None, help="WORKER_MAX_CACHED_WORKFLOWS for the workers")
     parser.add_argument("--portmone-rate", type=float, default=1000.0,
                         help="WORKER_PORTMONE_REQUESTS_PER_SECOND for the run (high: measure the service, not the cap)")
     asyncio.run(run(parser.parse_args()))

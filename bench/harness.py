@@ -6,6 +6,7 @@ payouts parked awaiting their callbacks, signed callbacks sent at a fixed rate, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -186,26 +187,28 @@ def receipt_body(b: BenchStack, prefix: str, i: int) -> dict[str, Any]:
     return b.stack.receipt(f"{prefix}-{i:06d}", msisdn=f"38000{i:07d}")
 
 
-async def park(b: BenchStack, prefix: str, n: int, concurrency: int) -> dict[str, str]:
+async def park(b: BenchStack, prefix: str, n: int, concurrency: int, batch: int = 100) -> dict[str, str]:
     """`n` payouts whose bill exists and whose callback the sandbox dropped: each waits in
-    AWAITING_CALLBACK. Returns workflow id -> bill id."""
+    AWAITING_CALLBACK. They go in `batch` at a time, each batch parked before the next, so the payouts
+    in motion stay fewer than the workers' sticky caches hold (a burst beyond them is replayed over and
+    over: bench.e2e measures bursts). Returns workflow id -> bill id."""
     await b.stack.faults({"drop_callback": True})
 
-    async def one(i: int) -> None:
-        resp = await b.stack.post_receipt(receipt_body(b, prefix, i))
+    async def one_from(first: int, i: int) -> None:
+        resp = await b.stack.post_receipt(receipt_body(b, prefix, first + i))
         assert resp.status_code == 202, resp.text
 
-    started = time.perf_counter()
-    await bounded(n, concurrency, one)
+    started = last_report = time.perf_counter()
     bills: dict[str, str] = {}
-    last_report = time.perf_counter()
-    while len(bills) < n:
-        bills = await awaiting_callback(b, prefix)
+    for first in range(0, n, batch):
+        size = min(batch, n - first)
+        await bounded(size, concurrency, functools.partial(one_from, first))
+        while len(bills) < first + size:
+            await asyncio.sleep(0.5)
+            bills = await awaiting_callback(b, prefix)
         if time.perf_counter() - last_report > 30:
             print(f"  parked {len(bills)} of {n} ({time.perf_counter() - started:.0f} s)", flush=True)
             last_report = time.perf_counter()
-        if len(bills) < n:
-            await asyncio.sleep(1)
     print(f"parked {n} payouts awaiting their callbacks in {time.perf_counter() - started:.0f} s", flush=True)
     return bills
 
