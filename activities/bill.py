@@ -62,8 +62,8 @@ class BillActivities:
         except LedgerUnavailable as exc:
             # Nothing was sent: the workflow asks again later (an outage delays the payout, no more).
             metrics.record_ledger_unavailable("create_bill")
-            message = f"bills.create not sent: the ledger could not record the attempt ({type(exc).__name__})"
-            raise ApplicationError(message, type=failures.LEDGER_UNAVAILABLE, non_retryable=True) from None
+            message = "bills.create not sent: the ledger could not record the attempt"
+            raise ApplicationError(message, type=failures.ATTEMPT_NOT_RECORDED, non_retryable=True) from exc
         if isinstance(prepared, CreateBillOutput):
             return prepared
         request, attempt = prepared
@@ -73,7 +73,7 @@ class BillActivities:
     async def _prepare(self, inp: CreateBillInput) -> CreateBillOutput | tuple[BillRequest, AttemptRecord]:
         """Everything before the send: an earlier attempt's bill adopted (or its doubt raised), the request
         built from the decrypted phone, and `prepared` written under the new-bill rule."""
-        earlier = await self._ledger.attempts(inp.payout_id, round_no=inp.round_no)
+        earlier = await self._ledger.attempts.for_payout(inp.payout_id, round_no=inp.round_no)
         adopted = await self._adopt_or_refuse(inp, earlier)
         if adopted is not None:
             return adopted
@@ -90,7 +90,7 @@ class BillActivities:
             raise ApplicationError(str(exc), type=failures.BAD_PAYOUT_DATA, non_retryable=True) from None
         del msisdn
         try:
-            attempt = await self._ledger.begin_attempt(inp.payout_id, inp.round_no)
+            attempt = await self._ledger.attempts.begin(inp.payout_id, inp.round_no)
         except NewBillRefused as refused:
             raise ApplicationError(
                 str(refused),
@@ -105,11 +105,11 @@ class BillActivities:
             if attempt.bill_id:
                 activity.logger.info("adopting bill of attempt %s for %s", attempt.attempt_no, inp.payout_id)
                 if attempt.state == "prepared":  # its bill id came from Portmone's callback (echo), not an answer
-                    await self._ledger.finish_attempt(attempt.id, "unknown", detail=_NO_ENDING)
+                    await self._ledger.attempts.finish(attempt.id, "unknown", detail=_NO_ENDING)
                 return await self._route(inp, attempt.bill_id, adopted=True)
         for attempt in earlier:
             if attempt.state == "prepared":
-                await self._ledger.finish_attempt(attempt.id, "unknown", detail=_NO_ENDING)
+                await self._ledger.attempts.finish(attempt.id, "unknown", detail=_NO_ENDING)
                 raise self._unknown(inp, attempt.attempt_no, "an earlier attempt has no recorded ending")
             if attempt.state == "unknown":
                 why = attempt.detail or "an earlier attempt's outcome is unknown"
@@ -121,7 +121,7 @@ class BillActivities:
             bill_id = outcome.bill.bill_id
             log_context.bind(bill_id=bill_id)
             try:
-                await self._persist(lambda: self._ledger.finish_attempt(attempt.id, "answered", bill_id=bill_id))
+                await self._persist(lambda: self._ledger.attempts.finish(attempt.id, "answered", bill_id=bill_id))
             except LedgerUnavailable as exc:
                 # The bill exists and we know its id, but cannot write it down: never re-send. The id
                 # goes into the failure (the workflow shows it), and its callback still finds the payout
@@ -135,7 +135,7 @@ class BillActivities:
             err = outcome.error
             # Portmone's texts may echo the contract number: masked before the ledger or history sees them.
             text = mask_phones(err.description or err.message)
-            await self._ledger.finish_attempt(
+            await self._ledger.attempts.finish(
                 attempt.id, "answered", error_code=err.code, detail=mask_phones(err.message)[:500]
             )
             await self._archive(inp, outcome, "answered_fail", None)
@@ -146,10 +146,10 @@ class BillActivities:
                 raise ApplicationError(message, err.code, type=failures.TRANSIENT)
             raise ApplicationError(message, err.code, type=failures.PERMANENT, non_retryable=True)
         if isinstance(outcome, NotSent):
-            await self._ledger.finish_attempt(attempt.id, "not_sent", detail=outcome.reason[:500])
+            await self._ledger.attempts.finish(attempt.id, "not_sent", detail=outcome.reason[:500])
             await self._archive(inp, outcome, "not_sent", None)
             raise ApplicationError(f"bills.create not sent: {outcome.reason}", type=failures.NOT_SENT)
-        await self._ledger.finish_attempt(attempt.id, "unknown", detail=outcome.reason[:500])
+        await self._ledger.attempts.finish(attempt.id, "unknown", detail=outcome.reason[:500])
         await self._archive(inp, outcome, "outcome_unknown", None)
         raise self._unknown(inp, attempt.attempt_no, outcome.reason)
 
@@ -171,14 +171,14 @@ class BillActivities:
                 pause = min(pause * 2, _MAX_PAUSE_SECONDS)
 
     async def _route(self, inp: CreateBillInput, bill_id: str, *, adopted: bool) -> CreateBillOutput:
-        early = await self._ledger.set_bill_id(inp.payout_id, bill_id)
+        early = await self._ledger.callbacks.set_bill_id(inp.payout_id, bill_id)
         return CreateBillOutput(
             bill_id=bill_id, adopted=adopted, early_callbacks=[CallbackSignal.from_stored(cb) for cb in early]
         )
 
     async def _archive(self, inp: CreateBillInput, outcome: Outcome, label: str, bill_id: str | None) -> None:
         ex = outcome.exchange
-        await self._ledger.archive_exchange(
+        await self._ledger.archive.record(
             method=ex.method or METHOD_BILLS_CREATE,
             request_redacted=dict(ex.request),
             response_body=ex.response_body,

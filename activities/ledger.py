@@ -95,7 +95,7 @@ class LedgerActivities:
         )
         try:
             async with _outages_counted("reserve"):
-                result = await self._ledger.reserve(reservation)
+                result = await self._ledger.payouts.reserve(reservation)
         except (ValueError, TypeError, OverflowError, sa_exc.StatementError) as exc:
             # Data the ledger cannot hold (intake validates against this; kept as the last guard). The
             # exception text may quote the row, so only its type reaches the failure.
@@ -117,7 +117,7 @@ class LedgerActivities:
         async with _outages_counted("transition"):
             news = await self._changes_status(inp.payout_id, inp.to_status)
             try:
-                await self._ledger.transition(
+                await self._ledger.payouts.transition(
                     inp.payout_id,
                     inp.to_status,
                     reason=inp.reason,
@@ -133,7 +133,7 @@ class LedgerActivities:
             if processed is None and cb is not None:
                 processed = cb.callback_id
             if processed is not None:
-                await self._ledger.mark_callback_processed(processed)
+                await self._ledger.callbacks.mark_processed(processed)
 
     @activity.defn(name="ledger.escalate")
     async def escalate(self, inp: EscalateInput) -> EscalateOutput:
@@ -143,12 +143,12 @@ class LedgerActivities:
         whose bill may be live says so.
         """
         async with _outages_counted("escalate"):
-            open_bills = await self._ledger.open_bills(inp.payout_id)
+            open_bills = await self._ledger.attempts.open_bills(inp.payout_id)
             reason = inp.reason_if_bill_open if open_bills and inp.reason_if_bill_open else inp.reason
             cb = inp.callback
             news = await self._changes_status(inp.payout_id, PayoutStatus.MANUAL_REVIEW)
             try:
-                await self._ledger.transition(
+                await self._ledger.payouts.transition(
                     inp.payout_id,
                     PayoutStatus.MANUAL_REVIEW,
                     reason=reason,
@@ -161,7 +161,7 @@ class LedgerActivities:
             if news:
                 metrics.record_payout_outcome(PayoutStatus.MANUAL_REVIEW, reason)
             if cb is not None:
-                await self._ledger.mark_callback_processed(cb.callback_id)
+                await self._ledger.callbacks.mark_processed(cb.callback_id)
         return EscalateOutput(
             reason=reason,
             open_bills=[
@@ -173,7 +173,7 @@ class LedgerActivities:
     async def _changes_status(self, payout_id: str, to: PayoutStatus) -> bool:
         """Whether moving to `to` is news: outcomes are counted once, not again when an activity retry
         repeats a transition the ledger already made."""
-        row = await self._ledger.get_payout(payout_id)
+        row = await self._ledger.payouts.get(payout_id)
         return row is None or row.status != to
 
     @activity.defn(name="ledger.undelivered_callbacks")
@@ -181,14 +181,14 @@ class LedgerActivities:
         """The payout's stored callbacks that no transition processed (the ladder reads them before
         escalating, in case a signal was lost while Temporal or the webhook was down)."""
         async with _outages_counted("undelivered_callbacks"):
-            stored = await self._ledger.undelivered_callbacks(payout_id)
+            stored = await self._ledger.callbacks.undelivered(payout_id)
         return [CallbackSignal.from_stored(cb) for cb in stored if cb.bill_id]
 
     @activity.defn(name="ledger.state")
     async def state(self, payout_id: str) -> LedgerStateOutput:
         """The payout row's status and reason (when the ledger refused the workflow's next step)."""
         async with _outages_counted("state"):
-            row = await self._ledger.get_payout(payout_id)
+            row = await self._ledger.payouts.get(payout_id)
         if row is None:
             message = f"no ledger row for {payout_id}"
             raise ApplicationError(message, type=failures.ILLEGAL_TRANSITION, non_retryable=True)
@@ -197,7 +197,7 @@ class LedgerActivities:
     @activity.defn(name="ledger.record_operator_action")
     async def record_operator_action(self, inp: OperatorActionInput) -> None:
         async with _outages_counted("record_operator_action"):
-            await self._ledger.record_operator_action(
+            await self._ledger.operator_actions.record(
                 payout_id=inp.payout_id,
                 action=inp.action,
                 operator=inp.operator,

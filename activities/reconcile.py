@@ -1,9 +1,9 @@
-"""`reconcile.run`: compare the ledger, the workflows and the stored callbacks; write the day's report.
+"""`reconcile.run`: compare the ledger, the workflows and the stored callbacks; store the day's report.
 
 The report for day D judges everything the ledger held before the end of D (Kyiv time), against
-the workflows' current states. It is written as JSON and CSV under the report directory (replaced,
-never appended) and its bucket counts are set as gauges, so running it again for the same day over
-the same state changes nothing.
+the workflows' current states. It is stored in the ledger as JSON and CSV (replacing an earlier
+report of D), where every operator reads it (`payouts ops report`), and its bucket counts are set as
+gauges, so running it again for the same day over the same state changes nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 from temporalio import activity
 from temporalio.client import Client
@@ -57,14 +56,12 @@ class ReconcileActivities:
     def __init__(
         self,
         ledger: Ledger,
-        report_dir: Path,
         *,
         callback_sla: timedelta,
         active_days: int,
         lookup: WorkflowLookup | None = None,
     ) -> None:
         self._ledger = ledger
-        self._report_dir = report_dir
         self._sla = callback_sla
         self._active = timedelta(days=active_days)
         self._lookup = lookup
@@ -77,13 +74,17 @@ class ReconcileActivities:
     @activity.defn(name="reconcile.run")
     async def run(self, req: ReconcileRequest) -> ReconcileOutput:
         cutoff = cutoff_for(req.report_day)
-        snapshot = await self._ledger.reconciliation_snapshot(before=cutoff, active_since=cutoff - self._active)
+        snapshot = await self._ledger.reports.reconciliation_snapshot(before=cutoff, active_since=cutoff - self._active)
         states = await self._states([p.id for p in snapshot.payouts])
         report = build(snapshot, states, cutoff=cutoff, sla=self._sla)
-        json_path, csv_path = await asyncio.to_thread(reconcile_report.write, report, self._report_dir, req.report_day)
         counts = report.counts()
+        await self._ledger.reconciliation_reports.save(
+            report_day=req.report_day,
+            cutoff=cutoff,
+            findings=sum(counts.values()),
+            document=reconcile_report.to_json(report, req.report_day),
+            csv=reconcile_report.to_csv(report),
+        )
         metrics.record_reconciliation(counts)
         activity.logger.info("reconciliation %s: %s", req.report_day, counts)
-        return ReconcileOutput(
-            report_day=req.report_day, cutoff=cutoff, counts=counts, json_path=str(json_path), csv_path=str(csv_path)
-        )
+        return ReconcileOutput(report_day=req.report_day, cutoff=cutoff, counts=counts)

@@ -25,7 +25,7 @@ class RetentionActivities:
     @activity.defn(name="archive.prune")
     async def prune(self) -> RetentionOutput:
         older_than = datetime.now(UTC) - timedelta(days=self._days)
-        deleted = await self._ledger.prune_archive(older_than=older_than)
+        deleted = await self._ledger.archive.prune(older_than=older_than)
         metrics.record_archive_pruned(deleted)
         activity.logger.info("exchange archive: %d rows older than %s deleted", deleted, older_than.isoformat())
         events = await self._ledger.outbox.prune(older_than=older_than)

@@ -217,7 +217,7 @@ async def check(client: Client, http: httpx.AsyncClient, sandbox_url: str, ledge
                 breaches.append(f"{receipt}: MANUAL_REVIEW without a known reason ({view.escalation_reason})")
         elif view.status not in TERMINAL:
             breaches.append(f"{receipt}: stuck in {view.status.value}")
-        row = await ledger.get_payout(payout_workflow_id(receipt))
+        row = await ledger.payouts.get(payout_workflow_id(receipt))
         if row is None:
             if view.status != PayoutStatus.REJECTED:
                 breaches.append(f"{receipt}: no ledger row for a {view.status.value} payout")

@@ -52,7 +52,7 @@ from rabbit.main import build_consumer
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set
-from workers.http import start_worker_http
+from workers.http import WorkerReadiness, start_worker_http
 from workers.ledger_gauges import refresh_forever
 from workers.registry import build_workers, relay_running
 
@@ -181,10 +181,11 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
             "127.0.0.1", port_of(stack.webhook_url),
         )
         runners.append(webhook_runner)
+        readiness = WorkerReadiness(client, ledger)
+        worker_http, _ = await start_worker_http(settings, readiness)
+        runners.append(worker_http)
         metrics_url = "off (TELEMETRY_METRICS_EXPORTERS)"
         if settings.telemetry.prometheus:
-            worker_http, _ = await start_worker_http(settings)
-            runners.append(worker_http)
             metrics_url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
         async with activity_set(settings) as activities, relay_running(activities):
             gauges = asyncio.create_task(
@@ -194,6 +195,7 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
                 client, activities, task_queue=settings.temporal.task_queue, tuning=settings.worker
             )
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
+            readiness.workers = workers
             consumer, consumer_line = await _start_consumer(settings, client)
             state = write_state(stack)
             _banner(stack, settings, state, consumer_line, metrics_url)

@@ -1,9 +1,12 @@
 """The ledger room: the durable record of payouts (SQLAlchemy Core, async; SQLite or PostgreSQL).
 
 Use: `upgrade(url)` (Alembic upgrade head, blocking), then `Ledger.from_url(url)`; `await ledger.aclose()`
-at shutdown. `Ledger` methods raise `LedgerUnavailable` when the database cannot serve them.
+at shutdown. The operations hang off the ledger by concern: `ledger.payouts`, `ledger.attempts`,
+`ledger.callbacks`, `ledger.archive`, `ledger.operator_actions`, `ledger.reports`, `ledger.outbox`; each
+raises `LedgerUnavailable` when the database cannot serve it. This module is the room's one import root.
 """
 
+from ledger.db import Operations
 from ledger.errors import IllegalTransition, LedgerError, LedgerUnavailable, NewBillRefused, PayoutNotFound
 from ledger.migrate import head_revision, upgrade
 from ledger.records import (
@@ -47,6 +50,7 @@ __all__ = [
     "LedgerUnavailable",
     "NewBillRefused",
     "OpenBill",
+    "Operations",
     "OperatorActionRecord",
     "OutboxBacklog",
     "OutboxDelivery",

@@ -1,4 +1,4 @@
-"""The bill-attempt write-ahead log and the new-bill rule.
+"""`ledger.attempts`: the bill-attempt write-ahead log and the new-bill rule.
 
 `prepared` is written before each bills.create send, then how it ended (`answered`, `not_sent`,
 `unknown`). The new-bill rule lives here, in the transaction that writes `prepared` (the payout row
@@ -7,24 +7,23 @@ money — no recorded ending, an unknown outcome, or a bill without a final non-
 unless an operator confirmed that attempt's bill holds none. A bill that a stored callback says was
 paid blocks every new bill, confirmed or not.
 
-The status moves that always accompany an attempt happen in its transactions: `begin_attempt` moves
-the payout to BILL_REQUESTED, `finish_attempt` with a bill id to AWAITING_CALLBACK.
+The status moves that always accompany an attempt happen in its transactions: `begin` moves the
+payout to BILL_REQUESTED, `finish` with a bill id to AWAITING_CALLBACK.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.callbacks import route_lock, route_stored_callbacks
-from ledger.db import Db
+from ledger.db import Operations
 from ledger.errors import IllegalTransition, LedgerError, NewBillRefused
-from ledger.payouts import change_status, require_payout
-from ledger.records import AttemptRecord, AttemptState, OpenBill
+from ledger.payout_rows import change_status, require_payout
+from ledger.records import AttemptRecord, AttemptState, OpenBill, to_record
 from ledger.schema import bill_attempts, callbacks
 from payouts.status import PayoutStatus
 from payouts.verdicts import Verdict, bill_standing
@@ -35,29 +34,115 @@ FINAL_STATES: frozenset[str] = frozenset({"answered", "not_sent", "unknown"})
 _BEGIN_FROM = frozenset({PayoutStatus.RESERVED, PayoutStatus.RETRY_SCHEDULED, PayoutStatus.BILL_REQUESTED})
 
 
-def attempt_record(row: sa.Row[Any]) -> AttemptRecord:
-    m = row._mapping
-    return AttemptRecord(
-        id=m["id"],
-        payout_id=m["payout_id"],
-        round_no=m["round_no"],
-        attempt_no=m["attempt_no"],
-        state=cast(AttemptState, m["state"]),
-        bill_id=m["bill_id"],
-        error_code=m["error_code"],
-        detail=m["detail"],
-        prepared_at=m["prepared_at"],
-        finished_at=m["finished_at"],
-        confirmed_by=m["confirmed_by"],
-    )
+class Attempts(Operations):
+    async def begin(self, payout_id: str, round_no: int) -> AttemptRecord:
+        """Write `prepared` for a new bills.create send and move the payout to BILL_REQUESTED (from RESERVED
+        or RETRY_SCHEDULED), or raise NewBillRefused (the new-bill rule) or IllegalTransition (any other
+        status: no bill for a payout that is waiting for a callback, a person, or is settled)."""
+        if round_no < 1:
+            raise ValueError("round_no starts at 1")
+        async with self._db.write() as conn:
+            payout = await require_payout(conn, payout_id, lock=True)  # serializes senders and attempt numbering
+            if payout.status not in _BEGIN_FROM:
+                raise IllegalTransition(payout_id, payout.status, PayoutStatus.BILL_REQUESTED)
+            blocking = await find_open_bills(conn, payout_id)
+            if blocking:
+                raise NewBillRefused(payout_id, blocking)
+            last = await conn.scalar(
+                sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == payout_id)
+            )
+            result = await conn.execute(
+                sa.insert(bill_attempts).values(
+                    payout_id=payout_id,
+                    round_no=round_no,
+                    attempt_no=int(last or 0) + 1,
+                    state="prepared",
+                    prepared_at=self._db.now(),
+                )
+            )
+            attempt_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+            await change_status(self._db, conn, payout, PayoutStatus.BILL_REQUESTED)  # a no-op when already there
+            row = (await conn.execute(sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id))).one()
+            return to_record(AttemptRecord, row)
+
+    async def finish(
+        self,
+        attempt_id: int,
+        state: AttemptState,
+        *,
+        bill_id: str | None = None,
+        error_code: str | None = None,
+        detail: str | None = None,
+    ) -> AttemptRecord:
+        """Record how an attempt ended. An answer that comes after the attempt was marked `unknown` (a
+        retry gave up on a still-running call) is kept: Portmone's answer is better evidence than our
+        guess, and its bill id is the route for that bill's callbacks.
+
+        A bill id answered for the payout's latest attempt moves it from BILL_REQUESTED to
+        AWAITING_CALLBACK in the same transaction (a payout that moved on meanwhile, e.g. paid by an early
+        callback, stays)."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
+        query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
+        async with self._db.write() as conn:
+            if bill_id:
+                await route_lock(self._db, conn, bill_id)  # before the row locks, as every router takes them
+            payout_id = await conn.scalar(
+                sa.select(bill_attempts.c.payout_id).where(bill_attempts.c.id == attempt_id)
+            )
+            if payout_id is None:
+                raise LedgerError(f"no bill attempt {attempt_id}")
+            payout = await require_payout(conn, str(payout_id), lock=True)  # the payout row, then the attempt's
+            current = to_record(AttemptRecord, (await conn.execute(query.with_for_update())).one())
+            if current.state == state and current.bill_id == (bill_id or current.bill_id):
+                return current  # a retried finish: already recorded
+            late_answer = current.state == "unknown" and state == "answered"
+            if current.state != "prepared" and not late_answer:
+                raise LedgerError(f"bill attempt {attempt_id} already finished as {current.state!r}, not {state!r}")
+            if late_answer:
+                earlier = current.detail or "no detail"
+                detail = f"late answer after the attempt was marked unknown ({earlier}); {detail or ''}"
+            elif current.detail:
+                detail = f"{detail}; {current.detail}" if detail else current.detail  # e.g. a bill id learnt by echo
+            await conn.execute(
+                sa.update(bill_attempts)
+                .where(bill_attempts.c.id == attempt_id)
+                .values(
+                    state=state,
+                    bill_id=bill_id or current.bill_id,  # a bill id learnt meanwhile (by echo) is kept
+                    error_code=error_code,
+                    detail=detail,
+                    finished_at=self._db.now(),
+                )
+            )
+            if bill_id:
+                await route_stored_callbacks(self._db, conn, bill_id, current.payout_id)
+                if state == "answered" and payout.status == PayoutStatus.BILL_REQUESTED:
+                    latest = await conn.scalar(
+                        sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(
+                            bill_attempts.c.payout_id == current.payout_id
+                        )
+                    )
+                    if latest == current.attempt_no:
+                        await change_status(self._db, conn, payout, PayoutStatus.AWAITING_CALLBACK)
+            return to_record(AttemptRecord, (await conn.execute(query)).one())
+
+    async def for_payout(self, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
+        """A payout's attempts in order (of one round when given)."""
+        async with self._db.read() as conn:
+            return await _attempts(conn, payout_id, round_no)
+
+    async def open_bills(self, payout_id: str) -> list[OpenBill]:
+        """The earlier bills that stop a new one (the new-bill rule's evidence), for operators and escalations."""
+        async with self._db.read() as conn:
+            return await find_open_bills(conn, payout_id)
 
 
 async def _attempts(conn: AsyncConnection, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
-    """A payout's attempts in order (of one round when given)."""
     query = sa.select(bill_attempts).where(bill_attempts.c.payout_id == payout_id).order_by(bill_attempts.c.attempt_no)
     if round_no is not None:
         query = query.where(bill_attempts.c.round_no == round_no)
-    return [attempt_record(row) for row in await conn.execute(query)]
+    return [to_record(AttemptRecord, row) for row in await conn.execute(query)]
 
 
 async def _verdicts(conn: AsyncConnection, bill_ids: Sequence[str]) -> dict[str, list[Verdict]]:
@@ -97,102 +182,6 @@ async def find_open_bills(conn: AsyncConnection, payout_id: str) -> list[OpenBil
     return found
 
 
-async def begin_attempt(db: Db, payout_id: str, round_no: int) -> AttemptRecord:
-    """Write `prepared` for a new bills.create send and move the payout to BILL_REQUESTED (from RESERVED or
-    RETRY_SCHEDULED), or raise NewBillRefused (the new-bill rule) or IllegalTransition (any other status:
-    no bill for a payout that is waiting for a callback, a person, or is settled)."""
-    if round_no < 1:
-        raise ValueError("round_no starts at 1")
-    async with db.write() as conn:
-        payout = await require_payout(conn, payout_id, lock=True)  # serializes senders and attempt numbering
-        if payout.status not in _BEGIN_FROM:
-            raise IllegalTransition(payout_id, payout.status, PayoutStatus.BILL_REQUESTED)
-        blocking = await find_open_bills(conn, payout_id)
-        if blocking:
-            raise NewBillRefused(payout_id, blocking)
-        last = await conn.scalar(
-            sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == payout_id)
-        )
-        result = await conn.execute(
-            sa.insert(bill_attempts).values(
-                payout_id=payout_id,
-                round_no=round_no,
-                attempt_no=int(last or 0) + 1,
-                state="prepared",
-                prepared_at=db.now(),
-            )
-        )
-        attempt_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-        await change_status(db, conn, payout, PayoutStatus.BILL_REQUESTED)  # a no-op when already there
-        row = (await conn.execute(sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id))).one()
-        return attempt_record(row)
-
-
-async def open_bills(db: Db, payout_id: str) -> list[OpenBill]:
-    async with db.read() as conn:
-        return await find_open_bills(conn, payout_id)
-
-
-async def finish_attempt(
-    db: Db,
-    attempt_id: int,
-    state: AttemptState,
-    *,
-    bill_id: str | None = None,
-    error_code: str | None = None,
-    detail: str | None = None,
-) -> AttemptRecord:
-    """Record how an attempt ended. An answer that comes after the attempt was marked `unknown` (a
-    retry gave up on a still-running call) is kept: Portmone's answer is better evidence than our
-    guess, and its bill id is the route for that bill's callbacks.
-
-    A bill id answered for the payout's latest attempt moves it from BILL_REQUESTED to AWAITING_CALLBACK
-    in the same transaction (a payout that moved on meanwhile, e.g. paid by an early callback, stays)."""
-    if state not in FINAL_STATES:
-        raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
-    query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
-    async with db.write() as conn:
-        if bill_id:
-            await route_lock(db, conn, bill_id)  # before the row locks, as every router takes them
-        payout_id = await conn.scalar(sa.select(bill_attempts.c.payout_id).where(bill_attempts.c.id == attempt_id))
-        if payout_id is None:
-            raise LedgerError(f"no bill attempt {attempt_id}")
-        payout = await require_payout(conn, str(payout_id), lock=True)  # the payout row, then the attempt's
-        current = attempt_record((await conn.execute(query.with_for_update())).one())
-        if current.state == state and current.bill_id == (bill_id or current.bill_id):
-            return current  # a retried finish: already recorded
-        late_answer = current.state == "unknown" and state == "answered"
-        if current.state != "prepared" and not late_answer:
-            raise LedgerError(f"bill attempt {attempt_id} already finished as {current.state!r}, not {state!r}")
-        if late_answer:
-            earlier = current.detail or "no detail"
-            detail = f"late answer after the attempt was marked unknown ({earlier}); {detail or ''}"
-        elif current.detail:
-            detail = f"{detail}; {current.detail}" if detail else current.detail  # e.g. a bill id learnt by echo
-        await conn.execute(
-            sa.update(bill_attempts)
-            .where(bill_attempts.c.id == attempt_id)
-            .values(
-                state=state,
-                bill_id=bill_id or current.bill_id,  # a bill id learnt meanwhile (by echo) is kept
-                error_code=error_code,
-                detail=detail,
-                finished_at=db.now(),
-            )
-        )
-        if bill_id:
-            await route_stored_callbacks(db, conn, bill_id, current.payout_id)
-            if state == "answered" and payout.status == PayoutStatus.BILL_REQUESTED:
-                latest = await conn.scalar(
-                    sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(
-                        bill_attempts.c.payout_id == current.payout_id
-                    )
-                )
-                if latest == current.attempt_no:
-                    await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK)
-        return attempt_record((await conn.execute(query)).one())
-
-
 async def confirm_no_money(conn: AsyncConnection, payout_id: str, attempt_ids: Sequence[int], action_id: int) -> int:
     """Mark these attempts of the payout as confirmed by an operator to hold no money; returns how many."""
     if not attempt_ids:
@@ -207,8 +196,3 @@ async def confirm_no_money(conn: AsyncConnection, payout_id: str, attempt_ids: S
         .values(confirmed_by=action_id)
     )
     return int(result.rowcount or 0)
-
-
-async def attempts(db: Db, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
-    async with db.read() as conn:
-        return await _attempts(conn, payout_id, round_no)

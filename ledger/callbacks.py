@@ -1,5 +1,5 @@
-"""Portmone callbacks: stored once per body, routed to a payout by bill id (now or when the route
-appears), marked processed once delivered."""
+"""`ledger.callbacks`: Portmone callbacks, stored once per meaning, routed to a payout by bill id (now or
+when the route appears, or by what they echo), marked signalled and processed once delivered."""
 
 from __future__ import annotations
 
@@ -12,34 +12,171 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.db import Db
+from ledger.db import Db, Operations
 from ledger.errors import LedgerError
-from ledger.payouts import payout_id_for_bill, require_payout
-from ledger.records import CallbackRecord, StoreCallbackResult
+from ledger.payout_rows import payout_id_for_bill, require_payout
+from ledger.records import CallbackRecord, StoreCallbackResult, to_record
 from ledger.schema import bill_attempts, callbacks, payouts
 
 # first key of the two-int PostgreSQL advisory lock that serializes routing per bill id
 _ROUTE_LOCK_CLASS = 0x4C47  # "LG"
 
 
-def callback_record(row: sa.Row[Any]) -> CallbackRecord:
-    m = row._mapping
-    return CallbackRecord(
-        id=m["id"],
-        dedupe_key=m["dedupe_key"],
-        bill_id=m["bill_id"],
-        payout_id=m["payout_id"],
-        raw_body=m["raw_body"],
-        rsp_status=m["rsp_status"],
-        bill_status=m["bill_status"],
-        error_code=m["error_code"],
-        error_description=m["error_description"],
-        received_at=m["received_at"],
-        routed_at=m["routed_at"],
-        processed_at=m["processed_at"],
-        signalled_at=m["signalled_at"],
-        verdict=m["verdict"],
-    )
+class Callbacks(Operations):
+    async def store(
+        self,
+        *,
+        dedupe_key: str,
+        bill_id: str | None,
+        raw_body: str,
+        rsp_status: str | None,
+        bill_status: str | None,
+        error_code: str | None,
+        error_description: str | None,
+        verdict: str | None,
+    ) -> StoreCallbackResult:
+        """Store a callback once per `dedupe_key` (a repeat returns the stored one), routed when its bill is known."""
+        for _ in range(2):
+            try:
+                async with self._db.write() as conn:
+                    return await _store_once(
+                        self._db,
+                        conn,
+                        dedupe_key=dedupe_key,
+                        bill_id=bill_id,
+                        values={
+                            "raw_body": raw_body,
+                            "rsp_status": rsp_status,
+                            "bill_status": bill_status,
+                            "error_code": error_code,
+                            "error_description": error_description,
+                            "verdict": verdict,
+                        },
+                    )
+            except sa_exc.IntegrityError:
+                continue  # the same body was stored concurrently: the next pass returns that row
+        raise LedgerError(f"could not store callback {dedupe_key!r}")
+
+    async def set_bill_id(self, payout_id: str, bill_id: str) -> list[CallbackRecord]:
+        """Record `bill_id` as the payout's current bill and hand back its undelivered callbacks.
+
+        Callbacks for the bill that arrived before the route are routed here. Returned are all of this
+        bill's callbacks routed to the payout and not yet marked processed, so a retried call (the
+        activity died after the commit) hands them over again; the workflow dedupes.
+        """
+        if not bill_id:
+            raise ValueError("bill_id is required")
+        async with self._db.write() as conn:
+            await route_lock(self._db, conn, bill_id)
+            payout = await require_payout(conn, payout_id, lock=True)
+            owner = await payout_id_for_bill(conn, bill_id)
+            if owner is not None and owner != payout_id:
+                raise LedgerError(f"bill {bill_id!r} already belongs to payout {owner!r}")
+            now = self._db.now()
+            if payout.bill_id != bill_id:
+                await conn.execute(
+                    sa.update(payouts)
+                    .where(payouts.c.id == payout_id)
+                    .values(bill_id=bill_id, updated_at=now, row_version=payouts.c.row_version + 1)
+                )
+            await route_stored_callbacks(self._db, conn, bill_id, payout_id)
+            rows = await conn.execute(
+                sa.select(callbacks)
+                .where(
+                    callbacks.c.bill_id == bill_id,
+                    callbacks.c.payout_id == payout_id,
+                    callbacks.c.processed_at.is_(None),
+                )
+                .order_by(callbacks.c.id)
+            )
+            return [to_record(CallbackRecord, row) for row in rows]
+
+    async def route_by_echo(
+        self, callback_id: int, *, receipt_id: str, amount_kopecks: int | None, user_key: str
+    ) -> str | None:
+        """Route a callback for a bill id we never learnt (bills.create committed, its answer lost) by what
+        the callback echoes: the receipt named in the comment, the amount, and the phone's keyed digest.
+
+        It routes only when the match is unambiguous: the receipt's payout has that amount and phone, and
+        exactly one attempt with no bill id that may have reached Portmone (`prepared` or `unknown`).
+        That attempt then holds the bill id (the route for later callbacks). Returns the payout id, or None.
+        """
+        async with self._db.write() as conn:
+            row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == callback_id))).first()
+            if row is None:
+                raise LedgerError(f"no callback {callback_id}")
+            stored = to_record(CallbackRecord, row)
+            if stored.payout_id is not None or not stored.bill_id:
+                return stored.payout_id
+            await route_lock(self._db, conn, stored.bill_id)
+            owner = await payout_id_for_bill(conn, stored.bill_id)
+            if owner is None:
+                owner = await _echo_owner(conn, stored.bill_id, receipt_id, amount_kopecks, user_key)
+            if owner is not None:
+                await route_stored_callbacks(self._db, conn, stored.bill_id, owner)
+            return owner
+
+    async def mark_signalled(self, callback_id: int) -> None:
+        """The payout's workflow was told about this callback (a signal was accepted, or it is closed)."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                sa.update(callbacks)
+                .where(callbacks.c.id == callback_id, callbacks.c.signalled_at.is_(None))
+                .values(signalled_at=self._db.now())
+            )
+
+    async def mark_processed(self, callback_id: int) -> CallbackRecord:
+        """A transition has taken this callback into account."""
+        query = sa.select(callbacks).where(callbacks.c.id == callback_id)
+        async with self._db.write() as conn:
+            await conn.execute(
+                sa.update(callbacks)
+                .where(callbacks.c.id == callback_id, callbacks.c.processed_at.is_(None))
+                .values(processed_at=self._db.now())
+            )
+            row = (await conn.execute(query)).first()
+            if row is None:
+                raise LedgerError(f"no callback {callback_id}")
+            return to_record(CallbackRecord, row)
+
+    async def to_redeliver(self, *, stored_before: datetime, limit: int = 100) -> list[CallbackRecord]:
+        """Routed callbacks whose workflow was never told (Temporal was down, or the route appeared later),
+        oldest first; only those stored before `stored_before`, so the live path gets its chance first."""
+        query = (
+            sa.select(callbacks)
+            .where(
+                callbacks.c.payout_id.is_not(None),
+                callbacks.c.signalled_at.is_(None),
+                callbacks.c.processed_at.is_(None),
+                callbacks.c.received_at < stored_before,
+            )
+            .order_by(callbacks.c.id)
+            .limit(limit)
+        )
+        return await self._read(query)
+
+    async def undelivered(self, payout_id: str) -> list[CallbackRecord]:
+        """The payout's routed callbacks that no transition has processed yet (the ladder reads them
+        before escalating; the workflow dedupes what it already has)."""
+        query = (
+            sa.select(callbacks)
+            .where(callbacks.c.payout_id == payout_id, callbacks.c.processed_at.is_(None))
+            .order_by(callbacks.c.id)
+        )
+        return await self._read(query)
+
+    async def unrouted(self, *, limit: int = 1000) -> list[CallbackRecord]:
+        """Callbacks for bills no payout is known to own."""
+        query = sa.select(callbacks).where(callbacks.c.payout_id.is_(None)).order_by(callbacks.c.id).limit(limit)
+        return await self._read(query)
+
+    async def for_payout(self, payout_id: str) -> list[CallbackRecord]:
+        query = sa.select(callbacks).where(callbacks.c.payout_id == payout_id).order_by(callbacks.c.id)
+        return await self._read(query)
+
+    async def _read(self, query: sa.Select[Any]) -> list[CallbackRecord]:
+        async with self._db.read() as conn:
+            return [to_record(CallbackRecord, row) for row in await conn.execute(query)]
 
 
 async def route_lock(db: Db, conn: AsyncConnection, bill_id: str) -> None:
@@ -53,43 +190,19 @@ async def route_lock(db: Db, conn: AsyncConnection, bill_id: str) -> None:
         await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ROUTE_LOCK_CLASS, key)))
 
 
+async def route_stored_callbacks(db: Db, conn: AsyncConnection, bill_id: str, payout_id: str) -> None:
+    """Callbacks for `bill_id` stored before its route was known now belong to `payout_id`. Call it
+    under `route_lock`. They are not signalled yet, so the redelivery sweep tells the workflow."""
+    await conn.execute(
+        sa.update(callbacks)
+        .where(callbacks.c.bill_id == bill_id, callbacks.c.payout_id.is_(None))
+        .values(payout_id=payout_id, routed_at=db.now())
+    )
+
+
 async def _by_dedupe_key(conn: AsyncConnection, dedupe_key: str) -> CallbackRecord | None:
     row = (await conn.execute(sa.select(callbacks).where(callbacks.c.dedupe_key == dedupe_key))).first()
-    return None if row is None else callback_record(row)
-
-
-async def store_callback(
-    db: Db,
-    *,
-    dedupe_key: str,
-    bill_id: str | None,
-    raw_body: str,
-    rsp_status: str | None,
-    bill_status: str | None,
-    error_code: str | None,
-    error_description: str | None,
-    verdict: str | None,
-) -> StoreCallbackResult:
-    for _ in range(2):
-        try:
-            async with db.write() as conn:
-                return await _store_once(
-                    db,
-                    conn,
-                    dedupe_key=dedupe_key,
-                    bill_id=bill_id,
-                    values={
-                        "raw_body": raw_body,
-                        "rsp_status": rsp_status,
-                        "bill_status": bill_status,
-                        "error_code": error_code,
-                        "error_description": error_description,
-                        "verdict": verdict,
-                    },
-                )
-        except sa_exc.IntegrityError:
-            continue  # the same body was stored concurrently: the next pass returns that row
-    raise LedgerError(f"could not store callback {dedupe_key!r}")
+    return None if row is None else to_record(CallbackRecord, row)
 
 
 async def _store_once(
@@ -121,143 +234,6 @@ async def _store_once(
     stored = await _by_dedupe_key(conn, dedupe_key)
     assert stored is not None
     return StoreCallbackResult(callback=stored, inserted=True, payout_id=payout_id)
-
-
-async def set_bill_id(db: Db, payout_id: str, bill_id: str) -> list[CallbackRecord]:
-    """Record `bill_id` as the payout's current bill and hand back its undelivered callbacks.
-
-    Callbacks for the bill that arrived before the route are routed here. Returned are all of this
-    bill's callbacks routed to the payout and not yet marked processed, so a retried call (the
-    activity died after the commit) hands them over again; the workflow dedupes.
-    """
-    if not bill_id:
-        raise ValueError("bill_id is required")
-    async with db.write() as conn:
-        await route_lock(db, conn, bill_id)
-        payout = await require_payout(conn, payout_id, lock=True)
-        owner = await payout_id_for_bill(conn, bill_id)
-        if owner is not None and owner != payout_id:
-            raise LedgerError(f"bill {bill_id!r} already belongs to payout {owner!r}")
-        now = db.now()
-        if payout.bill_id != bill_id:
-            await conn.execute(
-                sa.update(payouts)
-                .where(payouts.c.id == payout_id)
-                .values(bill_id=bill_id, updated_at=now, row_version=payouts.c.row_version + 1)
-            )
-        await route_stored_callbacks(db, conn, bill_id, payout_id)
-        rows = await conn.execute(
-            sa.select(callbacks)
-            .where(
-                callbacks.c.bill_id == bill_id,
-                callbacks.c.payout_id == payout_id,
-                callbacks.c.processed_at.is_(None),
-            )
-            .order_by(callbacks.c.id)
-        )
-        return [callback_record(row) for row in rows]
-
-
-async def route_stored_callbacks(db: Db, conn: AsyncConnection, bill_id: str, payout_id: str) -> None:
-    """Callbacks for `bill_id` stored before its route was known now belong to `payout_id`. Call it
-    under `route_lock`. They are not signalled yet, so the redelivery sweep tells the workflow."""
-    await conn.execute(
-        sa.update(callbacks)
-        .where(callbacks.c.bill_id == bill_id, callbacks.c.payout_id.is_(None))
-        .values(payout_id=payout_id, routed_at=db.now())
-    )
-
-
-async def mark_callback_processed(db: Db, callback_id: int) -> CallbackRecord:
-    query = sa.select(callbacks).where(callbacks.c.id == callback_id)
-    async with db.write() as conn:
-        await conn.execute(
-            sa.update(callbacks)
-            .where(callbacks.c.id == callback_id, callbacks.c.processed_at.is_(None))
-            .values(processed_at=db.now())
-        )
-        row = (await conn.execute(query)).first()
-        if row is None:
-            raise LedgerError(f"no callback {callback_id}")
-        return callback_record(row)
-
-
-async def unrouted_callbacks(db: Db, *, limit: int = 1000) -> list[CallbackRecord]:
-    query = sa.select(callbacks).where(callbacks.c.payout_id.is_(None)).order_by(callbacks.c.id).limit(limit)
-    async with db.read() as conn:
-        return [callback_record(row) for row in await conn.execute(query)]
-
-
-async def callbacks_for(db: Db, payout_id: str) -> list[CallbackRecord]:
-    query = sa.select(callbacks).where(callbacks.c.payout_id == payout_id).order_by(callbacks.c.id)
-    async with db.read() as conn:
-        return [callback_record(row) for row in await conn.execute(query)]
-
-
-async def mark_signalled(db: Db, callback_id: int) -> None:
-    """The payout's workflow was told about this callback (a signal was accepted, or it is closed)."""
-    async with db.write() as conn:
-        await conn.execute(
-            sa.update(callbacks)
-            .where(callbacks.c.id == callback_id, callbacks.c.signalled_at.is_(None))
-            .values(signalled_at=db.now())
-        )
-
-
-async def to_redeliver(db: Db, *, stored_before: datetime, limit: int = 100) -> list[CallbackRecord]:
-    """Routed callbacks whose workflow was never told (Temporal was down, or the route appeared later),
-    oldest first; only those stored before `stored_before`, so the live path gets its chance first."""
-    query = (
-        sa.select(callbacks)
-        .where(
-            callbacks.c.payout_id.is_not(None),
-            callbacks.c.signalled_at.is_(None),
-            callbacks.c.processed_at.is_(None),
-            callbacks.c.received_at < stored_before,
-        )
-        .order_by(callbacks.c.id)
-        .limit(limit)
-    )
-    async with db.read() as conn:
-        return [callback_record(row) for row in await conn.execute(query)]
-
-
-async def undelivered_for(db: Db, payout_id: str) -> list[CallbackRecord]:
-    """The payout's routed callbacks that no transition has processed yet (the ladder reads them
-    before escalating; the workflow dedupes what it already has)."""
-    query = (
-        sa.select(callbacks)
-        .where(callbacks.c.payout_id == payout_id, callbacks.c.processed_at.is_(None))
-        .order_by(callbacks.c.id)
-    )
-    async with db.read() as conn:
-        return [callback_record(row) for row in await conn.execute(query)]
-
-
-async def route_by_echo(
-    db: Db, callback_id: int, *, receipt_id: str, amount_kopecks: int | None, user_key: str
-) -> str | None:
-    """Route a callback for a bill id we never learnt (bills.create committed, its answer lost) by what
-    the callback echoes: the receipt named in the comment, the amount, and the phone's keyed digest.
-
-    It routes only when the match is unambiguous: the receipt's payout has that amount and phone, and
-    exactly one attempt with no bill id that may have reached Portmone (`prepared` or `unknown`).
-    That attempt then holds the bill id (the route for later callbacks). Returns the payout id, or None.
-    """
-    async with db.write() as conn:
-        row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == callback_id))).first()
-        if row is None:
-            raise LedgerError(f"no callback {callback_id}")
-        stored = callback_record(row)
-        if stored.payout_id is not None or not stored.bill_id:
-            return stored.payout_id
-        await route_lock(db, conn, stored.bill_id)
-        owner = await payout_id_for_bill(conn, stored.bill_id)
-        if owner is None:
-            owner = await _echo_owner(conn, stored.bill_id, receipt_id, amount_kopecks, user_key)
-        if owner is not None:
-            await route_stored_callbacks(db, conn, stored.bill_id, owner)
-        return owner
 
 
 async def _echo_owner(

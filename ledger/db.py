@@ -104,3 +104,11 @@ class Db:
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return self.transaction(write=False)
+
+
+class Operations:
+    """A group of ledger operations bound to the database (`Ledger` composes them). Each public method
+    is one transaction; what runs inside another's transaction is a module function taking `conn`."""
+
+    def __init__(self, db: Db) -> None:
+        self._db = db

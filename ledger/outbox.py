@@ -1,4 +1,4 @@
-"""The transactional outbox: payout events written with the status change they report, and their
+"""`ledger.outbox`, the transactional outbox: payout events written with the status change they report, and their
 delivery to each channel (payouts.events).
 
 `record_event` runs inside the transaction that changes a payout's status, so an event exists exactly
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.db import Db
-from ledger.records import OutboxBacklog, OutboxDelivery, PayoutRecord
+from ledger.db import Db, Operations
+from ledger.records import OutboxBacklog, OutboxDelivery, PayoutRecord, to_record
 from ledger.schema import outbox, outbox_channels, outbox_deliveries, payouts
 from payouts.events import PayoutEvent, PayoutEventKind
 from payouts.status import PayoutStatus
@@ -84,16 +83,8 @@ async def record_event(db: Db, conn: AsyncConnection, payout: PayoutRecord) -> N
     )
 
 
-def _event(row: sa.Row[Any]) -> PayoutEvent:
-    m = row._mapping
-    return PayoutEvent.model_validate({name: m[name] for name in PayoutEvent.model_fields})
-
-
-class Outbox:
-    """Payout events and their delivery per channel. Every method is one transaction."""
-
-    def __init__(self, db: Db) -> None:
-        self._db = db
+class Outbox(Operations):
+    """Payout events and their delivery per channel."""
 
     async def register(self, channels: Sequence[str]) -> None:
         """Channels that receive the events written from now on (idempotent)."""
@@ -141,7 +132,9 @@ class Outbox:
                 sa.select(outbox, d.c.attempts).join(d, d.c.outbox_id == outbox.c.id).where(mine).order_by(outbox.c.id)
             )
             return [
-                OutboxDelivery(outbox_id=row.id, channel=channel, attempts=row.attempts, event=_event(row))
+                OutboxDelivery(
+                    outbox_id=row.id, channel=channel, attempts=row.attempts, event=to_record(PayoutEvent, row)
+                )
                 for row in rows
             ]
 
@@ -196,7 +189,7 @@ class Outbox:
         """A payout's events in order (for operators and tests)."""
         query = sa.select(outbox).where(outbox.c.payout_id == payout_id).order_by(outbox.c.seq)
         async with self._db.read() as conn:
-            return [_event(row) for row in await conn.execute(query)]
+            return [to_record(PayoutEvent, row) for row in await conn.execute(query)]
 
     async def user_message(self, payout_id: str) -> int | None:
         """The id of the user's Telegram message about this payout, once one was sent."""

@@ -1,13 +1,26 @@
-"""Frozen values the ledger API takes and returns (no SQLAlchemy types leak out)."""
+"""Frozen values the ledger API takes and returns (no SQLAlchemy types leak out), and `to_record`, the
+one way a row becomes one of them."""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+
+import sqlalchemy as sa
+from pydantic import BaseModel
 
 from payouts.events import PayoutEvent
 from payouts.status import PayoutStatus
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+R = TypeVar("R")
 
 Language = Literal["uk", "en"]
 AttemptState = Literal["prepared", "answered", "not_sent", "unknown"]
@@ -193,3 +206,47 @@ class OutboxBacklog:
     channel: str
     pending: int
     oldest_at: datetime | None
+
+
+def to_record(cls: type[R], row: sa.Row[Any]) -> R:
+    """The record `cls` (a dataclass above, or a pydantic model such as `PayoutEvent`) from a row that has
+    a column for each of its fields. Statuses become `PayoutStatus`; JSON objects become fresh dicts."""
+    m = row._mapping
+    if issubclass(cls, BaseModel):
+        return cls.model_validate({name: m[name] for name in cls.model_fields})
+    convert = _converters(cls)
+    return cls(**{name: conv(m[name]) for name, conv in convert.items()})
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _status(value: Any) -> PayoutStatus | None:
+    return None if value is None else PayoutStatus(value)
+
+
+def _dict(value: Any) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
+
+
+_CONVERTERS: dict[type[Any], dict[str, Callable[[Any], Any]]] = {}
+
+
+def _converters(cls: type[Any]) -> dict[str, Callable[[Any], Any]]:
+    """Per field of a record dataclass: how a column value becomes the field's value (worked out once)."""
+    if cls in _CONVERTERS:
+        return _CONVERTERS[cls]
+    hints = typing.get_type_hints(cls)
+    found: dict[str, Callable[[Any], Any]] = {}
+    for field in dataclasses.fields(cast("type[DataclassInstance]", cls)):
+        hint = hints[field.name]
+        parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if PayoutStatus in parts:
+            found[field.name] = _status
+        elif any(part is dict or typing.get_origin(part) is dict for part in parts):
+            found[field.name] = _dict
+        else:
+            found[field.name] = _as_is
+    _CONVERTERS[cls] = found
+    return found

@@ -1,18 +1,18 @@
-"""Gate and reserve: one transaction that inserts the payout row under its unique receipt (and fiscal
-key) and checks the per-user and daily-budget limits against a locked per-day row."""
+"""The reservation's rules, inside the one transaction of `Payouts.reserve`: the payout row is inserted
+under its unique receipt (and fiscal key), the per-user and daily-budget limits checked against a
+locked per-day row (internal)."""
 
 from __future__ import annotations
 
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db
 from ledger.errors import LedgerError
-from ledger.payouts import fetch_payout, payout_record, record_change, require_payout
+from ledger.payout_rows import fetch_payout, payout_by_receipt, record_change, require_payout
 from ledger.records import PayoutRecord, ReserveRequest, ReserveResult
 from ledger.schema import daily_totals, payouts
 from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus
@@ -25,11 +25,11 @@ DAILY_BUDGET = "daily_budget"
 
 # A unique violation means a concurrent transaction inserted the same receipt (or fiscal key) first;
 # the next pass sees its row. Two passes suffice; the third is slack.
-_PASSES = 3
+PASSES = 3
 _COUNTED = sorted(s.value for s in COUNTS_AGAINST_LIMITS)
 
 
-def _validate(req: ReserveRequest) -> None:
+def validate(req: ReserveRequest) -> None:
     if isinstance(req.amount_kopecks, bool) or not isinstance(req.amount_kopecks, int):
         raise TypeError("amount_kopecks must be an int (kopecks)")
     if req.amount_kopecks <= 0:
@@ -40,18 +40,6 @@ def _validate(req: ReserveRequest) -> None:
         raise ValueError("payout_id, receipt_id and owner are required")
     if req.language not in ("uk", "en"):
         raise ValueError("language must be uk or en")
-
-
-async def reserve(db: Db, req: ReserveRequest) -> ReserveResult:
-    _validate(req)
-    last: sa_exc.IntegrityError | None = None
-    for _ in range(_PASSES):
-        try:
-            async with db.write() as conn:
-                return await _reserve_once(db, conn, req)
-        except sa_exc.IntegrityError as exc:
-            last = exc
-    raise LedgerError(f"could not reserve receipt {req.receipt_id!r}: {last}") from last
 
 
 def _answer_existing(row: PayoutRecord, req: ReserveRequest) -> ReserveResult:
@@ -71,13 +59,14 @@ def _answer_existing(row: PayoutRecord, req: ReserveRequest) -> ReserveResult:
     )
 
 
-async def _reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> ReserveResult:
-    existing = await _by_receipt(conn, req.receipt_id)
+async def reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> ReserveResult:
+    """One pass (a unique violation, raised, means another transaction reserved the receipt first)."""
+    existing = await payout_by_receipt(conn, req.receipt_id)
     if existing is not None:
         return _answer_existing(existing, req)
     reserved_kopecks = await _lock_day(db, conn, req.business_day)
     # a concurrent reserve of the same receipt may have committed while we waited for the lock
-    existing = await _by_receipt(conn, req.receipt_id)
+    existing = await payout_by_receipt(conn, req.receipt_id)
     if existing is not None:
         return _answer_existing(existing, req)
     clash = await fetch_payout(conn, req.payout_id)
@@ -124,11 +113,6 @@ async def _reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> R
             )
         )
     return ReserveResult(accepted=reason is None, payout_id=req.payout_id, status=status, reason=reason, replay=False)
-
-
-async def _by_receipt(conn: AsyncConnection, receipt_id: str) -> PayoutRecord | None:
-    row = (await conn.execute(sa.select(payouts).where(payouts.c.receipt_id == receipt_id))).first()
-    return None if row is None else payout_record(row)
 
 
 async def _lock_day(db: Db, conn: AsyncConnection, day: date) -> int:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ledger import AMOUNT_OVER_MAX, DAILY_BUDGET, DUPLICATE_FISCAL_KEY, USER_DAILY_LIMIT
 from payouts.events import PayoutEvent, PayoutEventKind
 from payouts.models import NotifyKind, ReminderInput
 from payouts.money import format_amount
+from payouts.rejection import TOLD_TO_USER, RejectionReason
 from payouts.status import PayoutStatus
 
 _TEXTS: dict[str, dict[NotifyKind, str]] = {
@@ -32,7 +32,6 @@ _ALREADY_USED = {
     "uk": "ℹ️ Цей чек уже використано для поповнення.",
     "en": "ℹ️ This receipt has already been used for a top-up.",
 }
-_LIMITS = frozenset({USER_DAILY_LIMIT, DAILY_BUDGET, AMOUNT_OVER_MAX})
 _OUTCOMES = {
     PayoutStatus.FAILED: NotifyKind.FAILED,
     PayoutStatus.CANCELLED: NotifyKind.CANCELLED,
@@ -53,8 +52,9 @@ def event_text(event: PayoutEvent) -> str | None:
         return user_text(NotifyKind.PAID, event.language, event.amount_kopecks)
     if event.kind == PayoutEventKind.MANUAL_REVIEW:
         return user_text(NotifyKind.DELAYED, event.language, event.amount_kopecks)
-    if event.status == PayoutStatus.REJECTED and event.reason not in _LIMITS:
-        return _ALREADY_USED.get(event.language, _ALREADY_USED["uk"]) if event.reason == DUPLICATE_FISCAL_KEY else None
+    if event.status == PayoutStatus.REJECTED and event.reason not in TOLD_TO_USER:
+        already_used = event.reason == RejectionReason.DUPLICATE_FISCAL_KEY
+        return _ALREADY_USED.get(event.language, _ALREADY_USED["uk"]) if already_used else None
     kind = _OUTCOMES.get(event.status)
     return None if kind is None else user_text(kind, event.language, event.amount_kopecks)
 

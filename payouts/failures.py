@@ -26,10 +26,11 @@ BAD_PAYOUT_DATA = "BadPayoutData"
 BILL_MAY_BE_LIVE = "BillMayBeLive"
 
 # The ledger could not record a bill attempt, so nothing was sent: the workflow asks again after a
-# pause, as long as the outage lasts (an outage delays a payout, it never sends it to a person).
-LEDGER_UNAVAILABLE = "LedgerUnavailable"
+# pause, as long as the outage lasts (an outage delays a payout, it never sends it to a person). The
+# ledger's own error travels as the cause, encrypted like any library failure.
+ATTEMPT_NOT_RECORDED = "BillAttemptNotRecorded"
 
-NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE, LEDGER_UNAVAILABLE]
+NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE, ATTEMPT_NOT_RECORDED]
 
 # An update validator refused an operator's update (a missing field, the wrong state): the message says
 # why, in the operator's terms. Validators raise ApplicationError(message, type=UPDATE_REFUSED,

@@ -262,9 +262,7 @@ def record_http_request(route: str, method: str, status: int, seconds: float) ->
     )
 
 
-# ---- webhook authentication (webhook/refusal.py and webhook/signature_auth.py still hold
-# prometheus_client counters of these names, served on the same /metrics; moving them here is one
-# call each) ---------------------------------------------------------------------------------------
+# ---- webhook authentication ---------------------------------------------------------------------
 
 AUTH_FAILURES = _counter("webhook_auth_failures", "Requests refused by authentication, by endpoint and reason")
 SIGNATURES_VERIFIED = _counter(
@@ -278,6 +276,31 @@ def record_auth_failure(endpoint: str, reason: str) -> None:
 
 def record_signature_verified(endpoint: str, secret: str) -> None:
     SIGNATURES_VERIFIED.add(1, {"endpoint": endpoint, "secret": secret})
+
+
+# ---- the bot's queues (rabbit/) ----------------------------------------------------------------
+
+QUEUE_MESSAGES = _counter(
+    "payout_queue_messages",
+    "receipt.accepted messages handled, by outcome (started, existing, ignored, dead_lettered, retried)",
+)
+QUEUE_DEAD_LETTERS = _counter("payout_queue_dead_letters", "Messages put on the dead-letter queue, by reason")
+QUEUE_RECONNECTS = _counter("payout_queue_reconnects", "Times the consumer lost the broker and connected again")
+BONUS_EVENTS_PUBLISHED = _counter("payout_bonus_events_published", "Payout events confirmed by the broker, by kind")
+
+
+def record_queue_message(outcome: str, dead_letter_reason: str | None = None) -> None:
+    QUEUE_MESSAGES.add(1, {"outcome": outcome})
+    if dead_letter_reason is not None:
+        QUEUE_DEAD_LETTERS.add(1, {"reason": dead_letter_reason})
+
+
+def record_queue_reconnect() -> None:
+    QUEUE_RECONNECTS.add(1)
+
+
+def record_bonus_event_published(kind: str) -> None:
+    BONUS_EVENTS_PUBLISHED.add(1, {"kind": kind})
 
 
 # ---- label vocabulary --------------------------------------------------------------------------

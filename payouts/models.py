@@ -429,11 +429,12 @@ class ReconcileRequest(_Model):
 
 
 class ReconcileOutput(_Model):
+    # A run in flight across the upgrade may still hand back the file paths reports once carried.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     report_day: date
     cutoff: datetime
     counts: dict[str, int]
-    json_path: str
-    csv_path: str
 
     @property
     def total(self) -> int:

@@ -252,8 +252,6 @@ class ReconcileSettings(BaseSettings):
 
     model_config = _config("RECONCILE_")
 
-    # Where reconciliation-<day>.json/.csv go; default: <PAYOUTS_DATA_DIR>/reports.
-    report_dir: Path | None = None
     # A bill counts as overdue after PAYOUT_CALLBACK_TIMEOUT_SECONDS plus this grace.
     sla_grace_seconds: int = Field(default=900, ge=0)
     # Closed payouts are compared with their workflows for this many days after their last change.

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from aiohttp import web
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -188,6 +189,12 @@ def _drain_on_this_loop(process: _Process) -> None:
 def prometheus_exposition() -> tuple[bytes, str]:
     """The Prometheus text format of this process's metrics, and its content type."""
     return generate_latest(REGISTRY), PROMETHEUS_CONTENT_TYPE
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """`GET /metrics` on every process that serves HTTP (webhook, worker, consumer)."""
+    body, content_type = prometheus_exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def flush() -> None:

@@ -18,10 +18,10 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
+from payouts import metrics
 from payouts.settings import RabbitSettings
 from rabbit.broker import BROKER_ERRORS, Backoff, connect, connection_name, display_url
 from rabbit.handler import Action, Handling, ReceiptHandler
-from rabbit.metrics import DEAD_LETTERS, MESSAGES, RECONNECTS
 from rabbit.topology import declare_topology
 
 _log = logging.getLogger("payouts.rabbit.consumer")
@@ -71,7 +71,7 @@ class ReceiptConsumer:
                     await connection.close()
             if not self._stop.is_set():
                 self.reconnects += 1
-                RECONNECTS.inc()
+                metrics.record_queue_reconnect()
                 delay = backoff.next_delay()
                 _log.warning("RabbitMQ connection lost; reconnecting in %.1f s", delay)
                 await self._pause(delay)
@@ -169,6 +169,4 @@ def _retries(message: AbstractIncomingMessage) -> int:
 
 
 def _count(handling: Handling) -> None:
-    MESSAGES.labels(handling.outcome).inc()
-    if handling.reason is not None:
-        DEAD_LETTERS.labels(handling.reason.value).inc()
+    metrics.record_queue_message(handling.outcome, handling.reason.value if handling.reason is not None else None)

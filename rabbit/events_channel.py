@@ -17,10 +17,10 @@ import logging
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from payouts import metrics
 from payouts.events import ChannelUnavailable, PayoutEvent
 from payouts.settings import RabbitSettings, Settings
 from rabbit.broker import BROKER_ERRORS, broker_url, connect, connection_name
-from rabbit.metrics import EVENTS_PUBLISHED
 
 EVENT_VERSION = 1
 _log = logging.getLogger("payouts.rabbit.events")
@@ -61,7 +61,7 @@ class BonusEventsChannel:
             await self.aclose()
             problem = type(exc).__name__
             raise ChannelUnavailable(f"{self.queue}: RabbitMQ did not confirm the event ({problem})") from None
-        EVENTS_PUBLISHED.labels(event.kind.value).inc()
+        metrics.record_bonus_event_published(event.kind.value)
 
     async def aclose(self) -> None:
         async with self._lock:

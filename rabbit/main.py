@@ -6,9 +6,10 @@ import asyncio
 import logging
 import signal
 
-from prometheus_client import start_http_server
+from aiohttp import web
 from temporalio.client import Client
 
+from payouts import telemetry
 from payouts.msisdn import vault_from_settings
 from payouts.settings import Settings
 from payouts.temporal_client import connect
@@ -28,12 +29,22 @@ def build_consumer(settings: Settings, client: Client) -> ReceiptConsumer:
 
 async def run_consumer(settings: Settings) -> None:
     settings.require("payouts consumer", ["crypto", "rabbit"])
+    telemetry.setup(settings.telemetry, "payouts-consumer")
     consumer = build_consumer(settings, await connect(settings))
     rabbit = settings.rabbit
+    runner: web.AppRunner | None = None
     if rabbit.metrics_port is not None:
-        start_http_server(rabbit.metrics_port, addr=rabbit.metrics_host)
+        app = web.Application()
+        app.router.add_get("/metrics", telemetry.metrics_endpoint)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, rabbit.metrics_host, rabbit.metrics_port).start()
         _log.info("consumer metrics on http://%s:%s/metrics", rabbit.metrics_host, rabbit.metrics_port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
-    await consumer.run()
+    try:
+        await consumer.run()
+    finally:
+        if runner is not None:
+            await runner.cleanup()

@@ -26,6 +26,13 @@ if ! command -v promtool >/dev/null 2>&1; then
   $SUDO apt-get install -y -q prometheus || { $SUDO apt-get update -q && $SUDO apt-get install -y -q prometheus; }
 fi
 
+# The compose file is checked with `docker-compose config` (tests/deploy/test_compose.py), from Debian's
+# docker-compose package; `config` needs no Docker engine, so none is installed.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  $SUDO apt-get install -y -q --no-install-recommends docker-compose \
+    || { $SUDO apt-get update -q && $SUDO apt-get install -y -q --no-install-recommends docker-compose; }
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"

@@ -14,7 +14,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from ledger import Ledger, LedgerUnavailable
+from ledger import Ledger, LedgerUnavailable, Operations
 from portmone import Outcome, PortmoneClient
 
 
@@ -50,7 +50,8 @@ class Switch:
 
 @dataclass
 class LedgerFaults:
-    """Per-operation outages of the ledger (method name -> switch), plus one for every operation."""
+    """Per-operation outages of the ledger ("group.method", e.g. "attempts.finish" -> switch), plus one for
+    every operation."""
 
     everything: Switch = field(default_factory=Switch)
     methods: dict[str, Switch] = field(default_factory=dict)
@@ -69,20 +70,24 @@ class LedgerFaults:
 
 
 class FaultyLedger:
-    """A `Ledger` whose coroutine methods fail with `LedgerUnavailable` while their fault is armed."""
+    """A `Ledger` whose operations (`ledger.attempts.finish`, …) and coroutine methods (`ping`) fail with
+    `LedgerUnavailable` while their fault is armed."""
 
-    def __init__(self, inner: Ledger, faults: LedgerFaults) -> None:
+    def __init__(self, inner: Ledger | Operations, faults: LedgerFaults, prefix: str = "") -> None:
         self._inner = inner
+        self._prefix = prefix
         self.faults = faults
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
+        if isinstance(value, Operations):
+            return FaultyLedger(value, self.faults, f"{name}.")
         if not callable(value) or name.startswith("_"):
             return value
 
         @functools.wraps(value)
         async def guarded(*args: Any, **kwargs: Any) -> Any:
-            self.faults.check(name)
+            self.faults.check(self._prefix + name)
             return await value(*args, **kwargs)
 
         return guarded

@@ -16,7 +16,7 @@ from payouts.temporal_client import connect
 from webhook.callback import portmone_callback
 from webhook.codec_server import setup_codec_server
 from webhook.deps import WebhookDeps
-from webhook.health import healthz, metrics, readyz
+from webhook.health import healthz, readyz
 from webhook.intake import accept_receipt
 from webhook.keys import DEPS
 from webhook.observability import ACCESS_LOG, AccessLogger, observe
@@ -38,7 +38,7 @@ def build_app(deps: WebhookDeps) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if deps.settings.telemetry.prometheus:
-        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/metrics", telemetry.metrics_endpoint)
     setup_codec_server(app, deps.settings)
     app.cleanup_ctx.append(redelivery_context)
     return app

@@ -88,7 +88,7 @@ async def portmone_callback(request: web.Request) -> web.Response:
 
     code = rsp.error.code if rsp.error else None
     try:
-        stored = await deps.ledger.store_callback(
+        stored = await deps.ledger.callbacks.store(
             dedupe_key=dedupe_key(rsp),
             bill_id=rsp.bill.bill_id,
             raw_body=redact_xml(raw.decode("utf-8", errors="replace")),
@@ -132,7 +132,7 @@ async def _route_by_echo(deps: WebhookDeps, rsp: Rsp, stored: StoreCallbackResul
     receipt_id = receipt_in_comment(bill.comment)
     if receipt_id is None or bill.contract_number is None or not is_valid_msisdn(bill.contract_number):
         return None
-    payout_id = await deps.ledger.route_by_echo(
+    payout_id = await deps.ledger.callbacks.route_by_echo(
         stored.callback.id,
         receipt_id=receipt_id,
         amount_kopecks=bill.amount_kopecks,

@@ -18,7 +18,7 @@ _log = logging.getLogger("payouts.webhook.callback")
 
 async def observe_callback_latency(ledger: Ledger, payout_id: str, stored: CallbackRecord) -> None:
     try:
-        attempts = await ledger.attempts(payout_id)
+        attempts = await ledger.attempts.for_payout(payout_id)
     except LedgerUnavailable as exc:
         _log.debug("callback latency not observed: %s", exc)
         return

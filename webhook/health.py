@@ -1,12 +1,10 @@
-"""Liveness, readiness (Temporal and ledger reachable) and Prometheus metrics."""
+"""Liveness and readiness (Temporal and ledger reachable)."""
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
-from payouts import telemetry
+from payouts.health import readiness, temporal_check
 from webhook.keys import DEPS
 
 
@@ -16,21 +14,5 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     deps = request.app[DEPS]
-    checks: dict[str, str] = {}
-    try:
-        await asyncio.wait_for(deps.ledger.ping(), timeout=3)
-        checks["ledger"] = "ok"
-    except Exception as exc:
-        checks["ledger"] = f"unavailable: {type(exc).__name__}"
-    try:
-        await asyncio.wait_for(deps.temporal.service_client.check_health(), timeout=3)
-        checks["temporal"] = "ok"
-    except Exception as exc:
-        checks["temporal"] = f"unavailable: {type(exc).__name__}"
-    ready = all(v == "ok" for v in checks.values())
+    ready, checks = await readiness({"ledger": deps.ledger.ping, "temporal": temporal_check(deps.temporal)})
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body, content_type = telemetry.prometheus_exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})

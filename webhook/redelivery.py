@@ -46,7 +46,7 @@ async def signal_stored(deps: WebhookDeps, payout_id: str, stored: CallbackRecor
             return Told.FAILED
         told = Told.CLOSED
     with contextlib.suppress(LedgerUnavailable):  # unnoted: the sweep signals again; the workflow dedupes
-        await deps.ledger.mark_signalled(stored.id)
+        await deps.ledger.callbacks.mark_signalled(stored.id)
     return told
 
 
@@ -54,7 +54,7 @@ async def sweep_once(deps: WebhookDeps) -> dict[Told, int]:
     """One pass over the callbacks that still wait to be told; stops early when Temporal is down."""
     grace = timedelta(seconds=deps.settings.webhook.redeliver_after_seconds)
     counts = dict.fromkeys(Told, 0)
-    waiting = await deps.ledger.callbacks_to_redeliver(stored_before=datetime.now(UTC) - grace)
+    waiting = await deps.ledger.callbacks.to_redeliver(stored_before=datetime.now(UTC) - grace)
     for stored in waiting:
         assert stored.payout_id is not None
         told = await signal_stored(deps, stored.payout_id, stored)

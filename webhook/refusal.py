@@ -14,13 +14,10 @@ from enum import StrEnum
 from typing import Literal
 
 from aiohttp import web
-from prometheus_client import Counter
 
+from payouts import metrics
 from webhook.errors import error
 
-AUTH_FAILURES = Counter(
-    "webhook_auth_failures_total", "Requests refused by authentication, by endpoint and reason", ["endpoint", "reason"]
-)
 _log = logging.getLogger("payouts.webhook.auth")
 
 
@@ -66,7 +63,7 @@ _CHALLENGE = {Endpoint.CALLBACK: "X-Payouts-Signature", Endpoint.INTAKE: "Bearer
 
 def refuse(endpoint: Endpoint, refused: Refused, headers: dict[str, str] | None = None) -> web.Response:
     """The answer to a refused request, `{"error": message}`, counted and logged."""
-    AUTH_FAILURES.labels(endpoint=endpoint.value, reason=refused.reason.value).inc()
+    metrics.record_auth_failure(endpoint.value, refused.reason.value)
     _log.warning("%s request refused: %s", endpoint.value, refused.reason.value)
     response = error(refused.status, refused.message)
     if refused.status == 401:

@@ -11,15 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import Counter
 
-from payouts import signing
+from payouts import metrics, signing
 from webhook.refusal import Endpoint, Reason, Refused
 
-SIGNATURES_VERIFIED = Counter(
-    "webhook_signatures_verified_total", "Requests whose signature verified, by configured secret position",
-    ["endpoint", "secret"],
-)
 _REASONS = {
     signing.SignatureFailure.MISSING: Reason.SIGNATURE_MISSING,
     signing.SignatureFailure.MALFORMED: Reason.SIGNATURE_MALFORMED,
@@ -57,4 +52,4 @@ class SignatureVerifier:
         )
         if result.failure is not None:
             raise Refused(401, _REASONS[result.failure], result.message)
-        SIGNATURES_VERIFIED.labels(endpoint=self.endpoint.value, secret=str(result.secret_index)).inc()
+        metrics.record_signature_verified(self.endpoint.value, str(result.secret_index))

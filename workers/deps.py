@@ -88,7 +88,6 @@ async def activity_set(
             notify=NotifyActivities(telegram, sink, settings.telegram.operators_chat_id),
             reconcile=ReconcileActivities(
                 ledger,
-                settings.reconcile.report_dir or settings.data_dir / "reports",
                 callback_sla=timedelta(
                     seconds=settings.payout.callback_timeout_seconds + settings.reconcile.sla_grace_seconds
                 ),

@@ -1,32 +1,85 @@
-"""The worker's own small HTTP server: `/metrics` for Prometheus (on by default, `WORKER_METRICS_PORT`).
+"""The worker's own small HTTP server on WORKER_METRICS_PORT: `/healthz` (the process answers),
+`/readyz` (Temporal and the ledger answer, and every worker polls its task queue) and, unless
+TELEMETRY_METRICS_EXPORTERS leaves out prometheus, `/metrics`.
 
-An aiohttp application, so the worker's health routes can join it later.
+The server starts before the workers, so an orchestrator sees a worker that is up but not yet (or
+no longer) polling as alive and not ready.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+from aiohttp import web
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from ledger import Ledger
 from payouts import telemetry
+from payouts.health import NotReady, readiness, temporal_check
 from payouts.settings import ConfigError, Settings
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body, content_type = telemetry.prometheus_exposition()
-    return web.Response(body=body, headers={"Content-Type": content_type})
+@dataclass
+class WorkerReadiness:
+    """What `/readyz` asks; the worker process fills it in as it starts and stops."""
+
+    client: Client
+    ledger: Ledger | None = None
+    workers: Sequence[Worker] = field(default_factory=tuple)
+    stopping: bool = False
+
+    async def _ledger(self) -> None:
+        if self.ledger is None:
+            raise NotReady("unavailable: not opened yet")
+        await self.ledger.ping()
+
+    async def _polling(self) -> None:
+        if self.stopping:
+            raise NotReady("stopping: finishing in-flight activities")
+        if not self.workers:
+            raise NotReady("not started yet")
+        idle = [w.task_queue for w in self.workers if not w.is_running]
+        if idle:
+            raise NotReady(f"not polling: {', '.join(idle)}")
+
+    async def check(self) -> tuple[bool, dict[str, str]]:
+        return await readiness(
+            {"ledger": self._ledger, "temporal": temporal_check(self.client), "workers": self._polling}
+        )
 
 
-def build_worker_app() -> web.Application:
+_READINESS: web.AppKey[WorkerReadiness] = web.AppKey("readiness", WorkerReadiness)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, checks = await request.app[_READINESS].check()
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def build_worker_app(state: WorkerReadiness, *, prometheus: bool = True) -> web.Application:
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
+    app[_READINESS] = state
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if prometheus:
+        app.router.add_get("/metrics", telemetry.metrics_endpoint)
     return app
 
 
-async def start_worker_http(settings: Settings, *, port: int | None = None) -> tuple[web.AppRunner, int]:
+async def start_worker_http(
+    settings: Settings, state: WorkerReadiness, *, port: int | None = None
+) -> tuple[web.AppRunner, int]:
     """Serve on WORKER_METRICS_HOST:WORKER_METRICS_PORT (or `port`; 0 picks a free one); returns the
     runner and the bound port."""
     telemetry.setup(settings.telemetry, "payouts-worker")
-    runner = web.AppRunner(build_worker_app(), access_log=None)
+    app = build_worker_app(state, prometheus=settings.telemetry.prometheus)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     wanted = settings.worker.metrics_port if port is None else port
     site = web.TCPSite(runner, settings.worker.metrics_host, wanted)
@@ -35,8 +88,8 @@ async def start_worker_http(settings: Settings, *, port: int | None = None) -> t
     except OSError as exc:
         await runner.cleanup()
         raise ConfigError(
-            f"the worker cannot serve /metrics on {settings.worker.metrics_host}:{wanted} ({exc.strerror}): set "
-            "WORKER_METRICS_PORT to a free port (0 picks one), or leave prometheus out of TELEMETRY_METRICS_EXPORTERS"
+            f"the worker cannot serve /healthz, /readyz and /metrics on {settings.worker.metrics_host}:{wanted} "
+            f"({exc.strerror}): set WORKER_METRICS_PORT to a free port (0 picks one)"
         ) from None
     bound = int(runner.addresses[0][1]) if runner.addresses else wanted
     return runner, bound

@@ -18,7 +18,7 @@ _log = logging.getLogger("payouts.worker.gauges")
 
 
 async def refresh_once(ledger: Ledger) -> None:
-    size, oldest = await ledger.queue_summary(PayoutStatus.MANUAL_REVIEW)
+    size, oldest = await ledger.reports.queue_summary(PayoutStatus.MANUAL_REVIEW)
     metrics.set_manual_review_queue(size, oldest)
 
 

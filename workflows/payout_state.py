@@ -219,7 +219,7 @@ def bill_failure(err: ActivityError) -> Escalation | None:
     escalation reads it): a lost last attempt is `outcome_unknown`, never `retries_exhausted`."""
     cause = err.cause
     kind = cause.type if isinstance(cause, ApplicationError) else None
-    if kind == failures.LEDGER_UNAVAILABLE:
+    if kind == failures.ATTEMPT_NOT_RECORDED:
         return None
     message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
     unknown = reason_text(EscalationReason.OUTCOME_UNKNOWN)

@@ -29,11 +29,11 @@ class ReconciliationWorkflow:
             result_type=ReconcileOutput,
             start_to_close_timeout=timedelta(minutes=20),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=10), maximum_attempts=5),
-            summary=f"reconcile {day.isoformat()}: ledger vs workflows vs callbacks, write JSON + CSV",
+            summary=f"reconcile {day.isoformat()}: ledger vs workflows vs callbacks, store the report",
         )
         lines = [f"**Reconciliation** of {day.isoformat()} (cut-off {out.cutoff:%Y-%m-%d %H:%M} UTC): "
                  f"{out.total} finding(s)"]
         lines += [f"- `{bucket}`: {count}" for bucket, count in out.counts.items()]
-        lines.append(f"Report: `{out.json_path}` and `{out.csv_path}`")
+        lines.append(f"Report stored in the ledger: `payouts ops report --day {day.isoformat()}`")
         workflow.set_current_details("\n".join(lines))
         return out

@@ -10,7 +10,7 @@ import asyncio
 import os
 import shlex
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from console.devstate import add_dev_arguments, dev_data_dir, dev_flags
 from console.ending import end
-from console.ops import decide, queue, table, timeline
+from console.ops import decide, queue, report, table, timeline
 from console.ops.context import Ops, OpsError, ops_context, settings_for
 from console.ops.durations import format_age, parse_duration
 from console.ops.export import queue_csv
@@ -73,6 +73,13 @@ def add_parsers(sub: Any) -> None:
     _filters(export)
     export.add_argument("--output", type=Path, help="write to this file instead of stdout")
 
+    rep = ops_sub.add_parser("report", help="the stored daily reconciliation report (default: the latest)")
+    add_dev_arguments(rep)
+    rep.add_argument("--day", type=date.fromisoformat, help="the report of this day (YYYY-MM-DD)")
+    rep.add_argument("--format", choices=report.FORMATS, default="text",
+                     help="text (a table), or the stored json or csv")
+    rep.add_argument("--output", type=Path, help="write to this file instead of stdout")
+
     schedules = sub.add_parser("schedules", help="create or update the Temporal Schedules (reconciliation, "
                                                  "archive retention); safe to repeat")
     add_dev_arguments(schedules)
@@ -116,6 +123,8 @@ async def _run(args: argparse.Namespace, settings: Any) -> int:
             return 0
         if command == "export":
             return await _export(ops, args)
+        if command == "report":
+            return await _report(ops, args)
         return await _decide(ops, args)
 
 
@@ -157,6 +166,17 @@ async def _export(ops: Ops, args: argparse.Namespace) -> int:
     else:
         args.output.write_text(text, encoding="utf-8")
         print(f"{len(items)} payout(s) written to {args.output}")
+    return 0
+
+
+async def _report(ops: Ops, args: argparse.Namespace) -> int:
+    stored = await report.stored(ops, args.day)
+    text = report.render(stored, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"reconciliation report of {stored.report_day.isoformat()} written to {args.output}")
     return 0
 
 

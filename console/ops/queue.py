@@ -55,11 +55,11 @@ async def manual_queue(ops: Ops, keep: QueueFilter, now: datetime | None = None)
     """The queue, oldest first."""
     now = now or datetime.now(UTC)
     found = [wf async for wf in ops.client.list_workflows(QUEUE_QUERY)]
-    entered = await ops.ledger.entered_status_at([wf.id for wf in found])
+    entered = await ops.ledger.reports.entered_status_at([wf.id for wf in found])
     items: list[QueueItem] = []
     for wf in found:
         attrs = wf.typed_search_attributes
-        record = await ops.ledger.get_payout(wf.id)
+        record = await ops.ledger.payouts.get(wf.id)
         error = ""
         if record is not None and (record.error_code or record.error_description):
             error = " ".join(part for part in (record.error_code, record.error_description) if part)
@@ -91,7 +91,7 @@ class AwaitingCallback:
 
 
 async def awaiting_callback(ops: Ops) -> AwaitingCallback:
-    waiting = await ops.ledger.payouts_in_status(PayoutStatus.AWAITING_CALLBACK)
-    entered = await ops.ledger.entered_status_at([p.id for p in waiting])
+    waiting = await ops.ledger.reports.payouts_in_status(PayoutStatus.AWAITING_CALLBACK)
+    entered = await ops.ledger.reports.entered_status_at([p.id for p in waiting])
     since = [entered.get(p.id) or p.updated_at for p in waiting]
     return AwaitingCallback(count=len(waiting), oldest_since=min(since, default=None))

@@ -69,27 +69,27 @@ def _workflow_entry(event: HistoryEvent) -> Entry | None:
 async def _ledger_entries(ops: Ops, payout_id: str) -> list[Entry]:
     led = ops.ledger
     out: list[Entry] = []
-    for change in await led.status_history(payout_id):
+    for change in await led.payouts.history(payout_id):
         arrow = f"{change.from_status.value} → " if change.from_status else ""
         why = f" ({change.reason})" if change.reason else ""
         out.append(Entry(change.created_at, "ledger", f"status {arrow}{change.to_status.value}{why}"))
-    for attempt in await led.attempts(payout_id):
+    for attempt in await led.attempts.for_payout(payout_id):
         out.append(Entry(attempt.prepared_at, "ledger", f"bill attempt {attempt.attempt_no} (round {attempt.round_no}) "
                                                          "prepared"))
         if attempt.finished_at is not None:
             result = f"bill {attempt.bill_id}" if attempt.bill_id else (attempt.error_code or attempt.detail or "")
             out.append(Entry(attempt.finished_at, "ledger",
                              f"bill attempt {attempt.attempt_no} {attempt.state}: {result}".rstrip(": ")))
-    for exchange in await led.exchanges_for(payout_id):
+    for exchange in await led.archive.for_payout(payout_id):
         status = f"HTTP {exchange.http_status}" if exchange.http_status else "no HTTP answer"
         out.append(Entry(exchange.created_at, "ledger",
                          f"Portmone {exchange.method}: {exchange.outcome} ({status}, {exchange.elapsed_ms} ms)"))
-    for cb in await led.callbacks_for(payout_id):
+    for cb in await led.callbacks.for_payout(payout_id):
         code = f" code {cb.error_code}" if cb.error_code else ""
         done = "applied" if cb.processed_at else "not applied"
         out.append(Entry(cb.received_at, "ledger",
                          f"callback #{cb.id} for bill {cb.bill_id}: {cb.rsp_status}/{cb.bill_status}{code} ({done})"))
-    for action in await led.operator_actions(payout_id):
+    for action in await led.operator_actions.for_payout(payout_id):
         extra = f" reference {action.reference}" if action.reference else ""
         flags = action.details or {}
         confirmed = " [confirmed no bill at Portmone]" if flags.get("confirmed_no_bill_at_portmone") == "true" else ""
@@ -118,7 +118,7 @@ async def _view(handle: WorkflowHandle[None, None]) -> PayoutView | None:
 
 async def show(ops: Ops, payout_id: str, flags: Sequence[str] = ()) -> str:
     """The payout's story; the commands it suggests carry `flags` (how this command reached the stack)."""
-    record = await ops.ledger.get_payout(payout_id)
+    record = await ops.ledger.payouts.get(payout_id)
     handle: WorkflowHandle[None, None] = ops.client.get_workflow_handle(payout_id)
     described = await _describe(handle)
     if record is None and described is None:
@@ -147,7 +147,7 @@ async def show(ops: Ops, payout_id: str, flags: Sequence[str] = ()) -> str:
     if in_review:
         reason_now = (view.escalation_reason if view else None) or (record.reason if record else None)
         lines.append(f"operator can do now: {in_cli_words(operator_hint(reason_now), payout_id, flags)}")
-        open_bills = await ops.ledger.open_bills(payout_id) if record is not None else []
+        open_bills = await ops.ledger.attempts.open_bills(payout_id) if record is not None else []
         if open_bills:
             lines.append("bills that may hold money (check each in Portmone's cabinet before retry or cancel; "
                          "confirm only when none can be paid):")

@@ -58,16 +58,16 @@ async def test_bad_input_is_refused_before_an_attempt_is_written(ledger: Ledger,
 
     assert refused.value.type == failures.BAD_PAYOUT_DATA and refused.value.non_retryable
     assert "currency" in refused.value.message
-    assert await ledger.attempts(pid) == []  # no `prepared` row that would never end
+    assert await ledger.attempts.for_payout(pid) == []  # no `prepared` row that would never end
 
 
 async def test_the_new_bill_rule_refusal_names_the_attempts(ledger: Ledger, bills: BillActivities) -> None:
     pid = await reserved(ledger)
-    earlier = await ledger.begin_attempt(pid, 1)  # an attempt of round 1 with no recorded ending
+    earlier = await ledger.attempts.begin(pid, 1)  # an attempt of round 1 with no recorded ending
 
     with pytest.raises(ApplicationError) as refused:
         await ActivityEnvironment().run(bills.create_bill, bill_input(bills, pid, round_no=2))
 
     assert refused.value.type == failures.BILL_MAY_BE_LIVE and refused.value.non_retryable
     assert list(refused.value.details) == [[earlier.id]]
-    assert [a.attempt_no for a in await ledger.attempts(pid)] == [1]
+    assert [a.attempt_no for a in await ledger.attempts.for_payout(pid)] == [1]

@@ -42,5 +42,5 @@ async def test_a_cancelled_payout_in_manual_review_continues_as_new_with_its_sta
     view = await latest.query("status", result_type=PayoutView)
     assert described.status == WorkflowExecutionStatus.RUNNING
     assert (view.status, view.escalation_reason, view.cancel_requested) == (S.MANUAL_REVIEW, "permanent_error:13", True)
-    actions = [r.action for r in await stack.ledger.operator_actions(handle.id)]
+    actions = [r.action for r in await stack.ledger.operator_actions.for_payout(handle.id)]
     assert actions == ["cancellation_requested"]

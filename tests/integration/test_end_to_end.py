@@ -19,11 +19,11 @@ async def test_receipt_to_paid_with_one_bill_user_told_and_telecom_called(stack:
 
     assert view.status == S.PAID
     assert len(await stack.creates()) == 1
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and record.status == S.PAID and record.portmone_status == "PAYED"
-    telegram = await stack.record("telegram")
-    assert telegram[0]["method"] == "sendMessage"
-    assert telegram[-1]["method"] == "editMessageText"
+    telegram = await stack.telegram_methods("sendMessage", "editMessageText")  # the relay tells the user
+    assert telegram[0] == "sendMessage"
+    assert telegram[-1] == "editMessageText"
     telecom = await stack.record("telecom")
     assert len(telecom) == 1
     # Listed by the search attribute, as the Web UI lists it.
@@ -44,10 +44,10 @@ async def test_fail_callback_is_recorded_and_the_user_told(stack: Stack) -> None
     view = await stack.wait_status(handle, SETTLED)
 
     assert view.status == S.MANUAL_REVIEW
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None
     assert (record.error_code, record.portmone_status) == ("30", "REJECTED")
-    await asyncio.sleep(0.5)
+    await stack.telegram_methods("sendMessage", "editMessageText")  # the relay tells the user
     texts = [t.get("text", "") for t in await stack.record("telegram")]
     assert any("затримується" in text for text in texts)
 
@@ -81,9 +81,9 @@ async def test_same_callback_three_times_is_one_transition(stack: Stack) -> None
 
     assert view.status == S.PAID
     assert view.callbacks_seen == 1
-    history = [h.to_status for h in await stack.ledger.status_history(handle.id)]
+    history = [h.to_status for h in await stack.ledger.payouts.history(handle.id)]
     assert history.count(S.PAID) == 1
-    assert len(await stack.ledger.callbacks_for(handle.id)) == 1
+    assert len(await stack.ledger.callbacks.for_payout(handle.id)) == 1
 
 
 async def test_callback_before_the_create_answer_still_pays_once(stack: Stack) -> None:
@@ -106,7 +106,7 @@ async def test_commit_then_hang_escalates_without_a_second_bill(stack: Stack) ->
     assert view.escalation_reason == "outcome_unknown"
     assert len(await stack.record("bills")) == 1
     assert len(await stack.creates()) == 1
-    exchanges = await stack.ledger.exchanges_for(handle.id)
+    exchanges = await stack.ledger.archive.for_payout(handle.id)
     assert [e.outcome for e in exchanges] == ["outcome_unknown"]
 
 
@@ -117,5 +117,5 @@ async def test_unknown_bill_callback_is_stored_with_202(stack: Stack, dev_env: W
     )
     resp = await stack.post_callback(body)
     assert resp.status_code == 202
-    unrouted = await stack.ledger.unrouted_callbacks()
+    unrouted = await stack.ledger.callbacks.unrouted()
     assert [c.bill_id for c in unrouted] == ["NO-SUCH-BILL"]

@@ -43,4 +43,4 @@ async def test_a_reset_payout_follows_the_ledger_instead_of_rejecting_itself(sta
     assert (await latest.describe()).status == WorkflowExecutionStatus.COMPLETED
     assert result.status == S.PAID and result.rejection_reason is None  # not "duplicate_receipt"
     assert len(await stack.creates()) == 1
-    assert [h.to_status for h in await stack.ledger.status_history(handle.id)][-1] == S.PAID
+    assert [h.to_status for h in await stack.ledger.payouts.history(handle.id)][-1] == S.PAID

@@ -57,7 +57,7 @@ async def test_sigkill_during_create_bill(dev_env: WorkflowEnvironment, tmp_path
             handle = await stack.submit()
 
             async def request_in_flight() -> bool:
-                attempts = await stack.ledger.attempts(handle.id)
+                attempts = await stack.ledger.attempts.for_payout(handle.id)
                 # The sandbox holds the request (latency fault) before it has read or answered it.
                 return bool(attempts) and attempts[0].state == "prepared" and len(await stack.record("requests")) == 1
 
@@ -78,7 +78,7 @@ async def test_sigkill_during_create_bill(dev_env: WorkflowEnvironment, tmp_path
 
         assert len(await stack.record("requests")) == 1, "bills.create was sent again"
         [bill] = await stack.record("bills")
-        attempts = await stack.ledger.attempts(handle.id)
+        attempts = await stack.ledger.attempts.for_payout(handle.id)
         assert [a.state for a in attempts] == ["unknown"]
         assert "no recorded ending" in (attempts[0].detail or "")
         if moment == "after_portmone_committed":  # the callback was lost: a person decides

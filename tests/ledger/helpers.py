@@ -44,7 +44,7 @@ def make_req(**overrides: Any) -> ReserveRequest:
 
 async def reserved(ledger: Ledger, **overrides: Any) -> str:
     """Reserve a payout that must be accepted; returns its id."""
-    result = await ledger.reserve(make_req(**overrides))
+    result = await ledger.payouts.reserve(make_req(**overrides))
     assert result.accepted, result
     return result.payout_id
 

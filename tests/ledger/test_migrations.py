@@ -98,10 +98,10 @@ async def test_0003_adds_the_outbox_to_a_ledger_in_use_and_goes_back(empty_url: 
 
         ledger = Ledger.from_url(url)
         try:
-            old = await ledger.get_payout("payout-old")
+            old = await ledger.payouts.get("payout-old")
             assert old is not None and (old.language, old.telegram_message_id) == ("uk", None)
             await ledger.outbox.register(["telegram"])
-            await ledger.transition("payout-old", PayoutStatus.PAID)  # a payout from before reports its end
+            await ledger.payouts.transition("payout-old", PayoutStatus.PAID)  # a payout from before reports its end
             assert [e.kind.value for e in await ledger.outbox.events("payout-old")] == ["payout_success"]
         finally:
             await ledger.aclose()

@@ -50,10 +50,10 @@ async def timed(db_url: str, clock: Clock) -> AsyncIterator[Ledger]:
 
 
 async def paid(ledger: Ledger, pid: str, bill_id: str) -> None:
-    attempt = await ledger.begin_attempt(pid, 1)
-    await ledger.finish_attempt(attempt.id, "answered", bill_id=bill_id)
-    await ledger.set_bill_id(pid, bill_id)
-    await ledger.transition(pid, S.PAID, portmone_status="PAYED")
+    attempt = await ledger.attempts.begin(pid, 1)
+    await ledger.attempts.finish(attempt.id, "answered", bill_id=bill_id)
+    await ledger.callbacks.set_bill_id(pid, bill_id)
+    await ledger.payouts.transition(pid, S.PAID, portmone_status="PAYED")
 
 
 # ---- what is written --------------------------------------------------------------------------------
@@ -61,8 +61,8 @@ async def paid(ledger: Ledger, pid: str, bill_id: str) -> None:
 
 async def test_a_reservation_writes_one_pending_event_with_what_the_user_needs(ledger: Ledger) -> None:
     req = make_req(language="en", amount_kopecks=2_500)
-    await ledger.reserve(req)
-    await ledger.reserve(req)  # the same owner again (an activity retry): the stored answer, no new event
+    await ledger.payouts.reserve(req)
+    await ledger.payouts.reserve(req)  # the same owner again (an activity retry): the stored answer, no new event
 
     events = await ledger.outbox.events(req.payout_id)
     assert [(e.kind, e.status, e.event_id) for e in events] == [
@@ -81,7 +81,7 @@ async def test_a_reservation_writes_one_pending_event_with_what_the_user_needs(l
 
 async def test_the_outbox_holds_no_phone_number(ledger: Ledger) -> None:
     req = make_req()
-    await ledger.reserve(req)
+    await ledger.payouts.reserve(req)
     async with ledger.engine.connect() as conn:
         row = (await conn.execute(sa.select(outbox))).one()._mapping
     assert not {"masked_msisdn", "user_key", "msisdn", "msisdn_token"} & set(row.keys())
@@ -90,11 +90,11 @@ async def test_the_outbox_holds_no_phone_number(ledger: Ledger) -> None:
 
 async def test_a_rejected_reservation_tells_the_user_and_a_duplicate_writes_nothing(ledger: Ledger) -> None:
     first = make_req(user_daily_limit=1)
-    await ledger.reserve(first)
+    await ledger.payouts.reserve(first)
     over = make_req(user_key=first.user_key, user_daily_limit=1)
-    assert (await ledger.reserve(over)).reason == USER_DAILY_LIMIT
+    assert (await ledger.payouts.reserve(over)).reason == USER_DAILY_LIMIT
     duplicate = make_req(receipt_id=first.receipt_id, owner="another-run", payout_id="payout-other")
-    assert not (await ledger.reserve(duplicate)).accepted
+    assert not (await ledger.payouts.reserve(duplicate)).accepted
 
     rejected = await ledger.outbox.events(over.payout_id)
     assert [(e.kind, e.status, e.reason) for e in rejected] == [(K.FAILED, S.REJECTED, USER_DAILY_LIMIT)]
@@ -114,7 +114,7 @@ async def test_each_reported_status_change_writes_its_event_and_the_rest_write_n
 
     for end in (S.FAILED, S.CANCELLED):
         other = await reserved(ledger)
-        await ledger.transition(other, end, reason="operator:gave up")
+        await ledger.payouts.transition(other, end, reason="operator:gave up")
         assert [(e.kind, e.status, e.reason) for e in await ledger.outbox.events(other)][1:] == [
             (K.FAILED, end, "operator:gave up")
         ]
@@ -122,14 +122,14 @@ async def test_each_reported_status_change_writes_its_event_and_the_rest_write_n
 
 async def test_manual_review_carries_its_reason_and_the_error_and_a_replay_writes_nothing(ledger: Ledger) -> None:
     pid = await reserved(ledger)
-    attempt = await ledger.begin_attempt(pid, 1)
-    await ledger.finish_attempt(attempt.id, "answered", bill_id="B-2")
-    await ledger.set_bill_id(pid, "B-2")
+    attempt = await ledger.attempts.begin(pid, 1)
+    await ledger.attempts.finish(attempt.id, "answered", bill_id="B-2")
+    await ledger.callbacks.set_bill_id(pid, "B-2")
     args = {"reason": "permanent_error:30", "portmone_status": "REJECTED", "error_code": "30",
             "error_description": "payee blocked"}  # fmt: skip
-    await ledger.transition(pid, S.MANUAL_REVIEW, **args)
-    await ledger.transition(pid, S.MANUAL_REVIEW, **args)  # a retried activity
-    await ledger.transition(pid, S.MANUAL_REVIEW, error_description="payee blocked (2)")  # new fields only
+    await ledger.payouts.transition(pid, S.MANUAL_REVIEW, **args)
+    await ledger.payouts.transition(pid, S.MANUAL_REVIEW, **args)  # a retried activity
+    await ledger.payouts.transition(pid, S.MANUAL_REVIEW, error_description="payee blocked (2)")  # new fields only
 
     review = (await ledger.outbox.events(pid))[1:]
     assert [(e.kind, e.reason, e.error_code, e.error_description, e.bill_id) for e in review] == [
@@ -140,17 +140,17 @@ async def test_manual_review_carries_its_reason_and_the_error_and_a_replay_write
 async def test_a_refused_transition_writes_no_event(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     with pytest.raises(IllegalTransition):
-        await ledger.transition(pid, S.PAID)
-    await ledger.transition(pid, S.CANCELLED, reason="operator:duplicate")
+        await ledger.payouts.transition(pid, S.PAID)
+    await ledger.payouts.transition(pid, S.CANCELLED, reason="operator:duplicate")
     with pytest.raises(IllegalTransition):
-        await ledger.transition(pid, S.FAILED)
+        await ledger.payouts.transition(pid, S.FAILED)
     assert [e.status for e in await ledger.outbox.events(pid)] == [S.RESERVED, S.CANCELLED]
 
 
 async def test_the_event_and_its_status_change_commit_together(ledger: Ledger) -> None:
     pid = await reserved(ledger)
-    attempt = await ledger.begin_attempt(pid, 1)
-    await ledger.finish_attempt(attempt.id, "answered", bill_id="B-3")
+    attempt = await ledger.attempts.begin(pid, 1)
+    await ledger.attempts.finish(attempt.id, "answered", bill_id="B-3")
     # Another payout's row already holds the id the PAID event will get: writing the event fails.
     squatter = await reserved(ledger)
     async with ledger.engine.begin() as conn:
@@ -159,11 +159,11 @@ async def test_the_event_and_its_status_change_commit_together(ledger: Ledger) -
         )
 
     with pytest.raises(sa.exc.IntegrityError):
-        await ledger.transition(pid, S.PAID, portmone_status="PAYED")
+        await ledger.payouts.transition(pid, S.PAID, portmone_status="PAYED")
 
-    row = await ledger.get_payout(pid)
+    row = await ledger.payouts.get(pid)
     assert row is not None and (row.status, row.portmone_status) == (S.AWAITING_CALLBACK, None)
-    assert [h.to_status for h in await ledger.status_history(pid)][-1] == S.AWAITING_CALLBACK
+    assert [h.to_status for h in await ledger.payouts.history(pid)][-1] == S.AWAITING_CALLBACK
     assert [e.kind for e in await ledger.outbox.events(pid)] == [K.PENDING]
 
 
@@ -276,5 +276,5 @@ async def test_the_user_message_id_is_kept_with_the_payout(ledger: Ledger) -> No
     assert await ledger.outbox.user_message(pid) is None
     await ledger.outbox.set_user_message(pid, 41)
     assert await ledger.outbox.user_message(pid) == 41
-    row = await ledger.get_payout(pid)
+    row = await ledger.payouts.get(pid)
     assert row is not None and row.telegram_message_id == 41

@@ -44,7 +44,7 @@ def _widest(**overrides: Any) -> dict[str, Any]:
 async def test_the_widest_payout_request_is_reserved_and_read_back_unchanged(ledger: Ledger) -> None:
     request = PayoutRequest.model_validate(_widest())
     payout_id = payout_workflow_id(request.receipt_id)
-    result = await ledger.reserve(
+    result = await ledger.payouts.reserve(
         make_req(
             payout_id=payout_id,
             receipt_id=request.receipt_id,
@@ -62,7 +62,7 @@ async def test_the_widest_payout_request_is_reserved_and_read_back_unchanged(led
     )
     assert (result.accepted, result.status) == (True, PayoutStatus.RESERVED), result
 
-    row = await ledger.get_by_receipt(request.receipt_id)
+    row = await ledger.payouts.by_receipt(request.receipt_id)
     assert row is not None
     assert (
         row.id,

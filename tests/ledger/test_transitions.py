@@ -17,11 +17,11 @@ S = PayoutStatus
 
 async def test_legal_path_to_paid_with_history(ledger: Ledger) -> None:
     pid = await reserved(ledger)
-    await ledger.transition(pid, S.BILL_REQUESTED)
-    await ledger.transition(pid, S.AWAITING_CALLBACK)
-    paid = await ledger.transition(pid, S.PAID, portmone_status="PAYED")
+    await ledger.payouts.transition(pid, S.BILL_REQUESTED)
+    await ledger.payouts.transition(pid, S.AWAITING_CALLBACK)
+    paid = await ledger.payouts.transition(pid, S.PAID, portmone_status="PAYED")
     assert (paid.status, paid.portmone_status, paid.row_version) == (S.PAID, "PAYED", 4)
-    history = await ledger.status_history(pid)
+    history = await ledger.payouts.history(pid)
     assert [(h.from_status, h.to_status) for h in history] == [
         (None, S.RESERVED),
         (S.RESERVED, S.BILL_REQUESTED),
@@ -29,34 +29,34 @@ async def test_legal_path_to_paid_with_history(ledger: Ledger) -> None:
         (S.AWAITING_CALLBACK, S.PAID),
     ]
     assert all(h.created_at.tzinfo is not None for h in history)
-    assert await ledger.day_totals(DAY) == (1, 2_500)  # PAID keeps its amount
+    assert await ledger.payouts.day_totals(DAY) == (1, 2_500)  # PAID keeps its amount
 
 
 async def test_illegal_transition_is_refused_by_the_api(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     with pytest.raises(IllegalTransition) as info:
-        await ledger.transition(pid, S.PAID)
+        await ledger.payouts.transition(pid, S.PAID)
     assert (info.value.payout_id, info.value.from_status, info.value.to_status) == (pid, S.RESERVED, S.PAID)
-    row = await ledger.get_payout(pid)
+    row = await ledger.payouts.get(pid)
     assert row is not None
     assert row.status == S.RESERVED
     assert row.row_version == 1
-    assert len(await ledger.status_history(pid)) == 1
+    assert len(await ledger.payouts.history(pid)) == 1
 
 
 async def test_terminal_status_is_final(ledger: Ledger) -> None:
     pid = await reserved(ledger)
-    await ledger.transition(pid, S.CANCELLED, reason="operator")
+    await ledger.payouts.transition(pid, S.CANCELLED, reason="operator")
     for to in (S.RESERVED, S.BILL_REQUESTED, S.PAID):
         with pytest.raises(IllegalTransition):
-            await ledger.transition(pid, to)
+            await ledger.payouts.transition(pid, to)
 
 
 async def test_same_status_is_a_noop_that_updates_fields(ledger: Ledger) -> None:
     pid = await reserved(ledger)
-    await ledger.transition(pid, S.BILL_REQUESTED)
-    await ledger.transition(pid, S.MANUAL_REVIEW, reason="callback_timeout")
-    again = await ledger.transition(pid, S.MANUAL_REVIEW, error_code="14", error_description="timeout")
+    await ledger.payouts.transition(pid, S.BILL_REQUESTED)
+    await ledger.payouts.transition(pid, S.MANUAL_REVIEW, reason="callback_timeout")
+    again = await ledger.payouts.transition(pid, S.MANUAL_REVIEW, error_code="14", error_description="timeout")
     assert (again.status, again.reason, again.error_code, again.error_description) == (
         S.MANUAL_REVIEW,
         "callback_timeout",
@@ -64,32 +64,32 @@ async def test_same_status_is_a_noop_that_updates_fields(ledger: Ledger) -> None
         "timeout",
     )
     assert again.row_version == 4
-    assert len(await ledger.status_history(pid)) == 3  # no history row for staying put
+    assert len(await ledger.payouts.history(pid)) == 3  # no history row for staying put
 
 
 async def test_reason_follows_the_current_status(ledger: Ledger) -> None:
     pid = await reserved(ledger)
-    await ledger.transition(pid, S.MANUAL_REVIEW, reason="outcome_unknown")
-    assert [p.id for p in await ledger.list_payouts(status=S.MANUAL_REVIEW, reason="outcome_unknown")] == [pid]
-    back = await ledger.transition(pid, S.BILL_REQUESTED)
+    await ledger.payouts.transition(pid, S.MANUAL_REVIEW, reason="outcome_unknown")
+    assert [p.id for p in await ledger.payouts.find(status=S.MANUAL_REVIEW, reason="outcome_unknown")] == [pid]
+    back = await ledger.payouts.transition(pid, S.BILL_REQUESTED)
     assert back.reason is None
-    assert (await ledger.status_history(pid))[1].reason == "outcome_unknown"
+    assert (await ledger.payouts.history(pid))[1].reason == "outcome_unknown"
 
 
 async def test_unknown_payout(ledger: Ledger) -> None:
     with pytest.raises(PayoutNotFound):
-        await ledger.transition("payout-nope", S.BILL_REQUESTED)
-    assert await ledger.get_payout("payout-nope") is None
+        await ledger.payouts.transition("payout-nope", S.BILL_REQUESTED)
+    assert await ledger.payouts.get("payout-nope") is None
 
 
 async def test_raw_update_is_refused_by_the_database(ledger: Ledger) -> None:
     pid = await reserved(ledger)
-    await ledger.transition(pid, S.BILL_REQUESTED)
-    await ledger.transition(pid, S.PAID)
+    await ledger.payouts.transition(pid, S.BILL_REQUESTED)
+    await ledger.payouts.transition(pid, S.PAID)
     with pytest.raises(sa.exc.DBAPIError, match="illegal transition"):
         async with ledger.engine.begin() as conn:
             await conn.execute(sa.text("UPDATE payouts SET status = 'RESERVED' WHERE id = :id"), {"id": pid})
-    row = await ledger.get_payout(pid)
+    row = await ledger.payouts.get(pid)
     assert row is not None
     assert row.status == S.PAID
     # a raw update that keeps the status, or changes other columns only, is allowed
@@ -141,11 +141,11 @@ async def test_database_guard_matches_the_transition_table(ledger: Ledger) -> No
 async def test_concurrent_transitions_serialize(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     results = await asyncio.gather(
-        *(ledger.transition(pid, S.BILL_REQUESTED) for _ in range(5)),
+        *(ledger.payouts.transition(pid, S.BILL_REQUESTED) for _ in range(5)),
         return_exceptions=True,
     )
     assert not [r for r in results if isinstance(r, BaseException)]
-    row = await ledger.get_payout(pid)
+    row = await ledger.payouts.get(pid)
     assert row is not None
     assert row.row_version == 2  # the replays had nothing new to write
-    assert [h.to_status for h in await ledger.status_history(pid)] == [S.RESERVED, S.BILL_REQUESTED]
+    assert [h.to_status for h in await ledger.payouts.history(pid)] == [S.RESERVED, S.BILL_REQUESTED]

@@ -28,7 +28,7 @@ async def test_unreachable_postgres_raises_ledger_unavailable(url: str) -> None:
         with pytest.raises(LedgerUnavailable):
             await ledger.ping()
         with pytest.raises(LedgerUnavailable) as info:
-            await ledger.reserve(make_req())
+            await ledger.payouts.reserve(make_req())
         assert isinstance(info.value, LedgerError)
         assert "ledger database unavailable" in str(info.value)
     finally:
@@ -43,7 +43,7 @@ async def test_unopenable_sqlite_file_raises_ledger_unavailable(tmp_path: Path) 
         with pytest.raises(LedgerUnavailable):
             await ledger.ping()
         with pytest.raises(LedgerUnavailable):
-            await ledger.get_payout("payout-R1")
+            await ledger.payouts.get("payout-R1")
     finally:
         await ledger.aclose()
 
@@ -61,7 +61,7 @@ async def test_unmigrated_database_is_unavailable_not_a_crash(
     try:
         await ledger.ping()
         with pytest.raises(LedgerUnavailable, match="payouts"):
-            await ledger.get_payout("payout-R1")
+            await ledger.payouts.get("payout-R1")
     finally:
         await ledger.aclose()
 
@@ -78,10 +78,10 @@ async def test_a_write_waiting_on_a_locked_row_gives_up_before_the_activity_does
             await conn.execute(sa.select(payouts.c.id).where(payouts.c.id == pid).with_for_update())
             started = time.monotonic()
             with pytest.raises(LedgerUnavailable):
-                await ledger.begin_attempt(pid, 1)
+                await ledger.attempts.begin(pid, 1)
             waited = time.monotonic() - started
         assert PG_LOCK_TIMEOUT_MS / 1000 - 0.5 < waited < 20  # gave up at the lock timeout, under 30 s
-        assert (await ledger.begin_attempt(pid, 1)).attempt_no == 1  # and works once the lock is gone
+        assert (await ledger.attempts.begin(pid, 1)).attempt_no == 1  # and works once the lock is gone
     finally:
         await holder.dispose()
         await ledger.aclose()
@@ -103,9 +103,9 @@ async def test_sqlite_writers_queue_only_so_long(tmp_path: Path, monkeypatch: py
         holding = asyncio.create_task(hold_the_writer())
         await asyncio.sleep(0.05)
         with pytest.raises(LedgerUnavailable, match="ledger busy"):
-            await ledger.begin_attempt(pid, 1)
+            await ledger.attempts.begin(pid, 1)
         release.set()
         await holding
-        assert (await ledger.begin_attempt(pid, 1)).attempt_no == 1
+        assert (await ledger.attempts.begin(pid, 1)).attempt_no == 1
     finally:
         await ledger.aclose()

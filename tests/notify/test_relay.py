@@ -26,10 +26,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
 
 
 async def paid(ledger: Ledger, pid: str) -> None:
-    attempt = await ledger.begin_attempt(pid, 1)
-    await ledger.finish_attempt(attempt.id, "answered", bill_id=f"B-{pid}")
-    await ledger.set_bill_id(pid, f"B-{pid}")
-    await ledger.transition(pid, S.PAID, portmone_status="PAYED")
+    attempt = await ledger.attempts.begin(pid, 1)
+    await ledger.attempts.finish(attempt.id, "answered", bill_id=f"B-{pid}")
+    await ledger.callbacks.set_bill_id(pid, f"B-{pid}")
+    await ledger.payouts.transition(pid, S.PAID, portmone_status="PAYED")
 
 
 async def bot_calls(sandbox: SandboxHandle) -> list[dict[str, Any]]:
@@ -47,7 +47,7 @@ async def test_the_user_hears_processing_then_that_message_turns_into_the_outcom
     relay = Relay(ledger, [TelegramChannel(telegram, ledger), AnalyticsChannel(sink)], **FAST)
     req = make_req(amount_kopecks=2_500)
     async with relay.running():
-        await ledger.reserve(req)
+        await ledger.payouts.reserve(req)
         await eventually(lambda: caught_up(ledger))
         [sent] = await bot_calls(sandbox)
         message_id = await ledger.outbox.user_message(req.payout_id)
@@ -106,9 +106,9 @@ async def test_analytics_receives_each_event_once_while_telegram_comes_and_goes(
     async with relays[0].running(), relays[1].running():
         pids = [await reserved(ledger) for _ in range(4)]
         await paid(ledger, pids[0])
-        await ledger.transition(pids[1], S.CANCELLED, reason="operator:duplicate")
-        await ledger.transition(pids[2], S.BILL_REQUESTED)
-        await ledger.transition(pids[2], S.MANUAL_REVIEW, reason="callback_timeout")
+        await ledger.payouts.transition(pids[1], S.CANCELLED, reason="operator:duplicate")
+        await ledger.payouts.transition(pids[2], S.BILL_REQUESTED)
+        await ledger.payouts.transition(pids[2], S.MANUAL_REVIEW, reason="callback_timeout")
         await eventually(lambda: caught_up(ledger))
 
     written: list[PayoutEvent] = [e for pid in pids for e in await ledger.outbox.events(pid)]
@@ -130,9 +130,9 @@ async def test_a_receipt_over_the_limit_is_told_why(
     bot = TelegramChannel(telegram, ledger)
     await ledger.outbox.register([bot.name])
     first = make_req(user_daily_limit=1)
-    await ledger.reserve(first)
+    await ledger.payouts.reserve(first)
     over = make_req(user_key=first.user_key, user_daily_limit=1)
-    await ledger.reserve(over)
+    await ledger.payouts.reserve(over)
 
     assert await Relay(ledger, [bot]).deliver_due(bot) == 2
     texts = {c["chat_id"]: c["text"] for c in await bot_calls(sandbox)}

@@ -35,7 +35,7 @@ async def test_the_worker_process_delivers_payout_events_until_it_is_stopped(
 
             await eventually(registered, timeout=30)
             req = make_req()
-            await stack.ledger.reserve(req)  # what the reservation activity does: the PENDING event is written
+            await stack.ledger.payouts.reserve(req)  # what the reservation activity does: the PENDING event is written
 
             async def told() -> bool:
                 return await stack.ledger.outbox.user_message(req.payout_id) is not None

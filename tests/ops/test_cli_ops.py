@@ -135,7 +135,7 @@ async def test_refusals_cancel_and_export(stack: Stack, tmp_path: Path) -> None:
     shown = await payouts(stack, "ops", "show", handle.id)
     assert "ledger:   CANCELLED (reason operator:duplicate receipt)" in shown.stdout
     assert "workflow: COMPLETED" in shown.stdout
-    assert [a.action for a in await stack.ledger.operator_actions(handle.id)] == ["cancel"]
+    assert [a.action for a in await stack.ledger.operator_actions.for_payout(handle.id)] == ["cancel"]
 
     missing = await payouts(stack, "ops", "show", "payout-no-such-receipt")
     assert (missing.returncode, missing.stdout) == (1, "")

@@ -99,37 +99,43 @@ async def test_a_portmone_refusal_and_update_refusals_are_readable_without_the_c
 
 
 async def test_a_library_exception_stays_encrypted_and_small_enough_for_describe(stack: Stack) -> None:
-    # The ledger loses its payouts table: the reserve activity fails (LedgerUnavailable, caused by
-    # SQLAlchemy's error, whose message repeats the SQL and its parameters) and retries.
+    # The ledger loses its attempt log: bills.create cannot record its attempt, sends nothing, and fails
+    # with our readable type; the cause is LedgerUnavailable, caused by SQLAlchemy's error, whose
+    # message repeats the SQL and its parameters.
     async with stack.ledger.engine.begin() as conn:
-        await conn.execute(sa.text("ALTER TABLE payouts RENAME TO payouts_gone"))
+        await conn.execute(sa.text("ALTER TABLE bill_attempts RENAME TO bill_attempts_gone"))
     handle = await stack.submit()
-    pending = await retrying_activity(stack, handle)
+    failed = await failed_activity(stack, handle)
 
-    last = pending["lastFailure"]
-    assert last["message"] == "Encoded failure", last
-    assert last["applicationFailureInfo"]["type"] == "LedgerUnavailable"
-    assert "encodedAttributes" in last
-    assert last["cause"]["applicationFailureInfo"]["type"] == "OperationalError"
-    assert last["cause"]["message"] == "Encoded failure"
-    described = json.dumps(pending)
+    assert failed["applicationFailureInfo"]["type"] == failures.ATTEMPT_NOT_RECORDED
+    assert failed["message"] == "bills.create not sent: the ledger could not record the attempt"
+    library = failed["cause"]
+    assert library["message"] == "Encoded failure" and "encodedAttributes" in library, library
+    assert library["applicationFailureInfo"]["type"] == "LedgerUnavailable"
+    assert library["cause"]["applicationFailureInfo"]["type"] == "OperationalError"
+    assert library["cause"]["message"] == "Encoded failure"
+    described = json.dumps(failed)
     assert "no such table" not in described and "[SQL" not in described and "[parameters" not in described
-    assert "Failure exceeds size limit" not in described
+    assert await stack.creates() == []  # nothing reached Portmone
 
     # With the codec (the Web UI's codec server, `payouts ops`), the message and the innermost frames are there.
-    raw = (await handle.describe()).raw_description.pending_activities[0].last_failure
+    history = await handle.fetch_history()
+    [event] = [e for e in history.events if e.HasField("activity_task_failed_event_attributes")][:1]
+    raw = event.activity_task_failed_event_attributes.failure
+    assert raw.ByteSize() < 4096  # what the server keeps of a failure in describe and the Web UI
     decoded = await stack.client.data_converter.decode_failure(raw)
-    assert "no such table: payouts" in str(decoded)
-    assert decoded.__cause__ is not None and "[SQL: SELECT" in str(decoded.__cause__)
-    assert raw.ByteSize() < 4096
+    ledger_error = decoded.__cause__
+    assert ledger_error is not None and "no such table: bill_attempts" in str(ledger_error)
+    assert ledger_error.__cause__ is not None and "[SQL: SELECT" in str(ledger_error.__cause__)
 
 
-async def retrying_activity(stack: Stack, handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
-    """The payout's pending activity once it has failed at least once, from `temporal workflow describe`."""
+async def failed_activity(stack: Stack, handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    """The first failed activity's failure, from `temporal workflow show` (the server's JSON)."""
     async with asyncio.timeout(WAIT):
         while True:
-            _, described = await raw_json(stack, "workflow", "describe", "--workflow-id", handle.id)
-            for pending in described.get("pendingActivities", []):
-                if pending.get("lastFailure"):
-                    return dict(pending)
+            _, shown = await raw_json(stack, "workflow", "show", "--workflow-id", handle.id)
+            for event in shown.get("events", []):
+                attributes = event.get("activityTaskFailedEventAttributes")
+                if attributes:
+                    return dict(attributes["failure"])
             await asyncio.sleep(0.5)

@@ -43,7 +43,7 @@ async def fired_result(handle: ScheduleHandle, stack: Stack, result_type: type[A
 
 
 async def archive(ledger: Ledger, payout_id: str) -> int:
-    return await ledger.archive_exchange(
+    return await ledger.archive.record(
         method="bills.create", request_redacted={"method": "bills.create"}, response_body="<rsp/>", http_status=200,
         outcome="answered_ok", elapsed_ms=5, payout_id=payout_id,
     )
@@ -77,15 +77,16 @@ async def test_schedules_are_created_once_updated_after_and_run_their_workflows(
 
         report: ReconcileOutput = await fired_result(reconciliation, stack, ReconcileOutput)
         assert report.report_day == business_day(datetime.now(UTC)) - timedelta(days=1)
-        assert Path(report.json_path).is_file() and Path(report.csv_path).is_file()
+        stored = await stack.ledger.reconciliation_reports.get()
+        assert stored is not None and stored.report_day == report.report_day and stored.counts() == report.counts
 
         old = Ledger(stack.ledger.engine, clock=lambda: datetime.now(UTC) - timedelta(days=91))
         old_id = await archive(old, "payout-old")
         new_id = await archive(stack.ledger, "payout-new")
         pruned: RetentionOutput = await fired_result(retention, stack, RetentionOutput)
         assert (pruned.retention_days, pruned.deleted) == (90, 1)
-        assert await stack.ledger.exchanges_for("payout-old") == []
-        assert [e.id for e in await stack.ledger.exchanges_for("payout-new")] == [new_id] and old_id != new_id
+        assert await stack.ledger.archive.for_payout("payout-old") == []
+        assert [e.id for e in await stack.ledger.archive.for_payout("payout-new")] == [new_id] and old_id != new_id
     finally:
         await reconciliation.delete()
         await retention.delete()

@@ -138,4 +138,4 @@ async def test_a_refused_update_shows_the_validators_words_in_the_web_ui(stack: 
         assert expected in shown[data], (data, shown[data])
         assert "Encoded failure" not in shown[data]
     assert (await stack.view(handle)).status == S.MANUAL_REVIEW
-    assert await stack.ledger.operator_actions(handle.id) == []
+    assert await stack.ledger.operator_actions.for_payout(handle.id) == []

@@ -103,8 +103,9 @@ DELIVERY: dict[str, dict[str, Any]] = {
     "out_of_order": {"out_of_order": {"times": 1}},
     "before_answer": {"callback_before_answer": {"times": 1}},
 }
-LEDGER_PARTS = ["everything", "reserve", "transition", "escalate", "begin_attempt", "finish_attempt",
-                "set_bill_id", "record_operator_action", "store_callback", "undelivered_callbacks"]
+LEDGER_PARTS = ["everything", "payouts.reserve", "payouts.transition", "attempts.open_bills", "attempts.begin",
+                "attempts.finish", "callbacks.set_bill_id", "operator_actions.record", "callbacks.store",
+                "callbacks.undelivered"]
 
 
 class LoopThread:
@@ -326,7 +327,7 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
 
                 paid = [b for b in await self._bills(receipt) if b["status"] == "PAYED"]
                 assert len(paid) <= 1, f"{receipt}: {len(paid)} paid bills at Portmone: {paid}"
-                row = await self.stack.ledger.get_payout(payout_workflow_id(receipt))
+                row = await self.stack.ledger.payouts.get(payout_workflow_id(receipt))
                 if row is None:
                     assert view.status == S.REJECTED, f"{receipt}: no ledger row for a {view.status} payout"
                     continue

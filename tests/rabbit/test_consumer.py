@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from prometheus_client import REGISTRY
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -28,6 +27,7 @@ from rabbit.contract import DeadLetterReason
 from rabbit.main import build_consumer
 from tests.cli_helpers import clean_env
 from tests.faults import eventually
+from tests.metrics import in_process
 from tests.rabbit.clients import HeldStart, UnreachableFirst
 from tests.rabbit.helpers import Broker, close_connection_named, rabbit_env
 from tests.stack import TEST_PHONE, Stack, running_stack, settings_env
@@ -59,11 +59,11 @@ async def consuming(stack: Stack, rabbit: RabbitSettings, client: Any = None) ->
 
 
 def counted(outcome: str) -> float:
-    return REGISTRY.get_sample_value("payout_queue_messages_total", {"outcome": outcome}) or 0.0
+    return in_process().value("payout_queue_messages_total", outcome=outcome)
 
 
 def dead_lettered(reason: str) -> float:
-    return REGISTRY.get_sample_value("payout_queue_dead_letters_total", {"reason": reason}) or 0.0
+    return in_process().value("payout_queue_dead_letters_total", reason=reason)
 
 
 async def paid_once(stack: Stack, receipt_id: str) -> None:

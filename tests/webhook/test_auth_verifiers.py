@@ -118,7 +118,7 @@ async def test_every_check_configured_each_refuses_on_its_own_with_its_reason(st
                 _assert_refused(resp, status, "Bearer")
                 assert await auth_failures(stack.http, stack.webhook_url, "intake", reason) == counted + 1, name
 
-    assert [c.bill_id for c in await stack.ledger.unrouted_callbacks()] == ["VF-ALL-PASS"]
+    assert [c.bill_id for c in await stack.ledger.callbacks.unrouted()] == ["VF-ALL-PASS"]
 
 
 async def test_intake_without_any_credential_configured_lets_nobody_in(stack: Stack) -> None:
@@ -161,7 +161,7 @@ async def test_the_verifiers_are_built_once_a_request_reads_no_setting(
             statuses[name] = resp.status_code
 
     assert statuses == {"ONCE-STARTUP-SECRET": 202, "ONCE-LATER-SECRET": 401, "startup token": 202, "later token": 401}
-    assert [c.bill_id for c in await stack.ledger.unrouted_callbacks()] == ["ONCE-STARTUP-SECRET"]
+    assert [c.bill_id for c in await stack.ledger.callbacks.unrouted()] == ["ONCE-STARTUP-SECRET"]
 
 
 def _parsed_per_request(self: WebhookSettings) -> Any:

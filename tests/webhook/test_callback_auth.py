@@ -52,9 +52,9 @@ async def test_signed_callback_pays_once_and_its_replay_is_harmless(stack: Stack
     assert replayed.status_code in (200, 202), replayed.text
     view = await stack.view(handle)
     assert view.callbacks_seen == 1
-    history = [h.to_status for h in await stack.ledger.status_history(handle.id)]
+    history = [h.to_status for h in await stack.ledger.payouts.history(handle.id)]
     assert history.count(S.PAID) == 1
-    assert len(await stack.ledger.callbacks_for(handle.id)) == 1
+    assert len(await stack.ledger.callbacks.for_payout(handle.id)) == 1
 
 
 async def test_unsigned_forged_expired_and_future_callbacks_are_refused_and_change_nothing(stack: Stack) -> None:
@@ -115,7 +115,7 @@ async def test_rotation_accepts_every_configured_secret_and_nothing_else(stack: 
     assert outcomes == {"ROT-NEW": 202, "ROT-OLD": 202, "ROT-BOTH": 202, "ROT-RETIRED": 401}
     # Which secret verified is counted by position, so the end of a rotation is visible.
     assert [await _secret_used(stack, i) for i in (0, 1)] == [used_before[0] + 2, used_before[1] + 1]
-    stored = sorted(c.bill_id or "" for c in await stack.ledger.unrouted_callbacks())
+    stored = sorted(c.bill_id or "" for c in await stack.ledger.callbacks.unrouted())
     assert stored == ["ROT-BOTH", "ROT-NEW", "ROT-OLD"]
 
 
@@ -162,7 +162,7 @@ async def test_source_allowlist_honours_forwarded_for_only_from_trusted_proxies(
         "IP-ALLOWED-BUT-UNSIGNED": 401,
         "IP-ALLOWED-AND-SIGNED": 202,
     }
-    stored = sorted(c.bill_id or "" for c in await stack.ledger.unrouted_callbacks())
+    stored = sorted(c.bill_id or "" for c in await stack.ledger.callbacks.unrouted())
     assert stored == sorted(name for name, status in results.items() if status == 202)
     metrics = (await stack.http.get(f"{stack.webhook_url}/metrics")).text
     assert await auth_failures(stack.http, stack.webhook_url, "callback", "ip_not_allowed") >= 4

@@ -181,7 +181,7 @@ async def test_sql_looking_text_in_a_valid_callback_is_stored_as_data(waiting: W
     resp = await stack.post_callback(body)
 
     assert resp.status_code == 202
-    stored = [c for c in await stack.ledger.unrouted_callbacks() if c.bill_id == "UNKNOWN-SQL-1"]
+    stored = [c for c in await stack.ledger.callbacks.unrouted() if c.bill_id == "UNKNOWN-SQL-1"]
     assert [c.error_description for c in stored] == [sneaky]
     after = await state(stack)
     assert after.tables["callbacks"] == before.tables["callbacks"] + 1

@@ -204,7 +204,7 @@ async def test_boundary_values_are_accepted_and_reserved_and_paid(paying_stack: 
     view = await stack.wait_status(handle, {S.PAID, S.MANUAL_REVIEW, S.REJECTED, S.FAILED})
 
     assert view.status == S.PAID, view
-    row = await stack.ledger.get_by_receipt(receipt_id)
+    row = await stack.ledger.payouts.by_receipt(receipt_id)
     assert row is not None
     assert (row.status, row.telegram_id, row.fiscal_key, row.receipt_id) == (
         S.PAID,
@@ -219,4 +219,4 @@ async def test_every_field_out_of_bounds_is_named(backend_stack: Stack) -> None:
     resp = await backend_stack.post_receipt(body)
     assert resp.status_code == 422
     assert {f["field"] for f in resp.json()["fields"]} == {"telegram_id", "fiscal_key", "payee_id"}
-    assert await backend_stack.ledger.get_by_receipt(body["receipt_id"]) is None
+    assert await backend_stack.ledger.payouts.by_receipt(body["receipt_id"]) is None

@@ -59,7 +59,7 @@ async def test_only_an_allowlisted_client_certificate_may_post_a_callback(stack:
 
     assert statuses == {"MTLS-PARTNER": 202, "MTLS-NO-CERT": 403, "MTLS-STRANGER": 403}
     assert health.status_code == 200
-    assert [c.bill_id for c in await stack.ledger.unrouted_callbacks()] == ["MTLS-PARTNER"]
+    assert [c.bill_id for c in await stack.ledger.callbacks.unrouted()] == ["MTLS-PARTNER"]
     assert await auth_failures(stack.http, stack.webhook_url, "callback", "client_cert_missing") >= 1
     assert await auth_failures(stack.http, stack.webhook_url, "callback", "client_cert_not_allowed") >= 1
 
@@ -80,7 +80,7 @@ async def test_mutual_tls_and_a_signature_must_both_pass_when_both_are_configure
             f"{url}/portmone/callback", content=paid("BOTH-UNSIGNED"), headers={"Content-Type": "application/xml"}
         )
     assert unsigned.status_code == 401
-    assert await stack.ledger.unrouted_callbacks() == []
+    assert await stack.ledger.callbacks.unrouted() == []
 
 
 def test_fingerprints_without_tls_files_are_a_config_error(stack: Stack, tmp_path: Path) -> None:

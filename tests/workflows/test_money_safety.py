@@ -93,13 +93,13 @@ async def test_a_long_ledger_outage_delays_the_payout_and_never_fails_it(
     stack: Stack, env: WorkflowEnvironment
 ) -> None:
     outages_before = metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill")
-    stack.injected.ledger.method("begin_attempt").arm()  # the bill's attempt cannot be written
+    stack.injected.ledger.method("attempts.begin").arm()  # the bill's attempt cannot be written
     handle = await stack.submit()
     await env.sleep(timedelta(minutes=30))  # longer than every bills.create retry together
 
     assert await execution(handle) == WorkflowExecutionStatus.RUNNING
     assert (await stack.view(handle)).status == S.BILL_REQUESTED
-    assert (await stack.ledger.get_payout(handle.id)).status == S.RESERVED  # type: ignore[union-attr]
+    assert (await stack.ledger.payouts.get(handle.id)).status == S.RESERVED  # type: ignore[union-attr]
     assert metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill") > outages_before + 5
     assert await stack.creates() == []  # nothing moved while the ledger could not record it
 
@@ -119,7 +119,7 @@ async def test_a_stuck_audit_write_does_not_wedge_manual_review(stack: Stack, en
     await env.sleep(timedelta(seconds=CALLBACK_TIMEOUT + 1))
     view = await stack.wait_status(handle, {S.MANUAL_REVIEW})
 
-    stack.injected.ledger.method("record_operator_action").arm()
+    stack.injected.ledger.method("operator_actions.record").arm()
     decision = asyncio.create_task(update(handle, "mark_paid", OperatorMarkPaid(
         operator="olena", reason="paid by hand", external_reference="PM-1"), "upd-stuck"))
     await env.sleep(timedelta(minutes=15))  # longer than the old 10-minute deadline of the audit write
@@ -184,7 +184,7 @@ async def test_a_callback_stored_while_temporal_was_unreachable_is_redelivered(s
 
     view = await stack.wait_status(handle, {S.PAID})  # well before the callback timeout: the sweep told it
     assert view.status == S.PAID and stack.injected.temporal.signals.fired >= 1
-    [stored] = await stack.ledger.callbacks_for(handle.id)
+    [stored] = await stack.ledger.callbacks.for_payout(handle.id)
     assert stored.signalled_at is not None and stored.processed_at is not None
 
 
@@ -210,7 +210,7 @@ async def _portmone_gave_up(stack: Stack) -> bool:
 
 
 async def _stored(stack: Stack, handle: Handle) -> bool:
-    return bool(await stack.ledger.callbacks_for(handle.id))
+    return bool(await stack.ledger.callbacks.for_payout(handle.id))
 
 
 # ---- 9: a long wait in manual review continues as new ----------------------------------------------
@@ -325,7 +325,7 @@ async def test_a_cancellation_in_manual_review_is_recorded_and_changes_nothing(s
 async def test_a_cancellation_while_the_ledger_is_down_waits_and_then_asks_a_person(
     stack: Stack, env: WorkflowEnvironment
 ) -> None:
-    stack.injected.ledger.method("reserve").arm()
+    stack.injected.ledger.method("payouts.reserve").arm()
     handle = await stack.submit()
     await env.sleep(timedelta(minutes=1))
     await handle.cancel()

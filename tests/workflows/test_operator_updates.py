@@ -69,7 +69,7 @@ async def wait_for(predicate: Any, timeout: float = 15) -> None:
 
 
 async def operator_rows(stack: Stack, handle: Handle) -> list[Any]:
-    return await stack.ledger.operator_actions(handle.id)
+    return await stack.ledger.operator_actions.for_payout(handle.id)
 
 
 # ---- the ladder ---------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ async def test_callback_timeout_skips_the_status_lookup_and_escalates(stack: Sta
     assert view.escalation_reason == "callback_timeout"
     assert view.last_error is not None and "status look-up skipped" in view.last_error
     assert "payout_timeout" in await stack.analytics("payout_timeout")
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and (record.status, record.reason) == (S.MANUAL_REVIEW, "callback_timeout")
     attrs = await search_attributes(handle)
     assert attrs["PayoutStatus"] == "MANUAL_REVIEW" and attrs["EscalationReason"] == "callback_timeout"
@@ -125,7 +125,7 @@ async def test_each_escalation_reason_comes_from_the_fixed_set(
 
     assert (view.status, view.escalation_reason) == (S.MANUAL_REVIEW, reason)
     assert escalation.is_known(view.escalation_reason)
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and record.reason == reason
     assert (await search_attributes(handle))["EscalationReason"] == reason
     await wait_for(lambda: _told(stack, "затримується"))  # the user hears that a person will look
@@ -161,7 +161,7 @@ async def test_reminders_repeat_in_manual_review_and_never_close_it(stack: Stack
     assert all(TEST_PHONE not in r["text"] for r in sent)
     described = await handle.describe()
     assert described.status is not None and described.status.name == "RUNNING"
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and record.status == S.MANUAL_REVIEW
     assert "reminders sent:** 3" in await details(handle)
 
@@ -181,7 +181,7 @@ async def test_late_ok_callback_completes_a_payout_in_manual_review(stack: Stack
     assert done.bill_id == view.bill_id
     rows = await operator_rows(stack, handle)
     assert [(r.action, r.operator, r.reference) for r in rows] == [("late_callback", "system", view.bill_id)]
-    history = await stack.ledger.status_history(handle.id)
+    history = await stack.ledger.payouts.history(handle.id)
     assert (history[-1].to_status, history[-1].reason) == (S.PAID, "late_ok_callback")
     assert len(await stack.creates()) == 1 and len(await stack.record("telecom")) == 1
 
@@ -219,7 +219,7 @@ async def test_mark_paid_needs_a_reference_and_closes_without_a_bill(stack: Stac
     assert len(await stack.creates()) == 1
     rows = await operator_rows(stack, handle)
     assert [(r.action, r.reference) for r in rows] == [("mark_paid", "PM-778899")]
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and record.reason == "operator:PM-778899"
     await wait_for(lambda: _told(stack, "зараховано"))
 
@@ -236,9 +236,9 @@ async def test_cancel_needs_a_reason_and_tells_the_user(stack: Stack) -> None:
     await wait_for(lambda: _told(stack, "скасовано"))
     rows = await operator_rows(stack, handle)
     assert [(r.action, r.reason) for r in rows] == [("cancel", "receipt was fraudulent")]
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and record.status == S.CANCELLED
-    assert await stack.ledger.day_totals(record.business_day) == (0, 0)  # the amount goes back to the day
+    assert await stack.ledger.payouts.day_totals(record.business_day) == (0, 0)  # the amount goes back to the day
 
 
 # ---- validators ----------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ async def test_retry_after_outcome_unknown_needs_the_no_bill_confirmation(stack:
     assert rows[0].details["confirmed_no_bill_at_portmone"] == "true"
     assert rows[0].details["escalation_reason"] == "outcome_unknown"
     assert len(await stack.creates()) == 2
-    attempts = await stack.ledger.attempts(handle.id)
+    attempts = await stack.ledger.attempts.for_payout(handle.id)
     assert attempts[0].confirmed_by == rows[0].id  # the confirmation is what let the second bill through
     assert [b["status"] for b in await stack.record("bills")] == ["REJECTED", "PAYED"]
 

@@ -21,7 +21,7 @@ async def test_happy_path_pays_once_and_tells_the_user(stack: Stack) -> None:
     creates = await stack.creates()
     assert len(creates) == 1
     assert view.bill_id is not None
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and record.status == S.PAID and record.bill_id == view.bill_id
     assert (await handle.result()).status == S.PAID
 
@@ -44,7 +44,7 @@ async def test_transient_fail_callback_retries_with_a_new_bill(stack: Stack, env
     assert view.status == S.PAID
     assert view.bill_round == 2
     assert len(await stack.creates()) == 2
-    history = [h.to_status for h in await stack.ledger.status_history(handle.id)]
+    history = [h.to_status for h in await stack.ledger.payouts.history(handle.id)]
     assert S.RETRY_SCHEDULED in history and history[-1] == S.PAID
 
 
@@ -55,7 +55,7 @@ async def test_permanent_fail_callback_goes_to_manual_review(stack: Stack) -> No
 
     assert view.status == S.MANUAL_REVIEW
     assert view.escalation_reason == "permanent_error:30"
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and record.error_code == "30"
     assert len(await stack.creates()) == 1
 
@@ -79,7 +79,7 @@ async def test_duplicate_callback_is_one_transition(stack: Stack) -> None:
 
     assert view.status == S.PAID
     assert view.callbacks_seen == 1
-    history = [h.to_status for h in await stack.ledger.status_history(handle.id)]
+    history = [h.to_status for h in await stack.ledger.payouts.history(handle.id)]
     assert history.count(S.PAID) == 1
 
 
@@ -103,7 +103,7 @@ async def test_outcome_unknown_goes_to_manual_review_without_a_second_create(sta
     assert view.escalation_reason == "outcome_unknown"
     assert len(await stack.creates()) == 1
     assert len(await stack.record("bills")) == 1  # the bill exists at Portmone: that is why nobody re-sends
-    attempts = await stack.ledger.attempts(handle.id)
+    attempts = await stack.ledger.attempts.for_payout(handle.id)
     assert [a.state for a in attempts] == ["unknown"]
     assert len(view.open_bills) == 1 and "attempt 1" in view.open_bills[0]  # the evidence an operator sees
 
@@ -118,11 +118,11 @@ async def test_a_paid_callback_for_a_bill_whose_answer_was_lost_settles_the_payo
     bills = await stack.record("bills")
     assert len(await stack.creates()) == 1 and len(bills) == 1
     assert view.bill_id is None or view.bill_id == bills[0]["bill_id"]
-    attempts = await stack.ledger.attempts(handle.id)
+    attempts = await stack.ledger.attempts.for_payout(handle.id)
     assert [(a.state, a.bill_id) for a in attempts] == [("unknown", bills[0]["bill_id"])]
-    rows = await stack.ledger.operator_actions(handle.id)
+    rows = await stack.ledger.operator_actions.for_payout(handle.id)
     assert [(r.action, r.operator, r.reference) for r in rows] == [("late_callback", "system", bills[0]["bill_id"])]
-    record = await stack.ledger.get_payout(handle.id)
+    record = await stack.ledger.payouts.get(handle.id)
     assert record is not None and record.status == S.PAID
 
 

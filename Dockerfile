@@ -1,0 +1,31 @@
+# The receipt-payouts image: one image for every process (`payouts worker`, `webhook`, `migrate`,
+# `schedules`, `consumer`, `ops …`); the compose file and docs/deploy.md say which runs where.
+# Dependencies come from requirements.lock, every file checked against its hash (scripts/lock.sh
+# regenerates it); the project itself is installed without resolving anything.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/payouts
+COPY requirements.lock /src/requirements.lock
+RUN /opt/payouts/bin/pip install --no-cache-dir --no-deps --require-hashes -r /src/requirements.lock
+COPY . /src
+# The build requirement (setuptools) is in the lock, so no isolated build environment is fetched.
+RUN /opt/payouts/bin/pip install --no-cache-dir --no-deps --no-build-isolation /src
+
+FROM python:3.11-slim-bookworm
+ENV PATH=/opt/payouts/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PAYOUTS_DATA_DIR=/var/lib/payouts \
+    WEBHOOK_HOST=0.0.0.0 \
+    WORKER_METRICS_HOST=0.0.0.0 \
+    TELEMETRY_LOG_FORMAT=json
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/payouts --create-home --shell /usr/sbin/nologin payouts
+COPY --from=build /opt/payouts /opt/payouts
+USER 10001:10001
+WORKDIR /var/lib/payouts
+# The webhook (WEBHOOK_PORT) and the worker's /healthz, /readyz and /metrics (WORKER_METRICS_PORT).
+EXPOSE 8080 9464
+ENTRYPOINT ["payouts"]
+CMD ["--help"]

@@ -1,0 +1,122 @@
+"""The payout row inside a transaction: read it, lock it, change its status. Every status change of the
+ledger goes through `change_status` (or, for a new row, `record_change`), so the history row and the
+outbox event are written with it, and the transition table and the day's totals are kept (internal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ledger import guard
+from ledger.db import Db
+from ledger.errors import IllegalTransition, PayoutNotFound
+from ledger.outbox import record_event
+from ledger.records import PayoutRecord, to_record
+from ledger.schema import bill_attempts, daily_totals, payouts, status_history
+from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus, is_legal
+
+
+async def fetch_payout(conn: AsyncConnection, payout_id: str, *, lock: bool = False) -> PayoutRecord | None:
+    """The row, optionally locked FOR UPDATE (PostgreSQL; SQLite writers already hold the write lock)."""
+    query = sa.select(payouts).where(payouts.c.id == payout_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return None if row is None else to_record(PayoutRecord, row)
+
+
+async def require_payout(conn: AsyncConnection, payout_id: str, *, lock: bool = False) -> PayoutRecord:
+    record = await fetch_payout(conn, payout_id, lock=lock)
+    if record is None:
+        raise PayoutNotFound(payout_id)
+    return record
+
+
+async def payout_by_receipt(conn: AsyncConnection, receipt_id: str) -> PayoutRecord | None:
+    row = (await conn.execute(sa.select(payouts).where(payouts.c.receipt_id == receipt_id))).first()
+    return None if row is None else to_record(PayoutRecord, row)
+
+
+async def payout_id_for_bill(conn: AsyncConnection, bill_id: str) -> str | None:
+    """The payout a bill id belongs to: its current bill, or a bill of an earlier round (attempt log)."""
+    current = await conn.scalar(sa.select(payouts.c.id).where(payouts.c.bill_id == bill_id))
+    if current is not None:
+        return str(current)
+    past = await conn.scalar(
+        sa.select(bill_attempts.c.payout_id)
+        .where(bill_attempts.c.bill_id == bill_id)
+        .order_by(bill_attempts.c.id)
+        .limit(1)
+    )
+    return None if past is None else str(past)
+
+
+async def record_change(db: Db, conn: AsyncConnection, from_status: PayoutStatus | None, row: PayoutRecord) -> None:
+    """A status change, recorded where it happened: the history row and, when the new status is worth
+    telling, the outbox event (`ledger.outbox`). `row` is the payout as the change left it."""
+    await conn.execute(
+        sa.insert(status_history).values(
+            payout_id=row.id,
+            from_status=None if from_status is None else from_status.value,
+            to_status=row.status.value,
+            reason=row.reason,
+            created_at=db.now(),
+        )
+    )
+    await record_event(db, conn, row)
+
+
+async def change_status(
+    db: Db,
+    conn: AsyncConnection,
+    row: PayoutRecord,
+    to: PayoutStatus,
+    *,
+    reason: str | None = None,
+    portmone_status: str | None = None,
+    error_code: str | None = None,
+    error_description: str | None = None,
+) -> PayoutRecord:
+    """Move a payout locked by this transaction (`require_payout(lock=True)`) to `to`; returns the row now.
+
+    Refuses what `payouts.status` forbids. Staying put with nothing new writes nothing; staying put
+    with new fields updates them without a history row or an event.
+    """
+    current = row.status
+    if not is_legal(current, to):
+        raise IllegalTransition(row.id, current, to)
+    fields = {"portmone_status": portmone_status, "error_code": error_code, "error_description": error_description}
+    if current == to and reason is None and all(v is None for v in fields.values()):
+        return row  # a replayed transition with nothing new: no write at all
+    values: dict[str, Any] = {"status": to.value, "updated_at": db.now(), "row_version": payouts.c.row_version + 1}
+    if current != to or reason is not None:
+        # `reason` says why the payout is in its current status; the history keeps earlier ones
+        values["reason"] = reason
+    values.update({name: value for name, value in fields.items() if value is not None})
+    try:
+        await conn.execute(sa.update(payouts).where(payouts.c.id == row.id).values(values))
+    except sa_exc.IntegrityError as exc:
+        if guard.MESSAGE in str(exc.orig):
+            raise IllegalTransition(row.id, current, to) from exc
+        raise
+    changed = await require_payout(conn, row.id)
+    if current != to:
+        await record_change(db, conn, current, changed)
+        if current in COUNTS_AGAINST_LIMITS and to not in COUNTS_AGAINST_LIMITS:
+            await _release(conn, row)
+    return changed
+
+
+async def _release(conn: AsyncConnection, row: PayoutRecord) -> None:
+    """Give a payout's amount back to its day (it will not be paid)."""
+    await conn.execute(
+        sa.update(daily_totals)
+        .where(daily_totals.c.business_day == row.business_day)
+        .values(
+            reserved_kopecks=daily_totals.c.reserved_kopecks - row.amount_kopecks,
+            reserved_count=daily_totals.c.reserved_count - 1,
+        )
+    )

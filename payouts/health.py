@@ -1,0 +1,42 @@
+"""Readiness, one rule for every process that answers `/readyz` (the webhook and the worker): each
+named check must pass within its timeout; the answer names every check's result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from temporalio.client import Client
+
+# A check returns when its dependency answers, and raises when it does not.
+Check = Callable[[], Awaitable[object]]
+CHECK_TIMEOUT_SECONDS = 3.0
+
+
+class NotReady(Exception):
+    """A check's own verdict; its message is the answer (other exceptions are named by type)."""
+
+
+def temporal_check(client: Client) -> Check:
+    async def serving() -> None:
+        if not await client.service_client.check_health():
+            raise NotReady("unavailable: not serving")
+
+    return serving
+
+
+async def _outcome(check: Check, timeout: float) -> str:
+    try:
+        await asyncio.wait_for(check(), timeout=timeout)
+    except NotReady as exc:
+        return str(exc)
+    except Exception as exc:  # any failure of a dependency is an answer, not an error of ours
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
+
+
+async def readiness(checks: Mapping[str, Check], timeout: float = CHECK_TIMEOUT_SECONDS) -> tuple[bool, dict[str, str]]:
+    """Run the checks side by side; ready when every one answers "ok"."""
+    outcomes = await asyncio.gather(*(_outcome(check, timeout) for check in checks.values()))
+    results = dict(zip(checks, outcomes, strict=True))
+    return all(result == "ok" for result in results.values()), results
