@@ -284,32 +284,56 @@ async def send_paid_callbacks(b: BenchStack, bills: dict[str, str], rate: float)
     return achieved * len(b.sent) / len(targets), answers
 
 
-async def signal_to_state(client: Client, sent: dict[str, float], timeout: float = 120) -> list[float]:
-    """Seconds from each callback leaving to its workflow's state changing: the end of the first workflow
-    task after the signal (read from the history, whose clock is this machine's). Waits until each has one."""
+@dataclass
+class CallbackLatency:
+    """Where a callback's time went, per callback, in seconds, from the history's timestamps."""
+
+    total: list[float] = field(default_factory=list)  # callback left -> first workflow task after its signal done
+    signalled: list[float] = field(default_factory=list)  # callback left -> signal in the history (the webhook)
+    queued: list[float] = field(default_factory=list)  # signal -> a worker picked its workflow task up
+    task: list[float] = field(default_factory=list)  # the workflow task itself (a replay when evicted)
+
+    def lines(self) -> str:
+        return (f"callback -> workflow state {spread(self.total)}\n  of which: callback -> signal recorded "
+                f"{spread(self.signalled)}; signal -> task picked up {spread(self.queued)}; the task "
+                f"{spread(self.task)}")
+
+
+_SIGNALED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+_TASK_STARTED = EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+_TASK_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+
+
+async def signal_to_state(client: Client, sent: dict[str, float], timeout: float = 120) -> CallbackLatency:
+    """From each callback leaving to its workflow's state changing: the end of the first workflow task after
+    the signal, read from the history (whose clock is this machine's). Waits until each has one."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    found = CallbackLatency()
 
-    async def one(workflow_id: str, t0: float) -> float:
+    async def one(workflow_id: str, t0: float) -> None:
         handle = client.get_workflow_handle(workflow_id)
         while True:
-            signalled = False
+            at: dict[int, float] = {}
             for event in (await handle.fetch_history()).events:
-                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-                    signalled = True
-                elif signalled and event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-                    return float(event.event_time.ToMicroseconds() / 1e6 - t0)
+                when = event.event_time.ToMicroseconds() / 1e6
+                if event.event_type == _SIGNALED and _SIGNALED not in at:
+                    at[_SIGNALED] = when
+                elif _SIGNALED in at and event.event_type in (_TASK_STARTED, _TASK_COMPLETED):
+                    at.setdefault(event.event_type, when)
+                    if event.event_type == _TASK_COMPLETED:
+                        found.total.append(when - t0)
+                        found.signalled.append(at[_SIGNALED] - t0)
+                        found.queued.append(at[_TASK_STARTED] - at[_SIGNALED])
+                        found.task.append(when - at[_TASK_STARTED])
+                        return
             if loop.time() > deadline:
                 raise TimeoutError(f"{workflow_id}: no workflow task after its signal in {timeout} s")
             await asyncio.sleep(1)
 
-    gate = asyncio.Semaphore(20)
-
-    async def bounded_one(item: tuple[str, float]) -> float:
-        async with gate:
-            return await one(*item)
-
-    return list(await asyncio.gather(*(bounded_one(item) for item in sent.items())))
+    items = list(sent.items())
+    await bounded(len(items), 20, lambda i: one(*items[i]))
+    return found
 
 
 async def final_status(client: Client, workflow_id: str, timeout: float = 300) -> PayoutStatus:

@@ -45,9 +45,8 @@ async def run(args: argparse.Namespace) -> None:
     print(f"the relays delivered the parked payouts' events {drained:.0f} s after the last was parked")
     print("worker RSS with all of them parked: " + ", ".join(f"{now:.0f} MiB (peak {peak:.0f})"
                                                               for now, peak in parked_rss))  # fmt: skip
-    print(f"{len(sample)} callbacks at {args.rate:g}/s (achieved {achieved:.1f}/s): answers {answered}, "
-          f"in {spread(answers)}; "
-          f"callback -> workflow state {spread(latencies)}")
+    print(f"{len(sample)} callbacks at {args.rate:g}/s (accepted {achieved:.1f}/s): answers {answered}, "
+          f"in {spread(answers)}; {latencies.lines()}")
     print("worker RSS after them: " + ", ".join(f"{now:.0f} MiB (peak {peak:.0f})" for now, peak in after_rss))
     print(f"machine: {machine()}")
     print("target: worker RSS <= 300 MB with 10,000 waiting")

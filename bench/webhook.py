@@ -25,6 +25,7 @@ from temporalio.client import Client
 
 from bench.baseline import SIGNAL, BaselineWaiting
 from bench.harness import (
+    CallbackLatency,
     at_rate,
     baseline_workers,
     bench_stack,
@@ -54,7 +55,7 @@ def bare_app(client: Client) -> web.Application:
     return app
 
 
-async def bare(client: Client, task_queue: str, count: int, rate: float) -> tuple[float, list[float], list[float]]:
+async def bare(client: Client, task_queue: str, count: int, rate: float) -> tuple[float, list[float], CallbackLatency]:
     ids = [f"bare-{uuid.uuid4().hex[:8]}-{i:06d}" for i in range(count)]
     for i in range(0, count, 50):
         await asyncio.gather(*(client.start_workflow(BaselineWaiting.run, id=w, task_queue=task_queue)
@@ -101,9 +102,9 @@ async def run(args: argparse.Namespace) -> None:
     print(f"{count} callbacks at {args.rate:g}/s for {args.seconds:g} s, {args.workers} worker process(es), "
           f"ledger {args.ledger}")
     print(f"webhook (verify, store, route, signal): accepted {achieved:.1f}/s; answers {answered}, in "
-          f"{spread(answers)}; callback -> workflow state {spread(latencies)}")
+          f"{spread(answers)}; {latencies.lines()}")
     print(f"bare handler (signal only), baseline workflow: achieved {bare_achieved:.1f}/s; answer "
-          f"{spread(bare_answers)}; callback -> workflow state {spread(bare_latencies)}")
+          f"{spread(bare_answers)}; {bare_latencies.lines()}")
     print(f"machine: {machine()}")
     print("target: callback -> state p99 <= 100 ms at 100 callbacks/s")
 
