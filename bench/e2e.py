@@ -1,84 +1,169 @@
-"""End-to-end payouts on the real Temporal dev server: intake latency, time to PAID, throughput.
+"""End-to-end payouts on the real Temporal dev server, then the Temporal floor on the same server.
 
-    .venv/bin/python -m bench.e2e [--receipts N] [--concurrency C]
+    .venv/bin/python -m bench.e2e [--receipts N] [--workers K] [--concurrency C] [--cache S] [--ledger postgres|sqlite]
 
-The stack is the test harness's (SQLite ledger, sandbox with a 0.2 s callback delay, webhook,
-in-process workers). Prints figures, among them the history events per happy-path payout (the bound
-is 30, docs/performance.md); asserts only that every payout ended PAID.
+Part 1, the payouts: the test harness's sandbox (callbacks 0.2 s after the bill) and webhook in this
+process, K `payouts worker` processes, a ledger of its own (a throwaway PostgreSQL database by default).
+N receipts go in through the webhook, C at a time; prints payouts/s, intake -> PAID p50/p95/p99, history
+events per payout (the bound is 30), history events/s and the workers' peak RSS.
+
+Part 2, the baseline, in the same run on the same server: K worker processes of `BaselinePayout`
+(bench/baseline.py: one activity, one signal 0.2 s after the start, no I/O), N workflows, C at a time;
+prints its events/s and ours as a ratio of it (the target is at least 90 %).
+
+Prints figures; asserts only that every payout ended PAID. A few warm-up payouts (and baseline
+workflows) run first and are not counted: worker start-up is not what is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.client import Client
+
+from bench.baseline import BaselinePayout
+from bench.harness import (
+    BenchStack,
+    CpuMeter,
+    baseline_workers,
+    bench_stack,
+    bounded,
+    final_status,
+    machine,
+    receipt_body,
+    spread,
+    temporal_server_pid,
+)
 from payouts.models import payout_workflow_id
-from payouts.settings import PayoutSettings
 from payouts.status import PayoutStatus
-from tests.stack import Stack, running_stack
 from tests.temporal_envs import dev_server
 
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, int(len(ordered) * q) - 1)]
+CALLBACK_DELAY = 0.2  # the sandbox's, and the baseline driver's before its signal
 
 
-async def one(stack: Stack, i: int, intake: list[float], settle: list[float], events: list[int]) -> PayoutStatus:
-    body = stack.receipt(f"bench-{i:05d}", msisdn=f"38000{i:07d}")
-    t0 = time.perf_counter()
-    resp = await stack.post_receipt(body)
-    intake.append(time.perf_counter() - t0)
-    assert resp.status_code == 202, resp.text
-    handle = stack.client.get_workflow_handle(payout_workflow_id(body["receipt_id"]))
-    view = await stack.wait_status(handle, {PayoutStatus.PAID, PayoutStatus.MANUAL_REVIEW, PayoutStatus.REJECTED},
-                                   timeout=300)
-    settle.append(time.perf_counter() - t0)
-    events.append(len((await handle.fetch_history()).events))
-    if view.status != PayoutStatus.PAID:
-        print(f"not paid: {view.payout_id} {view.status.value} {view.escalation_reason or view.rejection_reason}"
-              f" {view.last_error or ''}")
-    return view.status
+@dataclass
+class Run:
+    wall: float
+    events: list[int]
+    latencies: list[float]
+
+    @property
+    def events_per_second(self) -> float:
+        return sum(self.events) / self.wall
 
 
-async def run(n: int, concurrency: int) -> None:
+async def payouts(b: BenchStack, prefix: str, n: int, concurrency: int) -> tuple[Run, dict[PayoutStatus, int]]:
+    intake: list[float] = []
+    settle: list[float] = []
+    statuses: dict[PayoutStatus, int] = {}
+
+    async def one(i: int) -> None:
+        body = receipt_body(b, prefix, i)
+        t0 = time.perf_counter()
+        resp = await b.stack.post_receipt(body)
+        intake.append(time.perf_counter() - t0)
+        assert resp.status_code == 202, resp.text
+        status = await final_status(b.stack.client, payout_workflow_id(body["receipt_id"]))
+        settle.append(time.perf_counter() - t0)
+        statuses[status] = statuses.get(status, 0) + 1
+
+    start = time.perf_counter()
+    await bounded(n, concurrency, one)
+    wall = time.perf_counter() - start
+    if intake:
+        print(f"  intake POST -> 202: {spread(intake)}")
+    ids = [payout_workflow_id(f"{prefix}-{i:06d}") for i in range(n)]
+    events = await bounded(n, 20, lambda i: history_length(b.stack.client, ids[i]))
+    return Run(wall, events, settle), statuses
+
+
+async def history_length(client: Client, workflow_id: str) -> int:
+    return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+
+
+async def baseline(client: Client, task_queue: str, prefix: str, n: int, concurrency: int) -> Run:
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        t0 = time.perf_counter()
+        handle = await client.start_workflow(BaselinePayout.run, i, id=f"{prefix}-{i:06d}", task_queue=task_queue)
+        await asyncio.sleep(CALLBACK_DELAY)
+        await handle.signal(BaselinePayout.callback)
+        await handle.result()
+        latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await bounded(n, concurrency, one)
+    wall = time.perf_counter() - start
+    events = await bounded(n, 20, lambda i: history_length(client, f"{prefix}-{i:06d}"))
+    return Run(wall, events, latencies)
+
+
+async def run(args: argparse.Namespace) -> None:
+    n, k, c = args.receipts, args.workers, args.concurrency
+    warmup = max(2 * k, 4)
     async with dev_server() as env:
+        address = env.client.service_client.config.target_host
         with tempfile.TemporaryDirectory() as tmp:
-            async with running_stack(env.client, Path(tmp), payout=PayoutSettings()) as stack:
-                stack.settings.ledger.user_daily_limit = n
-                intake: list[float] = []
-                settle: list[float] = []
-                events: list[int] = []
-                gate = asyncio.Semaphore(concurrency)
+            worker_env = {"WORKER_MAX_CACHED_WORKFLOWS": str(args.cache)} if args.cache is not None else None
+            async with bench_stack(env.client, Path(tmp), workers=k, ledger=args.ledger,
+                                   portmone_rate=args.portmone_rate, worker_env=worker_env) as b:  # fmt: skip
+                await payouts(b, "warmup", warmup, warmup)
+                cpu = CpuMeter({"workers": [w.pid for w in b.procs.workers], "this process": [os.getpid()],
+                                "Temporal": [temporal_server_pid()]})  # fmt: skip
+                cpu.start()
+                ours, statuses = await payouts(b, "bench", n, c)
+                cpu.stop()
+                rss = [peak for _, peak in b.worker_rss_mb()]
+            plain = await Client.connect(address)
+            queue = f"baseline-{uuid.uuid4().hex[:8]}"
+            async with baseline_workers(address, k, queue, Path(tmp)) as pids:
+                await baseline(plain, queue, "baseline-warmup", warmup, warmup)
+                floor_cpu = CpuMeter({"workers": pids, "this process": [os.getpid()],
+                                      "Temporal": [temporal_server_pid()]})  # fmt: skip
+                floor_cpu.start()
+                floor = await baseline(plain, queue, "baseline", n, c)
+                floor_cpu.stop()
 
-                async def bounded(i: int) -> PayoutStatus:
-                    async with gate:
-                        return await one(stack, i, intake, settle, events)
-
-                start = time.perf_counter()
-                statuses = await asyncio.gather(*(bounded(i) for i in range(n)))
-                wall = time.perf_counter() - start
-    paid = sum(1 for s in statuses if s == PayoutStatus.PAID)
-    print(f"{n} payouts, concurrency {concurrency}: {paid} PAID in {wall:.1f} s = {n / wall:.1f} payouts/s")
-    print(f"intake POST -> 202: p50 {statistics.median(intake) * 1000:.1f} ms, p95 {pct(intake, 0.95) * 1000:.1f} ms")
-    print(f"intake -> PAID (incl. 0.2 s sandbox callback delay): p50 {statistics.median(settle):.2f} s, "
-          f"p95 {pct(settle, 0.95):.2f} s")
-    print(f"history events per payout: median {statistics.median(events):.0f}, max {max(events)}; "
-          f"{sum(events) / wall:.0f} history events/s")
-    others = sorted({s.value for s in statuses} - {"PAID"})
+    paid = statuses.get(PayoutStatus.PAID, 0)
+    cache = f", sticky cache {args.cache}" if args.cache is not None else ""
+    print(f"{n} payouts, {k} worker process(es){cache}, concurrency {c}, ledger {args.ledger}, Portmone cap "
+          f"{args.portmone_rate:g}/s: {paid} PAID in {ours.wall:.1f} s = {n / ours.wall:.2f} payouts/s")
+    print(f"intake -> PAID (incl. the sandbox's {CALLBACK_DELAY} s callback delay): "
+          f"{spread(ours.latencies, 1, 's')}")
+    print(f"history events per payout: median {statistics.median(ours.events):.0f}, max {max(ours.events)}; "
+          f"{ours.events_per_second:.0f} history events/s")
+    print(f"worker peak RSS: {', '.join(f'{mb:.0f} MiB' for mb in rss)}")
+    print(f"CPU per payout: {cpu.per(n)} (this process: webhook, sandbox, load; PostgreSQL not counted)")
+    print(f"baseline (one activity, one signal after {CALLBACK_DELAY} s, no I/O), same server, {k} worker "
+          f"process(es), concurrency {c}: {n / floor.wall:.2f} workflows/s, start -> result {spread(floor.latencies)}, "
+          f"{statistics.median(floor.events):.0f} events each, {floor.events_per_second:.0f} history events/s")
+    print(f"CPU per baseline workflow: {floor_cpu.per(n)}")
+    print(f"our history events/s as a share of the baseline's: {ours.events_per_second / floor.events_per_second:.0%}"
+          f" (target >= 90 %)")
+    print(f"machine: {machine()}")
+    others = sorted(s.value for s in statuses if s != PayoutStatus.PAID)
     assert paid == n, f"only {paid} of {n} payouts were PAID; others: {others}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--receipts", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=1, help="payouts worker processes (and baseline workers)")
     parser.add_argument("--concurrency", type=int, default=20)
-    args = parser.parse_args()
-    asyncio.run(run(args.receipts, args.concurrency))
+    parser.add_argument("--ledger", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--cache", type=int, default=None, help="WORKER_MAX_CACHED_WORKFLOWS for the workers")
+    parser.add_argument("--portmone-rate", type=float, default=1000.0,
+                        help="WORKER_PORTMONE_REQUESTS_PER_SECOND for the run (high: measure the service, not the cap)")
+    asyncio.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -68,16 +68,20 @@ class Processes:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     webhook: subprocess.Popen[bytes] | None = None
     sandbox: subprocess.Popen[bytes] | None = None
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more webhooks, say
     kills: int = 0
     webhook_restarts: int = 0
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """`payouts <args>` with the shared environment (`env` over it), its output in <log_dir>/<name>.log."""
         log = (self.log_dir / f"{name}.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "console.cli", *args], env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "console.cli", *args], env={**self.env, **(env or {})},
+                                stdout=log, stderr=subprocess.STDOUT)
 
-    def start_worker(self) -> None:
-        self.workers.append(self.start(f"worker-{len(self.workers)}", "worker"))
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = self.start(f"worker-{len(self.workers)}", "worker")
+        self.workers.append(worker)
+        return worker
 
     def kill_a_worker(self, rng: random.Random) -> None:
         alive = [w for w in self.workers if w.poll() is None]
@@ -94,16 +98,58 @@ class Processes:
         self.webhook = self.start(f"webhook-{self.webhook_restarts + 1}", "webhook")
         self.webhook_restarts += 1
 
+    def peak_rss_mb(self) -> list[float]:
+        """Each live worker's peak resident memory so far (VmHWM), in MiB."""
+        return [peak_rss_mb(w.pid) for w in self.workers if w.poll() is None]
+
     def stop(self) -> None:
-        for proc in [*self.workers, self.webhook, self.sandbox]:
+        every = [*self.workers, self.webhook, *self.others, self.sandbox]
+        for proc in every:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in [*self.workers, self.webhook, self.sandbox]:
+        for proc in every:
             if proc is not None:
                 try:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident set size (VmHWM of /proc/<pid>/status), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmHWM for process {pid}")
+
+
+def stack_environment(*, temporal_address: str, ledger_url: str, sandbox_port: int, webhook_port: int,
+                      data_dir: Path, callback_timeout: int) -> dict[str, str]:
+    """The environment of every process of a soak-like stack: dev defaults, short Portmone timeouts,
+    limits that never reject a benchmark's receipts, a task queue of its own, free metrics ports."""
+    sandbox_url, webhook_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{webhook_port}"
+    return {
+        **os.environ,
+        **devdefaults.dev_environment(sandbox_url=sandbox_url, webhook_url=webhook_url, data_dir=str(data_dir)),
+        "LEDGER_URL": ledger_url,
+        "LEDGER_USER_DAILY_LIMIT": "1000000",
+        "LEDGER_DAILY_BUDGET_KOPECKS": str(10**12),
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_TASK_QUEUE": f"soak-{uuid.uuid4().hex[:8]}",
+        "WORKER_METRICS_PORT": "0",  # several workers on one machine: each its own free port
+        "WEBHOOK_PORT": str(webhook_port),
+        "WEBHOOK_REDELIVER_INTERVAL_SECONDS": "2",
+        "SANDBOX_PORT": str(sandbox_port),
+        "SANDBOX_CALLBACK_DELAY_SECONDS": "0.2",
+        "PORTMONE_CONNECT_TIMEOUT_SECONDS": "2",
+        "PORTMONE_WRITE_TIMEOUT_SECONDS": "2",
+        "PORTMONE_READ_TIMEOUT_SECONDS": "4",
+        "PAYOUT_BILL_ATTEMPT_TIMEOUT_SECONDS": "20",
+        "PAYOUT_CALLBACK_TIMEOUT_SECONDS": str(callback_timeout),
+        "PAYOUT_RETRY_BACKOFF_SECONDS": "3",
+        "PAYOUT_MAX_BILL_ROUNDS": "2",
+        "PAYOUT_MANUAL_REMINDER_SECONDS": "300",
+    }
 
 
 async def wait_http(url: str, timeout: float = 60) -> None:
@@ -204,28 +250,11 @@ async def soak(args: argparse.Namespace) -> int:
     print(f"soak: {args.receipts} receipts, {args.workers} workers, seed {args.seed}, ledger {args.ledger}, "
           f"logs in {data_dir}")
     async with dev_server() as temporal:
-        env = {
-            **os.environ,
-            **devdefaults.dev_environment(sandbox_url=sandbox_url, webhook_url=webhook_url, data_dir=str(data_dir)),
-            "LEDGER_URL": ledger_url,
-            "LEDGER_USER_DAILY_LIMIT": "1000000",
-            "LEDGER_DAILY_BUDGET_KOPECKS": str(10**12),
-            "TEMPORAL_ADDRESS": temporal.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": f"soak-{uuid.uuid4().hex[:8]}",
-            "WORKER_METRICS_PORT": "0",  # several workers on one machine: each its own free port
-            "WEBHOOK_PORT": str(webhook_port),
-            "WEBHOOK_REDELIVER_INTERVAL_SECONDS": "2",
-            "SANDBOX_PORT": str(sandbox_port),
-            "SANDBOX_CALLBACK_DELAY_SECONDS": "0.2",
-            "PORTMONE_CONNECT_TIMEOUT_SECONDS": "2",
-            "PORTMONE_WRITE_TIMEOUT_SECONDS": "2",
-            "PORTMONE_READ_TIMEOUT_SECONDS": "4",
-            "PAYOUT_BILL_ATTEMPT_TIMEOUT_SECONDS": "20",
-            "PAYOUT_CALLBACK_TIMEOUT_SECONDS": str(args.callback_timeout),
-            "PAYOUT_RETRY_BACKOFF_SECONDS": "3",
-            "PAYOUT_MAX_BILL_ROUNDS": "2",
-            "PAYOUT_MANUAL_REMINDER_SECONDS": "300",
-        }
+        env = stack_environment(
+            temporal_address=temporal.client.service_client.config.target_host, ledger_url=ledger_url,
+            sandbox_port=sandbox_port, webhook_port=webhook_port, data_dir=data_dir,
+            callback_timeout=args.callback_timeout,
+        )
         procs = Processes(env=env, log_dir=data_dir)
         http = httpx.AsyncClient(timeout=30)
         started = time.perf_counter()

@@ -192,7 +192,9 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
             gauges = asyncio.create_task(
                 refresh_forever(activities.ledger.ledger, settings.worker.ledger_gauges_interval_seconds)
             )
-            workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
+            workers = build_workers(
+                client, activities, task_queue=settings.temporal.task_queue, tuning=settings.worker
+            )
             worker_tasks = [asyncio.create_task(w.run()) for w in workers]
             readiness.workers = workers
             consumer, consumer_line = await _start_consumer(settings, client)

@@ -266,6 +266,18 @@ class WorkerSettings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     # How often the worker reads the manual-review queue's size and oldest age from the ledger.
     ledger_gauges_interval_seconds: float = Field(default=30.0, gt=0)
+    # --- tuning, per worker process (docs/performance.md has the measured figures) ---
+    # Activities and local activities (the ledger steps) in flight at once, on each task queue.
+    max_concurrent_activities: int = Field(default=100, ge=1)
+    max_concurrent_local_activities: int = Field(default=100, ge=1)
+    max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
+    # The sticky cache: payout workflows kept in memory between tasks, about 0.3 MiB each (the SDK's
+    # default of 1000 measured 500 MiB a worker). A payout that drops out of it is replayed from its
+    # history on its next task (more CPU): 250 keeps a worker under 300 MB however many payouts wait.
+    max_cached_workflows: int = Field(default=250, ge=0)
+    # bills.create calls started per second, across every worker of the deployment: Temporal holds
+    # the cap on the Portmone task queue, not per process.
+    portmone_requests_per_second: float = Field(default=10.0, gt=0)
 
 
 MetricsExporter = Literal["prometheus", "otlp"]

@@ -323,6 +323,7 @@ async def running_stack(
                     client,
                     activities,
                     task_queue=settings.temporal.task_queue,
+                    tuning=settings.worker,
                     workflow_failure_exception_types=[Exception],
                 ):
                     running.append(worker)

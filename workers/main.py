@@ -41,7 +41,9 @@ async def run_worker(settings: Settings) -> None:
             gauges = asyncio.create_task(
                 refresh_forever(activities.ledger.ledger, settings.worker.ledger_gauges_interval_seconds)
             )
-            workers = build_workers(client, activities, task_queue=settings.temporal.task_queue)
+            workers = build_workers(
+                client, activities, task_queue=settings.temporal.task_queue, tuning=settings.worker
+            )
             runs = [asyncio.create_task(w.run()) for w in workers]
             state.workers = workers
             _log.info("workers running on task queues %s", ", ".join(w.task_queue for w in workers))

@@ -20,9 +20,10 @@ from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
 from notify import Relay
 from payouts.log_context import ActivityLogContext
+from payouts.settings import WorkerSettings
 from workflows.archive_retention import ArchiveRetentionWorkflow
 from workflows.legacy.receipt_payout_v1 import ReceiptPayoutWorkflowV1
-from workflows.payout_calls import NOTIFY_TASK_QUEUE
+from workflows.payout_calls import NOTIFY_TASK_QUEUE, PORTMONE_TASK_QUEUE
 from workflows.receipt_payout import ReceiptPayout
 from workflows.reconciliation import ReconciliationWorkflow
 
@@ -51,10 +52,15 @@ class ActivitySet:
             self.ledger.undelivered_callbacks,
             self.ledger.state,
             self.ledger.record_operator_action,
+            # Also here, uncapped, until ReceiptPayoutWorkflowV1 drains: its payouts (and bills scheduled
+            # before PORTMONE_TASK_QUEUE existed) call bills.create on the workflow's own task queue.
             self.bill.create_bill,
             self.telecom.topup,
             *self.maintenance_activities(),
         ]
+
+    def portmone_activities(self) -> list[Callable[..., Any]]:
+        return [self.bill.create_bill]
 
     def maintenance_activities(self) -> list[Callable[..., Any]]:
         found: list[Callable[..., Any]] = []
@@ -73,29 +79,46 @@ def build_workers(
     activities: ActivitySet,
     *,
     task_queue: str,
+    tuning: WorkerSettings,
     graceful_shutdown: timedelta = timedelta(seconds=30),
     **worker_kwargs: Any,
 ) -> list[Worker]:
-    """Two workers: payouts (workflows, ledger, Portmone, telecom) and notifications (Telegram, analytics),
-    so a slow Telegram cannot starve payouts. Each activity logs with its payout's ids (ActivityLogContext);
-    tracing comes with the client's interceptors."""
+    """Three workers: payouts (workflows, ledger, telecom), Portmone (bills.create, under the request-rate
+    cap) and notifications (Telegram), so neither a slow Telegram nor the Portmone cap starves the
+    payouts queue. Each activity logs with its payout's ids (ActivityLogContext); tracing comes with the
+    client's interceptors."""
     worker_kwargs["interceptors"] = [ActivityLogContext(), *worker_kwargs.get("interceptors", [])]
+    activity_kwargs = {k: v for k, v in worker_kwargs.items() if k != "workflow_failure_exception_types"}
     payouts = Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
         activities=activities.payout_activities(),
         graceful_shutdown_timeout=graceful_shutdown,
+        max_concurrent_activities=tuning.max_concurrent_activities,
+        max_concurrent_local_activities=tuning.max_concurrent_local_activities,
+        max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
+        max_cached_workflows=tuning.max_cached_workflows,
         **worker_kwargs,
+    )
+    portmone = Worker(
+        client,
+        task_queue=PORTMONE_TASK_QUEUE,
+        activities=activities.portmone_activities(),
+        graceful_shutdown_timeout=graceful_shutdown,
+        max_concurrent_activities=tuning.max_concurrent_activities,
+        max_task_queue_activities_per_second=tuning.portmone_requests_per_second,
+        **activity_kwargs,
     )
     notify = Worker(
         client,
         task_queue=NOTIFY_TASK_QUEUE,
         activities=activities.notify_activities(),
         graceful_shutdown_timeout=graceful_shutdown,
-        **{k: v for k, v in worker_kwargs.items() if k != "workflow_failure_exception_types"},
+        max_concurrent_activities=tuning.max_concurrent_activities,
+        **activity_kwargs,
     )
-    return [payouts, notify]
+    return [payouts, portmone, notify]
 
 
 @asynccontextmanager

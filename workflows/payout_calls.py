@@ -37,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 NOTIFY_TASK_QUEUE = "payouts-notify"
+# bills.create only: its workers carry Portmone's request-rate cap (max_task_queue_activities_per_second),
+# which Temporal enforces per task queue, so the cap holds however many worker replicas poll it.
+PORTMONE_TASK_QUEUE = "payouts-portmone"
 T = TypeVar("T")
 Handle = workflow.ActivityHandle
 
@@ -112,6 +115,7 @@ def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> Handle[Cr
         "portmone.create_bill",
         inp,
         result_type=CreateBillOutput,
+        task_queue=PORTMONE_TASK_QUEUE,
         start_to_close_timeout=timedelta(seconds=attempt_timeout_seconds),
         schedule_to_close_timeout=timedelta(minutes=15),
         retry_policy=BILL_RETRY,

@@ -52,7 +52,7 @@ from payouts.models import (
 )
 from payouts.status import PayoutStatus as S
 from payouts.verdicts import Verdict
-from workflows.payout_calls import NOTIFY_TASK_QUEUE
+from workflows.payout_calls import NOTIFY_TASK_QUEUE, PORTMONE_TASK_QUEUE
 from workflows.receipt_payout import ReceiptPayout
 
 WORKFLOW_TASK_EVENTS = {
@@ -138,7 +138,7 @@ class Fakes:
 
     def payouts_activities(self) -> list[Callable[..., Any]]:
         return [self.reserve, self.transition, self.escalate, self.undelivered_callbacks, self.state,
-                self.record_operator_action, self.create_bill, self.topup]  # fmt: skip
+                self.record_operator_action, self.topup]  # fmt: skip
 
 
 def bill(bill_id: str) -> CreateAnswer:
@@ -195,8 +195,9 @@ async def story(env: WorkflowEnvironment) -> AsyncIterator[Story]:
     queue = f"story-{uuid.uuid4().hex[:8]}"
     payouts = Worker(env.client, task_queue=queue, workflows=[ReceiptPayout], activities=fakes.payouts_activities(),
                      workflow_failure_exception_types=[Exception])  # fmt: skip
+    portmone = Worker(env.client, task_queue=PORTMONE_TASK_QUEUE, activities=[fakes.create_bill])
     notify = Worker(env.client, task_queue=NOTIFY_TASK_QUEUE, activities=[fakes.remind])
-    async with payouts, notify:
+    async with payouts, portmone, notify:
         story = Story(env, fakes, queue)
         yield story
         # A payout left waiting would hold the shared server's clock (its timers fire with no worker).
