@@ -1,6 +1,7 @@
 """Many payouts parked awaiting their callbacks: the workers' memory, and callback latency at that load.
 
-    .venv/bin/python -m bench.waiting [--payouts 10000] [--workers K] [--sample 200] [--rate 20]
+    .venv/bin/python -m bench.waiting [--payouts 10000] [--workers K] [--sample 200] [--rate 20] [--cache S]
+                                      [--worker-env NAME=VALUE ...]
 
 Parks N payouts (the sandbox drops every callback, so each waits in AWAITING_CALLBACK with its bill),
 prints each worker's resident memory (now and peak), then sends signed PAYED callbacks for a random
@@ -24,7 +25,9 @@ from tests.temporal_envs import dev_server
 
 
 async def run(args: argparse.Namespace) -> None:
-    worker_env = {"WORKER_MAX_CACHED_WORKFLOWS": str(args.cache)} if args.cache is not None else None
+    worker_env = dict(item.split("=", 1) for item in args.worker_env)
+    if args.cache is not None:
+        worker_env["WORKER_MAX_CACHED_WORKFLOWS"] = str(args.cache)
     async with dev_server() as env:
         with tempfile.TemporaryDirectory() as tmp:
             async with bench_stack(env.client, Path(tmp), workers=args.workers, ledger=args.ledger,
@@ -41,7 +44,8 @@ async def run(args: argparse.Namespace) -> None:
     default = WorkerSettings.model_fields["max_cached_workflows"].default
     cache = args.cache if args.cache is not None else f"default ({default})"
     print(f"{args.payouts} payouts waiting for their callbacks, {args.workers} worker process(es), "
-          f"sticky cache {cache} per worker, ledger {args.ledger}")
+          f"sticky cache {cache} per worker, ledger {args.ledger}"
+          + (f", worker environment {' '.join(args.worker_env)}" if args.worker_env else ""))
     print(f"the relays delivered the parked payouts' events {drained:.0f} s after the last was parked")
     print("worker RSS with all of them parked: " + ", ".join(f"{now:.0f} MiB (peak {peak:.0f})"
                                                               for now, peak in parked_rss))  # fmt: skip
@@ -60,6 +64,8 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200, help="callbacks sent once all are parked")
     parser.add_argument("--rate", type=float, default=20.0, help="callbacks per second")
     parser.add_argument("--cache", type=int, default=None, help="WORKER_MAX_CACHED_WORKFLOWS for the workers")
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="more environment for the worker processes (MALLOC_ARENA_MAX=2, say)")
     parser.add_argument("--ledger", choices=["postgres", "sqlite"], default="postgres")
     asyncio.run(run(parser.parse_args()))
 
