@@ -445,3 +445,9 @@ class RetentionOutput(_Model):
     retention_days: int
     older_than: datetime
     deleted: int
+
+
+# CarriedPayout names models defined after it (OperatorResult): complete them now, while this module's
+# names resolve, so no caller (the workflow sandbox included) meets a half-built model.
+CarriedPayout.model_rebuild()
+PayoutWorkflowInput.model_rebuild()
