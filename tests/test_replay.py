@@ -1,16 +1,20 @@
-"""Committed histories replay against today's workflow code, with the worker's data converter."""
+"""Committed histories replay against today's workflow code, with the worker's data converter: in the
+full sandbox (every workflows module loaded per payout, each call checked) and with the worker's own
+runner (its mechanics modules shared across payouts)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from payouts.temporal_client import data_converter
 from tests.stack import stack_crypto
-from workers.registry import WORKFLOWS
+from workers.registry import WORKFLOWS, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
 # Every committed history: the top-level ones from before the money-safety change, then one folder
@@ -26,15 +30,22 @@ def test_every_shape_has_a_history() -> None:
     assert {"happy_path", "manual_review"} <= set(NAMES)  # the old ones are kept
 
 
+RUNNERS: dict[str, Callable[[], WorkflowRunner]] = {
+    "full sandbox": SandboxedWorkflowRunner,
+    "the worker's runner": workflow_runner,
+}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("name", NAMES)
-async def test_committed_history_replays(name: str) -> None:
+async def test_committed_history_replays(name: str, runner: str) -> None:
     text = (HISTORIES / f"{name}.json").read_text()
     history = WorkflowHistory.from_json(f"replay-{name}", text)
     assert len(history.events) > 10  # a real history, not an empty file
 
-    result = await Replayer(workflows=list(WORKFLOWS), data_converter=data_converter(stack_crypto())).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=data_converter(stack_crypto()),
+                        workflow_runner=RUNNERS[runner]())  # fmt: skip
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
 
     assert result.replay_failure is None, result.replay_failure
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.bill import BillActivities
 from activities.ledger import LedgerActivities
@@ -30,6 +31,26 @@ from workflows.reconciliation import ReconciliationWorkflow
 # ReceiptPayoutWorkflowV1 stays registered until its payouts drain (workflows/legacy/__init__.py).
 WORKFLOWS: Sequence[type] = (ReceiptPayout, ReceiptPayoutWorkflowV1, ReconciliationWorkflow, ArchiveRetentionWorkflow)
 _log = logging.getLogger("payouts.worker")
+
+# The payout workflow's mechanics: loaded once per process instead of once per payout the worker loads
+# (about half the CPU of replaying an evicted payout, and most of a cached payout's memory:
+# docs/performance.md). They only call temporalio.workflow and the kernel, so they are deterministic
+# outside the sandbox as well; `receipt_payout` itself stays sandboxed. The tests run them sandboxed
+# (tests/workflows/test_story.py, tests/test_replay.py), and tests/workers/test_runner.py holds their imports.
+SHARED_WORKFLOW_MODULES = (
+    "workflows.payout_state",
+    "workflows.payout_calls",
+    "workflows.ledger_steps",
+    "workflows.payout_view",
+    "workflows.operator_decisions",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox with SHARED_WORKFLOW_MODULES passed through."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SHARED_WORKFLOW_MODULES)
+    )
 
 
 @dataclass
@@ -93,6 +114,7 @@ def build_workers(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
+        workflow_runner=workflow_runner(),
         activities=activities.payout_activities(),
         graceful_shutdown_timeout=graceful_shutdown,
         max_concurrent_activities=tuning.max_concurrent_activities,

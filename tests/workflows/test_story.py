@@ -193,6 +193,8 @@ class Story:
 async def story(env: WorkflowEnvironment) -> AsyncIterator[Story]:
     fakes = Fakes()
     queue = f"story-{uuid.uuid4().hex[:8]}"
+    # The SDK's full sandbox, not the worker's runner: the calls of the modules the worker shares across
+    # payouts (workers.registry.SHARED_WORKFLOW_MODULES) are checked here.
     payouts = Worker(env.client, task_queue=queue, workflows=[ReceiptPayout], activities=fakes.payouts_activities(),
                      workflow_failure_exception_types=[Exception])  # fmt: skip
     portmone = Worker(env.client, task_queue=PORTMONE_TASK_QUEUE, activities=[fakes.create_bill])
