@@ -271,9 +271,9 @@ class WorkerSettings(BaseSettings):
     max_concurrent_activities: int = Field(default=100, ge=1)
     max_concurrent_local_activities: int = Field(default=100, ge=1)
     max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
-    # The sticky cache: payout workflows kept in memory between tasks, about 0.3 MiB each (the SDK's
-    # default of 1000 measured 500 MiB a worker). A payout that drops out of it is replayed from its
-    # history on its next task (more CPU): 250 keeps a worker under 300 MB however many payouts wait.
+    # The sticky cache: payout workflows kept in memory between tasks, about 0.09 MiB each beside a
+    # worker's ~240 MiB. A payout that drops out of it is replayed from its history on its next task
+    # (more CPU): 250 measured 263 MiB a worker with 10,000 payouts waiting (docs/performance.md).
     max_cached_workflows: int = Field(default=250, ge=0)
     # bills.create calls started per second, across every worker of the deployment: Temporal holds
     # the cap on the Portmone task queue, not per process.
