@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SETTING_PREFIXES = (
-    "PORTMONE_", "PAYOUTS_", "WEBHOOK_", "TELEGRAM_", "LEDGER_", "TEMPORAL_", "SANDBOX_", "TELECOM_", "PAYOUT_",
-    "RECONCILE_", "WORKER_", "RABBIT_", "EVENTS_",
+    "PORTMONE_",
+    "PAYOUTS_",
+    "WEBHOOK_",
+    "TELEGRAM_",
+    "LEDGER_",
+    "TEMPORAL_",
+    "SANDBOX_",
+    "TELECOM_",
+    "PAYOUT_",
+    "RECONCILE_",
+    "WORKER_",
+    "RABBIT_",
+    "EVENTS_",
 )
 
 
@@ -24,6 +39,26 @@ def payouts(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> 
     return subprocess.run(
         [sys.executable, "-m", "console.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+@contextmanager
+def payouts_process(*args: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`payouts <args>` running as its own process, its output appended to `log`; killed on the way out
+    if it is still running (a failed test leaves no process behind)."""
+    process = subprocess.Popen([sys.executable, "-m", "console.cli", *args], env=env, stdout=log.open("ab"),
+                               stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def stop_cleanly(process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """SIGTERM, as an orchestrator stops it, and an exit code of 0 within `timeout` (else its log)."""
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(process.wait, timeout) == 0, log.read_text()
 
 
 def suggested_commands(text: str) -> list[list[str]]:

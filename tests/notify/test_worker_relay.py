@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.cli_helpers import payouts_process, stop_cleanly
 from tests.ledger.helpers import make_req
 from tests.notify.test_relay import eventually
 from tests.stack import running_stack, settings_env
@@ -25,10 +22,7 @@ async def test_the_worker_process_delivers_payout_events_until_it_is_stopped(
     async with running_stack(dev_env.client, tmp_path, workers=False, relay=False) as stack:
         env = {**os.environ, **settings_env(stack.settings), "OUTBOX_RELAY_INTERVAL_SECONDS": "0.1"}
         log = tmp_path / "worker.log"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-        )
-        try:
+        with payouts_process("worker", env=env, log=log) as worker:
 
             async def registered() -> bool:
                 return {b.channel for b in await stack.ledger.outbox.backlog()} == {"analytics", "telegram"}
@@ -41,14 +35,8 @@ async def test_the_worker_process_delivers_payout_events_until_it_is_stopped(
                 return await stack.ledger.outbox.user_message(req.payout_id) is not None
 
             await eventually(told, timeout=30)
-            worker.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(worker.wait, 30)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
+            await stop_cleanly(worker, log)
 
-        assert code == 0, log.read_text()
         [sent] = [c for c in await stack.record("telegram") if c.get("chat_id") == req.telegram_id]
         message_id = await stack.ledger.outbox.user_message(req.payout_id)
         assert (sent["method"], sent["message_id"]) == ("sendMessage", message_id)

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +22,7 @@ from temporalio.worker import Worker
 from ledger import Ledger, upgrade
 from payouts import metrics
 from payouts.settings import ConfigError, Settings, WorkerSettings
+from tests.cli_helpers import payouts_process, stop_cleanly
 from tests.metrics import Exposition
 from tests.stack import free_port, running_stack, settings_env
 from workers.http import WorkerReadiness, start_worker_http
@@ -82,7 +80,8 @@ async def test_readyz_names_what_is_missing_until_every_worker_polls(env: Workfl
             assert (await http.get(f"{url}/healthz")).json() == {"status": "ok"}
             assert (await http.get(f"{url}/metrics")).status_code == 404  # Prometheus export is off
             assert await readyz(http, url) == (
-                503, {"ledger": "unavailable: not opened yet", "temporal": "ok", "workers": "not started yet"}
+                503,
+                {"ledger": "unavailable: not opened yet", "temporal": "ok", "workers": "not started yet"},
             )
 
             state.ledger = ledger
@@ -106,8 +105,10 @@ async def test_readyz_names_what_is_missing_until_every_worker_polls(env: Workfl
             state.stopping = False
             await worker.shutdown()
             await run
-            assert (await readyz(http, url)) == (503, {"ledger": "ok", "temporal": "ok",
-                                                       "workers": f"not polling: {worker.task_queue}"})
+            assert (await readyz(http, url)) == (
+                503,
+                {"ledger": "ok", "temporal": "ok", "workers": f"not polling: {worker.task_queue}"},
+            )
             assert (await http.get(f"{url}/healthz")).status_code == 200
     finally:
         await ledger.aclose()
@@ -122,10 +123,7 @@ async def test_payouts_worker_answers_healthz_and_readyz(dev_env: WorkflowEnviro
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, **settings_env(stack.settings), "WORKER_METRICS_PORT": str(port)}
         log = tmp_path / "worker.log"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "console.cli", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-        )
-        try:
+        with payouts_process("worker", env=env, log=log) as worker:
             async with httpx.AsyncClient(timeout=5) as http:
                 answer: tuple[int, dict[str, str]] | None = None
                 for _ in range(300):
@@ -139,9 +137,4 @@ async def test_payouts_worker_answers_healthz_and_readyz(dev_env: WorkflowEnviro
                     await asyncio.sleep(0.1)
                 assert answer == (200, {"ledger": "ok", "temporal": "ok", "workers": "ok"}), log.read_text()
                 assert (await http.get(f"{url}/healthz")).json() == {"status": "ok"}
-            worker.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(worker.wait, 60) == 0, log.read_text()
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
+            await stop_cleanly(worker, log, timeout=60)

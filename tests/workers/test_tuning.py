@@ -4,12 +4,9 @@ its history, and a payout is paid either way."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType, TaskQueueKind
@@ -18,31 +15,23 @@ from temporalio.testing import WorkflowEnvironment
 
 from payouts.settings import WorkerSettings
 from payouts.status import PayoutStatus
-from tests.cli_helpers import clean_env, payouts
+from tests.cli_helpers import clean_env, payouts, payouts_process, stop_cleanly
 from tests.stack import Stack, running_stack, settings_env
 
 pytestmark = pytest.mark.integration
 
 
-async def _paid_with_a_worker(stack: Stack, log: Path, receipt_id: str, **worker_env: str) -> WorkflowHandle[
-        object, object]:  # fmt: skip
+async def _paid_with_a_worker(stack: Stack, log: Path, receipt_id: str, **worker_env: str) -> WorkflowHandle[Any, Any]:
     """One receipt paid by a `payouts worker` process started with `worker_env`, then stopped (SIGTERM)."""
     env = {**os.environ, **settings_env(stack.settings), **worker_env}
-    worker = subprocess.Popen([sys.executable, "-m", "console.cli", "worker"], env=env, stdout=log.open("ab"),
-                              stderr=subprocess.STDOUT)  # fmt: skip
-    try:
+    with payouts_process("worker", env=env, log=log) as worker:
         handle = await stack.submit(receipt_id=receipt_id)
         await stack.wait_status(handle, [PayoutStatus.PAID], timeout=60)
-        worker.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(worker.wait, 30) == 0, log.read_text()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        await stop_cleanly(worker, log)
     return handle
 
 
-async def _task_queue_kinds(handle: WorkflowHandle[object, object]) -> list[int]:
+async def _task_queue_kinds(handle: WorkflowHandle[Any, Any]) -> list[int]:
     """The kind of task queue each of the payout's workflow tasks was scheduled on."""
     history = await handle.fetch_history()
     return [e.workflow_task_scheduled_event_attributes.task_queue.kind for e in history.events
