@@ -2,19 +2,21 @@
 
 SQLite (aiosqlite): WAL, a busy timeout, foreign keys on, and transactions that the ledger begins
 itself: `BEGIN IMMEDIATE` for writers (so they serialize instead of failing to upgrade a read lock)
-and a plain deferred `BEGIN` for readers. PostgreSQL (asyncpg): a bounded pool with pre-ping.
+and a plain deferred `BEGIN` for readers. PostgreSQL (asyncpg): a bounded pool that never hands out a
+connection the server closed (`_on_pg_checkout`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 PG_CONNECT_TIMEOUT_S = 5.0
@@ -23,6 +25,10 @@ PG_CONNECT_TIMEOUT_S = 5.0
 # timed-out attempt never lingers to race its own retry.
 PG_LOCK_TIMEOUT_MS = 5_000
 PG_STATEMENT_TIMEOUT_MS = 15_000
+# A pooled connection idle for longer than this is pinged before use (a round trip to the server); one
+# used more recently is only checked for a closed socket, which costs nothing (docs/performance.md).
+PG_PING_AFTER_IDLE_S = 5.0
+_CHECKED_IN_AT = "payouts_checked_in_at"
 # execution option that asks for `BEGIN IMMEDIATE` on SQLite (ignored elsewhere)
 WRITE_OPTION = "ledger_write"
 _BEGIN = {True: "BEGIN IMMEDIATE", False: "BEGIN"}
@@ -65,6 +71,29 @@ def _on_sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(_BEGIN[write])
 
 
+def _on_pg_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _on_pg_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+    """Refuse a pooled connection that cannot serve: the pool then opens a new one.
+
+    SQLAlchemy's own pre-ping costs three round trips on every checkout with asyncpg (BEGIN, a query,
+    ROLLBACK). Instead: a connection whose socket the server closed (a restart, a terminated backend,
+    an idle timeout) is known to asyncpg once the event loop has read the close, so a busy pool pays
+    nothing; a connection idle for PG_PING_AFTER_IDLE_S (where a silently dropped one hides) still gets
+    the ping. A connection that dies between the check and its use fails that one transaction, as it
+    could after a ping: the ledger reports LedgerUnavailable and its callers retry."""
+    if proxy.driver_connection is None or proxy.driver_connection.is_closed():
+        raise exc.DisconnectionError("the server closed this pooled connection")
+    checked_in_at = record.info.get(_CHECKED_IN_AT)
+    if checked_in_at is not None and time.monotonic() - checked_in_at >= PG_PING_AFTER_IDLE_S:
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            raise exc.DisconnectionError(f"a pooled connection idle for a while did not answer: {error}") from error
+
+
 def make_engine(url: str | URL, *, null_pool: bool = False, **kwargs: Any) -> AsyncEngine:
     """An AsyncEngine for `sqlite+aiosqlite://` or `postgresql+asyncpg://` URLs."""
     u = make_url(url)
@@ -93,6 +122,9 @@ def make_engine(url: str | URL, *, null_pool: bool = False, **kwargs: Any) -> As
             kwargs.setdefault("max_overflow", 10)
             kwargs.setdefault("pool_timeout", 10)
             kwargs.setdefault("pool_recycle", 1800)
-        kwargs.setdefault("pool_pre_ping", True)
-        return create_async_engine(u, connect_args=connect_args, **kwargs)
+        engine = create_async_engine(u, connect_args=connect_args, **kwargs)
+        if not null_pool:
+            event.listen(engine.sync_engine, "checkin", _on_pg_checkin)
+            event.listen(engine.sync_engine, "checkout", _on_pg_checkout)
+        return engine
     raise ValueError(f"the ledger supports sqlite+aiosqlite and postgresql+asyncpg URLs, not {backend!r}")
