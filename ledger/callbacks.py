@@ -233,7 +233,14 @@ async def _store_once(
     )
     stored = await _by_dedupe_key(conn, dedupe_key)
     assert stored is not None
-    return StoreCallbackResult(callback=stored, inserted=True, payout_id=payout_id)
+    answered_at = None
+    if payout_id is not None:
+        answered_at = await conn.scalar(
+            sa.select(bill_attempts.c.finished_at)
+            .where(bill_attempts.c.bill_id == bill_id, bill_attempts.c.state == "answered")
+            .limit(1)
+        )
+    return StoreCallbackResult(callback=stored, inserted=True, payout_id=payout_id, bill_answered_at=answered_at)
 
 
 async def _echo_owner(

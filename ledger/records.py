@@ -130,6 +130,9 @@ class StoreCallbackResult:
     callback: CallbackRecord
     inserted: bool  # False: the same body was stored before (a Portmone retry)
     payout_id: str | None  # the route, when the bill id is known
+    # When the ledger recorded Portmone's bills.create answer for this bill (the callback-latency
+    # metric's start); None for a repeat, or when the callback came before the answer.
+    bill_answered_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -112,8 +112,7 @@ async def portmone_callback(request: web.Request) -> web.Response:
 
     log_context.bind(**log_context.ids_of_workflow(payout_id))
     told = await signal_stored(deps, payout_id, stored.callback)
-    if stored.inserted:
-        await observe_callback_latency(deps.ledger, payout_id, stored.callback)
+    observe_callback_latency(stored)
     if told is Told.FAILED:
         # Stored: the sweep tells the workflow once Temporal answers again.
         metrics.record_callback("signal_failed")
@@ -140,6 +139,7 @@ async def _route_by_echo(deps: WebhookDeps, rsp: Rsp, stored: StoreCallbackResul
     )
     if payout_id is not None:
         metrics.record_callback("routed_by_echo")
-        _log.warning("callback for bill %s routed to %s by its echo (the bill id was never recorded)", bill.bill_id,
-                     payout_id)
+        _log.warning(
+            "callback for bill %s routed to %s by its echo (the bill id was never recorded)", bill.bill_id, payout_id
+        )
     return payout_id

@@ -67,6 +67,23 @@ async def test_route_before_callback(ledger: Ledger) -> None:
     ]
 
 
+async def test_a_stored_callback_carries_when_its_bill_was_answered(ledger: Ledger) -> None:
+    """The callback-latency metric's start, read in the storing transaction: set for the first copy of a
+    callback whose bill's answer is recorded, absent for a repeat and for a callback that came first."""
+    pid = await reserved(ledger)
+    early = await _store(ledger, "B-30", "<rsp status='ok'>B-30 early</rsp>")
+    attempt = await ledger.attempts.begin(pid, 1)
+    answered = await ledger.attempts.finish(attempt.id, "answered", bill_id="B-30")
+    await ledger.callbacks.set_bill_id(pid, "B-30")
+    stored = await _store(ledger, "B-30", "<rsp status='ok'>B-30 paid</rsp>")
+    repeat = await _store(ledger, "B-30", "<rsp status='ok'>B-30 paid</rsp>")
+
+    assert early.bill_answered_at is None
+    assert answered.finished_at is not None
+    assert stored.bill_answered_at == answered.finished_at <= stored.callback.received_at
+    assert (repeat.inserted, repeat.bill_answered_at) == (False, None)
+
+
 async def test_unknown_bill_stays_unrouted(ledger: Ledger) -> None:
     stored = await _store(ledger, "B-nobody", "<rsp status='ok'>?</rsp>")
     none = await _store(ledger, None, "<rsp status='fail'/>")
