@@ -123,23 +123,21 @@ def build_workers(
         max_cached_workflows=tuning.max_cached_workflows,
         **worker_kwargs,
     )
-    portmone = Worker(
-        client,
-        task_queue=PORTMONE_TASK_QUEUE,
-        activities=activities.portmone_activities(),
-        graceful_shutdown_timeout=graceful_shutdown,
-        max_concurrent_activities=tuning.max_concurrent_activities,
-        max_task_queue_activities_per_second=tuning.portmone_requests_per_second,
-        **activity_kwargs,
-    )
-    notify = Worker(
-        client,
-        task_queue=NOTIFY_TASK_QUEUE,
-        activities=activities.notify_activities(),
-        graceful_shutdown_timeout=graceful_shutdown,
-        max_concurrent_activities=tuning.max_concurrent_activities,
-        **activity_kwargs,
-    )
+
+    def activities_only(queue: str, registered: list[Callable[..., Any]], **extra: Any) -> Worker:
+        return Worker(
+            client,
+            task_queue=queue,
+            activities=registered,
+            graceful_shutdown_timeout=graceful_shutdown,
+            max_concurrent_activities=tuning.max_concurrent_activities,
+            **extra,
+            **activity_kwargs,
+        )
+
+    portmone = activities_only(PORTMONE_TASK_QUEUE, activities.portmone_activities(),
+                               max_task_queue_activities_per_second=tuning.portmone_requests_per_second)  # fmt: skip
+    notify = activities_only(NOTIFY_TASK_QUEUE, activities.notify_activities())
     return [payouts, portmone, notify]
 
 
