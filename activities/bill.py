@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.payee import PayeeResolver, PayeeUnknown
 from ledger import AttemptRecord, Ledger, LedgerUnavailable, NewBillRefused
-from payouts import failures, log_context, metrics
+from payouts import failures
 from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
 from portmone import (
@@ -34,6 +34,7 @@ from portmone import (
     mask_phones,
 )
 from portmone.protocol import METHOD_BILLS_CREATE
+from runtime import log_context, metrics
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ audit trail, and the reads the escalation ladder needs.
 An outage of the ledger delays a payout and never fails it: `LedgerUnavailable` is retried by
 Temporal without a deadline (workflows.payout_calls), counted here so a long outage alerts.
 
-Payout outcomes (`payouts.metrics.record_payout_outcome`) are counted here, where the ledger has
+Payout outcomes (`runtime.metrics.record_payout_outcome`) are counted here, where the ledger has
 just recorded them: a rejection, a terminal status, an escalation to manual review.
 """
 
@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ledger import IllegalTransition, Ledger, LedgerUnavailable, ReserveRequest
-from payouts import failures, metrics
+from payouts import failures
 from payouts.calendar import business_day
 from payouts.models import (
     CallbackSignal,
@@ -34,8 +34,9 @@ from payouts.models import (
     TransitionInput,
 )
 from payouts.rejection import RejectionReason
-from payouts.settings import LedgerSettings
 from payouts.status import PayoutStatus
+from runtime import metrics
+from runtime.settings import LedgerSettings
 
 _CLOCK_SKEW = timedelta(minutes=5)
 _log = logging.getLogger("payouts.activities.ledger")
@@ -86,7 +87,7 @@ class LedgerActivities:
             amount_kopecks=req.amount_kopecks,
             currency=req.currency,
             payee_id=req.payee_id,
-            owner=inp.owner or inp.payout_id,
+            owner=inp.payout_id,
             business_day=business_day(now),
             user_daily_limit=self._limits.user_daily_limit,
             daily_budget_kopecks=self._limits.daily_budget_kopecks,
@@ -121,19 +122,16 @@ class LedgerActivities:
                     inp.payout_id,
                     inp.to_status,
                     reason=inp.reason,
-                    portmone_status=inp.portmone_status or (cb.bill_status if cb else None),
-                    error_code=inp.error_code or (cb.error_code if cb else None),
-                    error_description=inp.error_description or (cb.error_description if cb else None),
+                    portmone_status=cb.bill_status if cb else None,
+                    error_code=cb.error_code if cb else None,
+                    error_description=cb.error_description if cb else None,
                 )
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
             if news:
                 metrics.record_payout_outcome(inp.to_status, inp.reason)
-            processed = inp.processed_callback_id
-            if processed is None and cb is not None:
-                processed = cb.callback_id
-            if processed is not None:
-                await self._ledger.callbacks.mark_processed(processed)
+            if cb is not None:
+                await self._ledger.callbacks.mark_processed(cb.callback_id)
 
     @activity.defn(name="ledger.escalate")
     async def escalate(self, inp: EscalateInput) -> EscalateOutput:

@@ -1,11 +1,6 @@
 """Operator reminders, off the money path, on their own task queue (a slow Telegram cannot starve
-payouts, and a failure here never fails a payout).
-
-`notify.user` and `analytics.emit` are what the first payout workflow type (workflows/legacy) still
-schedules: they stay registered while its payouts drain and do nothing, because the ledger's outbox
-now tells the user and analytics about every payout (notify/relay.py); sending here as well would
-tell them twice.
-"""
+payouts, and a failure here never fails a payout). The shopper and analytics hear about payouts from
+the ledger's outbox (notify/relay.py), not from activities."""
 
 from __future__ import annotations
 
@@ -14,32 +9,19 @@ import logging
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from notify.analytics import AnalyticsSink
 from notify.telegram import TelegramClient, TelegramError
 from notify.texts import reminder_text
-from payouts import metrics
 from payouts.escalation import is_known
-from payouts.models import AnalyticsEvent, NotifyInput, NotifyOutput, ReminderInput
+from payouts.models import ReminderInput
+from runtime import metrics
 
 _log = logging.getLogger("payouts.notify")
 
 
 class NotifyActivities:
-    def __init__(
-        self, telegram: TelegramClient | None, sink: AnalyticsSink, operators_chat_id: str | None = None
-    ) -> None:
+    def __init__(self, telegram: TelegramClient | None, operators_chat_id: str | None = None) -> None:
         self._telegram = telegram
-        self._sink = sink
         self._operators_chat = operators_chat_id
-
-    @activity.defn(name="notify.user")
-    async def notify(self, inp: NotifyInput) -> NotifyOutput:
-        """Kept for the first workflow type's payouts; the outbox relay sends the user's message."""
-        return NotifyOutput(delivered=False)
-
-    @activity.defn(name="analytics.emit")
-    async def emit_event(self, event: AnalyticsEvent) -> None:
-        """Kept for the first workflow type's payouts; the outbox relay emits analytics."""
 
     @activity.defn(name="notify.remind_operators")
     async def remind_operators(self, inp: ReminderInput) -> None:

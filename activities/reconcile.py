@@ -19,10 +19,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities import reconcile_report
 from activities.reconcile_buckets import MISSING, WorkflowState, build
 from ledger import Ledger
-from payouts import metrics
 from payouts import search_attributes as sa
 from payouts.calendar import BUSINESS_TZ
 from payouts.models import ReconcileOutput, ReconcileRequest
+from runtime import metrics
 
 WorkflowLookup = Callable[[Sequence[str]], Awaitable[dict[str, WorkflowState]]]
 

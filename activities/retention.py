@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from temporalio import activity
 
 from ledger import Ledger
-from payouts import metrics
 from payouts.models import RetentionOutput
+from runtime import metrics
 
 MIN_RETENTION_DAYS = 90
 

@@ -14,8 +14,8 @@ import time
 
 from pydantic import SecretStr
 
-from payouts import devdefaults
 from portmone import AnsweredOk, PortmoneClient, parse_rsp
+from runtime import devdefaults
 from sandbox.app import start_sandbox
 from sandbox.config import SandboxConfig
 

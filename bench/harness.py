@@ -25,9 +25,9 @@ from temporalio.client import Client
 from bench.soak import Processes, peak_rss_mb
 from ledger import schema
 from payouts.models import PayoutView, payout_workflow_id
-from payouts.settings import LedgerSettings, PayoutSettings
-from payouts.signing import signature_headers
 from payouts.status import PayoutStatus
+from runtime.settings import LedgerSettings, PayoutSettings
+from runtime.signing import signature_headers
 from tests.callbacks import paid
 from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
 from tests.stack import Stack, running_stack, settings_env

@@ -25,7 +25,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowRunne
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from bench.harness import machine
-from payouts.temporal_client import data_converter
+from runtime.temporal_client import data_converter
 from tests.stack import stack_crypto
 from workers.registry import WORKFLOWS, workflow_runner
 

@@ -38,9 +38,10 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from ledger import Ledger, upgrade
-from payouts import devdefaults, escalation
+from payouts import escalation
 from payouts.models import PayoutView, payout_workflow_id
 from payouts.status import TERMINAL, PayoutStatus
+from runtime import devdefaults
 from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
 from tests.runbook_operator import follow_runbook, receipt_bills, view_of
 from tests.stack import free_port, sample_receipt

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.harness import bench_stack, machine, park, relay_drained, send_paid_callbacks, signal_to_state, spread
-from payouts.settings import WorkerSettings
+from runtime.settings import WorkerSettings
 from tests.temporal_envs import dev_server
 
 

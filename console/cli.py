@@ -26,8 +26,8 @@ from console.reach import (
     temporal_problem,
     webhook_problem,
 )
-from payouts.logs import LogFormat, configure_logging
-from payouts.settings import ConfigError, Settings, TelemetrySettings, load_settings
+from runtime.logs import LogFormat, configure_logging
+from runtime.settings import ConfigError, Settings, TelemetrySettings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -202,13 +202,13 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
             body[key] = getattr(args, key)
     token = settings.webhook.intake_token.get_secret_value()
     if not token and httpx.URL(url).host in {"127.0.0.1", "localhost"}:
-        from payouts.devdefaults import DEV_INTAKE_TOKEN
+        from runtime.devdefaults import DEV_INTAKE_TOKEN
 
         token = DEV_INTAKE_TOKEN  # a local `payouts dev` stack
     raw = json.dumps(body).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     if settings.webhook.intake_secret_list():  # signed intake (docs/security.md)
-        from payouts.signing import signature_headers
+        from runtime.signing import signature_headers
 
         headers.update(signature_headers(settings.webhook.intake_secret_list()[:1], raw))
     try:
@@ -230,8 +230,8 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from console.publish import run_publish
-    from payouts.devdefaults import DEV_RABBIT_URL
     from rabbit.broker import BROKER_ERRORS, display_url
+    from runtime.devdefaults import DEV_RABBIT_URL
 
     unknown = sorted(set(args.bad) - {"all", *_bad_kinds()})
     if unknown:

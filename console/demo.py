@@ -24,8 +24,8 @@ from temporalio.client import Client
 from console.ops import table as plain
 from payouts.models import PayoutView
 from payouts.money import format_amount
-from payouts.settings import Settings
 from payouts.status import TERMINAL, PayoutStatus
+from runtime.settings import Settings
 
 # Operator code 00 does not exist: these numbers are valid in form and belong to nobody.
 _DEMO_PHONE = "38000{:07d}"

@@ -42,13 +42,13 @@ from console.reach import temporal_client
 from console.tools import temporal_cli
 from ledger import Ledger, upgrade
 from payouts import search_attributes as sa
-from payouts import telemetry
 from payouts.msisdn import vault_from_settings
-from payouts.settings import Settings, load_settings
-from payouts.temporal_client import connect
 from rabbit.broker import display_url
 from rabbit.consumer import ReceiptConsumer
 from rabbit.main import build_consumer
+from runtime import telemetry
+from runtime.settings import Settings, load_settings
+from runtime.temporal_client import connect
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps
 from workers.deps import activity_set

@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from payouts.devdefaults import dev_environment
+from runtime.devdefaults import dev_environment
 
 STATE_FILE = "dev-stack.json"
 DEFAULT_DATA_DIR = Path(".data")

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import aio_pika
 
 from console.demo import sample_receipt
-from payouts.settings import RabbitSettings
 from rabbit.broker import connect, connection_name
 from rabbit.contract import DeadLetterReason
+from runtime.settings import RabbitSettings
 
 # Every kind `--bad` can publish: each dead-letter reason the consumer gives.
 BAD_KINDS: tuple[str, ...] = tuple(reason.value for reason in DeadLetterReason)

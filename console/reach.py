@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from payouts.settings import ConfigError, Settings
+from runtime.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -51,7 +51,7 @@ def rabbit_problem(url: str, exc: BaseException) -> str:
 
 async def temporal_client(settings: Settings) -> Client:
     """The client, or Unreachable naming the address."""
-    from payouts.temporal_client import connect
+    from runtime.temporal_client import connect
 
     try:
         return await connect(settings)

@@ -17,10 +17,10 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from ledger import Ledger, OutboxDelivery
-from payouts import metrics
 from payouts.events import ChannelUnavailable, EventChannel
-from payouts.log_context import ids_of_workflow, payout_context
-from payouts.settings import OutboxSettings
+from runtime import metrics
+from runtime.log_context import ids_of_workflow, payout_context
+from runtime.settings import OutboxSettings
 
 _log = logging.getLogger("payouts.notify.relay")
 _BACKLOG_EVERY_SECONDS = 15.0
@@ -105,7 +105,7 @@ class Relay:
                 await self._ledger.outbox.release(batch[i:])
                 break
             event = delivery.event
-            # Every line about this event carries its payout's ids (payouts.log_context).
+            # Every line about this event carries its payout's ids (runtime.log_context).
             with payout_context(telegram_id=event.telegram_id, bill_id=event.bill_id,
                                 **ids_of_workflow(event.payout_id)):
                 try:

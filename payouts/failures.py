@@ -2,7 +2,7 @@
 
 Every name here is also a promise: the messages of failures of these types are ours and hold no personal
 data (phones are masked before they reach a message), so Temporal keeps them readable to operators
-(`payouts.failure_converter`); failures of any other type are encrypted.
+(`runtime.failure_converter`); failures of any other type are encrypted.
 """
 
 from __future__ import annotations

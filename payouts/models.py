@@ -89,10 +89,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-# The payout workflow's type name, and the earlier type still registered while its payouts drain
-# (workflows/legacy). Starters and searches use these names; nothing imports the workflow classes.
+# The payout workflow's type name. Starters and searches use it; nothing imports the workflow class.
 PAYOUT_WORKFLOW_TYPE = "ReceiptPayout"
-PAYOUT_WORKFLOW_TYPES = (PAYOUT_WORKFLOW_TYPE, "ReceiptPayoutWorkflow")
 
 
 def payout_workflow_id(receipt_id: str) -> str:
@@ -208,10 +206,9 @@ class PayoutView(_Model):
 
 
 class ReserveInput(_Model):
+    # Also who holds the reservation: the workflow id is the payout id, so a reset or continued run is the
+    # same payout asking again, not a duplicate.
     payout_id: str
-    # Who holds the reservation: the workflow id, which is the payout id (so a reset or continued run
-    # is the same payout, not a duplicate); the first workflow type passed it explicitly.
-    owner: str | None = None
     request: PayoutRequest
 
 
@@ -270,12 +267,8 @@ class TransitionInput(_Model):
     payout_id: str
     to_status: PayoutStatus
     reason: str | None = None
-    portmone_status: str | None = None
-    error_code: str | None = None
-    error_description: str | None = None
-    processed_callback_id: int | None = None
     # The callback that decided this step: its status and error are recorded with it, and it is
-    # marked processed (the explicit fields above are how the first workflow type passed them).
+    # marked processed.
     callback: CallbackSignal | None = None
 
 
@@ -294,19 +287,6 @@ class NotifyKind(StrEnum):
     DELAYED = "delayed"  # sent to manual review: a person will look
     CANCELLED = "cancelled"
     REJECTED = "rejected"
-
-
-class NotifyInput(_Model):
-    telegram_id: int
-    kind: NotifyKind
-    language: Literal["uk", "en"] = "uk"
-    amount_kopecks: int
-    message_id: int | None = None  # edit this message instead of sending a new one
-
-
-class NotifyOutput(_Model):
-    delivered: bool
-    message_id: int | None = None
 
 
 class TopupInput(_Model):
@@ -339,7 +319,7 @@ class PayoutPolicy(_Model):
     retry_backoff_seconds: int = Field(default=300, ge=1)
     manual_reminder_seconds: int = Field(default=4 * 3600, ge=1)
     # One bills.create attempt; above the Portmone call's total budget plus the ledger writes
-    # (payouts.settings.bill_attempt_timing_problem). A worker that dies mid-call is noticed
+    # (runtime.settings.bill_attempt_timing_problem). A worker that dies mid-call is noticed
     # after this long, and the retry then finds the unfinished attempt.
     bill_attempt_timeout_seconds: int = Field(default=90, ge=1)
     # Reminders in one run of a payout waiting in manual review; then it continues as new, so its
@@ -358,7 +338,6 @@ class CarriedPayout(_Model):
     open_bills: list[OpenBillView] = Field(default_factory=list)
     paid_callback: CallbackSignal | None = None
     results: dict[str, OperatorResult] = Field(default_factory=dict)
-    message_id: int | None = None
 
 
 class PayoutWorkflowInput(_Model):
@@ -429,9 +408,6 @@ class ReconcileRequest(_Model):
 
 
 class ReconcileOutput(_Model):
-    # A run in flight across the upgrade may still hand back the file paths reports once carried.
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
     report_day: date
     cutoff: datetime
     counts: dict[str, int]

@@ -6,7 +6,7 @@ validated before anything is sent, and apart from sending (`bill_request(...)` b
 `BillRequest`, `send(request)` sends it); every outcome carries a redacted `Exchange` for the
 archive; the log names the method, the outcome, the HTTP status and the time taken, never the
 password or the phone (the redacted exchange itself at debug level). Every call is counted
-(payouts.metrics: requests by method, failures by code, duration by outcome class, version-1
+(runtime.metrics: requests by method, failures by code, duration by outcome class, version-1
 fallbacks).
 
 Time: httpx's timeouts apply per operation (the read timeout to each read), so a server that
@@ -31,8 +31,6 @@ import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from pydantic import SecretStr
 
-from payouts import metrics
-from payouts.settings import PortmoneSettings
 from portmone import protocol as p
 from portmone.redact import REDACTED, redact_params, redact_xml
 from portmone.request import BillRequest
@@ -46,6 +44,8 @@ from portmone.results import (
     PortmoneError,
 )
 from portmone.xml import XmlRejected, parse_rsp
+from runtime import metrics
+from runtime.settings import PortmoneSettings
 
 logger = logging.getLogger("portmone")
 
@@ -405,7 +405,7 @@ class PortmoneClient:
             exchange.http_status if exchange.http_status is not None else "-",
             exchange.elapsed_ms,
             detail,
-            # The bill id also as a field of the line (payouts.logs prints the payout's ids that way).
+            # The bill id also as a field of the line (runtime.logs prints the payout's ids that way).
             extra={"bill_id": outcome.bill.bill_id} if isinstance(outcome, AnsweredOk) else None,
         )
         return outcome

@@ -10,7 +10,7 @@ from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from yarl import URL
 
-from payouts.settings import ConfigError, RabbitSettings
+from runtime.settings import ConfigError, RabbitSettings
 
 # What the broker going away (or refusing a call) looks like from aio-pika.
 BROKER_ERRORS: tuple[type[BaseException], ...] = (

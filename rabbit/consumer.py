@@ -18,11 +18,11 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
-from payouts import metrics
-from payouts.settings import RabbitSettings
 from rabbit.broker import BROKER_ERRORS, Backoff, connect, connection_name, display_url
 from rabbit.handler import Action, Handling, ReceiptHandler
 from rabbit.topology import declare_topology
+from runtime import metrics
+from runtime.settings import RabbitSettings
 
 _log = logging.getLogger("payouts.rabbit.consumer")
 

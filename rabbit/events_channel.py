@@ -17,10 +17,10 @@ import logging
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from payouts import metrics
 from payouts.events import ChannelUnavailable, PayoutEvent
-from payouts.settings import RabbitSettings, Settings
 from rabbit.broker import BROKER_ERRORS, broker_url, connect, connection_name
+from runtime import metrics
+from runtime.settings import RabbitSettings, Settings
 
 EVENT_VERSION = 1
 _log = logging.getLogger("payouts.rabbit.events")

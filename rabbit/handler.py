@@ -12,9 +12,9 @@ from temporalio.client import Client
 
 from payouts.msisdn import MsisdnError, MsisdnVault
 from payouts.receipt import to_payout_request
-from payouts.settings import Settings
-from payouts.start import StartOutcome, StartUnavailable, start_payout
 from rabbit.contract import DeadLetterReason, Refused, invalid_payload, read_message
+from runtime.settings import Settings
+from runtime.start import StartOutcome, StartUnavailable, start_payout
 
 _log = logging.getLogger("payouts.rabbit.handler")
 

@@ -9,13 +9,13 @@ import signal
 from aiohttp import web
 from temporalio.client import Client
 
-from payouts import telemetry
 from payouts.msisdn import vault_from_settings
-from payouts.settings import Settings
-from payouts.temporal_client import connect
 from rabbit.broker import broker_url
 from rabbit.consumer import ReceiptConsumer
 from rabbit.handler import ReceiptHandler
+from runtime import telemetry
+from runtime.settings import Settings
+from runtime.temporal_client import connect
 
 _log = logging.getLogger("payouts.rabbit")
 

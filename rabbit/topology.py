@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 from aiormq.exceptions import ChannelPreconditionFailed
 from pamqp.common import FieldTable
 
-from payouts.settings import ConfigError, RabbitSettings
+from runtime.settings import ConfigError, RabbitSettings
 
 
 class TopologyMismatch(ConfigError):

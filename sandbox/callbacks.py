@@ -7,7 +7,7 @@ no longer open when the plan comes due (cancelled in the cabinet, or settled by 
 keeps its status, and the plan is recorded as skipped with the reason.
 
 When the sandbox has a callback secret (`WEBHOOK_CALLBACK_HMAC_SECRETS`, the first one), every
-attempt carries our signature headers (payouts.signing, docs/security.md), freshly timestamped."""
+attempt carries our signature headers (runtime.signing, docs/security.md), freshly timestamped."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from payouts.signing import signature_headers
+from runtime.signing import signature_headers
 from sandbox import rsp
 from sandbox.faults import verdict_label
 from sandbox.state import OPEN, SandboxState, SimBill, now_iso

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from payouts import devdefaults
-from payouts.settings import PortmoneSettings, SandboxSettings, Settings
+from runtime import devdefaults
+from runtime.settings import PortmoneSettings, SandboxSettings, Settings
 from sandbox.faults import FaultTable
 
 
@@ -23,7 +23,7 @@ class SandboxConfig:
     callback_max_attempts: int = 5
     callback_retry_seconds: float = 0.5
     callback_timeout_seconds: float = 10.0
-    # Callbacks are signed (payouts.signing) with the first of these, as the webhook expects
+    # Callbacks are signed (runtime.signing) with the first of these, as the webhook expects
     # (WEBHOOK_CALLBACK_HMAC_SECRETS); empty: unsigned.
     callback_hmac_secrets: list[str] = field(default_factory=list)
     # A payee's per-bill limit (answers code 23 above it).

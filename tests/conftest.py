@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from temporalio.testing import WorkflowEnvironment
 
-from payouts import telemetry
-from payouts.settings import TelemetrySettings
+from runtime import telemetry
+from runtime.settings import TelemetrySettings
 from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
 from tests.temporal_envs import dev_server, time_skipping_server
 
-# The Temporal connection reads the `temporal` CLI's profile file (payouts.temporal_profile): the
+# The Temporal connection reads the `temporal` CLI's profile file (runtime.temporal_profile): the
 # tests, and the processes they start, never pick up the developer's own (an empty file instead).
 os.environ.setdefault("TEMPORAL_CONFIG_FILE", os.devnull)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from payouts import telemetry
+from runtime import telemetry
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import pytest_asyncio
 from aiohttp import web
 from pydantic import SecretStr
 
-from payouts import devdefaults
 from portmone import PortmoneClient
+from runtime import devdefaults
 from sandbox.app import sandbox_state, start_sandbox
 from sandbox.config import SandboxConfig
 from sandbox.state import SandboxState

@@ -21,10 +21,12 @@ from temporalio.service import RPCError
 
 from ledger import Ledger, upgrade
 from notify.analytics import MemorySink
-from payouts import devdefaults
 from payouts.models import PayoutView, payout_workflow_id
 from payouts.msisdn import vault_from_settings
-from payouts.settings import (
+from payouts.status import PayoutStatus
+from portmone import PortmoneClient
+from runtime import devdefaults
+from runtime.settings import (
     CryptoSettings,
     LedgerSettings,
     OutboxSettings,
@@ -37,9 +39,7 @@ from payouts.settings import (
     TemporalSettings,
     WebhookSettings,
 )
-from payouts.signing import signature_headers
-from payouts.status import PayoutStatus
-from portmone import PortmoneClient
+from runtime.signing import signature_headers
 from sandbox.app import start_sandbox
 from sandbox.config import SandboxConfig
 from tests.faults import (

@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ledger import Ledger
 from payouts.msisdn import vault_from_settings
-from payouts.settings import Settings
+from runtime.settings import Settings
 from tests.stack import Stack
 from webhook.app import start_webhook
 from webhook.deps import WebhookDeps

@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from console.tools import temporal_cli, temporal_test_server
 from payouts import search_attributes as sa
-from payouts.temporal_client import data_converter
+from runtime.temporal_client import data_converter
 from tests.stack import stack_crypto
 
 # The Java test server does not advertise newer server capabilities, and the SDK core warns about

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from lxml import etree
 
-from payouts import devdefaults
+from runtime import devdefaults
 from tests.cli_helpers import clean_env, payouts
 from tests.stack import free_port
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from payouts import metrics
+from runtime import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -38,7 +38,7 @@ _METRIC = re.compile(r"\b((?:payout|portmone|webhook|temporal)_[a-z0-9_]+)\b")
 
 
 def exported() -> set[str]:
-    """Prometheus names the code exports: payouts.metrics (every metric of ours), the Temporal SDK's, and
+    """Prometheus names the code exports: runtime.metrics (every metric of ours), the Temporal SDK's, and
     the recording rules."""
     names = set(metrics.EXPOSED) | TEMPORAL_SDK
     for group in yaml.safe_load(ALERTS.read_text())["groups"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from payouts.settings import Settings, setting_sections
+from runtime.settings import Settings, setting_sections
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 

@@ -12,13 +12,12 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from payouts.temporal_client import data_converter
+from runtime.temporal_client import data_converter
 from tests.stack import stack_crypto
 from workers.registry import WORKFLOWS, workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
-# Every committed history: the top-level ones from before the money-safety change, then one folder
-# per workflow change (named after its patch id) with a history of each shape a payout can take.
+# Every committed history: a folder per workflow type, with a history of each shape a payout can take.
 NAMES = sorted(str(p.relative_to(HISTORIES).with_suffix("")) for p in HISTORIES.rglob("*.json"))
 
 
@@ -27,7 +26,6 @@ def test_every_shape_has_a_history() -> None:
 
     recorded = {p.stem for p in FOLDER.glob("*.json")}
     assert recorded == set(SHAPES) | set(WITH_SHORT_RUNS)
-    assert {"happy_path", "manual_review"} <= set(NAMES)  # the old ones are kept
 
 
 RUNNERS: dict[str, Callable[[], WorkflowRunner]] = {

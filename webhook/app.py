@@ -9,10 +9,10 @@ import signal
 from aiohttp import web
 
 from ledger import Ledger
-from payouts import telemetry
 from payouts.msisdn import vault_from_settings
-from payouts.settings import Settings
-from payouts.temporal_client import connect
+from runtime import telemetry
+from runtime.settings import Settings
+from runtime.temporal_client import connect
 from webhook.callback import portmone_callback
 from webhook.codec_server import setup_codec_server
 from webhook.deps import WebhookDeps

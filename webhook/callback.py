@@ -20,11 +20,11 @@ import logging
 from aiohttp import web
 
 from ledger import LedgerUnavailable, StoreCallbackResult
-from payouts import log_context, metrics
 from payouts.models import receipt_in_comment
 from payouts.msisdn import is_valid_msisdn
 from portmone import Rsp, XmlRejected, mask_phones, parse_rsp, redact_xml
 from portmone.protocol import callback_verdict
+from runtime import log_context, metrics
 from webhook.body import BodyRefused, read_body
 from webhook.callback_latency import observe_callback_latency
 from webhook.deps import WebhookDeps

@@ -8,7 +8,7 @@
 
 `CallbackVerifier.from_settings` parses them once, at start-up; a request never reads settings.
 At least one check is required outside dev: a production webhook without any is never built
-(ConfigError, payouts.settings.callback_auth_problem); in dev (`PAYOUTS_ENV=dev`) it believes every
+(ConfigError, runtime.settings.callback_auth_problem); in dev (`PAYOUTS_ENV=dev`) it believes every
 callback. The address and the certificate are checked before the body is read (`check_peer`), the
 signature after (`check_body`). A failed check raises `Refused` (webhook.refusal).
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from payouts.listsettings import IPNetwork
-from payouts.settings import ConfigError, Settings, callback_auth_problem, client_certificate_problem
+from runtime.listsettings import IPNetwork
+from runtime.settings import ConfigError, Settings, callback_auth_problem, client_certificate_problem
 from webhook.refusal import Endpoint, Reason, Refused
 from webhook.signature_auth import SignatureVerifier
 

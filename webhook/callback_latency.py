@@ -9,7 +9,7 @@ recorded (an early callback) has no latency to observe.
 from __future__ import annotations
 
 from ledger import StoreCallbackResult
-from payouts import metrics
+from runtime import metrics
 
 
 def observe_callback_latency(stored: StoreCallbackResult) -> None:

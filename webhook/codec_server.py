@@ -22,9 +22,9 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from payouts.codec import AesGcmCodec, CodecError
-from payouts.settings import Settings
-from payouts.temporal_client import payload_codec
+from runtime.codec import AesGcmCodec, CodecError
+from runtime.settings import Settings
+from runtime.temporal_client import payload_codec
 from webhook.body import BodyRefused, read_body
 from webhook.errors import error
 from webhook.refusal import Endpoint, Reason, Refused, refuse

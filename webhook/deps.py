@@ -8,7 +8,7 @@ from temporalio.client import Client
 
 from ledger import Ledger
 from payouts.msisdn import MsisdnVault
-from payouts.settings import Settings
+from runtime.settings import Settings
 from webhook.callback_auth import CallbackVerifier
 from webhook.intake_auth import IntakeVerifier
 

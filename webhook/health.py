@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from payouts.health import readiness, temporal_check
+from runtime.health import readiness, temporal_check
 from webhook.keys import DEPS
 
 

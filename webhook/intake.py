@@ -8,11 +8,11 @@ import logging
 from aiohttp import web
 from pydantic import ValidationError
 
-from payouts import log_context
 from payouts.models import payout_workflow_id
 from payouts.msisdn import MsisdnError
 from payouts.receipt import AcceptedReceipt, to_payout_request
-from payouts.start import StartOutcome, StartResult, StartUnavailable, start_payout
+from runtime import log_context
+from runtime.start import StartOutcome, StartResult, StartUnavailable, start_payout
 from webhook.body import BodyRefused, read_body
 from webhook.errors import error, validation_error
 from webhook.keys import DEPS

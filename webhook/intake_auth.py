@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from payouts.settings import Settings
+from runtime.settings import Settings
 from webhook.refusal import Endpoint, Reason, Refused
 from webhook.signature_auth import SignatureVerifier
 

@@ -1,7 +1,7 @@
 """What the webhook tells about each request: its metrics by route template, its log context, its
 access-log line.
 
-Each request runs in its own payout log context (payouts.log_context), which the handlers fill as
+Each request runs in its own payout log context (runtime.log_context), which the handlers fill as
 they learn the receipt, payout and bill. Its duration, method and status are recorded under the
 route's template (`/portmone/callback`), never the raw path, so a scanner's random URLs become one
 `unmatched` series. The access log names the path without its query string.
@@ -18,8 +18,8 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from payouts import metrics
-from payouts.log_context import payout_context
+from runtime import metrics
+from runtime.log_context import payout_context
 
 Handler = Callable[[web.Request], Awaitable[StreamResponse]]
 UNMATCHED = "unmatched"

@@ -20,8 +20,8 @@ from aiohttp import web
 from temporalio.service import RPCError, RPCStatusCode
 
 from ledger import CallbackRecord, LedgerUnavailable
-from payouts import metrics
 from payouts.models import CallbackSignal
+from runtime import metrics
 from webhook.deps import WebhookDeps
 from webhook.keys import DEPS
 

@@ -15,7 +15,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from payouts import metrics
+from runtime import metrics
 from webhook.errors import error
 
 _log = logging.getLogger("payouts.webhook.auth")

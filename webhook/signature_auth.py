@@ -1,4 +1,4 @@
-"""The request signature (payouts.signing's HMAC scheme) as the webhook checks it, for Portmone
+"""The request signature (runtime.signing's HMAC scheme) as the webhook checks it, for Portmone
 callbacks and for intake alike.
 
 A `SignatureVerifier` holds one endpoint's secrets, parsed once at start-up; `check` raises
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from payouts import metrics, signing
+from runtime import metrics, signing
 from webhook.refusal import Endpoint, Reason, Refused
 
 _REASONS = {

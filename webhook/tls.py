@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 
-from payouts.settings import ConfigError, WebhookSettings
+from runtime.settings import ConfigError, WebhookSettings
 
 
 def server_ssl_context(settings: WebhookSettings) -> ssl.SSLContext | None:

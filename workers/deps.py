@@ -20,9 +20,9 @@ from ledger import Ledger
 from notify import AnalyticsChannel, AnalyticsSink, LogSink, Relay, TelegramChannel, TelegramClient
 from payouts.events import EventChannel
 from payouts.msisdn import vault_from_settings
-from payouts.settings import Settings
 from portmone import PortmoneClient
 from rabbit.events_channel import BonusEventsChannel, bonus_events_channel
+from runtime.settings import Settings
 from workers.registry import ActivitySet
 
 
@@ -85,7 +85,7 @@ async def activity_set(
             telecom=TelecomActivities(
                 settings.telecom.api_url, settings.telecom.api_token.get_secret_value(), vault, http
             ),
-            notify=NotifyActivities(telegram, sink, settings.telegram.operators_chat_id),
+            notify=NotifyActivities(telegram, settings.telegram.operators_chat_id),
             reconcile=ReconcileActivities(
                 ledger,
                 callback_sla=timedelta(

@@ -16,9 +16,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from ledger import Ledger
-from payouts import telemetry
-from payouts.health import NotReady, readiness, temporal_check
-from payouts.settings import ConfigError, Settings
+from runtime import telemetry
+from runtime.health import NotReady, readiness, temporal_check
+from runtime.settings import ConfigError, Settings
 
 
 @dataclass

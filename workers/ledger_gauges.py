@@ -1,5 +1,5 @@
 """The manual-review queue's size and oldest age, read from the ledger every
-`WORKER_LEDGER_GAUGES_INTERVAL_SECONDS` and exported as gauges (payouts.metrics).
+`WORKER_LEDGER_GAUGES_INTERVAL_SECONDS` and exported as gauges (runtime.metrics).
 
 One cheap query per interval, not one per scrape. Every worker replica reads the same ledger, so
 alerts take the `max` across replicas.
@@ -11,8 +11,8 @@ import asyncio
 import logging
 
 from ledger import Ledger, LedgerUnavailable
-from payouts import metrics
 from payouts.status import PayoutStatus
+from runtime import metrics
 
 _log = logging.getLogger("payouts.worker.gauges")
 

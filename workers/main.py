@@ -13,9 +13,9 @@ import contextlib
 import logging
 import signal
 
-from payouts import telemetry
-from payouts.settings import Settings
-from payouts.temporal_client import connect
+from runtime import telemetry
+from runtime.settings import Settings
+from runtime.temporal_client import connect
 from workers.deps import activity_set
 from workers.http import WorkerReadiness, start_worker_http
 from workers.ledger_gauges import refresh_forever

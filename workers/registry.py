@@ -20,16 +20,14 @@ from activities.reconcile import ReconcileActivities
 from activities.retention import RetentionActivities
 from activities.telecom import TelecomActivities
 from notify import Relay
-from payouts.log_context import ActivityLogContext
-from payouts.settings import WorkerSettings
+from runtime.log_context import ActivityLogContext
+from runtime.settings import WorkerSettings
 from workflows.archive_retention import ArchiveRetentionWorkflow
-from workflows.legacy.receipt_payout_v1 import ReceiptPayoutWorkflowV1
 from workflows.payout_calls import NOTIFY_TASK_QUEUE, PORTMONE_TASK_QUEUE
 from workflows.receipt_payout import ReceiptPayout
 from workflows.reconciliation import ReconciliationWorkflow
 
-# ReceiptPayoutWorkflowV1 stays registered until its payouts drain (workflows/legacy/__init__.py).
-WORKFLOWS: Sequence[type] = (ReceiptPayout, ReceiptPayoutWorkflowV1, ReconciliationWorkflow, ArchiveRetentionWorkflow)
+WORKFLOWS: Sequence[type] = (ReceiptPayout, ReconciliationWorkflow, ArchiveRetentionWorkflow)
 _log = logging.getLogger("payouts.worker")
 
 # The payout workflow's mechanics: loaded once per process instead of once per payout the worker loads
@@ -73,9 +71,6 @@ class ActivitySet:
             self.ledger.undelivered_callbacks,
             self.ledger.state,
             self.ledger.record_operator_action,
-            # Also here, uncapped, until ReceiptPayoutWorkflowV1 drains: its payouts (and bills scheduled
-            # before PORTMONE_TASK_QUEUE existed) call bills.create on the workflow's own task queue.
-            self.bill.create_bill,
             self.telecom.topup,
             *self.maintenance_activities(),
         ]
@@ -92,7 +87,7 @@ class ActivitySet:
         return found
 
     def notify_activities(self) -> list[Callable[..., Any]]:
-        return [self.notify.notify, self.notify.emit_event, self.notify.remind_operators]
+        return [self.notify.remind_operators]
 
 
 def build_workers(

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from console.devstate import use_dev_stack
 from console.reach import Unreachable, ledger_problem_of, missing_ledger_problem, temporal_client
 from ledger import Ledger
-from payouts.settings import Settings, load_settings
+from runtime.settings import Settings, load_settings
 
 
 class OpsError(RuntimeError):

@@ -12,10 +12,11 @@ from temporalio.testing import ActivityEnvironment
 from activities.bill import BillActivities
 from activities.payee import PayeeResolver
 from ledger import Ledger
-from payouts import devdefaults, failures
+from payouts import failures
 from payouts.models import CreateBillInput
 from payouts.msisdn import vault_from_settings
 from portmone import PortmoneClient
+from runtime import devdefaults
 from tests.ledger.helpers import reserved
 from tests.stack import TEST_PHONE
 

@@ -13,13 +13,14 @@ from temporalio.testing import ActivityEnvironment
 from activities.bill import BillActivities
 from activities.payee import PayeeResolver
 from ledger import Ledger
-from payouts import devdefaults, failures
+from payouts import failures
 from payouts.models import CreateBillInput
 from payouts.msisdn import vault_from_settings
 from payouts.status import PayoutStatus
 from portmone import AnsweredFail, AnsweredOk, BillRequest, NotSent, Outcome, OutcomeUnknown, PortmoneClient
 from portmone.protocol import BillStatus, ErrorKind
 from portmone.results import Bill, Exchange, PortmoneError
+from runtime import devdefaults
 from tests.faults import FaultyLedger, LedgerFaults
 from tests.ledger.helpers import reserved
 from tests.stack import TEST_PHONE

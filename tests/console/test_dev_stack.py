@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from console.tools import temporal_cli
-from payouts.settings import Settings, WebhookSettings
+from runtime.settings import Settings, WebhookSettings
 from tests.cli_helpers import clean_env, parse_error, payouts, suggested_commands
 from tests.console.conftest import DevProcess, start_dev, stop, wait_ready
 from tests.stack import TEST_PHONE, free_port, stack_crypto

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from payouts.devdefaults import dev_environment
+from runtime.devdefaults import dev_environment
 from tests.cli_helpers import clean_env, payouts
 from tests.stack import free_port
 

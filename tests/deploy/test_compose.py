@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from console.tools import temporal_cli
 from payouts import search_attributes as sa
-from payouts.settings import LedgerSettings, ReconcileSettings, WorkerSettings
+from runtime.settings import LedgerSettings, ReconcileSettings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.temporal.yml"

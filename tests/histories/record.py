@@ -1,13 +1,12 @@
 """Record the histories that tests/test_replay.py replays: one per shape a payout can take.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record                  # every shape
+    .venv/bin/python -m tests.histories.record late_callback    # only the shapes named
 
-Histories are kept, never re-recorded: a file that exists is left alone, so running this after a
-workflow change adds the shapes it does not have yet (under a new folder named after the change: a
-patch id, or a new workflow type) and replay tests then prove that the code still replays every
-history recorded before it. `ReceiptPayout/` holds today's workflow type; `money-safety-1/` and the
-top-level `happy_path.json` / `manual_review.json` are the first type's (workflows/legacy), which
-stays registered until its payouts drain.
+No deployment exists yet (DESIGN.md §7), so a workflow change re-records the shapes whose commands it
+changes, and every committed history must keep replaying (the determinism check). From the first
+production deployment on, histories are kept, never re-recorded: docs/development.md ("Changing the
+workflow") says how changes go in then.
 
 Recorded in virtual time on the Java test server, through the real sandbox, webhook, ledger and workers.
 """
@@ -15,6 +14,7 @@ Recorded in virtual time on the Java test server, through the real sandbox, webh
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -25,8 +25,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from payouts.models import PAYOUT_WORKFLOW_TYPE, OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
-from payouts.settings import LedgerSettings, PayoutSettings
 from payouts.status import PayoutStatus as S
+from runtime.settings import LedgerSettings, PayoutSettings
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import time_skipping_server
 
@@ -188,9 +188,6 @@ WITH_SHORT_RUNS: dict[str, Shape] = {"continue_as_new": continue_as_new}
 
 async def record(stack: Stack, env: WorkflowEnvironment, name: str, shape: Shape) -> None:
     path = FOLDER / f"{name}.json"
-    if path.exists():
-        print(f"kept {path.relative_to(HERE)} (histories are never re-recorded)")
-        return
     await stack.http.post(f"{stack.sandbox_url}/_sandbox/reset")
     handle = await shape(stack, env)
     await asyncio.sleep(1)  # let the last workflow task finish, so the history is complete
@@ -199,10 +196,17 @@ async def record(stack: Stack, env: WorkflowEnvironment, name: str, shape: Shape
     print(f"recorded {path.relative_to(HERE)}: {len(history.events)} events")
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
+    unknown = set(names) - set(SHAPES) - set(WITH_SHORT_RUNS)
+    if unknown:
+        known = ", ".join([*SHAPES, *WITH_SHORT_RUNS])
+        raise SystemExit(f"no such shape: {', '.join(sorted(unknown))} (shapes: {known})")
     FOLDER.mkdir(exist_ok=True)
     async with time_skipping_server() as env:
-        for shapes, settings in ((SHAPES, policy()), (WITH_SHORT_RUNS, policy(reminders_per_run=2))):
+        for every, settings in ((SHAPES, policy()), (WITH_SHORT_RUNS, policy(reminders_per_run=2))):
+            shapes = {name: shape for name, shape in every.items() if not names or name in names}
+            if not shapes:
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 ledger = LedgerSettings(url=f"sqlite+aiosqlite:///{tmp}/ledger.db", user_daily_limit=100)
                 async with running_stack(
@@ -213,4 +217,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

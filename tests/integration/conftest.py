@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from payouts.settings import PayoutSettings
+from runtime.settings import PayoutSettings
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.integration

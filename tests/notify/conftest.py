@@ -11,7 +11,7 @@ import pytest
 
 from ledger import Ledger, upgrade
 from notify import TelegramClient
-from payouts import devdefaults
+from runtime import devdefaults
 from tests.ledger.conftest import clear
 from tests.sandbox_fixtures import (  # noqa: F401 - fixtures are found by name
     SandboxHandle,

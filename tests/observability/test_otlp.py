@@ -18,7 +18,7 @@ PROBE = """
 import asyncio
 from opentelemetry import trace
 from payouts import metrics, telemetry
-from payouts.settings import TelemetrySettings
+from runtime.settings import TelemetrySettings
 from payouts.status import PayoutStatus
 
 async def main() -> None:

@@ -25,9 +25,9 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from payouts import devdefaults
-from payouts.logs import PayoutIdsFilter, formatter
 from payouts.status import PayoutStatus as S
+from runtime import devdefaults
+from runtime.logs import PayoutIdsFilter, formatter
 from tests.integration.conftest import short_policy
 from tests.metrics import Exposition
 from tests.stack import TEST_PHONE, Stack, free_port, running_stack, settings_env

@@ -27,8 +27,8 @@ from temporalio.service import TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
 from console.tools import temporal_cli
-from payouts.settings import ConfigError, Settings, TemporalSettings, load_settings
-from payouts.temporal_client import connect, connect_config
+from runtime.settings import ConfigError, Settings, TemporalSettings, load_settings
+from runtime.temporal_client import connect, connect_config
 from tests.stack import stack_crypto
 
 SERVER_NAME = "temporal.payouts.test"

@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from temporalio.testing import WorkflowEnvironment
 
-from payouts import telemetry
-from payouts.settings import Settings, TemporalSettings
 from payouts.status import PayoutStatus as S
-from payouts.temporal_client import connect
+from runtime import telemetry
+from runtime.settings import Settings, TemporalSettings
+from runtime.temporal_client import connect
 from tests.integration.conftest import short_policy
 from tests.stack import running_stack, stack_crypto
 

@@ -20,8 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from ledger import Ledger, upgrade
-from payouts import metrics
-from payouts.settings import ConfigError, Settings, WorkerSettings
+from runtime import metrics
+from runtime.settings import ConfigError, Settings, WorkerSettings
 from tests.cli_helpers import payouts_process, stop_cleanly
 from tests.metrics import Exposition
 from tests.stack import free_port, running_stack, settings_env

@@ -14,8 +14,8 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from console.dev import start_temporal_dev_server, stop_process, wait_for_port
-from payouts.settings import PayoutSettings, Settings, WebhookSettings
-from payouts.temporal_client import data_converter
+from runtime.settings import PayoutSettings, Settings, WebhookSettings
+from runtime.temporal_client import data_converter
 from tests.stack import Stack, free_port, running_stack, stack_crypto
 from webhook.codec_server import setup_codec_server
 

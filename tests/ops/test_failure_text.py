@@ -20,8 +20,8 @@ from temporalio.client import WorkflowHandle
 
 from console.tools import temporal_cli
 from payouts import failures
-from payouts.codec import ENCODING
 from payouts.status import PayoutStatus as S
+from runtime.codec import ENCODING
 from tests.ops.conftest import TemporalUi, ops_policy
 from tests.security.test_secret_hygiene import PHONE_FORMS
 from tests.stack import Stack, running_stack

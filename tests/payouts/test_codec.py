@@ -10,8 +10,9 @@ import pytest
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 
-from payouts import devdefaults
-from payouts.codec import (
+from payouts.status import PayoutStatus as S
+from runtime import devdefaults
+from runtime.codec import (
     ENCODING,
     META_KEY_ID,
     AesGcmCodec,
@@ -20,9 +21,8 @@ from payouts.codec import (
     new_codec_key,
     parse_codec_keys,
 )
-from payouts.settings import ConfigError, CryptoSettings, Settings
-from payouts.status import PayoutStatus as S
-from payouts.temporal_client import data_converter
+from runtime.settings import ConfigError, CryptoSettings, Settings
+from runtime.temporal_client import data_converter
 from tests.callbacks import SETTLED
 from tests.stack import TEST_PHONE, Stack
 from tests.stack_checks import history_payloads, sdk_marker_bookkeeping

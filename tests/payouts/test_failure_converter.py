@@ -10,11 +10,11 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.exceptions import ApplicationError
 
-from payouts import failure_converter as fc
 from payouts import failures
-from payouts.codec import ENCODING
 from payouts.models import OperatorCancel
-from payouts.temporal_client import data_converter
+from runtime import failure_converter as fc
+from runtime.codec import ENCODING
+from runtime.temporal_client import data_converter
 from tests.security.test_secret_hygiene import PHONE_FORMS
 from tests.stack import TEST_PHONE, stack_crypto
 

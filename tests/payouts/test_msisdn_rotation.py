@@ -10,9 +10,9 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from payouts import devdefaults
 from payouts.models import payout_workflow_id
 from payouts.msisdn import MsisdnError, MsisdnVault
+from runtime import devdefaults
 from tests.stack import TEST_PHONE, Stack
 from tests.stack_checks import extra_webhook, workflow_exists
 

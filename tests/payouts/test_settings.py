@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from payouts.settings import (
+from portmone import PortmoneClient
+from runtime.settings import (
     BILL_ATTEMPT_LEDGER_MARGIN_SECONDS,
     ConfigError,
     PayoutSettings,
@@ -18,7 +19,6 @@ from payouts.settings import (
     Settings,
     load_settings,
 )
-from portmone import PortmoneClient
 from tests.cli_helpers import SETTING_PREFIXES
 
 NAMES = (

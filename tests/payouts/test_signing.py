@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureFailure, sign, signature_headers, verify
+from runtime.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureFailure, sign, signature_headers, verify
 
 EXAMPLE_SECRET = "example-secret-do-not-use-0000000000000"
 EXAMPLE_TIMESTAMP = "1764237600"

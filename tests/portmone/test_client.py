@@ -22,8 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from payouts import devdefaults
-from payouts.settings import PortmoneSettings
 from portmone import (
     AnsweredFail,
     AnsweredOk,
@@ -36,6 +34,8 @@ from portmone import (
     PortmoneClient,
     parse_rsp,
 )
+from runtime import devdefaults
+from runtime.settings import PortmoneSettings
 from tests.sandbox_fixtures import TEST_PHONE, CallbackReceiver, SandboxHandle, closed_port, make_client
 
 PASSWORD = devdefaults.DEV_PORTMONE_PASSWORD

@@ -56,9 +56,9 @@ from payouts.models import (
     PayoutView,
     payout_workflow_id,
 )
-from payouts.settings import LedgerSettings, PayoutSettings
 from payouts.status import TERMINAL
 from payouts.status import PayoutStatus as S
+from runtime.settings import LedgerSettings, PayoutSettings
 from tests.runbook_operator import follow_runbook, receipt_bills, view_of
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import time_skipping_server

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from payouts.settings import RabbitSettings
+from runtime.settings import RabbitSettings
 from tests.rabbit.helpers import RABBIT_URL, Broker, isolated_rabbit_settings, open_broker, queues_of
 
 

@@ -8,9 +8,9 @@ from typing import cast
 
 from temporalio.client import Client
 
-from payouts.settings import load_settings
-from payouts.temporal_client import connect
 from rabbit.main import build_consumer
+from runtime.settings import load_settings
+from runtime.temporal_client import connect
 from tests.rabbit.clients import DiesAfterStart
 
 

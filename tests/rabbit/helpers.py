@@ -19,8 +19,8 @@ from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import ChannelNotFoundEntity
 from pydantic import SecretStr
 
-from payouts.devdefaults import DEV_RABBIT_URL
-from payouts.settings import RabbitSettings
+from runtime.devdefaults import DEV_RABBIT_URL
+from runtime.settings import RabbitSettings
 
 RABBIT_URL = os.environ.get("PAYOUTS_TEST_RABBIT_URL", DEV_RABBIT_URL)
 

@@ -20,11 +20,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from console.publish import bad_messages, encode, good_message, new_run, publish
 from payouts.models import payout_workflow_id
-from payouts.settings import RabbitSettings
 from payouts.status import PayoutStatus as S
 from rabbit.consumer import REASON_HEADER, ReceiptConsumer
 from rabbit.contract import DeadLetterReason
 from rabbit.main import build_consumer
+from runtime.settings import RabbitSettings
 from tests.cli_helpers import clean_env
 from tests.faults import eventually
 from tests.metrics import in_process

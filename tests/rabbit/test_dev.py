@@ -19,9 +19,9 @@ from temporalio.service import RPCError
 from console.dev import stop_process
 from console.publish import encode, good_message, new_run, publish
 from payouts.models import PayoutView, payout_workflow_id
-from payouts.settings import RabbitSettings
 from payouts.status import PayoutStatus
-from payouts.temporal_client import data_converter
+from runtime.settings import RabbitSettings
+from runtime.temporal_client import data_converter
 from tests.cli_helpers import clean_env
 from tests.faults import eventually
 from tests.rabbit.helpers import Broker, rabbit_env

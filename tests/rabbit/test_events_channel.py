@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from payouts.events import ChannelUnavailable, EventChannel, PayoutEvent, PayoutEventKind
-from payouts.settings import RabbitSettings
 from payouts.status import PayoutStatus
 from rabbit.events_channel import BonusEventsChannel
+from runtime.settings import RabbitSettings
 from tests.rabbit.helpers import Broker
 from tests.stack import TEST_PHONE, free_port
 

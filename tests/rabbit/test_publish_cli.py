@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from payouts.settings import RabbitSettings
 from rabbit.contract import DeadLetterReason
+from runtime.settings import RabbitSettings
 from tests.cli_helpers import clean_env, payouts
 from tests.rabbit.helpers import Broker, rabbit_env
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from payouts import devdefaults
-from payouts.settings import PortmoneSettings, SandboxSettings, Settings, TelegramSettings
 from portmone import BillStatus, parse_rsp
+from runtime import devdefaults
+from runtime.settings import PortmoneSettings, SandboxSettings, Settings, TelegramSettings
 from sandbox import FaultError, FaultTable, SandboxConfig, sandbox_state, start_sandbox
 from tests.sandbox_fixtures import TEST_PHONE, SandboxHandle, sandbox_config
 

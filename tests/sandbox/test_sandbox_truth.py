@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from payouts import devdefaults
 from portmone import BillStatus, parse_rsp
+from runtime import devdefaults
 from sandbox import start_sandbox
 from tests.sandbox_fixtures import WAIT_SECONDS, CallbackReceiver, SandboxHandle, closed_port, sandbox_config
 

@@ -18,10 +18,10 @@ import pytest
 from temporalio.client import Client
 
 from console.dev import stop_process
-from payouts import devdefaults
 from payouts.models import payout_workflow_id
-from payouts.settings import ConfigError, load_settings
-from payouts.temporal_client import data_converter
+from runtime import devdefaults
+from runtime.settings import ConfigError, load_settings
+from runtime.temporal_client import data_converter
 from tests.cli_helpers import clean_env, payouts
 from tests.stack import TEST_PHONE, Stack, free_port, stack_crypto
 from tests.stack_checks import extra_webhook, with_webhook, workflow_exists

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from payouts.failure_converter import ENCODED_MESSAGE, readable_types
 from payouts.status import PayoutStatus as S
+from runtime.failure_converter import ENCODED_MESSAGE, readable_types
 from tests.callbacks import SETTLED
 from tests.stack import TEST_PHONE, running_stack
 from tests.stack_checks import dump_tables, history_failures, history_payloads, sdk_marker_bookkeeping

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from payouts import devdefaults
-from payouts.settings import ConfigError, WebhookSettings
-from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
+from runtime import devdefaults
+from runtime.settings import ConfigError, WebhookSettings
+from runtime.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from tests.callbacks import paid
 from tests.stack import Stack, sample_receipt
 from tests.stack_checks import auth_failures, extra_webhook, with_webhook

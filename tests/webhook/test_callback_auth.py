@@ -8,9 +8,9 @@ import time
 import httpx
 import pytest
 
-from payouts import devdefaults
-from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from payouts.status import PayoutStatus as S
+from runtime import devdefaults
+from runtime.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from tests.callbacks import SETTLED, paid, rejected, waiting_payout
 from tests.stack import Stack
 from tests.stack_checks import auth_failures, extra_webhook, metric, state, with_webhook

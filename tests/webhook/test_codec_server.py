@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from payouts.codec import new_codec_key
 from payouts.status import PayoutStatus as S
+from runtime.codec import new_codec_key
 from tests.callbacks import SETTLED
 from tests.stack import TEST_PHONE, Stack
 from tests.stack_checks import auth_failures, extra_webhook, with_webhook

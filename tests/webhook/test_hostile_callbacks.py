@@ -16,9 +16,9 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from payouts import devdefaults
-from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from payouts.status import PayoutStatus as S
+from runtime import devdefaults
+from runtime.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.callbacks import SETTLED, paid, waiting_payout
 from tests.stack import Stack, running_stack
 from tests.stack_checks import state

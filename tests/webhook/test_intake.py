@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from payouts import devdefaults
 from payouts.models import payout_workflow_id
-from payouts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
+from runtime import devdefaults
+from runtime.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from tests.stack import TEST_PHONE, Stack, sample_receipt
 from tests.stack_checks import auth_failures, extra_webhook, state, with_webhook, workflow_exists
 

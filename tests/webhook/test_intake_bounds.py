@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from payouts import devdefaults
 from payouts.models import payout_workflow_id
-from payouts.settings import LedgerSettings
 from payouts.status import PayoutStatus as S
+from runtime import devdefaults
+from runtime.settings import LedgerSettings
 from tests.ledger.helpers import PgAdmin
 from tests.stack import Stack, running_stack, sample_receipt
 from tests.stack_checks import state, workflow_exists

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payouts import devdefaults
+from runtime import devdefaults
 from tests.stack import TEST_PHONE, Stack
 
 _JSON_SCALARS = st.one_of(

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from payouts.settings import ConfigError
+from runtime.settings import ConfigError
 from tests.callbacks import paid
 from tests.stack import Stack
 from tests.stack_checks import auth_failures, extra_webhook, with_webhook

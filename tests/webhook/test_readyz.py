@@ -1,5 +1,5 @@
 """The webhook's `/readyz`: ready while the ledger and Temporal answer; a ledger outage makes it 503
-and names the ledger (the same rule as the worker's, payouts.health)."""
+and names the ledger (the same rule as the worker's, runtime.health)."""
 
 from __future__ import annotations
 

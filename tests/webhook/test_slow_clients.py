@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from payouts import devdefaults
 from payouts.models import payout_workflow_id
+from runtime import devdefaults
 from tests.stack import Stack, sample_receipt
 from tests.stack_checks import extra_webhook, state, with_webhook, workflow_exists
 

@@ -13,8 +13,8 @@ from temporalio.api.enums.v1 import EventType, TaskQueueKind
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from payouts.settings import WorkerSettings
 from payouts.status import PayoutStatus
+from runtime.settings import WorkerSettings
 from tests.cli_helpers import clean_env, payouts, payouts_process, stop_cleanly
 from tests.stack import Stack, running_stack, settings_env
 

@@ -16,8 +16,8 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry, bill_comment
-from payouts.settings import PayoutSettings
 from payouts.status import PayoutStatus as S
+from runtime.settings import PayoutSettings
 from sandbox import rsp
 from sandbox.state import SimBill
 from tests import metrics

@@ -1,6 +1,6 @@
 """Log lines: one switch (`TELEMETRY_LOG_FORMAT`) between readable text and JSON lines.
 
-Either way, a line about a payout carries its correlation ids (payouts.log_context) as fields: JSON
+Either way, a line about a payout carries its correlation ids (runtime.log_context) as fields: JSON
 keys, or `key=value` pairs after the text. Temporal's activity and workflow loggers give their
 workflow's ids the same way; their information is a field, not appended to the message, and the
 workflow logger stays quiet while a workflow replays (the SDK's default), so nothing is logged twice.
@@ -14,7 +14,7 @@ from typing import Literal
 from pythonjsonlogger.json import JsonFormatter
 from temporalio import activity, workflow
 
-from payouts.log_context import IDS, current_ids, ids_of_workflow
+from runtime.log_context import IDS, current_ids, ids_of_workflow
 
 LogFormat = Literal["text", "json"]
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

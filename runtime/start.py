@@ -26,8 +26,8 @@ from payouts.models import (
     PayoutWorkflowInput,
     payout_workflow_id,
 )
-from payouts.settings import PayoutSettings, Settings
 from payouts.workflow_text import static_summary
+from runtime.settings import PayoutSettings, Settings
 
 # Request fields compared with the payout's own request, by the name the intake body gives them.
 # The phone is compared by its keyed digest (`user_key`), never in plaintext. `accepted_at` and

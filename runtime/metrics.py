@@ -1,6 +1,6 @@
 """Every metric the service records, and the one function per fact that records it.
 
-Instruments are created here on the global OpenTelemetry meter; `payouts.telemetry.setup` installs
+Instruments are created here on the global OpenTelemetry meter; `runtime.telemetry.setup` installs
 the provider that exports them (Prometheus `/metrics`, OTLP). Before that, recording is a no-op, so
 importing this module has no effect of its own. docs/observability.md describes each metric, the
 alert that uses it and what to do.

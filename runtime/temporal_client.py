@@ -1,12 +1,12 @@
 """The one way every process connects to Temporal: same connection profile, same data converter.
 
 The connection (address, namespace, TLS, API key) is the `temporal` CLI's profile and variables
-(payouts.temporal_profile), so the CLI, the workers, the webhook and `payouts ops` share one
+(runtime.temporal_profile), so the CLI, the workers, the webhook and `payouts ops` share one
 configuration.
 
 The data converter is pydantic payloads, every payload encrypted by the AES-GCM codec
-(`payouts.codec`, keys from `PAYOUTS_CODEC_KEYS`), and failures converted by
-`payouts.failure_converter`: our own failure types and update refusals keep a short readable
+(`runtime.codec`, keys from `PAYOUTS_CODEC_KEYS`), and failures converted by
+`runtime.failure_converter`: our own failure types and update refusals keep a short readable
 message, every other failure's message and stack trace move into encoded attributes and are
 encrypted too. The worker, the webhook, the CLI, replay tests and the time-skipping tests all build
 it here from the same settings.
@@ -21,10 +21,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConnectConfig
 
-from payouts import telemetry
-from payouts.codec import AesGcmCodec, CodecKeyError, parse_codec_keys
-from payouts.failure_converter import PayoutsFailureConverter
-from payouts.settings import ConfigError, CryptoSettings, Settings, TemporalSettings
+from runtime import telemetry
+from runtime.codec import AesGcmCodec, CodecKeyError, parse_codec_keys
+from runtime.failure_converter import PayoutsFailureConverter
+from runtime.settings import ConfigError, CryptoSettings, Settings, TemporalSettings
 
 
 def payload_codec(crypto: CryptoSettings) -> AesGcmCodec:
@@ -48,7 +48,7 @@ def data_converter(crypto: CryptoSettings) -> DataConverter:
 
 
 def connect_config(temporal: TemporalSettings) -> ClientConnectConfig:
-    """`Client.connect` arguments from the resolved profile (payouts.temporal_profile): address,
+    """`Client.connect` arguments from the resolved profile (runtime.temporal_profile): address,
     namespace, API key, TLS with the certificate files read now, gRPC metadata."""
     config = temporal.connection_profile.to_client_connect_config()  # reads the TLS files (OSError)
     config["target_host"] = temporal.address

@@ -1,7 +1,7 @@
 """Settings from the environment (and `.env`), one section per prefix.
 
 `PAYOUTS_ENV=dev` (what `payouts dev` sets) accepts the embedded dev defaults of
-`payouts.devdefaults`; anything else is production, where `require(...)` refuses to start a
+`runtime.devdefaults`; anything else is production, where `require(...)` refuses to start a
 component that lacks what it needs and names every missing or invalid variable at once.
 """
 
@@ -16,8 +16,8 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.envconfig import ClientConfigProfile
 
-from payouts import temporal_profile as tp
-from payouts.listsettings import IPNetwork, parse_fingerprints, parse_networks, split_list
+from runtime import temporal_profile as tp
+from runtime.listsettings import IPNetwork, parse_fingerprints, parse_networks, split_list
 
 DEFAULT_PORTMONE_API_BASE = "https://direct.portmone.com.ua/api/directcash/"
 # Room inside one bills.create attempt for the ledger writes around the Portmone call (the
@@ -89,7 +89,7 @@ class PayoutSettings(BaseSettings):
 
 
 class TemporalSettings(BaseSettings):
-    """The Temporal connection, read as the `temporal` CLI reads it (payouts.temporal_profile): the
+    """The Temporal connection, read as the `temporal` CLI reads it (runtime.temporal_profile): the
     profile of its TOML file, with these variables over it. Address and namespace are resolved at
     load: the variable, else the profile, else `localhost:7233` and `default`."""
 
@@ -143,7 +143,7 @@ class TemporalSettings(BaseSettings):
 
     @property
     def connection_profile(self) -> ClientConfigProfile:
-        """The resolved profile (payouts.temporal_client turns it into connect arguments)."""
+        """The resolved profile (runtime.temporal_client turns it into connect arguments)."""
         return self._profile
 
 
@@ -153,7 +153,7 @@ class CryptoSettings(BaseSettings):
     # Comma-separated Fernet keys, newest first: the first encrypts, all decrypt.
     fernet_keys: SecretStr = SecretStr("")
     hmac_key: SecretStr = SecretStr("")
-    # Temporal payload codec keys (payouts.codec): `id:base64key,...`, newest first: the first
+    # Temporal payload codec keys (runtime.codec): `id:base64key,...`, newest first: the first
     # encrypts, all decrypt. 32-byte keys (AES-256-GCM).
     codec_keys: SecretStr = SecretStr("")
 
@@ -193,7 +193,7 @@ class WebhookSettings(BaseSettings):
     max_header_bytes: int = Field(default=8 * 1024, ge=1024, le=64 * 1024)
     max_headers: int = Field(default=64, ge=16, le=1024)
     # --- request authentication (docs/security.md) ---
-    # Intake may also be signed (payouts.signing): comma-separated secrets, newest first.
+    # Intake may also be signed (runtime.signing): comma-separated secrets, newest first.
     intake_hmac_secrets: SecretStr = SecretStr("")
     # Portmone callbacks: every configured mode must pass; production needs at least one mode.
     callback_hmac_secrets: SecretStr = SecretStr("")
@@ -510,7 +510,7 @@ def _check_crypto(s: Settings) -> list[str]:
 
 
 def _check_codec_keys(s: Settings) -> list[str]:
-    from payouts.codec import CodecKeyError, parse_codec_keys
+    from runtime.codec import CodecKeyError, parse_codec_keys
 
     try:
         keys = parse_codec_keys(s.crypto.codec_keys.get_secret_value())

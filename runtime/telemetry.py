@@ -46,7 +46,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
-from payouts.settings import TelemetrySettings
+from runtime.settings import TelemetrySettings
 
 _log = logging.getLogger("payouts.telemetry")
 # Temporal's latency histograms, in seconds (its SDK dashboards use the same shape).
@@ -57,7 +57,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TEMPORAL_BUFFER = 50_000
 _VIEWS = (
     # The instrumentations' own HTTP metrics carry host names and raw targets as labels; the webhook
-    # records its requests by route template instead (payouts.metrics.record_http_request).
+    # records its requests by route template instead (runtime.metrics.record_http_request).
     View(meter_name="opentelemetry.instrumentation.aiohttp_server", aggregation=DropAggregation()),
     View(meter_name="opentelemetry.instrumentation.httpx", aggregation=DropAggregation()),
     View(
@@ -136,7 +136,7 @@ def is_set_up() -> bool:
 def install_tracing(exporter: SpanExporter, *, simple: bool = False) -> None:
     """Export spans to `exporter` (tests pass an in-memory one): the tracer provider, the aiohttp
     server instrumentation of every application built from now on, and Temporal's interceptor on
-    every client `payouts.temporal_client.connect` builds from now on."""
+    every client `runtime.temporal_client.connect` builds from now on."""
     if _process is None:
         raise RuntimeError("telemetry.setup() first")
     if _process.tracer_provider is not None:

@@ -2,7 +2,7 @@
 
 A context (`payout_context`) holds up to five correlation ids — receipt_id, payout_id, bill_id,
 telegram_id, workflow_id — and `bind` adds one learnt on the way (the bill id once Portmone
-answers). `payouts.logs` puts them on each record as fields, never into the message text. The
+answers). `runtime.logs` puts them on each record as fields, never into the message text. The
 webhook opens a context per request; `ActivityLogContext` opens one per activity, from its workflow
 id and the ids its input names. Ids only: never a phone, an amount or a secret.
 """
