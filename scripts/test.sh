@@ -8,7 +8,8 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+# The pip the venv brings, never upgraded: the README's quick start uses that one too, so the tests see
+# what a newcomer's install sees (tests/console/test_front_door.py walks the quick start itself).
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 
 bash scripts/ensure-postgres.sh
