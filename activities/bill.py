@@ -23,6 +23,7 @@ from ledger import AttemptRecord, Ledger, LedgerUnavailable, NewBillRefused
 from payouts import failures
 from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
+from payouts.names import ActivityName
 from portmone import (
     AnsweredFail,
     AnsweredOk,
@@ -56,7 +57,7 @@ class BillActivities:
         self._vault = vault
         self._payees = payees
 
-    @activity.defn(name="portmone.create_bill")
+    @activity.defn(name=ActivityName.CREATE_BILL)
     async def create_bill(self, inp: CreateBillInput) -> CreateBillOutput:
         try:
             prepared = await self._prepare(inp)

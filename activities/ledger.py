@@ -33,6 +33,7 @@ from payouts.models import (
     ReserveOutput,
     TransitionInput,
 )
+from payouts.names import ActivityName
 from payouts.rejection import RejectionReason
 from payouts.status import PayoutStatus
 from runtime import metrics
@@ -67,7 +68,7 @@ class LedgerActivities:
     def ledger(self) -> Ledger:
         return self._ledger
 
-    @activity.defn(name="ledger.reserve")
+    @activity.defn(name=ActivityName.RESERVE)
     async def reserve(self, inp: ReserveInput) -> ReserveOutput:
         """Gate (accepted and eligible) and reserve under the ledger's uniqueness and limits."""
         req = inp.request
@@ -112,7 +113,7 @@ class LedgerActivities:
             metrics.record_payout_outcome(PayoutStatus.REJECTED, result.reason)
         return ReserveOutput(accepted=result.accepted, reason=result.reason, status=result.status)
 
-    @activity.defn(name="ledger.transition")
+    @activity.defn(name=ActivityName.TRANSITION)
     async def transition(self, inp: TransitionInput) -> None:
         cb = inp.callback
         async with _outages_counted("transition"):
@@ -133,7 +134,7 @@ class LedgerActivities:
             if cb is not None:
                 await self._ledger.callbacks.mark_processed(cb.callback_id)
 
-    @activity.defn(name="ledger.escalate")
+    @activity.defn(name=ActivityName.ESCALATE)
     async def escalate(self, inp: EscalateInput) -> EscalateOutput:
         """MANUAL_REVIEW with a reason, and the new-bill rule's evidence: the bills that may hold money.
 
@@ -174,7 +175,7 @@ class LedgerActivities:
         row = await self._ledger.payouts.get(payout_id)
         return row is None or row.status != to
 
-    @activity.defn(name="ledger.undelivered_callbacks")
+    @activity.defn(name=ActivityName.UNDELIVERED_CALLBACKS)
     async def undelivered_callbacks(self, payout_id: str) -> list[CallbackSignal]:
         """The payout's stored callbacks that no transition processed (the ladder reads them before
         escalating, in case a signal was lost while Temporal or the webhook was down)."""
@@ -182,7 +183,7 @@ class LedgerActivities:
             stored = await self._ledger.callbacks.undelivered(payout_id)
         return [CallbackSignal.from_stored(cb) for cb in stored if cb.bill_id]
 
-    @activity.defn(name="ledger.state")
+    @activity.defn(name=ActivityName.LEDGER_STATE)
     async def state(self, payout_id: str) -> LedgerStateOutput:
         """The payout row's status and reason (when the ledger refused the workflow's next step)."""
         async with _outages_counted("state"):
@@ -192,7 +193,7 @@ class LedgerActivities:
             raise ApplicationError(message, type=failures.ILLEGAL_TRANSITION, non_retryable=True)
         return LedgerStateOutput(status=row.status, reason=row.reason)
 
-    @activity.defn(name="ledger.record_operator_action")
+    @activity.defn(name=ActivityName.RECORD_OPERATOR_ACTION)
     async def record_operator_action(self, inp: OperatorActionInput) -> None:
         async with _outages_counted("record_operator_action"):
             await self._ledger.operator_actions.record(

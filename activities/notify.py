@@ -11,8 +11,10 @@ from temporalio.exceptions import ApplicationError
 
 from notify.telegram import TelegramClient, TelegramError
 from notify.texts import reminder_text
+from payouts import failures
 from payouts.escalation import is_known
 from payouts.models import ReminderInput
+from payouts.names import ActivityName
 from runtime import metrics
 
 _log = logging.getLogger("payouts.notify")
@@ -23,7 +25,7 @@ class NotifyActivities:
         self._telegram = telegram
         self._operators_chat = operators_chat_id
 
-    @activity.defn(name="notify.remind_operators")
+    @activity.defn(name=ActivityName.REMIND_OPERATORS)
     async def remind_operators(self, inp: ReminderInput) -> None:
         """Metric, log line and (when TELEGRAM_OPERATORS_CHAT_ID is set) a message to the operators' chat."""
         family = inp.reason.partition(":")[0] if is_known(inp.reason) else "unknown"
@@ -35,4 +37,9 @@ class NotifyActivities:
                 await self._telegram.send_message(self._operators_chat, text)
             except TelegramError as exc:
                 if exc.retryable:
-                    raise ApplicationError(str(exc), type="TelegramUnavailable") from None
+                    # Telegram's own words stay in the worker log; the failure carries ours (readable).
+                    _log.warning("payout %s: the operators' chat did not take the reminder: %s", inp.payout_id, exc)
+                    raise ApplicationError(
+                        "the operators' chat did not take the reminder (Telegram unavailable); retried",
+                        type=failures.TELEGRAM_UNAVAILABLE,
+                    ) from None

@@ -22,6 +22,7 @@ from ledger import Ledger
 from payouts import search_attributes as sa
 from payouts.calendar import BUSINESS_TZ
 from payouts.models import ReconcileOutput, ReconcileRequest
+from payouts.names import ActivityName
 from runtime import metrics
 
 WorkflowLookup = Callable[[Sequence[str]], Awaitable[dict[str, WorkflowState]]]
@@ -71,7 +72,7 @@ class ReconcileActivities:
             return await self._lookup(workflow_ids)
         return await describe_workflows(activity.client(), workflow_ids)
 
-    @activity.defn(name="reconcile.run")
+    @activity.defn(name=ActivityName.RECONCILE)
     async def run(self, req: ReconcileRequest) -> ReconcileOutput:
         cutoff = cutoff_for(req.report_day)
         snapshot = await self._ledger.reports.reconciliation_snapshot(before=cutoff, active_since=cutoff - self._active)

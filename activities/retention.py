@@ -9,6 +9,7 @@ from temporalio import activity
 
 from ledger import Ledger
 from payouts.models import RetentionOutput
+from payouts.names import ActivityName
 from runtime import metrics
 
 MIN_RETENTION_DAYS = 90
@@ -22,7 +23,7 @@ class RetentionActivities:
         self._ledger = ledger
         self._days = retention_days
 
-    @activity.defn(name="archive.prune")
+    @activity.defn(name=ActivityName.PRUNE_ARCHIVE)
     async def prune(self) -> RetentionOutput:
         older_than = datetime.now(UTC) - timedelta(days=self._days)
         deleted = await self._ledger.archive.prune(older_than=older_than)

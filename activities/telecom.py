@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 from payouts import failures
 from payouts.models import TopupInput, TopupOutput
 from payouts.msisdn import MsisdnVault
+from payouts.names import ActivityName
 
 
 class TelecomActivities:
@@ -18,7 +19,7 @@ class TelecomActivities:
         self._vault = vault
         self._http = http
 
-    @activity.defn(name="telecom.topup")
+    @activity.defn(name=ActivityName.TOPUP)
     async def topup(self, inp: TopupInput) -> TopupOutput:
         if not self._url:
             return TopupOutput(configured=False)

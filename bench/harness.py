@@ -25,6 +25,7 @@ from temporalio.client import Client
 from bench.soak import Processes, peak_rss_mb
 from ledger import schema
 from payouts.models import PayoutView, payout_workflow_id
+from payouts.names import STATUS_QUERY
 from payouts.status import PayoutStatus
 from runtime.settings import LedgerSettings, PayoutSettings
 from runtime.signing import signature_headers
@@ -343,5 +344,5 @@ async def final_status(client: Client, workflow_id: str, timeout: float = 300) -
         async with asyncio.timeout(timeout):
             view: PayoutView = await handle.result()
     except TimeoutError:
-        view = await handle.query("status", result_type=PayoutView)
+        view = await handle.query(STATUS_QUERY, result_type=PayoutView)
     return view.status

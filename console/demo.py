@@ -24,6 +24,7 @@ from temporalio.client import Client
 from console.ops import table as plain
 from payouts.models import PayoutView
 from payouts.money import format_amount
+from payouts.names import STATUS_QUERY
 from payouts.status import TERMINAL, PayoutStatus
 from runtime.settings import Settings
 
@@ -89,7 +90,7 @@ async def _submit_and_follow(client: Client, webhook_url: str, settings: Setting
             for wid in ids:
                 if wid in views:
                     continue
-                view = await client.get_workflow_handle(wid).query("status", result_type=PayoutView)
+                view = await client.get_workflow_handle(wid).query(STATUS_QUERY, result_type=PayoutView)
                 if view.status in SETTLED:
                     views[wid] = view
             progress.update(task, completed=len(views))

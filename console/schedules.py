@@ -32,6 +32,7 @@ from temporalio.client import (
 )
 
 from payouts.models import ReconcileInput
+from payouts.names import WorkflowName
 
 RECONCILIATION_SCHEDULE_ID = "payouts-reconciliation"
 RETENTION_SCHEDULE_ID = "payouts-archive-retention"
@@ -54,7 +55,7 @@ def desired_schedules(task_queue: str) -> dict[str, Schedule]:
     return {
         RECONCILIATION_SCHEDULE_ID: Schedule(
             action=ScheduleActionStartWorkflow(
-                "ReconciliationWorkflow",
+                WorkflowName.RECONCILIATION,
                 ReconcileInput(),
                 id="payouts-reconciliation",
                 task_queue=task_queue,
@@ -66,7 +67,7 @@ def desired_schedules(task_queue: str) -> dict[str, Schedule]:
         ),
         RETENTION_SCHEDULE_ID: Schedule(
             action=ScheduleActionStartWorkflow(
-                "ArchiveRetentionWorkflow",
+                WorkflowName.ARCHIVE_RETENTION,
                 id="payouts-archive-retention",
                 task_queue=task_queue,
                 execution_timeout=timedelta(hours=2),

@@ -32,6 +32,9 @@ ATTEMPT_NOT_RECORDED = "BillAttemptNotRecorded"
 
 NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE, ATTEMPT_NOT_RECORDED]
 
+# The operators' chat (Telegram) did not take a manual-review reminder; Temporal retries it a few times.
+TELEGRAM_UNAVAILABLE = "TelegramUnavailable"
+
 # An update validator refused an operator's update (a missing field, the wrong state): the message says
 # why, in the operator's terms. Validators raise ApplicationError(message, type=UPDATE_REFUSED,
 # non_retryable=True); a plain ValueError raised by a validator is read the same way.

@@ -89,10 +89,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-# The payout workflow's type name. Starters and searches use it; nothing imports the workflow class.
-PAYOUT_WORKFLOW_TYPE = "ReceiptPayout"
-
-
 def payout_workflow_id(receipt_id: str) -> str:
     """Workflow id and ledger payout id: `payout-{receipt_id}`; holds no personal data."""
     return f"payout-{receipt_id}"

@@ -1,6 +1,6 @@
 """The one start path of a payout: HTTP intake, the `receipt.accepted` queue and tests all come here.
 
-A payout is the workflow `payout-{receipt_id}` of type `payouts.models.PAYOUT_WORKFLOW_TYPE`, started by
+A payout is the workflow `payout-{receipt_id}` of type `payouts.names.WorkflowName.PAYOUT`, started by
 type name so no starter imports a workflow class. Conflict policy FAIL and reuse policy REJECT_DUPLICATE make a
 second start of the same receipt, running or closed, change nothing: it answers `existing`. When the
 second request differs from the one that started the payout in a field that decides who is paid what,
@@ -20,12 +20,12 @@ from temporalio.service import RPCError
 
 from payouts import search_attributes as sa
 from payouts.models import (
-    PAYOUT_WORKFLOW_TYPE,
     PayoutPolicy,
     PayoutRequest,
     PayoutWorkflowInput,
     payout_workflow_id,
 )
+from payouts.names import WorkflowName
 from payouts.workflow_text import static_summary
 from runtime.settings import PayoutSettings, Settings
 
@@ -82,7 +82,7 @@ async def start_payout(client: Client, request: PayoutRequest, settings: Setting
     workflow_id = payout_workflow_id(request.receipt_id)
     try:
         await client.start_workflow(
-            PAYOUT_WORKFLOW_TYPE,
+            WorkflowName.PAYOUT,
             PayoutWorkflowInput(request=request, policy=payout_policy(settings.payout)),
             id=workflow_id,
             task_queue=settings.temporal.task_queue,

@@ -22,6 +22,7 @@ from payouts.models import (
     bill_comment,
     payout_workflow_id,
 )
+from payouts.names import STATUS_QUERY, UpdateName
 from payouts.status import PayoutStatus
 
 
@@ -35,7 +36,7 @@ async def receipt_bills(http: httpx.AsyncClient, sandbox_url: str, receipt_id: s
 async def view_of(client: Client, receipt_id: str) -> PayoutView | None:
     try:
         handle = client.get_workflow_handle(payout_workflow_id(receipt_id))
-        view: PayoutView = await handle.query("status", result_type=PayoutView)
+        view: PayoutView = await handle.query(STATUS_QUERY, result_type=PayoutView)
     except Exception:  # not answering right now (a task in flight, a worker restarting)
         return None
     return view
@@ -55,9 +56,9 @@ async def follow_runbook(
     paid = [b for b in bills if b["status"] == "PAYED"]
     cmd: OperatorRetry | OperatorMarkPaid | OperatorCancel
     if view.escalation_reason == "telecom_failed":
-        name, cmd = "retry", OperatorRetry(operator=operator, reason="telecom API back")
+        name, cmd = UpdateName.RETRY, OperatorRetry(operator=operator, reason="telecom API back")
     elif paid:
-        name, cmd = "mark_paid", OperatorMarkPaid(operator=operator, reason="paid per cabinet",
+        name, cmd = UpdateName.MARK_PAID, OperatorMarkPaid(operator=operator, reason="paid per cabinet",
                                                   external_reference=paid[0]["bill_id"])
     else:
         for bill in bills:
@@ -65,10 +66,10 @@ async def follow_runbook(
                 await http.post(f"{sandbox_url}/_sandbox/bills/{bill['bill_id']}/cancel",
                                 json={"reason": "runbook: open bill cancelled before deciding"})
         if prefer_retry:
-            name, cmd = "retry", OperatorRetry(operator=operator, reason="no live bill in cabinet",
+            name, cmd = UpdateName.RETRY, OperatorRetry(operator=operator, reason="no live bill in cabinet",
                                                confirmed_no_bill_at_portmone=True)
         else:
-            name, cmd = "cancel", OperatorCancel(operator=operator, reason="giving up",
+            name, cmd = UpdateName.CANCEL, OperatorCancel(operator=operator, reason="giving up",
                                                  confirmed_no_bill_at_portmone=True)
     handle = client.get_workflow_handle(payout_workflow_id(receipt_id))
     try:

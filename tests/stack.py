@@ -23,6 +23,7 @@ from ledger import Ledger, upgrade
 from notify.analytics import MemorySink
 from payouts.models import PayoutView, payout_workflow_id
 from payouts.msisdn import vault_from_settings
+from payouts.names import STATUS_QUERY
 from payouts.status import PayoutStatus
 from portmone import PortmoneClient
 from runtime import devdefaults
@@ -246,7 +247,7 @@ class Stack:
     # ---- workflow ------------------------------------------------------------------------------
 
     async def view(self, handle: WorkflowHandle[Any, Any]) -> PayoutView:
-        return await handle.query("status", result_type=PayoutView)
+        return await handle.query(STATUS_QUERY, result_type=PayoutView)
 
     async def wait_status(
         self, handle: WorkflowHandle[Any, Any], statuses: Iterable[PayoutStatus], timeout: float = 30

@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from ledger import CallbackRecord, LedgerUnavailable
 from payouts.models import CallbackSignal
+from payouts.names import CALLBACK_SIGNAL
 from runtime import metrics
 from webhook.deps import WebhookDeps
 from webhook.keys import DEPS
@@ -38,7 +39,7 @@ async def signal_stored(deps: WebhookDeps, payout_id: str, stored: CallbackRecor
     """Signal `portmone_callback` to the payout's workflow and note it in the ledger."""
     handle = deps.temporal.get_workflow_handle(payout_id)
     try:
-        await handle.signal("portmone_callback", CallbackSignal.from_stored(stored))
+        await handle.signal(CALLBACK_SIGNAL, CallbackSignal.from_stored(stored))
         told = Told.SIGNALLED
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:

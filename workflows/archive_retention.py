@@ -9,14 +9,15 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from payouts.models import RetentionOutput
+    from payouts.names import ActivityName, WorkflowName
 
 
-@workflow.defn(name="ArchiveRetentionWorkflow")
+@workflow.defn(name=WorkflowName.ARCHIVE_RETENTION)
 class ArchiveRetentionWorkflow:
     @workflow.run
     async def run(self) -> RetentionOutput:
         out: RetentionOutput = await workflow.execute_activity(
-            "archive.prune",
+            ActivityName.PRUNE_ARCHIVE,
             result_type=RetentionOutput,
             start_to_close_timeout=timedelta(minutes=30),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=30), maximum_attempts=5),

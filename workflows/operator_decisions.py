@@ -24,9 +24,12 @@ with workflow.unsafe.imports_passed_through():
         OperatorResult,
         OperatorRetry,
     )
+    from payouts.names import UpdateName
     from payouts.status import PayoutStatus
 
-ACTIONS: dict[type[Decision], str] = {OperatorRetry: "retry", OperatorMarkPaid: "mark_paid", OperatorCancel: "cancel"}
+ACTIONS: dict[type[Decision], UpdateName] = {
+    OperatorRetry: UpdateName.RETRY, OperatorMarkPaid: UpdateName.MARK_PAID, OperatorCancel: UpdateName.CANCEL
+}
 RETRY_HELP = (
     "Operator: try again — a new Portmone bill (after telecom_failed: only the top-up again). "
     "Needs operator and reason; while earlier bills may hold money also confirmed_no_bill_at_portmone."

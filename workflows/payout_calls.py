@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         TopupOutput,
         TransitionInput,
     )
+    from payouts.names import ActivityName
 
 NOTIFY_TASK_QUEUE = "payouts-notify"
 # bills.create only: its workers carry Portmone's request-rate cap (max_task_queue_activities_per_second),
@@ -69,7 +70,7 @@ _LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 LEDGER_PAUSE = timedelta(seconds=60)
 
 
-def _ledger(name: str, arg: Any, result_type: type[T] | None, summary: str) -> Handle[T]:
+def _ledger(name: ActivityName, arg: Any, result_type: type[T] | None, summary: str) -> Handle[T]:
     return workflow.start_local_activity(
         name,
         arg,
@@ -84,35 +85,36 @@ def _ledger(name: str, arg: Any, result_type: type[T] | None, summary: str) -> H
 
 
 def reserve(inp: ReserveInput) -> Handle[ReserveOutput]:
-    return _ledger("ledger.reserve", inp, ReserveOutput, "reserve the payout in the ledger (limits, duplicates)")
+    return _ledger(ActivityName.RESERVE, inp, ReserveOutput, "reserve the payout in the ledger (limits, duplicates)")
 
 
 def transition(inp: TransitionInput) -> Handle[None]:
-    return _ledger("ledger.transition", inp, None, f"ledger: {inp.to_status.value}")
+    return _ledger(ActivityName.TRANSITION, inp, None, f"ledger: {inp.to_status.value}")
 
 
 def escalate(inp: EscalateInput) -> Handle[EscalateOutput]:
-    return _ledger("ledger.escalate", inp, EscalateOutput, "ledger: MANUAL_REVIEW, with the bills that may hold money")
+    summary = "ledger: MANUAL_REVIEW, with the bills that may hold money"
+    return _ledger(ActivityName.ESCALATE, inp, EscalateOutput, summary)
 
 
 def undelivered_callbacks(payout_id: str) -> Handle[list[CallbackSignal]]:
-    return _ledger(
-        "ledger.undelivered_callbacks", payout_id, list[CallbackSignal], "ledger: stored callbacks not yet processed"
-    )
+    summary = "ledger: stored callbacks not yet processed"
+    return _ledger(ActivityName.UNDELIVERED_CALLBACKS, payout_id, list[CallbackSignal], summary)
 
 
 def ledger_state(payout_id: str) -> Handle[LedgerStateOutput]:
-    return _ledger("ledger.state", payout_id, LedgerStateOutput, "ledger: the payout's status (a step was refused)")
+    summary = "ledger: the payout's status (a step was refused)"
+    return _ledger(ActivityName.LEDGER_STATE, payout_id, LedgerStateOutput, summary)
 
 
 def record_operator_action(inp: OperatorActionInput) -> Handle[None]:
-    return _ledger("ledger.record_operator_action", inp, None, f"audit: operator {inp.action}")
+    return _ledger(ActivityName.RECORD_OPERATOR_ACTION, inp, None, f"audit: operator {inp.action}")
 
 
 def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> Handle[CreateBillOutput]:
     """One Portmone bill; its handle raises ActivityError (outcome unknown, permanent: not retried)."""
     return workflow.start_activity(
-        "portmone.create_bill",
+        ActivityName.CREATE_BILL,
         inp,
         result_type=CreateBillOutput,
         task_queue=PORTMONE_TASK_QUEUE,
@@ -125,7 +127,7 @@ def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> Handle[Cr
 
 def topup(inp: TopupInput) -> Handle[TopupOutput]:
     return workflow.start_activity(
-        "telecom.topup",
+        ActivityName.TOPUP,
         inp,
         result_type=TopupOutput,
         start_to_close_timeout=timedelta(seconds=30),
@@ -138,7 +140,7 @@ def topup(inp: TopupInput) -> Handle[TopupOutput]:
 def remind_operators(inp: ReminderInput) -> Handle[None]:
     """Best effort (the caller ignores its failure): the operators' chat and the reminder metric."""
     return workflow.start_activity(
-        "notify.remind_operators",
+        ActivityName.REMIND_OPERATORS,
         inp,
         task_queue=NOTIFY_TASK_QUEUE,
         start_to_close_timeout=timedelta(seconds=15),

@@ -27,7 +27,6 @@ from workflows.payout_state import STEP_FAILED, Escalation, PayoutState, bill_fa
 with workflow.unsafe.imports_passed_through():
     from payouts import search_attributes as sa
     from payouts.models import (
-        PAYOUT_WORKFLOW_TYPE,
         CallbackSignal,
         EscalationReason,
         OperatorCancel,
@@ -39,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         ReserveInput,
         ReserveOutput,
     )
+    from payouts.names import CALLBACK_SIGNAL, STATUS_QUERY, UpdateName, WorkflowName
     from payouts.rejection import invalid_data
     from payouts.status import TERMINAL, PayoutStatus
     from payouts.verdicts import Verdict
@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
 S = PayoutStatus
 
 
-@workflow.defn(name=PAYOUT_WORKFLOW_TYPE)
+@workflow.defn(name=WorkflowName.PAYOUT)
 class ReceiptPayout:
     """One receipt, at most one paid bill."""
 
@@ -85,15 +85,15 @@ class ReceiptPayout:
 
     # ---- signal, query, updates: one line each ---------------------------------------------------
 
-    @workflow.signal(name="portmone_callback", description="A stored Portmone callback for one of this payout's bills.")
+    @workflow.signal(name=CALLBACK_SIGNAL, description="A stored Portmone callback for one of this payout's bills.")
     def portmone_callback(self, callback: CallbackSignal) -> None:
         self._s.receive(callback)
 
-    @workflow.query(name="status", description="The payout as it stands (masked phone only).")
+    @workflow.query(name=STATUS_QUERY, description="The payout as it stands (masked phone only).")
     def status(self) -> PayoutView:
         return self._s.view
 
-    @workflow.update(name="retry", description=decisions.RETRY_HELP)
+    @workflow.update(name=UpdateName.RETRY, description=decisions.RETRY_HELP)
     async def retry(self, cmd: OperatorRetry) -> OperatorResult:
         return await decisions.decide(self._s, cmd, self._ledger.record)
 
@@ -101,7 +101,7 @@ class ReceiptPayout:
     def _check_retry(self, cmd: OperatorRetry) -> None:
         decisions.check_retry(self._s, cmd)
 
-    @workflow.update(name="mark_paid", description=decisions.MARK_PAID_HELP)
+    @workflow.update(name=UpdateName.MARK_PAID, description=decisions.MARK_PAID_HELP)
     async def mark_paid(self, cmd: OperatorMarkPaid) -> OperatorResult:
         return await decisions.decide(self._s, cmd, self._ledger.record)
 
@@ -109,7 +109,7 @@ class ReceiptPayout:
     def _check_mark_paid(self, cmd: OperatorMarkPaid) -> None:
         decisions.check_mark_paid(self._s, cmd)
 
-    @workflow.update(name="cancel", description=decisions.CANCEL_HELP)
+    @workflow.update(name=UpdateName.CANCEL, description=decisions.CANCEL_HELP)
     async def cancel(self, cmd: OperatorCancel) -> OperatorResult:
         return await decisions.decide(self._s, cmd, self._ledger.record)
 

@@ -15,16 +15,17 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from payouts.calendar import business_day
     from payouts.models import ReconcileInput, ReconcileOutput, ReconcileRequest
+    from payouts.names import ActivityName, WorkflowName
 
 
-@workflow.defn(name="ReconciliationWorkflow")
+@workflow.defn(name=WorkflowName.RECONCILIATION)
 class ReconciliationWorkflow:
     @workflow.run
     async def run(self, inp: ReconcileInput) -> ReconcileOutput:
         day = inp.report_day or business_day(workflow.now()) - timedelta(days=1)
         workflow.set_current_details(f"**Reconciliation** of {day.isoformat()}: comparing the ledger and workflows…")
         out: ReconcileOutput = await workflow.execute_activity(
-            "reconcile.run",
+            ActivityName.RECONCILE,
             ReconcileRequest(report_day=day),
             result_type=ReconcileOutput,
             start_to_close_timeout=timedelta(minutes=20),

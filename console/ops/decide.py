@@ -19,8 +19,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from console.ops.context import Ops, OpsError
 from console.reach import Unreachable, temporal_problem
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
+from payouts.names import UpdateName
 
-UPDATE_NAMES = {"retry": "retry", "mark-paid": "mark_paid", "cancel": "cancel"}
+# The command line's words for the updates: `mark-paid` for `mark_paid`.
+UPDATE_NAMES: dict[str, UpdateName] = {name.value.replace("_", "-"): name for name in UpdateName}
 CONFIRM_FLAG = "--confirm-no-bill-at-portmone"
 
 

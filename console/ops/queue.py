@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from console.ops.context import Ops
 from payouts import escalation
 from payouts import search_attributes as sa
-from payouts.models import PAYOUT_WORKFLOW_TYPE
+from payouts.names import WorkflowName
 from payouts.status import PayoutStatus
 
-QUEUE_QUERY = f'WorkflowType="{PAYOUT_WORKFLOW_TYPE}" AND PayoutStatus="MANUAL_REVIEW" AND ExecutionStatus="Running"'
+QUEUE_QUERY = f'WorkflowType="{WorkflowName.PAYOUT}" AND PayoutStatus="MANUAL_REVIEW" AND ExecutionStatus="Running"'
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from payouts import search_attributes as sa
 from payouts.escalation import operator_hint
 from payouts.models import PayoutView
 from payouts.money import format_amount
+from payouts.names import STATUS_QUERY
 from payouts.status import PayoutStatus
 
 _TIME = "%Y-%m-%d %H:%M:%S"
@@ -110,7 +111,7 @@ async def _describe(handle: WorkflowHandle[None, None]) -> WorkflowExecutionDesc
 async def _view(handle: WorkflowHandle[None, None]) -> PayoutView | None:
     """The workflow's own view (needs a running worker; None when nobody answers)."""
     try:
-        view: PayoutView = await handle.query("status", result_type=PayoutView, rpc_timeout=timedelta(seconds=5))
+        view: PayoutView = await handle.query(STATUS_QUERY, result_type=PayoutView, rpc_timeout=timedelta(seconds=5))
     except (WorkflowQueryFailedError, RPCError):
         return None  # the ledger and the history still tell the story
     return view

@@ -24,14 +24,15 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from payouts.models import PAYOUT_WORKFLOW_TYPE, OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
+from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry
+from payouts.names import UpdateName, WorkflowName
 from payouts.status import PayoutStatus as S
 from runtime.settings import LedgerSettings, PayoutSettings
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import time_skipping_server
 
 HERE = Path(__file__).parent
-FOLDER = HERE / PAYOUT_WORKFLOW_TYPE
+FOLDER = HERE / WorkflowName.PAYOUT
 CALLBACK_TIMEOUT = 3600
 REMINDER = 4 * 3600
 Handle = WorkflowHandle[Any, Any]
@@ -115,7 +116,7 @@ async def refused_then(stack: Stack, name: str, cmd: Any, until: S) -> Handle:
 
 
 async def update_retry(stack: Stack, env: WorkflowEnvironment) -> Handle:
-    return await refused_then(stack, "retry", OperatorRetry(operator="olena", reason="payee fixed"), S.PAID)
+    return await refused_then(stack, UpdateName.RETRY, OperatorRetry(operator="olena", reason="payee fixed"), S.PAID)
 
 
 async def update_retry_confirmed(stack: Stack, env: WorkflowEnvironment) -> Handle:
@@ -123,7 +124,7 @@ async def update_retry_confirmed(stack: Stack, env: WorkflowEnvironment) -> Hand
     view = await stack.view(handle)
     await stack.http.post(f"{stack.sandbox_url}/_sandbox/bills/{view.bill_id}/cancel", json={})
     await stack.faults({"drop_callback": False, "callback_status": "PAYED"})
-    await decide(handle, "retry", OperatorRetry(operator="olena", reason="cancelled in cabinet",
+    await decide(handle, UpdateName.RETRY, OperatorRetry(operator="olena", reason="cancelled in cabinet",
                                                 confirmed_no_bill_at_portmone=True))
     await stack.wait_status(handle, {S.PAID})
     return handle
@@ -131,18 +132,18 @@ async def update_retry_confirmed(stack: Stack, env: WorkflowEnvironment) -> Hand
 
 async def update_mark_paid(stack: Stack, env: WorkflowEnvironment) -> Handle:
     cmd = OperatorMarkPaid(operator="olena", reason="by hand", external_reference="X-1")
-    return await refused_then(stack, "mark_paid", cmd, S.PAID)
+    return await refused_then(stack, UpdateName.MARK_PAID, cmd, S.PAID)
 
 
 async def update_cancel(stack: Stack, env: WorkflowEnvironment) -> Handle:
-    return await refused_then(stack, "cancel", OperatorCancel(operator="olena", reason="fraud"), S.CANCELLED)
+    return await refused_then(stack, UpdateName.CANCEL, OperatorCancel(operator="olena", reason="fraud"), S.CANCELLED)
 
 
 async def telecom_retry(stack: Stack, env: WorkflowEnvironment) -> Handle:
     await stack.faults({"telecom_fail": {"times": 1, "status": 400}})
     handle = await stack.submit()
     await stack.wait_status(handle, {S.MANUAL_REVIEW})
-    await decide(handle, "retry", OperatorRetry(operator="olena", reason="telecom API is back"))
+    await decide(handle, UpdateName.RETRY, OperatorRetry(operator="olena", reason="telecom API is back"))
     await stack.wait_status(handle, {S.PAID})
     return handle
 

@@ -8,6 +8,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from payouts.models import PayoutPolicy, PayoutView, PayoutWorkflowInput
 from payouts.msisdn import vault_from_settings
+from payouts.names import STATUS_QUERY
 from payouts.receipt import AcceptedReceipt, to_payout_request
 from payouts.status import PayoutStatus as S
 from tests.faults import eventually
@@ -39,7 +40,7 @@ async def test_a_cancelled_payout_in_manual_review_continues_as_new_with_its_sta
 
     await eventually(continued, timeout=30)
     described = await latest.describe()
-    view = await latest.query("status", result_type=PayoutView)
+    view = await latest.query(STATUS_QUERY, result_type=PayoutView)
     assert described.status == WorkflowExecutionStatus.RUNNING
     assert (view.status, view.escalation_reason, view.cancel_requested) == (S.MANUAL_REVIEW, "permanent_error:13", True)
     actions = [r.action for r in await stack.ledger.operator_actions.for_payout(handle.id)]

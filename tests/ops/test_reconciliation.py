@@ -25,7 +25,8 @@ from activities.reconcile_buckets import (
 )
 from ledger import Ledger
 from payouts import search_attributes as sa
-from payouts.models import PAYOUT_WORKFLOW_TYPE, ReconcileInput, ReconcileOutput
+from payouts.models import ReconcileInput, ReconcileOutput
+from payouts.names import WorkflowName
 from payouts.status import PayoutStatus as S
 from portmone.protocol import callback_verdict
 from tests import metrics
@@ -58,7 +59,7 @@ class Seeder:
         payout_id = (await self.ledger.payouts.reserve(make_req(receipt_id=receipt, business_day=DAY))).payout_id
         if workflow_status is not None:  # a workflow that only shows a PayoutStatus (nobody polls its queue)
             await self.client.start_workflow(
-                PAYOUT_WORKFLOW_TYPE, id=payout_id, task_queue=NOBODY,
+                WorkflowName.PAYOUT, id=payout_id, task_queue=NOBODY,
                 search_attributes=TypedSearchAttributes([
                     SearchAttributePair(sa.PAYOUT_STATUS, workflow_status.value),
                     SearchAttributePair(sa.RECEIPT_ID, receipt),

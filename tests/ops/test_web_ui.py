@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Frame, Locator, Page, async_playwright
 
+from payouts.names import UpdateName
 from payouts.status import PayoutStatus as S
 from tests.ops.conftest import TemporalUi
 from tests.stack import TEST_PHONE, Stack
@@ -130,7 +131,7 @@ async def test_a_refused_update_shows_the_validators_words_in_the_web_ui(stack: 
             await page.goto(f"{temporal_ui.ui_url}/namespaces/default/workflows/{handle.id}/{run_id}/history")
             await page.get_by_text(handle.id).first.wait_for(timeout=WAIT * 1000)
             for data in sent:
-                shown[data] = await send_update(page, "cancel", data)
+                shown[data] = await send_update(page, UpdateName.CANCEL, data)
         finally:
             await browser.close()
 

@@ -57,7 +57,8 @@ def test_every_name_in_failures_is_readable_and_the_refusal_type_is_one() -> Non
     names = fc.readable_types()
     assert failures.UPDATE_REFUSED in names
     assert {failures.PERMANENT, failures.OUTCOME_UNKNOWN, failures.TRANSIENT, failures.NOT_SENT} <= names
-    assert "TelegramUnavailable" not in names and "ValueError" not in names
+    assert failures.TELEGRAM_UNAVAILABLE in names
+    assert "SomeLibraryError" not in names and "ValueError" not in names
 
 
 @pytest.mark.parametrize("kind", sorted(fc.readable_types()))
@@ -94,7 +95,7 @@ async def test_other_exceptions_are_encrypted_message_and_stack_trace(converter:
     secret = f"invalid literal for int() with base 10: 'msisdn={TEST_PHONE}'"
     cases: list[tuple[BaseException, str]] = [
         (ValueError(secret), "ValueError"),
-        (ApplicationError(secret, type="TelegramUnavailable"), "TelegramUnavailable"),
+        (ApplicationError(secret, type="SomeLibraryError"), "SomeLibraryError"),
         (KeyError(secret), "KeyError"),
     ]
     for exc, kind in cases:

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry, bill_comment
+from payouts.names import UpdateName
 from payouts.status import PayoutStatus as S
 from runtime.settings import PayoutSettings
 from sandbox import rsp
@@ -74,12 +75,12 @@ async def test_a_bill_lost_on_the_last_attempt_is_outcome_unknown_and_never_paid
     assert len(view.open_bills) == 1 and "attempt 6" in view.open_bills[0]
     assert len(await stack.creates()) == 6
 
-    message = await refused(handle, "retry", OperatorRetry(operator="olena", reason="Portmone is back"))
+    message = await refused(handle, UpdateName.RETRY, OperatorRetry(operator="olena", reason="Portmone is back"))
     assert "confirm that Portmone holds no bill" in message
     # The operator checks the cabinet, as the runbook says: the bill was paid.
     await eventually(lambda: _any_paid(stack, view.receipt_id))  # Portmone settles it a moment later
     [paid] = await paid_bills(stack, view.receipt_id)
-    result = await update(handle, "mark_paid", OperatorMarkPaid(operator="olena", reason="paid per cabinet",
+    result = await update(handle, UpdateName.MARK_PAID, OperatorMarkPaid(operator="olena", reason="paid per cabinet",
                                                                 external_reference=paid["bill_id"]))
     assert result.accepted and (await stack.wait_status(handle, {S.PAID})).status == S.PAID
     assert len(await paid_bills(stack, view.receipt_id)) == 1
@@ -120,7 +121,7 @@ async def test_a_stuck_audit_write_does_not_wedge_manual_review(stack: Stack, en
     view = await stack.wait_status(handle, {S.MANUAL_REVIEW})
 
     stack.injected.ledger.method("operator_actions.record").arm()
-    decision = asyncio.create_task(update(handle, "mark_paid", OperatorMarkPaid(
+    decision = asyncio.create_task(update(handle, UpdateName.MARK_PAID, OperatorMarkPaid(
         operator="olena", reason="paid by hand", external_reference="PM-1"), "upd-stuck"))
     await env.sleep(timedelta(minutes=15))  # longer than the old 10-minute deadline of the audit write
     assert not decision.done()
@@ -134,7 +135,7 @@ async def test_a_stuck_audit_write_does_not_wedge_manual_review(stack: Stack, en
     done = await stack.wait_status(handle, {S.PAID})
     assert done.status == S.PAID
     assert not answer.accepted and "late ok callback" in answer.message  # the money had moved: it wins
-    again = await update(handle, "mark_paid", OperatorMarkPaid(
+    again = await update(handle, UpdateName.MARK_PAID, OperatorMarkPaid(
         operator="olena", reason="paid by hand", external_reference="PM-1"), "upd-stuck")
     assert again == answer  # the same update id gets the same answer, at once
     actions = [r.action for r in await operator_rows(stack, handle)]
@@ -153,7 +154,7 @@ async def test_retry_after_a_callback_timeout_needs_the_confirmation(stack: Stac
 
     assert view.escalation_reason == "callback_timeout"
     assert view.open_bills == [f"round 1 attempt 1: bill {view.bill_id}: created, no final callback"]
-    message = await refused(handle, "retry", OperatorRetry(operator="olena", reason="no word from Portmone"))
+    message = await refused(handle, UpdateName.RETRY, OperatorRetry(operator="olena", reason="no word from Portmone"))
     assert "confirm that Portmone holds no bill" in message
     assert len(await stack.creates()) == 1
 
@@ -251,7 +252,7 @@ async def test_a_long_manual_review_continues_as_new_with_its_state(
     assert await execution(latest) == WorkflowExecutionStatus.RUNNING
 
     # The new run still refuses what the old one refused, and still settles on a late paid callback.
-    message = await refused(latest, "retry", OperatorRetry(operator="olena", reason="?"))
+    message = await refused(latest, UpdateName.RETRY, OperatorRetry(operator="olena", reason="?"))
     assert "confirm that Portmone holds no bill" in message
     resp = await stack.paid_at_portmone(str(first.bill_id))
     assert resp.status_code == 200, resp.text
@@ -296,7 +297,7 @@ async def test_a_cancellation_while_awaiting_the_callback_goes_to_manual_review(
     assert view.status == S.MANUAL_REVIEW and view.escalation_reason == "cancellation_requested"
     assert view.cancel_requested and view.open_bills  # the live bill is listed
     assert await execution(handle) == WorkflowExecutionStatus.RUNNING
-    message = await refused(handle, "cancel", OperatorCancel(operator="olena", reason="asked to cancel"))
+    message = await refused(handle, UpdateName.CANCEL, OperatorCancel(operator="olena", reason="asked to cancel"))
     assert "confirm that Portmone holds no bill" in message and "before cancelling" in message
 
 

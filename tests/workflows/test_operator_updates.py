@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from payouts import escalation
 from payouts import search_attributes as sa
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry, PayoutView
+from payouts.names import UpdateName
 from payouts.status import PayoutStatus as S
 from tests.stack import OPERATORS_CHAT_ID, TEST_PHONE, Stack
 from tests.workflows.conftest import BACKOFF, CALLBACK_TIMEOUT, REMINDER
@@ -192,7 +193,8 @@ async def test_late_ok_callback_completes_a_payout_in_manual_review(stack: Stack
 async def test_retry_creates_a_new_bill_and_pays(stack: Stack) -> None:
     handle, first = await escalated(stack)
 
-    result = await update(handle, "retry", OperatorRetry(operator="olena", reason="payee fixed"), "upd-retry-1")
+    retry = OperatorRetry(operator="olena", reason="payee fixed")
+    result = await update(handle, UpdateName.RETRY, retry, "upd-retry-1")
     view = await stack.wait_status(handle, {S.PAID})
 
     assert (result.accepted, result.status, result.update_id) == (True, S.BILL_REQUESTED, "upd-retry-1")
@@ -209,9 +211,9 @@ async def test_retry_creates_a_new_bill_and_pays(stack: Stack) -> None:
 async def test_mark_paid_needs_a_reference_and_closes_without_a_bill(stack: Stack) -> None:
     handle, _ = await escalated(stack)
 
-    message = await refused(handle, "mark_paid", OperatorMarkPaid(operator="olena", reason="paid by hand"))
+    message = await refused(handle, UpdateName.MARK_PAID, OperatorMarkPaid(operator="olena", reason="paid by hand"))
     assert message == "missing: external_reference"
-    result = await update(handle, "mark_paid", OperatorMarkPaid(operator="olena", reason="paid by hand",
+    result = await update(handle, UpdateName.MARK_PAID, OperatorMarkPaid(operator="olena", reason="paid by hand",
                                                                  external_reference="PM-778899"))
     view = await stack.wait_status(handle, {S.PAID})
 
@@ -227,8 +229,8 @@ async def test_mark_paid_needs_a_reference_and_closes_without_a_bill(stack: Stac
 async def test_cancel_needs_a_reason_and_tells_the_user(stack: Stack) -> None:
     handle, _ = await escalated(stack)
 
-    assert await refused(handle, "cancel", OperatorCancel(operator="olena")) == "missing: reason"
-    result = await update(handle, "cancel", OperatorCancel(operator="olena", reason="receipt was fraudulent"))
+    assert await refused(handle, UpdateName.CANCEL, OperatorCancel(operator="olena")) == "missing: reason"
+    result = await update(handle, UpdateName.CANCEL, OperatorCancel(operator="olena", reason="receipt was fraudulent"))
     await stack.wait_status(handle, {S.CANCELLED})
 
     assert result.accepted and result.status == S.CANCELLED
@@ -271,11 +273,10 @@ async def test_validators_refuse_a_payout_that_is_not_in_manual_review(stack: St
     await stack.wait_status(handle, {S.AWAITING_CALLBACK})
 
     wrong_state = "payout is AWAITING_CALLBACK, not MANUAL_REVIEW: nothing for an operator to do"
-    assert await refused(handle, "retry", OperatorRetry(operator="o", reason="r")) == wrong_state
-    assert await refused(handle, "mark_paid", OperatorMarkPaid(operator="o", reason="r", external_reference="X")) == (
-        wrong_state
-    )
-    assert await refused(handle, "cancel", OperatorCancel(operator="o", reason="r")) == wrong_state
+    assert await refused(handle, UpdateName.RETRY, OperatorRetry(operator="o", reason="r")) == wrong_state
+    mark = OperatorMarkPaid(operator="o", reason="r", external_reference="X")
+    assert await refused(handle, UpdateName.MARK_PAID, mark) == wrong_state
+    assert await refused(handle, UpdateName.CANCEL, OperatorCancel(operator="o", reason="r")) == wrong_state
     assert await operator_rows(stack, handle) == []
     assert (await stack.view(handle)).status == S.AWAITING_CALLBACK
     assert len(await stack.creates()) == 1
@@ -288,9 +289,9 @@ async def test_the_same_update_twice_has_one_effect(stack: Stack) -> None:
     handle, _ = await escalated(stack)
     cmd = OperatorRetry(operator="olena", reason="Portmone fixed the payee")
 
-    together = await asyncio.gather(*(update(handle, "retry", cmd, "upd-same") for _ in range(2)))
+    together = await asyncio.gather(*(update(handle, UpdateName.RETRY, cmd, "upd-same") for _ in range(2)))
     await stack.wait_status(handle, {S.PAID})
-    again = await update(handle, "retry", cmd, "upd-same")  # after the payout ended: the first answer again
+    again = await update(handle, UpdateName.RETRY, cmd, "upd-same")  # after the payout ended: the first answer again
 
     assert together[0] == together[1] == again
     assert again.accepted and again.update_id == "upd-same"
@@ -303,8 +304,8 @@ async def test_two_different_decisions_at_once_apply_only_one(stack: Stack) -> N
     handle, _ = await escalated(stack)
 
     outcomes = await asyncio.gather(
-        update(handle, "retry", OperatorRetry(operator="olena", reason="try again"), "upd-a"),
-        update(handle, "cancel", OperatorCancel(operator="ivan", reason="fraud"), "upd-b"),
+        update(handle, UpdateName.RETRY, OperatorRetry(operator="olena", reason="try again"), "upd-a"),
+        update(handle, UpdateName.CANCEL, OperatorCancel(operator="ivan", reason="fraud"), "upd-b"),
         return_exceptions=True,
     )
     view = await stack.wait_status(handle, {S.PAID, S.CANCELLED})
@@ -326,7 +327,7 @@ async def test_retry_after_outcome_unknown_needs_the_no_bill_confirmation(stack:
     assert view.escalation_reason == "outcome_unknown"
     assert len(view.open_bills) == 1
 
-    message = await refused(handle, "retry", OperatorRetry(operator="olena", reason="try again"))
+    message = await refused(handle, UpdateName.RETRY, OperatorRetry(operator="olena", reason="try again"))
     assert "confirm that Portmone holds no bill" in message
     assert await operator_rows(stack, handle) == []
     assert len(await stack.creates()) == 1
@@ -335,8 +336,8 @@ async def test_retry_after_outcome_unknown_needs_the_no_bill_confirmation(stack:
     [bill] = await stack.record("bills")
     resp = await stack.http.post(f"{stack.sandbox_url}/_sandbox/bills/{bill['bill_id']}/cancel", json={})
     assert resp.status_code == 200, resp.text
-    result = await update(handle, "retry", OperatorRetry(operator="olena", reason="open bill cancelled in cabinet",
-                                                         confirmed_no_bill_at_portmone=True))
+    retry = OperatorRetry(operator="olena", reason="open bill cancelled in cabinet", confirmed_no_bill_at_portmone=True)
+    result = await update(handle, UpdateName.RETRY, retry)
     await stack.faults({"callback_status": "PAYED"})
     done = await stack.wait_status(handle, {S.PAID})
 
@@ -355,7 +356,7 @@ async def test_retry_after_telecom_failure_repeats_only_the_topup(stack: Stack) 
     handle, view = await escalated(stack, {"telecom_fail": {"times": 1, "status": 400}})
     assert view.escalation_reason == "telecom_failed"
 
-    result = await update(handle, "retry", OperatorRetry(operator="olena", reason="telecom API is back"))
+    result = await update(handle, UpdateName.RETRY, OperatorRetry(operator="olena", reason="telecom API is back"))
     done = await stack.wait_status(handle, {S.PAID})
 
     assert result.accepted and result.status == S.PAID and "no new bill" in result.message

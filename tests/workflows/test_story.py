@@ -50,6 +50,7 @@ from payouts.models import (
     TopupOutput,
     TransitionInput,
 )
+from payouts.names import ActivityName, UpdateName
 from payouts.status import PayoutStatus as S
 from payouts.verdicts import Verdict
 from workflows.payout_calls import NOTIFY_TASK_QUEUE, PORTMONE_TASK_QUEUE
@@ -84,40 +85,40 @@ class Fakes:
     def named(self, name: str) -> list[Any]:
         return [arg for called, arg in self.calls if called == name]
 
-    @activity.defn(name="ledger.reserve")
+    @activity.defn(name=ActivityName.RESERVE)
     async def reserve(self, inp: ReserveInput) -> ReserveOutput:
         self.calls.append(("reserve", inp))
         if isinstance(self.reserve_answer, ApplicationError):
             raise self.reserve_answer
         return self.reserve_answer
 
-    @activity.defn(name="ledger.transition")
+    @activity.defn(name=ActivityName.TRANSITION)
     async def transition(self, inp: TransitionInput) -> None:
         self.calls.append(("transition", inp))
         if inp.to_status == self.refuse_transition_to:
             raise ApplicationError("refused", type=failures.ILLEGAL_TRANSITION, non_retryable=True)
 
-    @activity.defn(name="ledger.escalate")
+    @activity.defn(name=ActivityName.ESCALATE)
     async def escalate(self, inp: EscalateInput) -> EscalateOutput:
         self.calls.append(("escalate", inp))
         reason = inp.reason_if_bill_open if self.open_bills and inp.reason_if_bill_open else inp.reason
         return EscalateOutput(reason=reason, open_bills=self.open_bills)
 
-    @activity.defn(name="ledger.undelivered_callbacks")
+    @activity.defn(name=ActivityName.UNDELIVERED_CALLBACKS)
     async def undelivered_callbacks(self, payout_id: str) -> list[CallbackSignal]:
         self.calls.append(("undelivered_callbacks", payout_id))
         return self.stored_callbacks
 
-    @activity.defn(name="ledger.state")
+    @activity.defn(name=ActivityName.LEDGER_STATE)
     async def state(self, payout_id: str) -> LedgerStateOutput:
         self.calls.append(("state", payout_id))
         return LedgerStateOutput(status=self.ledger_status, reason="set by the ledger")
 
-    @activity.defn(name="ledger.record_operator_action")
+    @activity.defn(name=ActivityName.RECORD_OPERATOR_ACTION)
     async def record_operator_action(self, inp: OperatorActionInput) -> None:
         self.calls.append(("audit", inp))
 
-    @activity.defn(name="portmone.create_bill")
+    @activity.defn(name=ActivityName.CREATE_BILL)
     async def create_bill(self, inp: CreateBillInput) -> CreateBillOutput:
         self.calls.append(("create_bill", inp))
         answer = self.create_answers.pop(0) if self.create_answers else bill(f"B-{inp.round_no}")
@@ -125,14 +126,14 @@ class Fakes:
             raise answer
         return answer(inp)
 
-    @activity.defn(name="telecom.topup")
+    @activity.defn(name=ActivityName.TOPUP)
     async def topup(self, inp: TopupInput) -> TopupOutput:
         self.calls.append(("topup", inp))
         if self.topup_failures:
             raise self.topup_failures.pop(0)
         return TopupOutput(configured=True, topup_id="T-1")
 
-    @activity.defn(name="notify.remind_operators")
+    @activity.defn(name=ActivityName.REMIND_OPERATORS)
     async def remind(self, inp: ReminderInput) -> None:
         self.calls.append(("remind", inp))
 
@@ -258,9 +259,9 @@ async def test_outcome_unknown_waits_for_a_confirmed_retry(story: Story) -> None
     assert view.escalation_reason == "outcome_unknown" and view.open_bills == ["attempt 11"]
 
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await story.decide(handle, "retry", OperatorRetry(operator="op", reason="checked"))
+        await story.decide(handle, UpdateName.RETRY, OperatorRetry(operator="op", reason="checked"))
     assert "confirmed_no_bill_at_portmone" in str(refused.value.cause)
-    result = await story.decide(handle, "retry", OperatorRetry(operator="op", reason="checked",
+    result = await story.decide(handle, UpdateName.RETRY, OperatorRetry(operator="op", reason="checked",
                                                                 confirmed_no_bill_at_portmone=True))  # fmt: skip
     assert result.accepted and "round 2" in result.message
     assert story.fakes.named("audit")[-1].confirms_attempts == [11]
@@ -323,7 +324,7 @@ async def test_retry_after_a_failed_top_up_repeats_only_the_top_up(story: Story)
     view = await story.reaches(handle, S.MANUAL_REVIEW)
     assert view.escalation_reason == "telecom_failed"
 
-    result = await story.decide(handle, "retry", OperatorRetry(operator="op", reason="telecom is back"))
+    result = await story.decide(handle, UpdateName.RETRY, OperatorRetry(operator="op", reason="telecom is back"))
     assert result.accepted and "no new bill" in result.message
     assert (await handle.result()).status == S.PAID
     assert len(story.fakes.named("create_bill")) == 1 and len(story.fakes.named("topup")) == 2
@@ -336,9 +337,9 @@ async def test_mark_paid_needs_a_reference_and_closes_the_payout(story: Story) -
     await story.reaches(handle, S.MANUAL_REVIEW)
 
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await story.decide(handle, "mark_paid", OperatorMarkPaid(operator="op", reason="paid by hand"))
+        await story.decide(handle, UpdateName.MARK_PAID, OperatorMarkPaid(operator="op", reason="paid by hand"))
     assert "external_reference" in str(refused.value.cause)
-    result = await story.decide(handle, "mark_paid", OperatorMarkPaid(operator="op", reason="paid by hand",
+    result = await story.decide(handle, UpdateName.MARK_PAID, OperatorMarkPaid(operator="op", reason="paid by hand",
                                                                       external_reference="PM-1"))  # fmt: skip
     assert result.accepted
     assert (await handle.result()).status == S.PAID
@@ -352,8 +353,8 @@ async def test_cancel_closes_the_payout_and_a_repeat_gets_the_same_answer(story:
     await story.env.sleep(timedelta(seconds=POLICY.callback_timeout_seconds + 1))
     await story.reaches(handle, S.MANUAL_REVIEW)
     cmd = OperatorCancel(operator="op", reason="duplicate shopper")
-    first = await handle.execute_update("cancel", cmd, id="cancel-1", result_type=OperatorResult)
-    again = await handle.execute_update("cancel", cmd, id="cancel-1", result_type=OperatorResult)
+    first = await handle.execute_update(UpdateName.CANCEL, cmd, id="cancel-1", result_type=OperatorResult)
+    again = await handle.execute_update(UpdateName.CANCEL, cmd, id="cancel-1", result_type=OperatorResult)
 
     assert first == again and first.accepted
     assert (await handle.result()).status == S.CANCELLED
@@ -364,7 +365,7 @@ async def test_an_update_outside_manual_review_is_refused(story: Story) -> None:
     handle = await story.start()
     await story.reaches(handle, S.AWAITING_CALLBACK)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await story.decide(handle, "cancel", OperatorCancel(operator="op", reason="no"))
+        await story.decide(handle, UpdateName.CANCEL, OperatorCancel(operator="op", reason="no"))
     assert "not MANUAL_REVIEW" in str(refused.value.cause)
 
 
@@ -402,5 +403,5 @@ async def test_manual_review_continues_as_new_and_keeps_its_evidence(story: Stor
     assert view.status == S.MANUAL_REVIEW and view.open_bills == ["bill B-1"]
     assert len(story.fakes.named("remind")) >= 2
     mark = OperatorMarkPaid(operator="op", reason="r", external_reference="X")
-    result = await latest.execute_update("mark_paid", mark, result_type=OperatorResult)
+    result = await latest.execute_update(UpdateName.MARK_PAID, mark, result_type=OperatorResult)
     assert result.accepted
