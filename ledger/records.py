@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from payouts.events import PayoutEvent
 from payouts.status import PayoutStatus
+from payouts.verdicts import BillVerdict
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -94,9 +95,6 @@ class CallbackRecord:
     processed_at: datetime | None
     signalled_at: datetime | None = None
     verdict: str | None = None  # payouts.verdicts.Verdict value
-
-
-BillVerdict = Literal["paid", "live", "no_ending", "unknown"]
 
 
 @dataclass(frozen=True)

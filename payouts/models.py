@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from payouts.status import PayoutStatus
-from payouts.verdicts import Verdict
+from payouts.verdicts import BillVerdict, Verdict
 
 # ---- field bounds ------------------------------------------------------------------------------
 # One definition per bound, shared by the intake body (payouts/receipt.py) and the workflow
@@ -197,6 +197,29 @@ class PayoutView(_Model):
     open_bills: list[str] = Field(default_factory=list)
     cancel_requested: bool = False  # a Temporal cancellation was asked for; an operator decides
 
+    @classmethod
+    def of(cls, request: PayoutRequest, progress: PayoutProgress) -> PayoutView:
+        """The view of a payout: its request and what it knows now (the one copy of each fact)."""
+        p = progress
+        return cls(
+            payout_id=payout_workflow_id(request.receipt_id),
+            receipt_id=request.receipt_id,
+            status=p.status,
+            amount_kopecks=request.amount_kopecks,
+            currency=request.currency,
+            masked_msisdn=request.masked_msisdn,
+            bill_id=p.bill_id,
+            bill_round=p.bill_round,
+            last_error=p.last_error,
+            escalation_reason=p.escalation_reason,
+            rejection_reason=p.rejection_reason,
+            callbacks_seen=len(p.seen_callbacks),
+            escalated_at=p.escalated_at,
+            reminders_sent=p.reminders_sent,
+            open_bills=[bill.text for bill in p.open_bills],
+            cancel_requested=p.cancel_requested,
+        )
+
 
 # ---- activities -----------------------------------------------------------------------------
 
@@ -231,7 +254,7 @@ class OpenBillView(_Model):
 
     attempt_id: int
     bill_id: str | None
-    verdict: str
+    verdict: BillVerdict
     text: str
 
 
@@ -323,23 +346,35 @@ class PayoutPolicy(_Model):
     reminders_per_run: int = Field(default=50, ge=1)
 
 
-class CarriedPayout(_Model):
-    """What a payout waiting in manual review carries into its next run (continue-as-new)."""
+class PayoutProgress(BaseModel):
+    """What one payout knows between its steps, each fact once: the workflow changes it, the `status`
+    view is derived from it (`PayoutView.of`), and a payout that continues as new carries it whole."""
 
-    view: PayoutView
-    inbox: list[CallbackSignal] = Field(default_factory=list)
-    seen_callbacks: list[str] = Field(default_factory=list)
-    bills: list[str] = Field(default_factory=list)
+    model_config = ConfigDict(extra="forbid")
+
+    status: PayoutStatus = PayoutStatus.RECEIVED
+    bill_id: str | None = None  # the current bill; once PAID, the bill that paid
     bill_round: int = 0
+    bills: list[str] = Field(default_factory=list)  # every bill of this payout the workflow has seen
+    inbox: list[CallbackSignal] = Field(default_factory=list)  # received, not acted on yet
+    seen_callbacks: list[str] = Field(default_factory=list)  # dedupe keys, in the order received
+    # The new-bill rule's evidence at the last escalation: earlier bills that may hold money.
     open_bills: list[OpenBillView] = Field(default_factory=list)
+    # The paid callback of a payout whose telecom top-up failed: `retry` repeats only the top-up.
     paid_callback: CallbackSignal | None = None
-    results: dict[str, OperatorResult] = Field(default_factory=dict)
+    last_error: str | None = None
+    escalation_reason: str | None = None
+    rejection_reason: str | None = None
+    escalated_at: datetime | None = None
+    reminders_sent: int = 0
+    cancel_requested: bool = False
+    results: dict[str, OperatorResult] = Field(default_factory=dict)  # operator decisions' answers by update id
 
 
 class PayoutWorkflowInput(_Model):
     request: PayoutRequest
     policy: PayoutPolicy = Field(default_factory=PayoutPolicy)
-    carried: CarriedPayout | None = None  # set when a run continues as new
+    carried: PayoutProgress | None = None  # set when a run continues as new
 
 
 # ---- operator updates -----------------------------------------------------------------------
@@ -419,7 +454,8 @@ class RetentionOutput(_Model):
     deleted: int
 
 
-# CarriedPayout names models defined after it (OperatorResult): complete them now, while this module's
-# names resolve, so no caller (the workflow sandbox included) meets a half-built model.
-CarriedPayout.model_rebuild()
+# These name models defined after them (PayoutProgress, OperatorResult): complete them now, while this
+# module's names resolve, so no caller (the workflow sandbox included) meets a half-built model.
+PayoutView.model_rebuild()
+PayoutProgress.model_rebuild()
 PayoutWorkflowInput.model_rebuild()

@@ -27,6 +27,12 @@ FINAL: frozenset[Verdict] = frozenset({Verdict.PAID, Verdict.REVERSED, Verdict.U
 
 BillStanding = Literal["paid", "dead", "live"]
 
+# Why an earlier attempt's bill may hold money (the new-bill rule's evidence, shown to operators):
+# `paid` (a stored callback says Portmone paid it), `live` (a bill with no final non-paid callback),
+# `no_ending` (the attempt was written and never finished: the worker stopped mid-call), `unknown` (the
+# request may have reached Portmone unanswered).
+BillVerdict = Literal["paid", "live", "no_ending", "unknown"]
+
 
 def bill_standing(verdicts: Iterable[Verdict]) -> BillStanding:
     """Does a bill hold money, by every callback stored for it (in any order)?

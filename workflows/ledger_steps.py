@@ -84,14 +84,12 @@ class LedgerSteps:
         s = self._s
         inp = EscalateInput(payout_id=s.payout_id, reason=why.reason, reason_if_bill_open=why.if_bill_open, callback=cb)
         out = await self.money(calls.escalate(inp))
-        s.open_bills = list(out.open_bills)
-        s.update(
-            escalation_reason=out.reason,
-            last_error=why.detail[:300],
-            escalated_at=workflow.now(),
-            reminders_sent=0,
-            open_bills=[b.text for b in s.open_bills],
-        )
+        p = s.progress
+        p.open_bills = list(out.open_bills)
+        p.escalation_reason = out.reason
+        p.last_error = why.detail[:300]
+        p.escalated_at = workflow.now()
+        p.reminders_sent = 0
         view.show(s, PayoutStatus.MANUAL_REVIEW, sa.ESCALATION_REASON.value_set(out.reason))
 
     async def follow_after(self, err: ActivityError | ApplicationError) -> None:
@@ -103,16 +101,17 @@ class LedgerSteps:
             state = await self.money(calls.ledger_state(s.payout_id))
             await self.follow(state.status, state.reason)
         except STEP_FAILED as again:  # even the ledger's view could not be followed: a person decides
-            conflict = reason_text(EscalationReason.STATE_CONFLICT)
-            last_error = f"{failure_type(err)}, then {failure_type(again)}"
-            s.update(escalation_reason=conflict, last_error=last_error, escalated_at=workflow.now())
+            p = s.progress
+            p.escalation_reason = reason_text(EscalationReason.STATE_CONFLICT)
+            p.last_error = f"{failure_type(err)}, then {failure_type(again)}"
+            p.escalated_at = workflow.now()
             view.show(s, PayoutStatus.MANUAL_REVIEW)
 
     async def follow(self, status: PayoutStatus, reason: str | None) -> None:
         """Agree with the ledger: a closed payout stays closed, one in manual review waits there, anything
         else goes to a person as `state_conflict`."""
         if status in TERMINAL or status == PayoutStatus.MANUAL_REVIEW:
-            self._s.update(escalation_reason=reason if status == PayoutStatus.MANUAL_REVIEW else None)
+            self._s.progress.escalation_reason = reason if status == PayoutStatus.MANUAL_REVIEW else None
             return view.show(self._s, status)
         detail = f"the ledger holds this payout as {status.value} ({reason or 'no reason'})"
         await self.escalate(Escalation.of(EscalationReason.STATE_CONFLICT, detail))

@@ -50,9 +50,9 @@ def check_retry(state: PayoutState, cmd: OperatorRetry) -> None:
     if _is_repeat(state):
         return
     _check_common(state, cmd.operator, cmd.reason)
-    if state.paid_callback is not None:
+    if state.progress.paid_callback is not None:
         return  # telecom_failed: only the top-up is repeated, no new bill
-    paid = [b for b in state.open_bills if b.verdict == "paid"]
+    paid = [b for b in state.progress.open_bills if b.verdict == "paid"]
     if paid:
         raise refusal(
             f"bill {paid[0].bill_id} was paid (Portmone's callback is stored): a new bill would pay twice; "
@@ -70,7 +70,7 @@ def check_cancel(state: PayoutState, cmd: OperatorCancel) -> None:
     if _is_repeat(state):
         return
     _check_common(state, cmd.operator, cmd.reason)
-    if state.paid_callback is None:
+    if state.progress.paid_callback is None:
         _require_confirmation(state, cmd.confirmed_no_bill_at_portmone, "cancelling")
 
 

@@ -6,7 +6,7 @@ workflow (workflows/receipt_payout.py) decides, this module remembers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -16,7 +16,6 @@ with workflow.unsafe.imports_passed_through():
     from payouts.escalation import reason_text
     from payouts.models import (
         CallbackSignal,
-        CarriedPayout,
         CreateBillInput,
         EscalationReason,
         OpenBillView,
@@ -25,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         OperatorResult,
         OperatorRetry,
         PayoutPolicy,
+        PayoutProgress,
         PayoutRequest,
         PayoutView,
         PayoutWorkflowInput,
@@ -42,97 +42,77 @@ Decision = OperatorRetry | OperatorMarkPaid | OperatorCancel
 
 
 def verdict_of(cb: CallbackSignal) -> Verdict:
-    """The callback's domain verdict; a signal without one (stored before verdicts existed) is unknown."""
+    """The callback's domain verdict; a signal without one is unknown (a person looks)."""
     return cb.verdict if cb.verdict is not None else Verdict.UNKNOWN
 
 
 @dataclass
 class PayoutState:
+    """The payout's request and policy, what it knows (`progress`: the one copy of each fact, carried whole
+    into the next run), and what only this run holds: an operator decision on its way, a cancellation
+    request not yet handled, the reminders of this run, the Web UI's deadline phrase."""
+
     request: PayoutRequest
     policy: PayoutPolicy
-    view: PayoutView
-    inbox: list[CallbackSignal] = field(default_factory=list)
-    seen_callbacks: set[str] = field(default_factory=set)
-    bills: list[str] = field(default_factory=list)
-    bill_round: int = 0
-    # The new-bill rule's evidence from the last escalation: earlier bills that may hold money.
-    open_bills: list[OpenBillView] = field(default_factory=list)
-    # The paid callback of a payout whose telecom top-up failed: `retry` repeats only the top-up.
-    paid_callback: CallbackSignal | None = None
+    progress: PayoutProgress
     # Operator decisions: `claim` is the update id being applied (set before the handler's first await,
     # so a second update is refused by the validator); `decision` is ready to apply once its audit row is
-    # written; `results` holds every finished decision's answer by update id.
+    # written; answers land in `progress.results`.
     claim: str | None = None
     decision: Decision | None = None
-    results: dict[str, OperatorResult] = field(default_factory=dict)
     cancel_pending: bool = False  # a Temporal cancellation reached the payout and is not handled yet
     reminders_this_run: int = 0
     deadline_text: str = ""  # the Web UI's "next deadline" phrase
 
     @classmethod
     def begin(cls, inp: PayoutWorkflowInput) -> PayoutState:
-        req = inp.request
-        carried = inp.carried
-        if carried is not None:
-            return cls(
-                request=req,
-                policy=inp.policy,
-                view=carried.view,
-                inbox=list(carried.inbox),
-                seen_callbacks=set(carried.seen_callbacks),
-                bills=list(carried.bills),
-                bill_round=carried.bill_round,
-                open_bills=list(carried.open_bills),
-                paid_callback=carried.paid_callback,
-                results=dict(carried.results),
-            )
-        view = PayoutView(
-            payout_id=payout_workflow_id(req.receipt_id),
-            receipt_id=req.receipt_id,
-            status=PayoutStatus.RECEIVED,
-            amount_kopecks=req.amount_kopecks,
-            currency=req.currency,
-            masked_msisdn=req.masked_msisdn,
-        )
-        return cls(request=req, policy=inp.policy, view=view)
+        return cls(request=inp.request, policy=inp.policy, progress=inp.carried or PayoutProgress())
+
+    @property
+    def view(self) -> PayoutView:
+        return PayoutView.of(self.request, self.progress)
 
     @property
     def payout_id(self) -> str:
-        return self.view.payout_id
+        return payout_workflow_id(self.request.receipt_id)
 
     @property
     def status(self) -> PayoutStatus:
-        return self.view.status
+        return self.progress.status
 
-    def update(self, **fields: object) -> None:
-        self.view = self.view.model_copy(update=fields)
+    @property
+    def results(self) -> dict[str, OperatorResult]:
+        return self.progress.results
 
     def receive(self, cb: CallbackSignal) -> None:
         """Keep a callback once (signals, early callbacks and re-read stored ones may repeat)."""
-        if cb.dedupe_key in self.seen_callbacks:
+        p = self.progress
+        if cb.dedupe_key in p.seen_callbacks:
             return
-        self.seen_callbacks.add(cb.dedupe_key)
-        self.inbox.append(cb)
-        self.update(callbacks_seen=len(self.seen_callbacks))
+        p.seen_callbacks.append(cb.dedupe_key)
+        p.inbox.append(cb)
 
     def take(self, cb: CallbackSignal) -> Verdict:
         """Remove a callback from the inbox to act on it; remember its bill (its answer may have been lost)."""
-        self.inbox.remove(cb)
-        if cb.bill_id and cb.bill_id not in self.bills:
-            self.bills.append(cb.bill_id)
+        self.progress.inbox.remove(cb)
+        self.know_bill(cb.bill_id)
         return verdict_of(cb)
+
+    def know_bill(self, bill_id: str | None) -> None:
+        if bill_id and bill_id not in self.progress.bills:
+            self.progress.bills.append(bill_id)
 
     def paid(self) -> CallbackSignal | None:
         """A stored callback saying one of this payout's bills was paid (the ledger routes only our bills)."""
-        return next((cb for cb in self.inbox if verdict_of(cb) == Verdict.PAID), None)
+        return next((cb for cb in self.progress.inbox if verdict_of(cb) == Verdict.PAID), None)
 
     def deciding_callback(self) -> CallbackSignal | None:
         """The callback that decides the current round: any paid one, else a final one for the current bill."""
         paid = self.paid()
         if paid is not None:
             return paid
-        current = self.view.bill_id
-        return next((cb for cb in self.inbox if cb.bill_id == current and verdict_of(cb) in FINAL), None)
+        current = self.progress.bill_id
+        return next((cb for cb in self.progress.inbox if cb.bill_id == current and verdict_of(cb) in FINAL), None)
 
     def answer(self, update_id: str, accepted: bool, message: str) -> None:
         self.results[update_id] = OperatorResult(
@@ -151,7 +131,7 @@ class PayoutState:
             amount_kopecks=req.amount_kopecks,
             currency=req.currency,
             payee_id=req.payee_id,
-            round_no=self.bill_round,
+            round_no=self.progress.bill_round,
         )
 
     def topup_input(self) -> TopupInput:
@@ -165,26 +145,19 @@ class PayoutState:
         return ReminderInput(
             payout_id=self.payout_id,
             receipt_id=self.request.receipt_id,
-            reason=self.view.escalation_reason or "unknown",
+            reason=self.progress.escalation_reason or "unknown",
             amount_kopecks=self.request.amount_kopecks,
-            reminder_no=self.view.reminders_sent,
+            reminder_no=self.progress.reminders_sent,
         )
 
     def live_bills(self) -> list[OpenBillView]:
-        return [b for b in self.open_bills if b.verdict != "paid"]
+        return [b for b in self.progress.open_bills if b.verdict != "paid"]
 
-    def carried(self) -> CarriedPayout:
-        kept = dict(list(self.results.items())[-KEPT_RESULTS:])
-        return CarriedPayout(
-            view=self.view,
-            inbox=list(self.inbox),
-            seen_callbacks=sorted(self.seen_callbacks),
-            bills=list(self.bills),
-            bill_round=self.bill_round,
-            open_bills=list(self.open_bills),
-            paid_callback=self.paid_callback,
-            results=kept,
-        )
+    def next_run(self) -> PayoutWorkflowInput:
+        """The input of this payout's next run (continue-as-new): its progress, passed whole."""
+        p = self.progress
+        p.results = dict(list(p.results.items())[-KEPT_RESULTS:])
+        return PayoutWorkflowInput(request=self.request, policy=self.policy, carried=p)
 
 
 @dataclass(frozen=True)

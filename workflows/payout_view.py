@@ -26,7 +26,7 @@ _TIME = "%Y-%m-%d %H:%M UTC"
 def show(state: PayoutState, status: PayoutStatus, *also: SearchAttributeUpdate[Any], searched: bool = True) -> None:
     """Move the view to `status` (a deadline of the step before is over); with `searched`, upsert the
     PayoutStatus attribute (and `also`) in one event."""
-    state.update(status=status)
+    state.progress.status = status
     state.deadline_text = ""
     if searched:
         workflow.upsert_search_attributes([sa.PAYOUT_STATUS.value_set(status.value), *also])

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import ClassVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -22,7 +24,7 @@ from workflows import operator_decisions as decisions
 from workflows import payout_calls as calls
 from workflows import payout_view as view
 from workflows.ledger_steps import LedgerSteps
-from workflows.payout_state import STEP_FAILED, Escalation, PayoutState, bill_failure, declined, failure_type
+from workflows.payout_state import STEP_FAILED, Decision, Escalation, PayoutState, bill_failure, declined, failure_type
 
 with workflow.unsafe.imports_passed_through():
     from payouts import search_attributes as sa
@@ -66,6 +68,7 @@ class ReceiptPayout:
                 self._s.cancel_pending = True
             except (ActivityError, ApplicationError) as err:
                 await self._ledger.follow_after(err)
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self._s.view
 
     async def _next_step(self) -> None:
@@ -127,7 +130,7 @@ class ReceiptPayout:
         except STEP_FAILED as err:  # data the ledger cannot hold: nothing was reserved
             reserved = ReserveOutput(accepted=False, reason=invalid_data(failure_type(err)))
         if not reserved.accepted:
-            s.update(rejection_reason=reserved.reason)
+            s.progress.rejection_reason = reserved.reason
             return view.show(s, S.REJECTED)
         if reserved.status not in (None, S.RESERVED):  # a reset run: the ledger already moved on
             return await self._ledger.follow(reserved.status, reserved.reason)
@@ -140,17 +143,19 @@ class ReceiptPayout:
         paid = s.paid()
         if paid is not None:  # a late paid callback for an earlier bill: no new bill
             return await self._settle(paid)
-        s.bill_round += 1
-        s.update(bill_round=s.bill_round, last_error=None, status=S.BILL_REQUESTED)
+        p = s.progress
+        p.bill_round += 1
+        p.last_error = None
+        p.status = S.BILL_REQUESTED
         try:
             created = await self._ledger.money(calls.create_bill(s.bill_input(), s.policy.bill_attempt_timeout_seconds))
         except ActivityError as err:
             if (why := bill_failure(err)) is not None:
                 return await self._ledger.escalate(why)
-            s.bill_round -= 1  # the ledger could not record the attempt, so nothing was sent: this round again
+            p.bill_round -= 1  # the ledger could not record the attempt, so nothing was sent: this round again
             return await workflow.sleep(calls.LEDGER_PAUSE)
-        s.bills.append(created.bill_id)
-        s.update(bill_id=created.bill_id)
+        s.know_bill(created.bill_id)
+        p.bill_id = created.bill_id
         for early in created.early_callbacks:
             s.receive(early)
         view.show(s, S.AWAITING_CALLBACK, sa.PORTMONE_BILL_ID.value_set(created.bill_id))
@@ -180,8 +185,8 @@ class ReceiptPayout:
         verdict = s.take(cb)
         if verdict == Verdict.PAID:
             return await self._complete_paid(cb)
-        s.update(last_error=cb.error_text())
-        escalation = declined(cb, verdict, rounds_left=s.bill_round < s.policy.max_bill_rounds)
+        s.progress.last_error = cb.error_text()
+        escalation = declined(cb, verdict, rounds_left=s.progress.bill_round < s.policy.max_bill_rounds)
         if escalation is not None:
             return await self._ledger.escalate(escalation, cb)
         await self._ledger.transition(S.RETRY_SCHEDULED, f"transient:{cb.error_code or 'none'}", cb)
@@ -202,9 +207,9 @@ class ReceiptPayout:
         try:
             await self._ledger.money(calls.topup(s.topup_input()))
         except ActivityError as err:
-            s.paid_callback = cb  # `retry` then repeats only the top-up
+            s.progress.paid_callback = cb  # `retry` then repeats only the top-up
             return await self._ledger.escalate(Escalation.of(EscalationReason.TELECOM_FAILED, str(err.cause)), cb)
-        s.paid_callback = None
+        s.progress.paid_callback = None
         await self._ledger.transition(S.PAID, note, cb)
 
     async def _await_person(self) -> None:
@@ -225,46 +230,60 @@ class ReceiptPayout:
             await self._complete_late(late)
 
     async def _apply_decision(self) -> None:
-        """Apply the operator's decision; the update answers once its first effect is in the ledger."""
+        """Apply the operator's decision (one method per decision, `_DECISIONS`); the update answers once
+        its first effect is in the ledger, and is answered even when applying it fails."""
         s = self._s
         decision, update_id = s.decision, s.claim
         assert decision is not None and update_id is not None
         action = decisions.ACTIONS[type(decision)]
         late = s.paid()
         try:
-            if late is not None:  # money already moved: the late callback wins over the decision
+            if late is None:
+                accepted, message = await self._DECISIONS[type(decision)](self, decision)
+            else:  # money already moved: the late callback wins over the decision
                 await self._complete_late(late)
-                s.answer(update_id, False, f"{action} not applied: a late ok callback (bill {late.bill_id}) came first")
-            elif isinstance(decision, OperatorRetry) and s.paid_callback is not None:
-                s.open_bills = []  # telecom_failed: Portmone paid; repeat only the top-up (same key)
-                await self._complete_paid(s.paid_callback, note="operator_retry_topup")
-                outcome = "paid" if s.status == S.PAID else "it failed again"
-                s.answer(update_id, True, f"retry applied: telecom top-up repeated, no new bill; {outcome}")
-            elif isinstance(decision, OperatorRetry):
-                s.open_bills = []
-                s.update(escalation_reason=None, escalated_at=None, open_bills=[])
-                await self._ledger.transition(S.BILL_REQUESTED, None, None, sa.ESCALATION_REASON.value_unset())
-                s.answer(update_id, True, f"retry applied: bill round {s.bill_round + 1} requested")
-            elif isinstance(decision, OperatorMarkPaid):
-                await self._ledger.transition(S.PAID, f"operator:{decision.external_reference}"[:200])
-                s.answer(update_id, True, f"marked paid (reference {decision.external_reference})")
-            else:
-                await self._ledger.transition(S.CANCELLED, f"operator:{decision.reason}"[:200])
-                s.answer(update_id, True, "cancelled; the user is told")
-        finally:
-            if update_id not in s.results:  # an activity failed: answer the update before raising
-                s.answer(update_id, False, f"{action} failed while applying; see the workflow history")
+                accepted, message = False, f"{action} not applied: a late ok callback (bill {late.bill_id}) came first"
+        except BaseException:
+            s.answer(update_id, False, f"{action} failed while applying; see the workflow history")
+            raise
+        s.answer(update_id, accepted, message)
+
+    async def _retry(self, decision: Decision) -> tuple[bool, str]:
+        s, p = self._s, self._s.progress
+        if p.paid_callback is not None:  # telecom_failed: Portmone paid; repeat only the top-up (same key)
+            p.open_bills = []
+            await self._complete_paid(p.paid_callback, note="operator_retry_topup")
+            outcome = "paid" if s.status == S.PAID else "it failed again"
+            return True, f"retry applied: telecom top-up repeated, no new bill; {outcome}"
+        p.open_bills, p.escalation_reason, p.escalated_at = [], None, None
+        await self._ledger.transition(S.BILL_REQUESTED, None, None, sa.ESCALATION_REASON.value_unset())
+        return True, f"retry applied: bill round {p.bill_round + 1} requested"
+
+    async def _mark_paid(self, decision: Decision) -> tuple[bool, str]:
+        assert isinstance(decision, OperatorMarkPaid)
+        await self._ledger.transition(S.PAID, f"operator:{decision.external_reference}"[:200])
+        return True, f"marked paid (reference {decision.external_reference})"
+
+    async def _cancel(self, decision: Decision) -> tuple[bool, str]:
+        await self._ledger.transition(S.CANCELLED, f"operator:{decision.reason}"[:200])
+        return True, "cancelled; the user is told"
+
+    _DECISIONS: ClassVar[dict[type[Decision], Callable[[ReceiptPayout, Decision], Awaitable[tuple[bool, str]]]]] = {
+        OperatorRetry: _retry,
+        OperatorMarkPaid: _mark_paid,
+        OperatorCancel: _cancel,
+    }
 
     async def _complete_late(self, late: CallbackSignal) -> None:
         """A late paid callback completes a payout in manual review, with an audit note."""
         await self._ledger.record_late_callback(late)
-        self._s.open_bills = []
+        self._s.progress.open_bills = []
         self._s.take(late)
         await self._complete_paid(late, note="late_ok_callback")
 
     async def _remind(self) -> None:
         s = self._s
-        s.update(reminders_sent=s.view.reminders_sent + 1)
+        s.progress.reminders_sent += 1
         with contextlib.suppress(ActivityError):  # best effort: the payout keeps waiting either way
             await calls.remind_operators(s.reminder_input())
         s.reminders_this_run += 1
@@ -279,7 +298,7 @@ class ReceiptPayout:
         )
         self._continue_as_new = False
         if s.decision is None:
-            workflow.continue_as_new(PayoutWorkflowInput(request=s.request, policy=s.policy, carried=s.carried()))
+            workflow.continue_as_new(s.next_run())
 
     # ---- what automation cannot settle -------------------------------------------------------------
 
@@ -288,8 +307,8 @@ class ReceiptPayout:
         manual-review item. Nothing in flight was abandoned (money-path calls finish first)."""
         s = self._s
         s.cancel_pending = False
-        if not s.view.cancel_requested:
-            s.update(cancel_requested=True)
+        if not s.progress.cancel_requested:
+            s.progress.cancel_requested = True
             await self._ledger.record_cancellation_request()
         if s.status in TERMINAL or s.status == S.MANUAL_REVIEW:
             return view.refresh(s)

@@ -43,6 +43,7 @@ async def test_two_workers_share_one_portmone_rate(dev_env: WorkflowEnvironment,
     assert all(v.status == S.PAID for v in views)
     assert len(sent) == PAYOUTS
     # Unlimited, ten requests from two workers leave within a second or two; at two a second they span
-    # at least (10 - 2) / 2 = 4 s, whatever burst the server's limiter allows at the start.
+    # at least (10 - 3) / 2 = 3.5 s: the server's limiter lets a burst of up to three go at the start
+    # (measured here: 3.75 s for ten, in repeated runs).
     span = (sent[-1] - sent[0]).total_seconds()
-    assert span >= (PAYOUTS - 2) / RATE, f"{PAYOUTS} bills.create in {span:.2f} s"
+    assert span >= (PAYOUTS - 3) / RATE, f"{PAYOUTS} bills.create in {span:.2f} s"

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from temporalio import activity, workflow
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from payouts.names import ActivityName
@@ -107,8 +108,11 @@ async def test_every_call_is_registered_on_its_queue_once(
 ) -> None:
     settings = stack_settings(tmp_path, sandbox_port=9, webhook_port=9, task_queue="payouts-registrations")
     tuning = WorkerSettings(portmone_requests_per_second=7.0)
+    # A client of its own: workers built on it are registered with it (never run), and would keep the
+    # session client from building workers for the same task queues in later tests.
+    client = await Client.connect(env.client.service_client.config.target_host)
     async with activity_set(settings) as activities:
-        workers = build_workers(env.client, activities, task_queue="payouts-registrations", tuning=tuning)
+        workers = build_workers(client, activities, task_queue="payouts-registrations", tuning=tuning)
     registered: dict[str, list[str]] = {}
     caps: dict[str, float | None] = {}
     for worker in workers:

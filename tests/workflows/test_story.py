@@ -304,14 +304,19 @@ async def test_timeout_reads_stored_callbacks_before_escalating(story: Story) ->
 
 
 async def test_a_late_paid_callback_completes_a_payout_in_manual_review(story: Story) -> None:
+    story.fakes.open_bills = [OpenBillView(attempt_id=1, bill_id="B-1", verdict="live", text="bill B-1: open")]
     handle = await story.start()
     await story.reaches(handle, S.AWAITING_CALLBACK)
     await story.env.sleep(timedelta(seconds=POLICY.callback_timeout_seconds + 1))
     view = await story.reaches(handle, S.MANUAL_REVIEW)
     assert view.escalation_reason == "callback_timeout"
+    assert view.open_bills == ["bill B-1: open"]
     await handle.signal(ReceiptPayout.portmone_callback, callback("B-1", Verdict.PAID))
 
-    assert (await handle.result()).status == S.PAID
+    paid = await handle.result()
+    assert paid.status == S.PAID
+    assert paid.open_bills == []  # the view is derived from what the payout knows: nothing left open
+    assert (await handle.query(ReceiptPayout.status)).open_bills == []
     assert [a.action for a in story.fakes.named("audit")] == ["late_callback"]
     assert story.fakes.named("transition")[-1].reason == "late_ok_callback"
 
