@@ -30,6 +30,7 @@ from console.demo import DEMO_LOG, run_demo
 from console.devstate import (
     DevStack,
     dev_flags,
+    dev_process_environment,
     fill_environment,
     port_of,
     read_state,
@@ -129,9 +130,8 @@ async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_p
             print(f"error: port {port} for the {name} is in use; stop what holds it or pick another port",
                   file=sys.stderr)
             return 2
-    # The Web UI decodes payloads through the webhook's codec server (docs/security.md).
-    os.environ.setdefault("WEBHOOK_CODEC_CORS_ORIGINS", f"{stack.ui_url},http://localhost:{ui_port}")
-    os.environ.setdefault("WORKER_METRICS_PORT", str(metrics_port))
+    for key, value in dev_process_environment(stack, metrics_port=metrics_port).items():
+        os.environ.setdefault(key, value)  # the environment wins
     settings = dev_settings(stack)
     telemetry.setup(settings.telemetry, "payouts-dev")
     # What the state file tells a second terminal is what this process runs with.

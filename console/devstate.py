@@ -84,6 +84,15 @@ def stack_environment(stack: DevStack) -> dict[str, str]:
     return environment
 
 
+def dev_process_environment(stack: DevStack, *, metrics_port: int) -> dict[str, str]:
+    """What the `payouts dev` process adds for itself: the Web UI's origins, so that it may use the
+    webhook's codec server (docs/security.md), and the port of the workers' /metrics."""
+    return {
+        "WEBHOOK_CODEC_CORS_ORIGINS": f"{stack.ui_url},http://localhost:{port_of(stack.ui_url)}",
+        "WORKER_METRICS_PORT": str(metrics_port),
+    }
+
+
 def fill_environment(stack: DevStack) -> None:
     """Fill what the environment leaves unset with the stack's settings (the environment wins)."""
     for key, value in stack_environment(stack).items():

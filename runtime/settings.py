@@ -617,6 +617,11 @@ _CHECKS = {
 }
 
 
+def env_prefix(cls: type[BaseSettings]) -> str:
+    """The prefix of a settings class's environment variables (`TEMPORAL_`)."""
+    return str(cls.model_config.get("env_prefix", ""))
+
+
 def setting_sections() -> dict[str, type[BaseSettings]]:
     """Settings' sections by field name, each with its own env prefix."""
     out: dict[str, type[BaseSettings]] = {}
@@ -632,7 +637,7 @@ def load_settings() -> Settings:
     problems: list[str] = []
     sections: dict[str, BaseSettings] = {}
     for name, cls in setting_sections().items():
-        prefix = str(cls.model_config.get("env_prefix", ""))
+        prefix = env_prefix(cls)
         try:
             sections[name] = cls()
         except ValidationError as exc:

@@ -11,21 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SETTING_PREFIXES = (
-    "PORTMONE_",
-    "PAYOUTS_",
-    "WEBHOOK_",
-    "TELEGRAM_",
-    "LEDGER_",
-    "TEMPORAL_",
-    "SANDBOX_",
-    "TELECOM_",
-    "PAYOUT_",
-    "RECONCILE_",
-    "WORKER_",
-    "RABBIT_",
-    "EVENTS_",
-)
+from runtime.setting_names import prefixes
+
+SETTING_PREFIXES = tuple(prefixes())  # PAYOUTS_, PORTMONE_, … as runtime.settings declares them
 
 
 def clean_env(**extra: str) -> dict[str, str]:

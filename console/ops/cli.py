@@ -10,6 +10,7 @@ import asyncio
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,70 +19,124 @@ from pydantic import ValidationError
 
 from console.devstate import add_dev_arguments, dev_data_dir, dev_flags
 from console.ending import end
+from console.helptext import command
 from console.ops import decide, queue, report, table, timeline
 from console.ops.context import Ops, OpsError, ops_context, settings_for
+from console.ops.decide import UPDATE_NAMES
 from console.ops.durations import format_age, parse_duration
 from console.ops.export import queue_csv
 from console.reach import Unreachable
+from console.schedules import RECONCILIATION_SCHEDULE_ID, RETENTION_SCHEDULE_ID, TIME_ZONE
 from ledger import LedgerError
 from payouts.models import payout_workflow_id
 from payouts.money import format_amount
 
+OPERATOR_VARIABLE = "PAYOUTS_OPERATOR"  # who decides, when --operator does not say
+
+
+def operator_of(given: str | None) -> str:
+    """Who decides: --operator, else $PAYOUTS_OPERATOR, else nobody (the workflow's validator refuses)."""
+    return given if given is not None else os.environ.get(OPERATOR_VARIABLE, "")
+
 
 def _filters(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reason", help="escalation reason, e.g. callback_timeout or permanent_error (all codes) "
-                                    "or permanent_error:30")
+    p.add_argument("--reason", help="only this escalation reason, e.g. callback_timeout or permanent_error (all "
+                                    "codes) or permanent_error:30 (default: every reason)")
     p.add_argument("--min-age", type=parse_duration, help="in manual review at least this long (30m, 2h, 1d)")
     p.add_argument("--max-age", type=parse_duration, help="in manual review at most this long")
 
 
-def _decision(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+_DECIDES = (
+    "Send the payout's workflow its `{update}` update and print the answer. The workflow validates it "
+    "(the payout's status, an operator named, a reason given) and records it in the ledger's audit "
+    "before it acts; a refusal is printed with its reason and exits 1. Repeating a call with the same "
+    "--update-id returns the first answer and changes nothing (docs/runbook.md)."
+)
+
+
+def _decision(sub: Any, name: str, summary: str, description: str, uses: Sequence[str]) -> argparse.ArgumentParser:
+    update = UPDATE_NAMES[name]
+    p = command(sub, name, summary, f"{description}\n\n{_DECIDES.format(update=update)}", uses=uses)
     add_dev_arguments(p)
     p.add_argument("payout", help="payout id (payout-<receipt>) or receipt id")
-    p.add_argument("--operator", default=os.environ.get("PAYOUTS_OPERATOR", ""),
-                   help="who decides (default: $PAYOUTS_OPERATOR); recorded in the ledger")
+    p.add_argument("--operator", default=None,
+                   help=f"who decides, recorded in the ledger (default: ${OPERATOR_VARIABLE})")
     p.add_argument("--reason", default="", help="why; recorded in the ledger")
-    p.add_argument("--update-id", default=None, help="repeat an earlier call without a second effect")
+    p.add_argument("--update-id", default=None, help="repeat an earlier call without a second effect "
+                                                     "(default: a new id, printed)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the workflow's answer")
     return p
 
 
-def add_parsers(sub: Any) -> None:
-    ops = sub.add_parser("ops", help="operator console: the manual-review queue and decisions")
-    ops_sub = ops.add_subparsers(dest="ops_command", required=True)
+def add_parsers(sub: Any, *, uses: Sequence[str]) -> None:
+    """`payouts ops …` and `payouts schedules`; `uses`: the settings every one of them uses (a Temporal
+    client and the ledger: console.ops.context)."""
+    ops = command(
+        sub, "ops", "operator console: the manual-review queue and decisions",
+        "The operator's console (docs/runbook.md): read the payouts that wait in manual review and decide "
+        "them. Every subcommand reaches Temporal and the ledger first, and says which does not answer, where, "
+        "and how to start it. With --dev it talks to the local `payouts dev` stack. Exit status: 0 done; 1 "
+        "refused or failed (the reason on stderr); 2 bad settings or usage.",
+        uses=uses,
+    )
+    ops_sub = ops.add_subparsers(dest="ops_command", required=True, metavar="SUBCOMMAND")
 
-    ls = ops_sub.add_parser("list", help="the manual-review queue as a table, oldest first")
+    ls = command(ops_sub, "list", "the manual-review queue as a table, oldest first",
+                 "Print the payouts waiting in MANUAL_REVIEW, oldest first: payout, receipt, amount, reason, "
+                 "since when, age and bill, and the next command to run. When none waits, say how many await "
+                 "Portmone's callback and when the first of them comes here (PAYOUT_CALLBACK_TIMEOUT_SECONDS).",
+                 uses=[*uses, "payout.callback_timeout_seconds"])
     add_dev_arguments(ls)
     _filters(ls)
 
-    show = ops_sub.add_parser("show", help="one payout: ledger, workflow and a merged timeline")
+    show = command(ops_sub, "show", "one payout: ledger, workflow and a merged timeline",
+                   "Print one payout: its ledger row and its workflow; while it waits in manual review, what "
+                   "the operator can do now, the bills that may still hold money and the decision commands ready "
+                   "to run; then one timeline of the ledger's rows and the workflow's events in time order.",
+                   uses=uses)
     add_dev_arguments(show)
     show.add_argument("payout", help="payout id (payout-<receipt>) or receipt id")
 
     confirm_help = ("required while `ops show` lists bills that may hold money: you checked Portmone's cabinet, "
                     "and Portmone holds no bill for this receipt that can still be paid (none, or cancelled there)")
-    _decision(ops_sub, "retry", "try again (new bill; after telecom_failed only the top-up)").add_argument(
+    _decision(ops_sub, "retry", "try again (new bill; after telecom_failed only the top-up)",
+              "Try the payout again: a new bill round, or, when Portmone paid and only the telecom top-up "
+              "failed, the top-up alone (same idempotency key).", uses).add_argument(
         "--confirm-no-bill-at-portmone", action="store_true", help=confirm_help)
-    _decision(ops_sub, "mark-paid", "the payout was paid outside the automation").add_argument(
+    _decision(ops_sub, "mark-paid", "the payout was paid outside the automation",
+              "Close the payout as PAID on evidence found outside the automation (a payment in Portmone's "
+              "cabinet, a ticket), with its reference.", uses).add_argument(
         "--reference", default="", help="external reference (Portmone payment id, ticket); required")
-    _decision(ops_sub, "cancel", "close without paying; the user is told").add_argument(
+    _decision(ops_sub, "cancel", "close without paying; the user is told",
+              "Close the payout as CANCELLED without paying; the user is told.", uses).add_argument(
         "--confirm-no-bill-at-portmone", action="store_true", help=confirm_help)
 
-    export = ops_sub.add_parser("export", help="the manual-review queue as CSV")
+    export = command(ops_sub, "export", "the manual-review queue as CSV",
+                     "Write the payouts waiting in MANUAL_REVIEW as CSV, oldest first, with the same filters as "
+                     "`ops list`.", uses=uses)
     add_dev_arguments(export)
     _filters(export)
-    export.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    export.add_argument("--output", type=Path, help="write to this file (default: stdout)")
 
-    rep = ops_sub.add_parser("report", help="the stored daily reconciliation report (default: the latest)")
+    rep = command(ops_sub, "report", "the stored daily reconciliation report (default: the latest)",
+                  f"Print a daily reconciliation report as the `{RECONCILIATION_SCHEDULE_ID}` Schedule stored it "
+                  "in the ledger: the latest, or the one of --day; as a table, or the stored JSON or CSV.",
+                  uses=uses)
     add_dev_arguments(rep)
-    rep.add_argument("--day", type=date.fromisoformat, help="the report of this day (YYYY-MM-DD)")
+    rep.add_argument("--day", type=date.fromisoformat, help="the report of this day, YYYY-MM-DD (default: the latest)")
     rep.add_argument("--format", choices=report.FORMATS, default="text",
                      help="text (a table), or the stored json or csv")
-    rep.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    rep.add_argument("--output", type=Path, help="write to this file (default: stdout)")
 
-    schedules = sub.add_parser("schedules", help="create or update the Temporal Schedules (reconciliation, "
-                                                 "archive retention); safe to repeat")
+    schedules = command(
+        sub, "schedules", "create or update the Temporal Schedules (reconciliation, archive retention); safe to repeat",
+        f"Create the Temporal Schedules `{RECONCILIATION_SCHEDULE_ID}` (the daily reconciliation report) and "
+        f"`{RETENTION_SCHEDULE_ID}` (pruning the exchange archive and delivered payout events), daily in "
+        f"{TIME_ZONE} time on TEMPORAL_TASK_QUEUE, or bring existing ones to that definition while keeping an "
+        "operator's pause. Run it at each deploy; workers do not create them. Like `ops`, it reaches Temporal "
+        "and the ledger first.",
+        uses=uses,
+    )
     add_dev_arguments(schedules)
 
 
@@ -184,7 +239,7 @@ async def _decide(ops: Ops, args: argparse.Namespace) -> int:
     action = args.ops_command
     command = decide.command_for(
         action,
-        operator=args.operator,
+        operator=operator_of(args.operator),
         reason=args.reason,
         reference=getattr(args, "reference", ""),
         confirm_no_bill=getattr(args, "confirm_no_bill_at_portmone", False),
