@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.payee import PayeeResolver, PayeeUnknown
-from ledger import AttemptRecord, Ledger, LedgerUnavailable, NewBillRefused
+from ledger import AttemptRecord, IllegalTransition, Ledger, LedgerUnavailable, NewBillRefused
 from payouts import failures
 from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
@@ -100,6 +100,9 @@ class BillActivities:
                 type=failures.BILL_MAY_BE_LIVE,
                 non_retryable=True,
             ) from None
+        except IllegalTransition as conflict:
+            # The payout moved on meanwhile (a callback, a late answer): a state conflict, nothing was sent.
+            raise ApplicationError(str(conflict), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from None
         return request, attempt
 
     async def _adopt_or_refuse(self, inp: CreateBillInput, earlier: list[AttemptRecord]) -> CreateBillOutput | None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import exc as sa_exc
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from ledger import IllegalTransition, Ledger, LedgerUnavailable, ReserveRequest
+from ledger import CallbackRecord, Eligibility, IllegalTransition, Ledger, LedgerUnavailable, OpenBill, ReserveRequest
 from payouts import failures
 from payouts.calendar import business_day
 from payouts.models import (
@@ -29,23 +29,18 @@ from payouts.models import (
     LedgerStateOutput,
     OpenBillView,
     OperatorActionInput,
+    OperatorActionOutput,
     ReserveInput,
     ReserveOutput,
     TransitionInput,
 )
 from payouts.names import ActivityName
-from payouts.rejection import RejectionReason
 from payouts.status import PayoutStatus
+from payouts.verdicts import Verdict, bill_standing
 from runtime import metrics
 from runtime.settings import LedgerSettings
 
-_CLOCK_SKEW = timedelta(minutes=5)
 _log = logging.getLogger("payouts.activities.ledger")
-
-
-def _not_eligible(reason: RejectionReason) -> ReserveOutput:
-    metrics.record_payout_outcome(PayoutStatus.REJECTED, reason)
-    return ReserveOutput(accepted=False, reason=reason)
 
 
 @asynccontextmanager
@@ -56,6 +51,18 @@ async def _outages_counted(name: str) -> AsyncIterator[None]:
         metrics.record_ledger_unavailable(name)
         _log.warning("%s: ledger unavailable (attempt %d, retried): %s", name, activity.info().attempt, exc)
         raise
+
+
+def open_bill_view(bill: OpenBill) -> OpenBillView:
+    """The ledger's evidence as the workflow carries it (and an operator's confirmation names it)."""
+    return OpenBillView(attempt_id=bill.attempt_id, bill_id=bill.bill_id, verdict=bill.verdict,
+                        text=bill.describe(), evidence=bill.evidence)  # fmt: skip
+
+
+def _pays(cb: CallbackRecord, stored: list[CallbackRecord]) -> bool:
+    """A paid callback whose bill stayed paid (no reversal stored for it)."""
+    verdicts = [Verdict(c.verdict) if c.verdict else Verdict.UNKNOWN for c in stored if c.bill_id == cb.bill_id]
+    return cb.verdict == Verdict.PAID and bill_standing(verdicts) == "paid"
 
 
 class LedgerActivities:
@@ -70,14 +77,9 @@ class LedgerActivities:
 
     @activity.defn(name=ActivityName.RESERVE)
     async def reserve(self, inp: ReserveInput) -> ReserveOutput:
-        """Gate (accepted and eligible) and reserve under the ledger's uniqueness and limits."""
+        """Gate (eligible at the time the workflow carries in) and reserve under the ledger's uniqueness and
+        limits, in one ledger transaction; the same payout asking again gets the stored answer."""
         req = inp.request
-        now = datetime.now(UTC)
-        accepted_at = req.accepted_at if req.accepted_at.tzinfo else req.accepted_at.replace(tzinfo=UTC)
-        if accepted_at > now + _CLOCK_SKEW:
-            return _not_eligible(RejectionReason.ACCEPTED_IN_FUTURE)
-        if now - accepted_at > self._eligibility:
-            return _not_eligible(RejectionReason.RECEIPT_TOO_OLD)
         reservation = ReserveRequest(
             payout_id=inp.payout_id,
             receipt_id=req.receipt_id,
@@ -89,11 +91,12 @@ class LedgerActivities:
             currency=req.currency,
             payee_id=req.payee_id,
             owner=inp.payout_id,
-            business_day=business_day(now),
+            business_day=business_day(inp.received_at),
             user_daily_limit=self._limits.user_daily_limit,
             daily_budget_kopecks=self._limits.daily_budget_kopecks,
             max_payout_kopecks=self._limits.max_payout_kopecks,
             language=req.language,
+            eligibility=Eligibility(accepted_at=req.accepted_at, decided_at=inp.received_at, window=self._eligibility),
         )
         try:
             async with _outages_counted("reserve"):
@@ -126,6 +129,8 @@ class LedgerActivities:
                     portmone_status=cb.bill_status if cb else None,
                     error_code=cb.error_code if cb else None,
                     error_description=cb.error_description if cb else None,
+                    # A PAID row names the bill that paid, whichever round it came from.
+                    bill_id=cb.bill_id if cb is not None and inp.to_status == PayoutStatus.PAID else None,
                 )
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
@@ -161,13 +166,7 @@ class LedgerActivities:
                 metrics.record_payout_outcome(PayoutStatus.MANUAL_REVIEW, reason)
             if cb is not None:
                 await self._ledger.callbacks.mark_processed(cb.callback_id)
-        return EscalateOutput(
-            reason=reason,
-            open_bills=[
-                OpenBillView(attempt_id=b.attempt_id, bill_id=b.bill_id, verdict=b.verdict, text=b.describe())
-                for b in open_bills
-            ],
-        )
+        return EscalateOutput(reason=reason, open_bills=[open_bill_view(b) for b in open_bills])
 
     async def _changes_status(self, payout_id: str, to: PayoutStatus) -> bool:
         """Whether moving to `to` is news: outcomes are counted once, not again when an activity retry
@@ -185,16 +184,30 @@ class LedgerActivities:
 
     @activity.defn(name=ActivityName.LEDGER_STATE)
     async def state(self, payout_id: str) -> LedgerStateOutput:
-        """The payout row's status and reason (when the ledger refused the workflow's next step)."""
+        """The payout as the ledger holds it, with its evidence (a Reset's new run, or a step the ledger
+        refused, follows it): its bills, those that may hold money, unprocessed and paid callbacks."""
         async with _outages_counted("state"):
-            row = await self._ledger.payouts.get(payout_id)
-        if row is None:
+            facts = await self._ledger.payouts.facts(payout_id)
+        if facts is None:
             message = f"no ledger row for {payout_id}"
             raise ApplicationError(message, type=failures.ILLEGAL_TRANSITION, non_retryable=True)
-        return LedgerStateOutput(status=row.status, reason=row.reason)
+        row, stored = facts.payout, [cb for cb in facts.callbacks if cb.bill_id]
+        return LedgerStateOutput(
+            status=row.status,
+            reason=row.reason,
+            since=facts.since,
+            bill_id=row.bill_id,
+            bill_round=max((a.round_no for a in facts.attempts), default=0),
+            bills=[a.bill_id for a in facts.attempts if a.bill_id],
+            open_bills=[open_bill_view(b) for b in facts.open_bills],
+            unprocessed=[CallbackSignal.from_stored(cb) for cb in stored if cb.processed_at is None],
+            paid=next((CallbackSignal.from_stored(cb) for cb in stored if _pays(cb, stored)), None),
+        )
 
     @activity.defn(name=ActivityName.RECORD_OPERATOR_ACTION)
-    async def record_operator_action(self, inp: OperatorActionInput) -> None:
+    async def record_operator_action(self, inp: OperatorActionInput) -> OperatorActionOutput:
+        """The audit row (with the confirmations that still match the ledger's evidence), then the bills
+        that may still hold money: a confirmed attempt still among them had new evidence meanwhile."""
         async with _outages_counted("record_operator_action"):
             await self._ledger.operator_actions.record(
                 payout_id=inp.payout_id,
@@ -204,5 +217,7 @@ class LedgerActivities:
                 reference=inp.reference,
                 details=dict(inp.details),
                 idempotency_key=inp.idempotency_key,
-                confirms_attempts=inp.confirms_attempts,
+                confirms=[(c.attempt_id, c.evidence) for c in inp.confirms],
             )
+            still_open = await self._ledger.attempts.open_bills(inp.payout_id) if inp.confirms else []
+        return OperatorActionOutput(open_bills=[open_bill_view(b) for b in still_open])

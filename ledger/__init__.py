@@ -9,15 +9,18 @@ raises `LedgerUnavailable` when the database cannot serve it. This module is the
 from ledger.db import Operations
 from ledger.errors import IllegalTransition, LedgerError, LedgerUnavailable, NewBillRefused, PayoutNotFound
 from ledger.migrate import head_revision, upgrade
+from ledger.outbox import MESSAGE_MAYBE_SENT
 from ledger.records import (
     AttemptRecord,
     AttemptState,
     CallbackRecord,
+    Eligibility,
     ExchangeRecord,
     OpenBill,
     OperatorActionRecord,
     OutboxBacklog,
     OutboxDelivery,
+    PayoutFacts,
     PayoutRecord,
     ReserveRequest,
     ReserveResult,
@@ -28,9 +31,11 @@ from ledger.reports import ReconciliationSnapshot
 from ledger.store import Ledger
 
 __all__ = [
+    "MESSAGE_MAYBE_SENT",
     "AttemptRecord",
     "AttemptState",
     "CallbackRecord",
+    "Eligibility",
     "ExchangeRecord",
     "IllegalTransition",
     "Ledger",
@@ -42,6 +47,7 @@ __all__ = [
     "OperatorActionRecord",
     "OutboxBacklog",
     "OutboxDelivery",
+    "PayoutFacts",
     "PayoutNotFound",
     "PayoutRecord",
     "ReconciliationSnapshot",

@@ -7,8 +7,13 @@ money — no recorded ending, an unknown outcome, or a bill without a final non-
 unless an operator confirmed that attempt's bill holds none. A bill that a stored callback says was
 paid blocks every new bill, confirmed or not.
 
+A confirmation names the evidence it answered (`evidence_of`: the attempt's state, its bill id, the
+callbacks stored for that bill). It covers the attempt only while that is still all the ledger knows:
+a late answer, a bill id learnt from an echo or a new callback voids it, and the attempt blocks again.
+
 The status moves that always accompany an attempt happen in its transactions: `begin` moves the
-payout to BILL_REQUESTED, `finish` with a bill id to AWAITING_CALLBACK.
+payout to BILL_REQUESTED, `finish` with a bill id to AWAITING_CALLBACK (not a late answer: by then the
+payout has gone to a person, who may already have asked for the next round).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ledger.payout_rows import change_status, require_payout
 from ledger.records import AttemptRecord, AttemptState, OpenBill, to_record
 from ledger.schema import bill_attempts, callbacks
 from payouts.status import PayoutStatus
-from payouts.verdicts import Verdict, bill_standing
+from payouts.verdicts import BillVerdict, Verdict, bill_standing
 
 FINAL_STATES: frozenset[str] = frozenset({"answered", "not_sent", "unknown"})
 # Where a new bill may start: a new payout, the end of a back-off, or a round already requested (the
@@ -117,7 +122,7 @@ class Attempts(Operations):
             )
             if bill_id:
                 await route_stored_callbacks(self._db, conn, bill_id, current.payout_id)
-                if state == "answered" and payout.status == PayoutStatus.BILL_REQUESTED:
+                if state == "answered" and not late_answer and payout.status == PayoutStatus.BILL_REQUESTED:
                     latest = await conn.scalar(
                         sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(
                             bill_attempts.c.payout_id == current.payout_id
@@ -130,7 +135,7 @@ class Attempts(Operations):
     async def for_payout(self, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
         """A payout's attempts in order (of one round when given)."""
         async with self._db.read() as conn:
-            return await _attempts(conn, payout_id, round_no)
+            return await attempts_of(conn, payout_id, round_no)
 
     async def open_bills(self, payout_id: str) -> list[OpenBill]:
         """The earlier bills that stop a new one (the new-bill rule's evidence), for operators and escalations."""
@@ -138,35 +143,54 @@ class Attempts(Operations):
             return await find_open_bills(conn, payout_id)
 
 
-async def _attempts(conn: AsyncConnection, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
+async def attempts_of(conn: AsyncConnection, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
+    """A payout's attempts in order (of one round when given), inside a transaction."""
     query = sa.select(bill_attempts).where(bill_attempts.c.payout_id == payout_id).order_by(bill_attempts.c.attempt_no)
     if round_no is not None:
         query = query.where(bill_attempts.c.round_no == round_no)
     return [to_record(AttemptRecord, row) for row in await conn.execute(query)]
 
 
-async def _verdicts(conn: AsyncConnection, bill_ids: Sequence[str]) -> dict[str, list[Verdict]]:
-    """Every stored callback's verdict per bill id (routed or not: a stored callback is evidence)."""
-    found: dict[str, list[Verdict]] = defaultdict(list)
+async def _callbacks_by_bill(conn: AsyncConnection, bill_ids: Sequence[str]) -> dict[str, list[tuple[int, Verdict]]]:
+    """Every stored callback (id, verdict) per bill id, routed or not: a stored callback is evidence."""
+    found: dict[str, list[tuple[int, Verdict]]] = defaultdict(list)
     if bill_ids:
-        query = sa.select(callbacks.c.bill_id, callbacks.c.verdict).where(callbacks.c.bill_id.in_(list(bill_ids)))
-        for bill_id, verdict in await conn.execute(query):
-            found[str(bill_id)].append(Verdict(verdict) if verdict else Verdict.UNKNOWN)
+        query = (
+            sa.select(callbacks.c.bill_id, callbacks.c.id, callbacks.c.verdict)
+            .where(callbacks.c.bill_id.in_(list(bill_ids)))
+            .order_by(callbacks.c.id)
+        )
+        for bill_id, callback_id, verdict in await conn.execute(query):
+            found[str(bill_id)].append((int(callback_id), Verdict(verdict) if verdict else Verdict.UNKNOWN))
     return found
+
+
+def evidence_of(attempt: AttemptRecord, stored: Sequence[tuple[int, Verdict]]) -> str:
+    """What the ledger knows of an attempt: how it ended, its bill id, and the callbacks stored for that
+    bill (how many, the latest). Any change here is new evidence."""
+    latest = max((callback_id for callback_id, _ in stored), default=0)
+    return f"{attempt.state}:{attempt.bill_id or '-'}:{len(stored)}:{latest}"
+
+
+async def _evidence(conn: AsyncConnection, payout_id: str) -> list[tuple[AttemptRecord, list[tuple[int, Verdict]]]]:
+    attempts = await attempts_of(conn, payout_id)
+    by_bill = await _callbacks_by_bill(conn, [a.bill_id for a in attempts if a.bill_id])
+    return [(a, by_bill.get(a.bill_id, []) if a.bill_id else []) for a in attempts]
 
 
 async def find_open_bills(conn: AsyncConnection, payout_id: str) -> list[OpenBill]:
     """The attempts of this payout whose bill may hold money (the new-bill rule's evidence)."""
-    attempts = await _attempts(conn, payout_id)
-    verdicts = await _verdicts(conn, [a.bill_id for a in attempts if a.bill_id])
     found: list[OpenBill] = []
-    for attempt in attempts:
+    for attempt, stored in await _evidence(conn, payout_id):
+        evidence = evidence_of(attempt, stored)
+        confirmed = attempt.confirmed_by is not None and attempt.confirmed_evidence == evidence
+        verdict: BillVerdict
         if attempt.bill_id:
-            standing = bill_standing(verdicts.get(attempt.bill_id, []))
-            if standing == "dead" or (standing == "live" and attempt.confirmed_by is not None):
+            standing = bill_standing(v for _, v in stored)
+            if standing == "dead" or (standing == "live" and confirmed):
                 continue
             verdict = "paid" if standing == "paid" else ("unknown" if attempt.state == "unknown" else "live")
-        elif attempt.state in ("prepared", "unknown") and attempt.confirmed_by is None:
+        elif attempt.state in ("prepared", "unknown") and not confirmed:
             verdict = "no_ending" if attempt.state == "prepared" else "unknown"
         else:
             continue  # refused, not sent, or confirmed to have made no bill
@@ -176,23 +200,30 @@ async def find_open_bills(conn: AsyncConnection, payout_id: str) -> list[OpenBil
                 round_no=attempt.round_no,
                 attempt_no=attempt.attempt_no,
                 bill_id=attempt.bill_id,
-                verdict=verdict,  # type: ignore[arg-type]
+                verdict=verdict,
+                evidence=evidence,
+                voided=attempt.confirmed_by is not None and not confirmed,
             )
         )
     return found
 
 
-async def confirm_no_money(conn: AsyncConnection, payout_id: str, attempt_ids: Sequence[int], action_id: int) -> int:
-    """Mark these attempts of the payout as confirmed by an operator to hold no money; returns how many."""
-    if not attempt_ids:
+async def confirm_no_money(
+    conn: AsyncConnection, payout_id: str, confirms: Sequence[tuple[int, str]], action_id: int
+) -> int:
+    """Mark these attempts of the payout as confirmed by an operator to hold no money, each only when the
+    ledger still knows what the operator was shown (`evidence`); returns how many were confirmed."""
+    if not confirms:
         return 0
-    result = await conn.execute(
-        sa.update(bill_attempts)
-        .where(
-            bill_attempts.c.payout_id == payout_id,
-            bill_attempts.c.id.in_(list(attempt_ids)),
-            bill_attempts.c.confirmed_by.is_(None),
+    current = {attempt.id: evidence_of(attempt, stored) for attempt, stored in await _evidence(conn, payout_id)}
+    confirmed = 0
+    for attempt_id, evidence in confirms:
+        if current.get(attempt_id) != evidence:
+            continue  # new evidence since the operator looked: this confirmation does not cover it
+        await conn.execute(
+            sa.update(bill_attempts)
+            .where(bill_attempts.c.payout_id == payout_id, bill_attempts.c.id == attempt_id)
+            .values(confirmed_by=action_id, confirmed_evidence=evidence)
         )
-        .values(confirmed_by=action_id)
-    )
-    return int(result.rowcount or 0)
+        confirmed += 1
+    return confirmed

@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db, Operations
 from ledger.errors import LedgerError
-from ledger.payout_rows import payout_id_for_bill, require_payout
+from ledger.payout_rows import change_status, payout_id_for_bill, require_payout
 from ledger.records import CallbackRecord, StoreCallbackResult, to_record
 from ledger.schema import bill_attempts, callbacks, payouts
+from payouts.status import PayoutStatus
 
 # first key of the two-int PostgreSQL advisory lock that serializes routing per bill id
 _ROUTE_LOCK_CLASS = 0x4C47  # "LG"
@@ -60,9 +61,11 @@ class Callbacks(Operations):
     async def set_bill_id(self, payout_id: str, bill_id: str) -> list[CallbackRecord]:
         """Record `bill_id` as the payout's current bill and hand back its undelivered callbacks.
 
-        Callbacks for the bill that arrived before the route are routed here. Returned are all of this
-        bill's callbacks routed to the payout and not yet marked processed, so a retried call (the
-        activity died after the commit) hands them over again; the workflow dedupes.
+        A payout still at BILL_REQUESTED now awaits that bill's callback (AWAITING_CALLBACK), as its
+        workflow does: also when the bill was adopted from an attempt whose answer never came (its id
+        learnt from an echo). Callbacks for the bill that arrived before the route are routed here.
+        Returned are all of this bill's callbacks routed to the payout and not yet marked processed, so
+        a retried call (the activity died after the commit) hands them over again; the workflow dedupes.
         """
         if not bill_id:
             raise ValueError("bill_id is required")
@@ -79,6 +82,9 @@ class Callbacks(Operations):
                     .where(payouts.c.id == payout_id)
                     .values(bill_id=bill_id, updated_at=now, row_version=payouts.c.row_version + 1)
                 )
+            if payout.status == PayoutStatus.BILL_REQUESTED:
+                now_row = await require_payout(conn, payout_id)
+                await change_status(self._db, conn, now_row, PayoutStatus.AWAITING_CALLBACK)
             await route_stored_callbacks(self._db, conn, bill_id, payout_id)
             rows = await conn.execute(
                 sa.select(callbacks)
@@ -97,9 +103,10 @@ class Callbacks(Operations):
         """Route a callback for a bill id we never learnt (bills.create committed, its answer lost) by what
         the callback echoes: the receipt named in the comment, the amount, and the phone's keyed digest.
 
-        It routes only when the match is unambiguous: the receipt's payout has that amount and phone, and
-        exactly one attempt with no bill id that may have reached Portmone (`prepared` or `unknown`).
-        That attempt then holds the bill id (the route for later callbacks). Returns the payout id, or None.
+        It routes when the receipt's payout has that amount and phone and an attempt with no bill id that
+        may have reached Portmone (`prepared` or `unknown`). That attempt then holds the bill id (the route
+        for later callbacks): the latest one no operator confirmed to hold no bill, else the latest one
+        (its confirmation is then void: the bill id is new evidence). Returns the payout id, or None.
         """
         async with self._db.write() as conn:
             row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == callback_id))).first()
@@ -253,22 +260,23 @@ async def _echo_owner(
     m = payout._mapping
     if m["amount_kopecks"] != amount_kopecks or not hmac.compare_digest(str(m["user_key"]), user_key):
         return None
-    candidates = list(
-        (
-            await conn.execute(
-                sa.select(bill_attempts.c.id).where(
-                    bill_attempts.c.payout_id == m["id"],
-                    bill_attempts.c.bill_id.is_(None),
-                    bill_attempts.c.state.in_(("prepared", "unknown")),
-                )
+    candidates = (
+        await conn.execute(
+            sa.select(bill_attempts.c.id, bill_attempts.c.confirmed_by)
+            .where(
+                bill_attempts.c.payout_id == m["id"],
+                bill_attempts.c.bill_id.is_(None),
+                bill_attempts.c.state.in_(("prepared", "unknown")),
             )
-        ).scalars()
-    )
-    if len(candidates) != 1:
+            .order_by(bill_attempts.c.id.desc())
+        )
+    ).all()
+    if not candidates:
         return None
+    chosen = next((row.id for row in candidates if row.confirmed_by is None), candidates[0].id)
     await conn.execute(
         sa.update(bill_attempts)
-        .where(bill_attempts.c.id == candidates[0])
+        .where(bill_attempts.c.id == chosen)
         .values(
             bill_id=bill_id,
             detail=sa.func.coalesce(bill_attempts.c.detail, "")

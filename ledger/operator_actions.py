@@ -29,11 +29,12 @@ class OperatorActions(Operations):
         reference: str | None = None,
         details: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
-        confirms_attempts: Sequence[int] = (),
+        confirms: Sequence[tuple[int, str]] = (),
     ) -> OperatorActionRecord:
-        """One audit row per idempotency key. `confirms_attempts`: the bill attempts this action confirms
-        hold no money (the operator checked Portmone), recorded in the same transaction so the new-bill
-        rule sees the confirmation exactly when the audit row exists."""
+        """One audit row per idempotency key. `confirms`: (attempt id, evidence) of the bill attempts this
+        action confirms hold no money (the operator checked Portmone), as they were shown: recorded in the
+        same transaction so the new-bill rule sees the confirmation exactly when the audit row exists, and
+        only for an attempt whose evidence has not changed since (`ledger.attempts.confirm_no_money`)."""
         if not action or not operator:
             raise ValueError("action and operator are required")
         for _ in range(2):
@@ -47,7 +48,7 @@ class OperatorActions(Operations):
                                     f"idempotency key {idempotency_key!r} was used for "
                                     f"{existing.action} on {existing.payout_id}"
                                 )
-                            await confirm_no_money(conn, payout_id, confirms_attempts, existing.id)
+                            await confirm_no_money(conn, payout_id, confirms, existing.id)
                             return existing
                     await require_payout(conn, payout_id)
                     result = await conn.execute(
@@ -65,7 +66,7 @@ class OperatorActions(Operations):
                     new_id = result.inserted_primary_key[0]  # type: ignore[index]
                     row = (await conn.execute(sa.select(operator_actions).where(operator_actions.c.id == new_id))).one()
                     recorded = to_record(OperatorActionRecord, row)
-                    await confirm_no_money(conn, payout_id, confirms_attempts, recorded.id)
+                    await confirm_no_money(conn, payout_id, confirms, recorded.id)
                     return recorded
             except sa_exc.IntegrityError:
                 if idempotency_key is None:

@@ -192,12 +192,15 @@ class Outbox(Operations):
             return [to_record(PayoutEvent, row) for row in await conn.execute(query)]
 
     async def user_message(self, payout_id: str) -> int | None:
-        """The id of the user's Telegram message about this payout, once one was sent."""
+        """The id of the user's Telegram message about this payout, once one was sent
+        (`MESSAGE_MAYBE_SENT`: one may have been sent, its id was never recorded)."""
         async with self._db.read() as conn:
             found = await conn.scalar(sa.select(payouts.c.telegram_message_id).where(payouts.c.id == payout_id))
         return None if found is None else int(found)
 
-    async def set_user_message(self, payout_id: str, message_id: int) -> None:
+    async def set_user_message(self, payout_id: str, message_id: int | None) -> None:
+        """Record the user's message id (`MESSAGE_MAYBE_SENT` just before a first message is sent; None when
+        Telegram said it was not)."""
         async with self._db.write() as conn:
             await conn.execute(
                 sa.update(payouts).where(payouts.c.id == payout_id).values(telegram_message_id=message_id)
@@ -219,6 +222,11 @@ class Outbox(Operations):
                 await conn.execute(sa.delete(d).where(d.c.outbox_id.in_(chunk)))
                 await conn.execute(sa.delete(outbox).where(outbox.c.id.in_(chunk)))
         return len(ids)
+
+
+# Telegram message ids are positive: 0 records "a first message may have been sent, its id is unknown"
+# (the relay stopped between sending it and recording its id), so it is never sent twice.
+MESSAGE_MAYBE_SENT = 0
 
 
 def _key(delivery: OutboxDelivery) -> tuple[sa.ColumnElement[bool], ...]:

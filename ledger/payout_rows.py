@@ -79,16 +79,23 @@ async def change_status(
     portmone_status: str | None = None,
     error_code: str | None = None,
     error_description: str | None = None,
+    bill_id: str | None = None,
 ) -> PayoutRecord:
     """Move a payout locked by this transaction (`require_payout(lock=True)`) to `to`; returns the row now.
 
     Refuses what `payouts.status` forbids. Staying put with nothing new writes nothing; staying put
-    with new fields updates them without a history row or an event.
+    with new fields updates them without a history row or an event. `bill_id` names the bill the
+    payout is about now (PAID: the bill that paid, which may be an earlier round's).
     """
     current = row.status
     if not is_legal(current, to):
         raise IllegalTransition(row.id, current, to)
-    fields = {"portmone_status": portmone_status, "error_code": error_code, "error_description": error_description}
+    fields = {
+        "portmone_status": portmone_status,
+        "error_code": error_code,
+        "error_description": error_description,
+        "bill_id": None if bill_id == row.bill_id else bill_id,
+    }
     if current == to and reason is None and all(v is None for v in fields.values()):
         return row  # a replayed transition with nothing new: no write at all
     values: dict[str, Any] = {"status": to.value, "updated_at": db.now(), "row_version": payouts.c.row_version + 1}

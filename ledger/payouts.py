@@ -7,12 +7,21 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from ledger.attempts import attempts_of, find_open_bills
 from ledger.db import Operations
 from ledger.errors import LedgerError
 from ledger.payout_rows import change_status, fetch_payout, payout_by_receipt, payout_id_for_bill, require_payout
-from ledger.records import PayoutRecord, ReserveRequest, ReserveResult, StatusChangeRecord, to_record
+from ledger.records import (
+    CallbackRecord,
+    PayoutFacts,
+    PayoutRecord,
+    ReserveRequest,
+    ReserveResult,
+    StatusChangeRecord,
+    to_record,
+)
 from ledger.reserve import PASSES, reserve_once, validate
-from ledger.schema import daily_totals, payouts, status_history
+from ledger.schema import callbacks, daily_totals, payouts, status_history
 from payouts.status import PayoutStatus
 
 
@@ -40,8 +49,10 @@ class Payouts(Operations):
         portmone_status: str | None = None,
         error_code: str | None = None,
         error_description: str | None = None,
+        bill_id: str | None = None,
     ) -> PayoutRecord:
-        """Move the payout to `to` (`payouts.status` decides what is legal; a replay writes nothing)."""
+        """Move the payout to `to` (`payouts.status` decides what is legal; a replay writes nothing);
+        `bill_id`: the bill the move is about (PAID: the bill that paid)."""
         async with self._db.write() as conn:
             row = await require_payout(conn, payout_id, lock=True)
             return await change_status(
@@ -53,6 +64,30 @@ class Payouts(Operations):
                 portmone_status=portmone_status,
                 error_code=error_code,
                 error_description=error_description,
+                bill_id=bill_id,
+            )
+
+    async def facts(self, payout_id: str) -> PayoutFacts | None:
+        """The payout with its evidence, in one read: attempts, the bills that may hold money, the
+        callbacks routed to it, and when it entered its status."""
+        async with self._db.read() as conn:
+            row = await fetch_payout(conn, payout_id)
+            if row is None:
+                return None
+            since = await conn.scalar(
+                sa.select(sa.func.max(status_history.c.created_at)).where(
+                    status_history.c.payout_id == payout_id, status_history.c.to_status == row.status.value
+                )
+            )
+            stored = await conn.execute(
+                sa.select(callbacks).where(callbacks.c.payout_id == payout_id).order_by(callbacks.c.id)
+            )
+            return PayoutFacts(
+                payout=row,
+                since=since or row.updated_at,
+                attempts=await attempts_of(conn, payout_id),
+                open_bills=await find_open_bills(conn, payout_id),
+                callbacks=[to_record(CallbackRecord, r) for r in stored],
             )
 
     async def get(self, payout_id: str) -> PayoutRecord | None:

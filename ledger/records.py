@@ -8,7 +8,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import sqlalchemy as sa
@@ -77,6 +77,7 @@ class AttemptRecord:
     prepared_at: datetime
     finished_at: datetime | None
     confirmed_by: int | None = None  # the operator action that confirmed this attempt's bill holds no money
+    confirmed_evidence: str | None = None  # what that confirmation answered (ledger.attempts.evidence_of)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class OpenBill:
     attempt_no: int
     bill_id: str | None
     verdict: BillVerdict
+    evidence: str = ""  # what the ledger knows of the attempt now; a confirmation must name it
+    voided: bool = False  # an operator confirmed it, and later evidence voided that confirmation
 
     def describe(self) -> str:
         bill = f"bill {self.bill_id}" if self.bill_id else "no bill id known"
@@ -120,7 +123,8 @@ class OpenBill:
             "no_ending": "request sent or about to be, no recorded ending",
             "unknown": "request may have reached Portmone, no answer",
         }[self.verdict]
-        return f"round {self.round_no} attempt {self.attempt_no}: {bill}: {what}"
+        voided = "; an operator's confirmation was voided by later evidence" if self.voided else ""
+        return f"round {self.round_no} attempt {self.attempt_no}: {bill}: {what}{voided}"
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,17 @@ class StoreCallbackResult:
     # When the ledger recorded Portmone's bills.create answer for this bill (the callback-latency
     # metric's start); None for a repeat, or when the callback came before the answer.
     bill_answered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """The gate's time rule, decided against the time the payout's workflow carries in (`decided_at`, when
+    the intake took the receipt), so a re-run decides as the first run did."""
+
+    accepted_at: datetime
+    decided_at: datetime
+    window: timedelta
+    clock_skew: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,7 @@ class ReserveRequest:
     daily_budget_kopecks: int
     max_payout_kopecks: int
     language: Language = "uk"  # of the user's messages
+    eligibility: Eligibility | None = None  # checked before the limits; an ineligible receipt is REJECTED
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,18 @@ class ReserveResult:
     status: PayoutStatus
     reason: str | None
     replay: bool  # True: the same owner asked before; this is the stored answer
+
+
+@dataclass(frozen=True)
+class PayoutFacts:
+    """A payout as the ledger holds it, with its evidence, read in one transaction: what a workflow run
+    follows after a Reset, or when the ledger refused its next step."""
+
+    payout: PayoutRecord
+    since: datetime  # when the payout entered its status
+    attempts: list[AttemptRecord]
+    open_bills: list[OpenBill]
+    callbacks: list[CallbackRecord]  # routed to the payout, in the order stored
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
-"""The reservation's rules, inside the one transaction of `Payouts.reserve`: the payout row is inserted
-under its unique receipt (and fiscal key), the per-user and daily-budget limits checked against a
-locked per-day row (internal)."""
+"""The reservation's rules, inside the one transaction of `Payouts.reserve`: the same payout asking again
+gets its stored answer, whatever the time now; otherwise the receipt must be eligible (its acceptance
+time against the time the workflow carries in) and the payout row is inserted under its unique receipt
+(and fiscal key), the per-user and daily-budget limits checked against a locked per-day row. A refusal
+is a REJECTED row with its reason, so it leaves a trace and the shopper can be told (internal)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -13,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.db import Db
 from ledger.errors import LedgerError
 from ledger.payout_rows import fetch_payout, payout_by_receipt, record_change, require_payout
-from ledger.records import PayoutRecord, ReserveRequest, ReserveResult
+from ledger.records import Eligibility, PayoutRecord, ReserveRequest, ReserveResult
 from ledger.schema import daily_totals, payouts
 from payouts.rejection import RejectionReason
 from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus
@@ -22,6 +24,9 @@ from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus
 # the next pass sees its row. Two passes suffice; the third is slack.
 PASSES = 3
 _COUNTED = sorted(s.value for s in COUNTS_AGAINST_LIMITS)
+_KEY_NOT_USED = frozenset(
+    {RejectionReason.DUPLICATE_FISCAL_KEY, RejectionReason.ACCEPTED_IN_FUTURE, RejectionReason.RECEIPT_TOO_OLD}
+)
 
 
 def validate(req: ReserveRequest) -> None:
@@ -75,15 +80,16 @@ async def reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> Re
     if clash is not None:
         raise LedgerError(f"payout id {req.payout_id!r} already belongs to receipt {clash.receipt_id!r}")
 
-    reason = await _rejection(conn, req, reserved_kopecks)
+    reason = ineligible(req.eligibility) or await _rejection(conn, req, reserved_kopecks)
     status = PayoutStatus.REJECTED if reason else PayoutStatus.RESERVED
     now = db.now()
     await conn.execute(
         sa.insert(payouts).values(
             id=req.payout_id,
             receipt_id=req.receipt_id,
-            # the key stays with the receipt that used it first, so the unique index holds
-            fiscal_key=None if reason == RejectionReason.DUPLICATE_FISCAL_KEY else (req.fiscal_key or None),
+            # the key stays with the receipt that used it first (an ineligible receipt never used it), so
+            # the unique index holds
+            fiscal_key=None if reason in _KEY_NOT_USED else (req.fiscal_key or None),
             user_key=req.user_key,
             masked_msisdn=req.masked_msisdn,
             telegram_id=req.telegram_id,
@@ -112,6 +118,18 @@ async def reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> Re
             )
         )
     return ReserveResult(accepted=reason is None, payout_id=req.payout_id, status=status, reason=reason, replay=False)
+
+
+def ineligible(rule: Eligibility | None) -> RejectionReason | None:
+    """Why the receipt is not eligible at the time the workflow carries in, or None."""
+    if rule is None:
+        return None
+    accepted = rule.accepted_at if rule.accepted_at.tzinfo else rule.accepted_at.replace(tzinfo=UTC)
+    if accepted > rule.decided_at + rule.clock_skew:
+        return RejectionReason.ACCEPTED_IN_FUTURE
+    if rule.decided_at - accepted > rule.window:
+        return RejectionReason.RECEIPT_TOO_OLD
+    return None
 
 
 async def _lock_day(db: Db, conn: AsyncConnection, day: date) -> int:

@@ -120,6 +120,9 @@ bill_attempts = sa.Table(
     # The operator action that confirmed this attempt's bill holds no money (never created, or
     # unpaid and closed at Portmone): the new-bill rule then lets a new bill follow it.
     sa.Column("confirmed_by", big_id(), sa.ForeignKey("operator_actions.id"), nullable=True),
+    # What the ledger knew of the attempt when it was confirmed (`ledger.attempts.evidence_of`): the
+    # confirmation stands only while that is still all there is.
+    sa.Column("confirmed_evidence", sa.String(200), nullable=True),
     sa.UniqueConstraint("payout_id", "attempt_no"),
     sa.CheckConstraint(_in("state", ATTEMPT_STATE_VALUES), name="state_known"),
     sa.Index(None, "bill_id"),

@@ -8,11 +8,16 @@ import httpx
 
 
 class TelegramError(RuntimeError):
-    def __init__(self, message: str, *, retryable: bool, not_modified: bool = False) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, not_modified: bool = False, maybe_delivered: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         # editMessageText with the text the message already has: the edit was made before
         self.not_modified = not_modified
+        # The request may have reached Telegram and taken effect, with no answer back (a read timeout, a
+        # connection dropped after sending); False when Telegram answered, or it was never reached.
+        self.maybe_delivered = maybe_delivered
 
 
 class TelegramClient:
@@ -36,7 +41,9 @@ class TelegramClient:
             resp = await self._http.post(f"{self._base}/{method}", json=payload)
         except httpx.HTTPError as exc:
             # The URL holds the bot token: report the error class only.
-            raise TelegramError(f"{method}: {type(exc).__name__}", retryable=True) from None
+            unreached = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+            message = f"{method}: {type(exc).__name__}"
+            raise TelegramError(message, retryable=True, maybe_delivered=not unreached) from None
         try:
             body = resp.json()
         except ValueError:

@@ -32,6 +32,10 @@ _ALREADY_USED = {
     "uk": "ℹ️ Цей чек уже використано для поповнення.",
     "en": "ℹ️ This receipt has already been used for a top-up.",
 }
+_TOO_OLD = {
+    "uk": "ℹ️ Цей чек застарий для поповнення: його прийнято надто давно.",
+    "en": "ℹ️ This receipt is too old for a top-up: it was accepted too long ago.",
+}
 _OUTCOMES = {
     PayoutStatus.FAILED: NotifyKind.FAILED,
     PayoutStatus.CANCELLED: NotifyKind.CANCELLED,
@@ -52,6 +56,8 @@ def event_text(event: PayoutEvent) -> str | None:
         return user_text(NotifyKind.PAID, event.language, event.amount_kopecks)
     if event.kind == PayoutEventKind.MANUAL_REVIEW:
         return user_text(NotifyKind.DELAYED, event.language, event.amount_kopecks)
+    if event.status == PayoutStatus.REJECTED and event.reason == RejectionReason.RECEIPT_TOO_OLD:
+        return _TOO_OLD.get(event.language, _TOO_OLD["uk"])
     if event.status == PayoutStatus.REJECTED and event.reason not in TOLD_TO_USER:
         already_used = event.reason == RejectionReason.DUPLICATE_FISCAL_KEY
         return _ALREADY_USED.get(event.language, _ALREADY_USED["uk"]) if already_used else None

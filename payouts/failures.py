@@ -14,7 +14,8 @@ PERMANENT = "PortmonePermanentError"
 # Portmone answered fail with a transient code, or the request was not sent: retry.
 TRANSIENT = "PortmoneTransientError"
 NOT_SENT = "PortmoneNotSent"
-# The ledger refused a status change: a bug, never retried.
+# The ledger refused a status change (or a new bill for a payout in the wrong status): a state conflict,
+# never retried; the workflow follows the ledger.
 ILLEGAL_TRANSITION = "LedgerIllegalTransition"
 # The telecom API refused the top-up for good.
 TELECOM_REFUSED = "TelecomRefused"
@@ -30,7 +31,9 @@ BILL_MAY_BE_LIVE = "BillMayBeLive"
 # ledger's own error travels as the cause, encrypted like any library failure.
 ATTEMPT_NOT_RECORDED = "BillAttemptNotRecorded"
 
-NON_RETRYABLE_BILL = [OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE, ATTEMPT_NOT_RECORDED]
+NON_RETRYABLE_BILL = [
+    OUTCOME_UNKNOWN, PERMANENT, BAD_PAYOUT_DATA, BILL_MAY_BE_LIVE, ATTEMPT_NOT_RECORDED, ILLEGAL_TRANSITION,
+]
 
 # The operators' chat (Telegram) did not take a manual-review reminder; Temporal retries it a few times.
 TELEGRAM_UNAVAILABLE = "TelegramUnavailable"

@@ -229,6 +229,9 @@ class ReserveInput(_Model):
     # same payout asking again, not a duplicate.
     payout_id: str
     request: PayoutRequest
+    # When we received the receipt (the workflow carries it in): eligibility and the business day are
+    # decided against it, so a re-run of the reservation decides as the first run did.
+    received_at: datetime
 
 
 class ReserveOutput(_Model):
@@ -256,6 +259,16 @@ class OpenBillView(_Model):
     bill_id: str | None
     verdict: BillVerdict
     text: str
+    # What the ledger knew of this attempt when it listed it: an operator's confirmation names it, and
+    # any later evidence (an answer, a bill id learnt by echo, a callback) voids the confirmation.
+    evidence: str = ""
+
+
+class BillConfirmation(_Model):
+    """An operator's "Portmone holds no bill that can still be paid" for one attempt, as it was shown."""
+
+    attempt_id: int
+    evidence: str
 
 
 class EscalateInput(_Model):
@@ -272,8 +285,19 @@ class EscalateOutput(_Model):
 
 
 class LedgerStateOutput(_Model):
+    """The payout as the ledger holds it, with the evidence a run needs to follow it (after a Reset, or
+    when the ledger refused the workflow's next step): its bills, the bills that may hold money, the
+    callbacks no step has taken into account, and a paid one, if any bill was paid."""
+
     status: PayoutStatus
     reason: str | None = None
+    since: datetime | None = None  # when the payout entered its status
+    bill_id: str | None = None
+    bill_round: int = 0  # the highest round an attempt was written for
+    bills: list[str] = Field(default_factory=list)
+    open_bills: list[OpenBillView] = Field(default_factory=list)
+    unprocessed: list[CallbackSignal] = Field(default_factory=list)
+    paid: CallbackSignal | None = None
 
 
 class CreateBillOutput(_Model):
@@ -373,6 +397,7 @@ class PayoutProgress(BaseModel):
 
 class PayoutWorkflowInput(_Model):
     request: PayoutRequest
+    received_at: datetime  # when the intake took the receipt (decides eligibility, once)
     policy: PayoutPolicy = Field(default_factory=PayoutPolicy)
     carried: PayoutProgress | None = None  # set when a run continues as new
 
@@ -411,8 +436,16 @@ class OperatorActionInput(_Model):
     reference: str | None = None
     idempotency_key: str
     details: dict[str, str] = Field(default_factory=dict)
-    # Bill attempts the operator confirmed hold no money (recorded with the audit row).
-    confirms_attempts: list[int] = Field(default_factory=list)
+    # Bill attempts the operator confirmed hold no money, as they were shown (recorded with the audit row;
+    # an attempt whose evidence changed since is not confirmed).
+    confirms: list[BillConfirmation] = Field(default_factory=list)
+
+
+class OperatorActionOutput(_Model):
+    """The bills that may still hold money once an audit row and its confirmations are written: an attempt
+    the operator confirmed that is still listed had new evidence since it was shown."""
+
+    open_bills: list[OpenBillView] = Field(default_factory=list)
 
 
 class OperatorResult(_Model):

@@ -19,7 +19,12 @@ class RejectionReason(StrEnum):
 
 # Rejections the shopper is told about (a limit they can understand); duplicates and bad data are not.
 TOLD_TO_USER: frozenset[str] = frozenset(
-    {RejectionReason.USER_DAILY_LIMIT, RejectionReason.DAILY_BUDGET, RejectionReason.AMOUNT_OVER_MAX}
+    {
+        RejectionReason.USER_DAILY_LIMIT,
+        RejectionReason.DAILY_BUDGET,
+        RejectionReason.AMOUNT_OVER_MAX,
+        RejectionReason.RECEIPT_TOO_OLD,
+    }
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from temporalio.client import Client
@@ -83,7 +84,7 @@ async def start_payout(client: Client, request: PayoutRequest, settings: Setting
     try:
         await client.start_workflow(
             WorkflowName.PAYOUT,
-            PayoutWorkflowInput(request=request, policy=payout_policy(settings.payout)),
+            PayoutWorkflowInput(request=request, policy=payout_policy(settings.payout), received_at=datetime.now(UTC)),
             id=workflow_id,
             task_queue=settings.temporal.task_queue,
             # FAIL, not USE_EXISTING: the answer to "did this request start it?" is the

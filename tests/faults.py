@@ -122,9 +122,11 @@ class CrashingPortmone:
 
 @dataclass
 class TemporalFaults:
-    """The webhook cannot reach Temporal (signals fail with UNAVAILABLE)."""
+    """The webhook cannot reach Temporal (signals fail with UNAVAILABLE), or Temporal answers and refuses
+    the signals to some workflows (`refuse`: workflow id -> the status it answers with)."""
 
     signals: Switch = field(default_factory=Switch)
+    refuse: dict[str, RPCStatusCode] = field(default_factory=dict)
 
 
 class _FlakyHandle:
@@ -138,6 +140,9 @@ class _FlakyHandle:
     async def signal(self, *args: Any, **kwargs: Any) -> None:
         if self._faults.signals.fire():
             raise RPCError("injected: Temporal unreachable", RPCStatusCode.UNAVAILABLE, b"")
+        refused = self._faults.refuse.get(self._inner.id)
+        if refused is not None:
+            raise RPCError("injected: Temporal refused the signal", refused, b"")
         await self._inner.signal(*args, **kwargs)
 
 

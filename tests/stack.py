@@ -158,6 +158,7 @@ class StackFaults:
         self.ledger.clear()
         self.client.crash_after_send.disarm()
         self.temporal.signals.disarm()
+        self.temporal.refuse.clear()
 
 
 @dataclass

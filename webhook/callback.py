@@ -113,9 +113,9 @@ async def portmone_callback(request: web.Request) -> web.Response:
     log_context.bind(**log_context.ids_of_workflow(payout_id))
     told = await signal_stored(deps, payout_id, stored.callback)
     observe_callback_latency(stored)
-    if told is Told.FAILED:
+    if not told.signalled:
         # Stored: the sweep tells the workflow once Temporal answers again.
-        metrics.record_callback("signal_failed")
+        metrics.record_callback(told.result)
         return _ack(202)
     if told is Told.CLOSED:
         metrics.record_callback("closed_payout")

@@ -32,7 +32,22 @@ _log = logging.getLogger("payouts.webhook.redelivery")
 class Told(StrEnum):
     SIGNALLED = "signalled"
     CLOSED = "closed_payout"  # the workflow has ended; the stored callback is there for reconciliation
-    FAILED = "signal_failed"  # Temporal could not be reached: the sweep tries again
+    FAILED = "signal_failed"  # Temporal refused this signal: the next sweep tries it again, the rest go on
+    UNREACHABLE = "temporal_unreachable"  # Temporal could not be reached: this pass stops, the next one tries
+
+    @property
+    def signalled(self) -> bool:
+        """The workflow heard of the callback, or has ended (the callback waits for reconciliation)."""
+        return self in (Told.SIGNALLED, Told.CLOSED)
+
+    @property
+    def result(self) -> str:
+        """The `result` label of the callback metrics (one `signal_failed` for both failures)."""
+        return self.value if self.signalled else Told.FAILED.value
+
+
+# Temporal itself cannot be reached: every signal of this pass would fail the same way.
+_UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
 
 
 async def signal_stored(deps: WebhookDeps, payout_id: str, stored: CallbackRecord) -> Told:
@@ -44,7 +59,7 @@ async def signal_stored(deps: WebhookDeps, payout_id: str, stored: CallbackRecor
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             _log.warning("callback %s for %s stored, not signalled: %s", stored.id, payout_id, exc.status.name)
-            return Told.FAILED
+            return Told.UNREACHABLE if exc.status in _UNREACHABLE else Told.FAILED
         told = Told.CLOSED
     with contextlib.suppress(LedgerUnavailable):  # unnoted: the sweep signals again; the workflow dedupes
         await deps.ledger.callbacks.mark_signalled(stored.id)
@@ -52,7 +67,8 @@ async def signal_stored(deps: WebhookDeps, payout_id: str, stored: CallbackRecor
 
 
 async def sweep_once(deps: WebhookDeps) -> dict[Told, int]:
-    """One pass over the callbacks that still wait to be told; stops early when Temporal is down."""
+    """One pass over the callbacks that still wait to be told. One that cannot be signalled does not hold
+    up the others; the pass stops early only when Temporal itself cannot be reached."""
     grace = timedelta(seconds=deps.settings.webhook.redeliver_after_seconds)
     counts = dict.fromkeys(Told, 0)
     waiting = await deps.ledger.callbacks.to_redeliver(stored_before=datetime.now(UTC) - grace)
@@ -60,8 +76,8 @@ async def sweep_once(deps: WebhookDeps) -> dict[Told, int]:
         assert stored.payout_id is not None
         told = await signal_stored(deps, stored.payout_id, stored)
         counts[told] += 1
-        metrics.record_redelivery(told.value)
-        if told is Told.FAILED:
+        metrics.record_redelivery(told.result)
+        if told is Told.UNREACHABLE:
             break
     if waiting:
         _log.info("redelivery sweep: %s", {k.value: v for k, v in counts.items() if v})

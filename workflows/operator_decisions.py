@@ -18,7 +18,9 @@ from workflows.payout_state import STEP_FAILED, Decision, PayoutState, failure_t
 with workflow.unsafe.imports_passed_through():
     from payouts import failures
     from payouts.models import (
+        BillConfirmation,
         OperatorActionInput,
+        OperatorActionOutput,
         OperatorCancel,
         OperatorMarkPaid,
         OperatorResult,
@@ -52,10 +54,10 @@ def check_retry(state: PayoutState, cmd: OperatorRetry) -> None:
     _check_common(state, cmd.operator, cmd.reason)
     if state.progress.paid_callback is not None:
         return  # telecom_failed: only the top-up is repeated, no new bill
-    paid = [b for b in state.progress.open_bills if b.verdict == "paid"]
-    if paid:
+    paid = state.paid_bill()
+    if paid is not None:
         raise refusal(
-            f"bill {paid[0].bill_id} was paid (Portmone's callback is stored): a new bill would pay twice; "
+            f"bill {paid} was paid (Portmone's callback is stored): a new bill would pay twice; "
             "use mark_paid, or wait for the payout to complete"
         )
     _require_confirmation(state, cmd.confirmed_no_bill_at_portmone, "retrying")
@@ -70,41 +72,65 @@ def check_cancel(state: PayoutState, cmd: OperatorCancel) -> None:
     if _is_repeat(state):
         return
     _check_common(state, cmd.operator, cmd.reason)
-    if state.progress.paid_callback is None:
-        _require_confirmation(state, cmd.confirmed_no_bill_at_portmone, "cancelling")
+    paid = state.paid_bill()
+    if paid is not None:
+        topup = " (after telecom_failed, `retry` repeats the top-up)" if state.progress.paid_callback else ""
+        raise refusal(
+            f"bill {paid} was paid at Portmone (its callback is stored): a cancelled payout would hide money "
+            f"that moved; use mark_paid{topup}"
+        )
+    _require_confirmation(state, cmd.confirmed_no_bill_at_portmone, "cancelling")
 
 
 async def decide(
-    state: PayoutState, cmd: Decision, record: Callable[[OperatorActionInput], Awaitable[None]]
+    state: PayoutState, cmd: Decision, record: Callable[[OperatorActionInput], Awaitable[OperatorActionOutput]]
 ) -> OperatorResult:
-    """Claim the payout, write the audit row, hand the decision to the story, wait for its answer."""
+    """Claim the payout, write the audit row (with the confirmations it carries), hand the decision to the
+    story, wait for its answer."""
     info = workflow.current_update_info()
     update_id = info.id if info else str(workflow.uuid4())
     if update_id not in state.results and update_id != state.claim:
         if state.claim is not None:  # the validator refuses this; kept for updates sent without validation
             raise ApplicationError("another operator decision is being applied", non_retryable=True)
         state.claim = update_id  # before the first await: a concurrent update now fails validation
+        row = audit_row(state, cmd, update_id)
         try:
-            await record(audit_row(state, cmd, update_id))
+            recorded = await record(row)
         except STEP_FAILED as err:
             # The audit row could not be written: nothing was decided, and the next decision may come.
             action = ACTIONS[type(cmd)]
             state.answer(update_id, False, f"{action} not applied: the audit record failed ({failure_type(err)})")
             raise ApplicationError(state.results[update_id].message, non_retryable=True) from None
-        state.decision = cmd
+        changed = _evidence_changed(row, recorded)
+        if changed:
+            # The operator answered evidence that is no longer all there is: show the new and refuse.
+            state.progress.open_bills = list(recorded.open_bills)
+            state.answer(
+                update_id, False, f"{ACTIONS[type(cmd)]} not applied: new evidence since you looked ({changed}); "
+                "check Portmone's cabinet again and decide on what the payout lists now"
+            )
+        else:
+            state.decision = cmd
     await workflow.wait_condition(lambda: update_id in state.results)
     return state.results[update_id]
 
 
+def _evidence_changed(row: OperatorActionInput, recorded: OperatorActionOutput) -> str:
+    """The confirmed bills the ledger still lists as possibly holding money (their evidence changed)."""
+    confirmed = {c.attempt_id for c in row.confirms}
+    return "; ".join(b.text for b in recorded.open_bills if b.attempt_id in confirmed)
+
+
 def audit_row(state: PayoutState, cmd: Decision, update_id: str) -> OperatorActionInput:
-    """The ledger's audit row for a decision; a confirmation marks exactly the listed bills confirmed."""
-    details = {"escalation_reason": state.view.escalation_reason or "", "update_id": update_id}
-    confirms: list[int] = []
+    """The ledger's audit row for a decision; a confirmation names exactly the listed bills, as listed."""
+    details = {"escalation_reason": state.progress.escalation_reason or "", "update_id": update_id}
+    confirms: list[BillConfirmation] = []
     if isinstance(cmd, OperatorRetry | OperatorCancel):
         details["confirmed_no_bill_at_portmone"] = str(cmd.confirmed_no_bill_at_portmone).lower()
         if cmd.confirmed_no_bill_at_portmone:
-            confirms = [b.attempt_id for b in state.live_bills()]
-            details["confirmed_bills"] = "; ".join(b.text for b in state.live_bills())
+            live = state.live_bills()
+            confirms = [BillConfirmation(attempt_id=b.attempt_id, evidence=b.evidence) for b in live]
+            details["confirmed_bills"] = "; ".join(b.text for b in live)
     return OperatorActionInput(
         payout_id=state.payout_id,
         action=ACTIONS[type(cmd)],
@@ -113,7 +139,7 @@ def audit_row(state: PayoutState, cmd: Decision, update_id: str) -> OperatorActi
         reference=cmd.external_reference if isinstance(cmd, OperatorMarkPaid) else None,
         idempotency_key=f"{state.payout_id}:update:{update_id}",
         details=details,
-        confirms_attempts=confirms,
+        confirms=confirms,
     )
 
 
@@ -140,5 +166,16 @@ def _check_common(state: PayoutState, operator: str, reason: str, *more: tuple[s
         raise refusal(f"missing: {', '.join(missing)}")
     if state.status != PayoutStatus.MANUAL_REVIEW:
         raise refusal(f"payout is {state.status.value}, not MANUAL_REVIEW: nothing for an operator to do")
+    settling = _settling(state)
+    if settling is not None:
+        raise refusal(f"{settling}: the service is settling this payout itself; no decision is needed")
     if state.claim is not None:
         raise refusal("another operator decision is being applied")
+
+
+def _settling(state: PayoutState) -> str | None:
+    """Why the service itself is settling the payout now (a late paid callback), or None."""
+    if state.settling is not None:
+        return state.settling
+    late = state.paid()
+    return None if late is None else f"a paid callback for bill {late.bill_id} came in and is applied next"

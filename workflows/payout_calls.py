@@ -1,22 +1,26 @@
 """The payout workflow's activity calls: names, timeouts, retry policies and task queues in one place.
 
-Activities are called by name (the worker registers them under these names), so workflows import
-nothing from activities/. Ledger steps run as local activities: each is one short, idempotent
-database transaction, so a retried or re-run step changes nothing twice, and a local activity costs
-one history event instead of three. They retry without a deadline (capped back-off): an outage delays
-a payout and never fails one. `bills.create` and the telecom top-up stay regular activities (their
-attempts and timeouts are visible in the history, and they may run for a minute).
+Activities are called by name (`payouts.names.ActivityName`; the worker registers them under these
+names), so workflows import nothing from activities/. Ledger steps run as local activities: each is one
+short, idempotent database transaction, so a retried or re-run step changes nothing twice, and a local
+activity costs one history event instead of three. When the ledger has not answered within
+`LEDGER_LOCAL_RETRY`'s tries, the step goes on as a regular activity that waits the outage out without a
+deadline: its retries happen in the server and add no history, so an outage of any length delays a
+payout by a bounded number of events and never fails it. `bills.create` and the telecom top-up are
+regular activities (their attempts and timeouts are visible in the history, and they may run for a
+minute).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from payouts import failures
@@ -28,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         EscalateOutput,
         LedgerStateOutput,
         OperatorActionInput,
+        OperatorActionOutput,
         ReminderInput,
         ReserveInput,
         ReserveOutput,
@@ -66,49 +71,89 @@ REMINDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_atte
 
 _LEDGER_START_TO_CLOSE = timedelta(seconds=30)
 _LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
-# How long a bill round waits when the ledger could not record its attempt (nothing was sent).
+# A ledger step's tries as a local activity (a blip: 1 + 2 + 4 + … s, about two minutes in all) before
+# it waits the outage out as a regular activity: a handful of workflow timers (about 40 events), then
+# three more however long the outage lasts. Counted in attempts, not time, so it holds in virtual time.
+LEDGER_LOCAL_RETRY = RetryPolicy(
+    initial_interval=LEDGER_RETRY.initial_interval,
+    maximum_interval=LEDGER_RETRY.maximum_interval,
+    maximum_attempts=8,
+    non_retryable_error_types=LEDGER_RETRY.non_retryable_error_types,
+)
+# How long a bill round waits, once the ledger answers again, after it could not record its attempt: the
+# first pause, doubled each time the attempt log stays unwritable (its table, not the whole ledger, is
+# down), up to the last.
 LEDGER_PAUSE = timedelta(seconds=60)
+LEDGER_PAUSE_MAX = timedelta(hours=1)
 
 
-def _ledger(name: ActivityName, arg: Any, result_type: type[T] | None, summary: str) -> Handle[T]:
-    return workflow.start_local_activity(
+def ledger_pause(times: int) -> timedelta:
+    """The pause after the `times`-th bill round in a row whose attempt the ledger could not record."""
+    pause: timedelta = LEDGER_PAUSE * 2 ** min(times - 1, 16)
+    return min(pause, LEDGER_PAUSE_MAX)
+
+
+async def _ledger(name: ActivityName, arg: Any, result_type: type[T] | None, summary: str) -> T:
+    try:
+        result: T = await workflow.start_local_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=_LEDGER_START_TO_CLOSE,
+            retry_policy=LEDGER_LOCAL_RETRY,
+            # Past the first retry, wait on a workflow timer rather than inside a workflow task kept open by
+            # heartbeats: a waiting payout holds no task.
+            local_retry_threshold=_LOCAL_RETRY_THRESHOLD,
+            summary=summary,
+        )
+        return result
+    except (ActivityError, ApplicationError) as err:
+        if refused_for_good(err):
+            raise
+    waited: T = await workflow.start_activity(
         name,
         arg,
         result_type=result_type,
         start_to_close_timeout=_LEDGER_START_TO_CLOSE,
         retry_policy=LEDGER_RETRY,
-        # Past the first retry, wait on a workflow timer rather than inside a workflow task kept open by
-        # heartbeats: an outage then costs a few events a minute, and a waiting payout holds no task.
-        local_retry_threshold=_LOCAL_RETRY_THRESHOLD,
-        summary=summary,
+        summary=f"{summary} (the ledger did not answer: waiting the outage out)",
+    )
+    return waited
+
+
+def refused_for_good(err: ActivityError | ApplicationError) -> bool:
+    """A ledger step the ledger refused (no retry changes it), as opposed to one it could not serve."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    return isinstance(cause, ApplicationError) and (
+        cause.non_retryable or cause.type in (LEDGER_RETRY.non_retryable_error_types or ())
     )
 
 
-def reserve(inp: ReserveInput) -> Handle[ReserveOutput]:
+def reserve(inp: ReserveInput) -> Awaitable[ReserveOutput]:
     return _ledger(ActivityName.RESERVE, inp, ReserveOutput, "reserve the payout in the ledger (limits, duplicates)")
 
 
-def transition(inp: TransitionInput) -> Handle[None]:
+def transition(inp: TransitionInput) -> Awaitable[None]:
     return _ledger(ActivityName.TRANSITION, inp, None, f"ledger: {inp.to_status.value}")
 
 
-def escalate(inp: EscalateInput) -> Handle[EscalateOutput]:
+def escalate(inp: EscalateInput) -> Awaitable[EscalateOutput]:
     summary = "ledger: MANUAL_REVIEW, with the bills that may hold money"
     return _ledger(ActivityName.ESCALATE, inp, EscalateOutput, summary)
 
 
-def undelivered_callbacks(payout_id: str) -> Handle[list[CallbackSignal]]:
+def undelivered_callbacks(payout_id: str) -> Awaitable[list[CallbackSignal]]:
     summary = "ledger: stored callbacks not yet processed"
     return _ledger(ActivityName.UNDELIVERED_CALLBACKS, payout_id, list[CallbackSignal], summary)
 
 
-def ledger_state(payout_id: str) -> Handle[LedgerStateOutput]:
+def ledger_state(payout_id: str) -> Awaitable[LedgerStateOutput]:
     summary = "ledger: the payout's status (a step was refused)"
     return _ledger(ActivityName.LEDGER_STATE, payout_id, LedgerStateOutput, summary)
 
 
-def record_operator_action(inp: OperatorActionInput) -> Handle[None]:
-    return _ledger(ActivityName.RECORD_OPERATOR_ACTION, inp, None, f"audit: operator {inp.action}")
+def record_operator_action(inp: OperatorActionInput) -> Awaitable[OperatorActionOutput]:
+    return _ledger(ActivityName.RECORD_OPERATOR_ACTION, inp, OperatorActionOutput, f"audit: operator {inp.action}")
 
 
 def create_bill(inp: CreateBillInput, attempt_timeout_seconds: int) -> Handle[CreateBillOutput]:
@@ -150,7 +195,7 @@ def remind_operators(inp: ReminderInput) -> Handle[None]:
     )
 
 
-async def uncancellable(task: Handle[T], on_cancel: Callable[[], None]) -> T:
+async def uncancellable(task: asyncio.Future[T], on_cancel: Callable[[], None]) -> T:
     """Run a started money-path activity to its end even when the workflow is asked to cancel meanwhile.
 
     A Temporal cancellation (the Web UI's Request Cancellation) would otherwise cancel the activity and
@@ -164,3 +209,10 @@ async def uncancellable(task: Handle[T], on_cancel: Callable[[], None]) -> T:
             if task.cancelled():
                 raise
             on_cancel()
+
+
+def ignore_failure(task: asyncio.Future[Any]) -> None:
+    """The done callback of a best-effort call nobody awaits: its failure is read (so it is not reported as
+    never retrieved) and dropped."""
+    if not task.cancelled():
+        task.exception()

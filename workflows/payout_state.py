@@ -7,6 +7,7 @@ workflow (workflows/receipt_payout.py) decides, this module remembers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -54,7 +55,11 @@ class PayoutState:
 
     request: PayoutRequest
     policy: PayoutPolicy
+    received_at: datetime  # when the intake took the receipt: eligibility is decided against it, once
     progress: PayoutProgress
+    # Set while the service itself settles the payout (a late paid callback, its top-up): operator
+    # decisions are refused meanwhile, with this reason.
+    settling: str | None = None
     # Operator decisions: `claim` is the update id being applied (set before the handler's first await,
     # so a second update is refused by the validator); `decision` is ready to apply once its audit row is
     # written; answers land in `progress.results`.
@@ -62,11 +67,13 @@ class PayoutState:
     decision: Decision | None = None
     cancel_pending: bool = False  # a Temporal cancellation reached the payout and is not handled yet
     reminders_this_run: int = 0
+    unrecorded_rounds: int = 0  # bill rounds in a row whose attempt the ledger could not record
     deadline_text: str = ""  # the Web UI's "next deadline" phrase
 
     @classmethod
     def begin(cls, inp: PayoutWorkflowInput) -> PayoutState:
-        return cls(request=inp.request, policy=inp.policy, progress=inp.carried or PayoutProgress())
+        progress = inp.carried or PayoutProgress()
+        return cls(request=inp.request, policy=inp.policy, received_at=inp.received_at, progress=progress)
 
     @property
     def view(self) -> PayoutView:
@@ -151,13 +158,23 @@ class PayoutState:
         )
 
     def live_bills(self) -> list[OpenBillView]:
+        """The listed bills that may still be paid (an operator confirms Portmone holds none of them)."""
         return [b for b in self.progress.open_bills if b.verdict != "paid"]
+
+    def paid_bill(self) -> str | None:
+        """A bill of this payout that Portmone paid, as far as this run knows (its callback is stored)."""
+        p = self.progress
+        if (late := self.paid()) is not None:
+            return late.bill_id
+        if p.paid_callback is not None:
+            return p.paid_callback.bill_id
+        return next((b.bill_id or "?" for b in p.open_bills if b.verdict == "paid"), None)
 
     def next_run(self) -> PayoutWorkflowInput:
         """The input of this payout's next run (continue-as-new): its progress, passed whole."""
         p = self.progress
         p.results = dict(list(p.results.items())[-KEPT_RESULTS:])
-        return PayoutWorkflowInput(request=self.request, policy=self.policy, carried=p)
+        return PayoutWorkflowInput(request=self.request, policy=self.policy, received_at=self.received_at, carried=p)
 
 
 @dataclass(frozen=True)

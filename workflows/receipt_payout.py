@@ -27,6 +27,7 @@ from workflows.ledger_steps import LedgerSteps
 from workflows.payout_state import STEP_FAILED, Decision, Escalation, PayoutState, bill_failure, declined, failure_type
 
 with workflow.unsafe.imports_passed_through():
+    from payouts import failures
     from payouts import search_attributes as sa
     from payouts.models import (
         CallbackSignal,
@@ -46,6 +47,14 @@ with workflow.unsafe.imports_passed_through():
     from payouts.verdicts import Verdict
 
 S = PayoutStatus
+# A run's history above this length continues as new at the next step boundary (the server's own
+# suggestion comes at its warning limit; this keeps a payout far from the 51,200-event hard limit).
+HISTORY_LIMIT = 10_000
+
+
+def history_is_long() -> bool:
+    info = workflow.info()
+    return info.is_continue_as_new_suggested() or info.get_current_history_length() >= HISTORY_LIMIT
 
 
 @workflow.defn(name=WorkflowName.PAYOUT)
@@ -57,18 +66,22 @@ class ReceiptPayout:
         self._s = PayoutState.begin(inp)
         self._ledger = LedgerSteps(self._s)
         self._continue_as_new = False
+        self._reminder: workflow.ActivityHandle[None] | None = None
 
     @workflow.run
     async def run(self, inp: PayoutWorkflowInput) -> PayoutView:
         view.refresh(self._s)
         while self._s.status not in TERMINAL:
+            if self._continue_as_new or history_is_long():
+                await self._continue_as_new_when_quiet()
+                continue
             try:
                 await self._next_step()
             except asyncio.CancelledError:
                 self._s.cancel_pending = True
             except (ActivityError, ApplicationError) as err:
                 await self._ledger.follow_after(err)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(self._quiet)
         return self._s.view
 
     async def _next_step(self) -> None:
@@ -82,7 +95,7 @@ class ReceiptPayout:
         elif status == S.RETRY_SCHEDULED:
             await self._back_off()
         elif status == S.MANUAL_REVIEW:
-            await (self._continue_as_new_when_quiet() if self._continue_as_new else self._await_person())
+            await self._await_person()
         else:  # RESERVED, or BILL_REQUESTED after an operator's retry
             await self._request_bill()
 
@@ -125,15 +138,16 @@ class ReceiptPayout:
     async def _reserve(self) -> None:
         """The gate: eligible, no duplicate, within limits — or REJECTED, and no bill ever follows."""
         s = self._s
+        asked = ReserveInput(payout_id=s.payout_id, request=s.request, received_at=s.received_at)
         try:
-            reserved = await self._ledger.money(calls.reserve(ReserveInput(payout_id=s.payout_id, request=s.request)))
+            reserved = await self._ledger.money(calls.reserve(asked))
         except STEP_FAILED as err:  # data the ledger cannot hold: nothing was reserved
             reserved = ReserveOutput(accepted=False, reason=invalid_data(failure_type(err)))
         if not reserved.accepted:
             s.progress.rejection_reason = reserved.reason
             return view.show(s, S.REJECTED)
-        if reserved.status not in (None, S.RESERVED):  # a reset run: the ledger already moved on
-            return await self._ledger.follow(reserved.status, reserved.reason)
+        if reserved.status not in (None, S.RESERVED):  # a re-run (a Reset): the ledger already moved on
+            return await self._ledger.follow()
         view.show(s, S.RESERVED, searched=False)
 
     async def _request_bill(self) -> None:
@@ -150,10 +164,18 @@ class ReceiptPayout:
         try:
             created = await self._ledger.money(calls.create_bill(s.bill_input(), s.policy.bill_attempt_timeout_seconds))
         except ActivityError as err:
+            if failure_type(err) == failures.ILLEGAL_TRANSITION:  # the payout moved on meanwhile: follow it
+                p.bill_round -= 1
+                return await self._ledger.follow()
             if (why := bill_failure(err)) is not None:
                 return await self._ledger.escalate(why)
-            p.bill_round -= 1  # the ledger could not record the attempt, so nothing was sent: this round again
-            return await workflow.sleep(calls.LEDGER_PAUSE)
+            # The ledger could not record the attempt, so nothing was sent: this round again, once the
+            # ledger answers (an outage costs a bounded number of events however long it lasts).
+            p.bill_round -= 1
+            s.unrecorded_rounds += 1
+            await self._ledger.ledger_view()
+            return await workflow.sleep(calls.ledger_pause(s.unrecorded_rounds))
+        s.unrecorded_rounds = 0
         s.know_bill(created.bill_id)
         p.bill_id = created.bill_id
         for early in created.early_callbacks:
@@ -223,7 +245,7 @@ class ReceiptPayout:
                 timeout=reminder,
             )
         except TimeoutError:
-            return await self._remind()
+            return self._remind()
         if s.decision is not None:
             await self._apply_decision()
         elif (late := s.paid()) is not None and not s.cancel_pending:
@@ -275,30 +297,43 @@ class ReceiptPayout:
     }
 
     async def _complete_late(self, late: CallbackSignal) -> None:
-        """A late paid callback completes a payout in manual review, with an audit note."""
-        await self._ledger.record_late_callback(late)
-        self._s.progress.open_bills = []
-        self._s.take(late)
-        await self._complete_paid(late, note="late_ok_callback")
+        """A late paid callback completes a payout in manual review, with an audit note. Operator
+        decisions are refused meanwhile (the top-up may take minutes, and money has moved)."""
+        s = self._s
+        s.settling = f"a paid callback for bill {late.bill_id} is being applied"
+        try:
+            await self._ledger.record_late_callback(late)
+            s.progress.open_bills = []
+            s.take(late)
+            await self._complete_paid(late, note="late_ok_callback")
+        finally:
+            s.settling = None
 
-    async def _remind(self) -> None:
+    def _remind(self) -> None:
+        """A reminder to the operators, best effort: the payout goes on waiting while it is sent (a
+        decision that comes meanwhile is applied at once), and a reminder that fails changes nothing. The
+        run ends or continues as new only once it is done (`_quiet`)."""
         s = self._s
         s.progress.reminders_sent += 1
-        with contextlib.suppress(ActivityError):  # best effort: the payout keeps waiting either way
-            await calls.remind_operators(s.reminder_input())
+        self._reminder = calls.remind_operators(s.reminder_input())
+        self._reminder.add_done_callback(calls.ignore_failure)
         s.reminders_this_run += 1
-        due = s.reminders_this_run >= s.policy.reminders_per_run
-        self._continue_as_new = due or workflow.info().is_continue_as_new_suggested()
+        self._continue_as_new = s.reminders_this_run >= s.policy.reminders_per_run
 
     async def _continue_as_new_when_quiet(self) -> None:
-        """Continue as new once no operator decision is on its way (one that comes first is applied)."""
+        """Continue as new (its progress passed whole) once no operator decision is on its way: between
+        steps, so the next run takes up the story from the status. A decision that comes first is applied
+        first (the loop comes back here)."""
         s = self._s
-        await workflow.wait_condition(
-            lambda: s.decision is not None or (s.claim is None and workflow.all_handlers_finished())
-        )
-        self._continue_as_new = False
-        if s.decision is None:
-            workflow.continue_as_new(s.next_run())
+        await workflow.wait_condition(lambda: s.decision is not None or self._quiet())
+        if s.decision is not None:
+            return await self._apply_decision()
+        workflow.continue_as_new(s.next_run())
+
+    def _quiet(self) -> bool:
+        """Nothing on its way: no operator decision, no update handler, no reminder being sent."""
+        reminder_done = self._reminder is None or self._reminder.done()
+        return self._s.claim is None and workflow.all_handlers_finished() and reminder_done
 
     # ---- what automation cannot settle -------------------------------------------------------------
 

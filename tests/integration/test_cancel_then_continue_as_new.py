@@ -4,6 +4,8 @@ hangs such a continue-as-new, which is why the property test keeps its runs shor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio.client import WorkflowExecutionStatus
 
 from payouts.models import PayoutPolicy, PayoutView, PayoutWorkflowInput
@@ -25,7 +27,8 @@ async def test_a_cancelled_payout_in_manual_review_continues_as_new_with_its_sta
     # production) so that the run continues as new within the test.
     handle = await stack.client.start_workflow(
         ReceiptPayout.run,
-        PayoutWorkflowInput(request=request, policy=PayoutPolicy(manual_reminder_seconds=1, reminders_per_run=3)),
+        PayoutWorkflowInput(request=request, policy=PayoutPolicy(manual_reminder_seconds=1, reminders_per_run=3),
+                            received_at=datetime.now(UTC)),
         id=f"payout-{request.receipt_id}",
         task_queue=settings.temporal.task_queue,
     )

@@ -49,6 +49,15 @@ async def reserved(ledger: Ledger, **overrides: Any) -> str:
     return result.payout_id
 
 
+async def confirm_no_bill(ledger: Ledger, pid: str, attempt_ids: list[int], key: str, action: str = "retry") -> None:
+    """An operator confirms that Portmone holds no bill for these attempts, as the ledger lists them now."""
+    shown = {bill.attempt_id: bill.evidence for bill in await ledger.attempts.open_bills(pid)}
+    await ledger.operator_actions.record(
+        payout_id=pid, action=action, operator="olena", reason="cabinet checked", idempotency_key=key,
+        confirms=[(attempt_id, shown[attempt_id]) for attempt_id in attempt_ids],
+    )  # fmt: skip
+
+
 class PgAdmin:
     """Creates throwaway databases on the test server and drops them all at the end of the session."""
 

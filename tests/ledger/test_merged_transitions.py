@@ -9,7 +9,7 @@ import pytest
 
 from ledger import IllegalTransition, Ledger, NewBillRefused
 from payouts.status import PayoutStatus as S
-from tests.ledger.helpers import reserved
+from tests.ledger.helpers import confirm_no_bill, reserved
 
 
 async def statuses(ledger: Ledger, pid: str) -> list[S]:
@@ -114,10 +114,7 @@ async def test_a_late_answer_of_an_older_attempt_leaves_the_current_round_reques
     lost = await ledger.attempts.begin(pid, 1)
     await ledger.attempts.finish(lost.id, "unknown", detail="read timeout")
     await ledger.payouts.transition(pid, S.MANUAL_REVIEW, reason="outcome_unknown")
-    await ledger.operator_actions.record(
-        payout_id=pid, action="retry", operator="olena", reason="checked", idempotency_key="k-late",
-        confirms_attempts=[lost.id],
-    )  # fmt: skip
+    await confirm_no_bill(ledger, pid, [lost.id], "k-late")
     await ledger.payouts.transition(pid, S.BILL_REQUESTED)
     await ledger.attempts.begin(pid, 2)
 

@@ -11,7 +11,7 @@ import pytest
 
 from ledger import Ledger, NewBillRefused
 from payouts.status import PayoutStatus
-from tests.ledger.helpers import reserved
+from tests.ledger.helpers import confirm_no_bill, reserved
 
 
 async def store(ledger: Ledger, bill_id: str, verdict: str, *, rsp: str = "ok", status: str = "PAYED") -> int:
@@ -26,13 +26,6 @@ async def store(ledger: Ledger, bill_id: str, verdict: str, *, rsp: str = "ok", 
         verdict=verdict,
     )
     return stored.callback.id
-
-
-async def confirm(ledger: Ledger, pid: str, attempt_ids: list[int], key: str) -> None:
-    await ledger.operator_actions.record(
-        payout_id=pid, action="retry", operator="olena", reason="cabinet checked", idempotency_key=key,
-        confirms_attempts=attempt_ids,
-    )
 
 
 async def test_an_attempt_without_an_ending_in_an_earlier_round_blocks_the_next_round(ledger: Ledger) -> None:
@@ -54,7 +47,7 @@ async def test_an_unknown_outcome_blocks_until_an_operator_confirms(ledger: Ledg
     with pytest.raises(NewBillRefused):
         await ledger.attempts.begin(pid, 2)
 
-    await confirm(ledger, pid, [lost.id], "k-1")
+    await confirm_no_bill(ledger, pid, [lost.id], "k-1")
 
     assert await ledger.attempts.open_bills(pid) == []
     second = await ledger.attempts.begin(pid, 2)
@@ -82,7 +75,7 @@ async def test_a_paid_bill_blocks_even_after_a_confirmation(ledger: Ledger) -> N
     pid = await reserved(ledger)
     first = await ledger.attempts.begin(pid, 1)
     await ledger.attempts.finish(first.id, "answered", bill_id="B-paid")
-    await confirm(ledger, pid, [first.id], "k-2")  # an operator thought it unpaid
+    await confirm_no_bill(ledger, pid, [first.id], "k-2")  # an operator thought it unpaid
     await store(ledger, "B-paid", "paid")
     await ledger.payouts.transition(pid, PayoutStatus.RETRY_SCHEDULED)  # the workflow had not heard of the payment
 
@@ -166,20 +159,27 @@ async def test_routing_by_echo_needs_an_unambiguous_match(ledger: Ledger) -> Non
     assert refused.value.paid
 
 
-async def test_routing_by_echo_refuses_when_two_attempts_could_own_the_bill(ledger: Ledger) -> None:
+async def test_routing_by_echo_skips_an_attempt_confirmed_to_hold_no_bill(ledger: Ledger) -> None:
+    """Two attempts without a bill id, the first confirmed by an operator: a paid callback that echoes the
+    receipt is routed to the payout, its bill attached to the attempt nobody confirmed."""
     pid = await reserved(ledger, receipt_id="R-two")
     record = await ledger.payouts.get(pid)
     assert record is not None
     first = await ledger.attempts.begin(pid, 1)
     await ledger.attempts.finish(first.id, "unknown", detail="read timeout")
-    await confirm(ledger, pid, [first.id], "k-3")
+    await confirm_no_bill(ledger, pid, [first.id], "k-3")
     second = await ledger.attempts.begin(pid, 2)
     await ledger.attempts.finish(second.id, "unknown", detail="read timeout")
     cb = await store(ledger, "B-which", "paid")
 
     echo = ledger.callbacks.route_by_echo
-    assert await echo(cb, receipt_id="R-two", amount_kopecks=2_500, user_key=record.user_key) is None
-    assert [c.id for c in await ledger.callbacks.unrouted()] == [cb]
+    assert await echo(cb, receipt_id="R-two", amount_kopecks=2_500, user_key=record.user_key) == pid
+    assert await ledger.callbacks.unrouted() == []
+    attempts = await ledger.attempts.for_payout(pid)
+    assert [(a.id, a.bill_id) for a in attempts] == [(first.id, None), (second.id, "B-which")]
+    with pytest.raises(NewBillRefused) as refused:  # paid: never another bill
+        await ledger.attempts.begin(pid, 3)
+    assert refused.value.paid
 
 
 async def test_redelivery_lists_routed_callbacks_never_signalled(ledger: Ledger) -> None:

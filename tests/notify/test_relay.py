@@ -171,3 +171,45 @@ async def test_a_stop_finishes_the_event_in_hand_and_hands_back_the_rest_at_once
     again = await ledger.outbox.claim("held", limit=10, lease=timedelta(seconds=60))
     assert (len(held.seen), backlog.pending, len(again)) == (1, 3, 3)  # claimable now: no lease to wait out
     assert all(d.attempts == 0 for d in again)
+
+
+class _StopsAfterSending:
+    """A ledger whose first record of a sent message's id is lost: the worker died between Telegram's
+    answer and the ledger write (issue: "Money safety where people ... step in", defect 8)."""
+
+    def __init__(self, inner: Ledger) -> None:
+        self._inner = inner
+        self.outbox = self
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner.outbox, name)
+
+    async def set_user_message(self, payout_id: str, message_id: int) -> None:
+        if message_id > 0 and not self.lost:
+            self.lost += 1
+            raise RuntimeError("worker stopped before it recorded the message id")
+        await self._inner.outbox.set_user_message(payout_id, message_id)
+
+
+async def test_a_relay_that_stops_after_sending_never_sends_a_second_processing_message(
+    ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle
+) -> None:
+    crashing = _StopsAfterSending(ledger)
+    bot = TelegramChannel(telegram, crashing)  # type: ignore[arg-type]
+    await ledger.outbox.register([bot.name])
+    req = make_req(amount_kopecks=2_500)
+    await ledger.payouts.reserve(req)
+    relay = Relay(ledger, [bot], retry_first=timedelta(0))
+
+    await relay.deliver_due(bot)  # sent, then the worker "stopped" before recording the id
+    await relay.deliver_due(bot)  # the event comes again
+    await paid(ledger, req.payout_id)
+    await relay.deliver_due(bot)
+
+    calls = [c for c in await bot_calls(sandbox) if c["http_status"] == 200]
+    texts = [c["text"] for c in calls]
+    assert crashing.lost == 1
+    assert sum("Обробляємо" in text for text in texts) == 1, texts  # never a second "processing"
+    assert "зараховано" in texts[-1]  # the outcome reaches the user, as a message of its own
+    assert await caught_up(ledger)

@@ -11,6 +11,7 @@ read from their source. The registrations are read from the real workers `build_
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import typing
 from collections.abc import Iterator
@@ -48,26 +49,42 @@ def _stub(annotation: Any) -> Any:
     return "payout-stub"
 
 
+class _Asked(Exception):
+    """Raised by the recording start functions: the call was recorded, nothing more is needed of it."""
+
+
 def payout_workflow_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Activity name -> where the payout workflow runs it, from every call builder in payout_calls."""
+    """Activity name -> where the payout workflow runs it, from every call builder in payout_calls (a
+    ledger step is recorded as the local activity it starts as)."""
     calls: dict[str, str] = {}
 
     def started(name: str, *_: Any, task_queue: str | None = None, **__: Any) -> None:
-        calls[name] = task_queue or WORKFLOW_QUEUE
+        calls.setdefault(name, task_queue or WORKFLOW_QUEUE)
+        raise _Asked
 
     def started_local(name: str, *_: Any, **__: Any) -> None:
-        calls[name] = LOCAL
+        calls.setdefault(name, LOCAL)
+        raise _Asked
 
     monkeypatch.setattr(workflow, "start_activity", started)
     monkeypatch.setattr(workflow, "start_local_activity", started_local)
+    def builds_a_call(fn: Any) -> bool:
+        returns = str(inspect.signature(fn).return_annotation)
+        return fn.__module__ == payout_calls.__name__ and ("Handle" in returns or "Awaitable" in returns)
+
     builders = [fn for name, fn in inspect.getmembers(payout_calls, inspect.isfunction)
-                if fn.__module__ == payout_calls.__name__ and not name.startswith("_")
-                and "Handle" in str(inspect.signature(fn).return_annotation)]  # fmt: skip
+                if not name.startswith("_") and builds_a_call(fn)]  # fmt: skip
     assert len(builders) >= 8, builders
     for fn in builders:
         hints = typing.get_type_hints(fn)
         params = [p for p in inspect.signature(fn).parameters if p != "return"]
-        fn(*[_stub(hints[p]) for p in params])
+        with contextlib.suppress(_Asked):
+            call = fn(*[_stub(hints[p]) for p in params])
+            if inspect.iscoroutine(call):
+                try:
+                    call.send(None)
+                finally:
+                    call.close()
     return calls
 
 

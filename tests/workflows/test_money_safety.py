@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from payouts.models import OperatorCancel, OperatorMarkPaid, OperatorResult, OperatorRetry, bill_comment
@@ -101,11 +102,13 @@ async def test_a_long_ledger_outage_delays_the_payout_and_never_fails_it(
     assert await execution(handle) == WorkflowExecutionStatus.RUNNING
     assert (await stack.view(handle)).status == S.BILL_REQUESTED
     assert (await stack.ledger.payouts.get(handle.id)).status == S.RESERVED  # type: ignore[union-attr]
-    assert metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill") > outages_before + 5
+    # Tried again each time the ledger answered, after pauses that double (1, 2, 4, 8 min…): a few times.
+    tries = metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill") - outages_before
+    assert 3 <= tries <= 6, tries
     assert await stack.creates() == []  # nothing moved while the ledger could not record it
 
     stack.injected.ledger.clear()
-    await env.sleep(timedelta(minutes=2))  # the next retry, at most a minute apart
+    await env.sleep(timedelta(hours=1))  # the next try, at most an hour apart
     view = await stack.wait_status(handle, {S.PAID})
     assert view.status == S.PAID and len(await stack.creates()) == 1
 
@@ -130,16 +133,25 @@ async def test_a_stuck_audit_write_does_not_wedge_manual_review(stack: Stack, en
     assert resp.status_code == 200, resp.text
     stack.injected.ledger.clear()
     await env.sleep(timedelta(minutes=2))
-    answer: OperatorResult = await asyncio.wait_for(decision, 30)
-
     done = await stack.wait_status(handle, {S.PAID})
     assert done.status == S.PAID
-    assert not answer.accepted and "late ok callback" in answer.message  # the money had moved: it wins
-    again = await update(handle, UpdateName.MARK_PAID, OperatorMarkPaid(
-        operator="olena", reason="paid by hand", external_reference="PM-1"), "upd-stuck")
-    assert again == answer  # the same update id gets the same answer, at once
+    # The decision never takes effect: the money had moved, and the late callback wins. Either the
+    # workflow answers it "not applied", or (when the decision's first workflow task had to be retried
+    # after the callback came) its validator refuses it, naming the paid callback.
+    outcome = (await asyncio.wait_for(asyncio.gather(decision, return_exceptions=True), 30))[0]
+    if isinstance(outcome, WorkflowUpdateFailedError):
+        assert isinstance(outcome.cause, ApplicationError) and "paid callback" in outcome.cause.message
+    else:
+        assert isinstance(outcome, OperatorResult)
+        answer = outcome
+        assert not answer.accepted and "late ok callback" in answer.message
+        again = await update(handle, UpdateName.MARK_PAID, OperatorMarkPaid(
+            operator="olena", reason="paid by hand", external_reference="PM-1"), "upd-stuck")
+        assert again == answer  # the same update id gets the same answer, at once
     actions = [r.action for r in await operator_rows(stack, handle)]
-    assert actions == ["mark_paid", "late_callback"]
+    assert actions[-1] == "late_callback" and set(actions) <= {"mark_paid", "late_callback"}
+    row = await stack.ledger.payouts.get(handle.id)
+    assert row is not None and row.reason == "late_ok_callback"
 
 
 # ---- 4: no new bill while the earlier one may be live ----------------------------------------------

@@ -35,6 +35,7 @@ from payouts.models import (
     LedgerStateOutput,
     OpenBillView,
     OperatorActionInput,
+    OperatorActionOutput,
     OperatorCancel,
     OperatorMarkPaid,
     OperatorResult,
@@ -115,8 +116,9 @@ class Fakes:
         return LedgerStateOutput(status=self.ledger_status, reason="set by the ledger")
 
     @activity.defn(name=ActivityName.RECORD_OPERATOR_ACTION)
-    async def record_operator_action(self, inp: OperatorActionInput) -> None:
+    async def record_operator_action(self, inp: OperatorActionInput) -> OperatorActionOutput:
         self.calls.append(("audit", inp))
+        return OperatorActionOutput()
 
     @activity.defn(name=ActivityName.CREATE_BILL)
     async def create_bill(self, inp: CreateBillInput) -> CreateBillOutput:
@@ -172,7 +174,7 @@ class Story:
         req = request()
         self.started.append(f"payout-{req.receipt_id}")
         return await self.env.client.start_workflow(
-            ReceiptPayout.run, PayoutWorkflowInput(request=req, policy=policy),
+            ReceiptPayout.run, PayoutWorkflowInput(request=req, policy=policy, received_at=datetime.now(UTC)),
             id=f"payout-{req.receipt_id}", task_queue=self.task_queue,
         )  # fmt: skip
 
@@ -264,7 +266,7 @@ async def test_outcome_unknown_waits_for_a_confirmed_retry(story: Story) -> None
     result = await story.decide(handle, UpdateName.RETRY, OperatorRetry(operator="op", reason="checked",
                                                                 confirmed_no_bill_at_portmone=True))  # fmt: skip
     assert result.accepted and "round 2" in result.message
-    assert story.fakes.named("audit")[-1].confirms_attempts == [11]
+    assert [c.attempt_id for c in story.fakes.named("audit")[-1].confirms] == [11]
     await story.reaches(handle, S.AWAITING_CALLBACK)
     assert [b.round_no for b in story.fakes.named("create_bill")] == [1, 2]
 
