@@ -11,13 +11,13 @@ puts it on the dead-letter queue with that reason.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
 
+from payouts.msisdn import mask_phones
 from payouts.receipt import AcceptedReceipt
 
 SUPPORTED_VERSIONS = frozenset({1})
@@ -25,7 +25,6 @@ ACCEPTED = "accepted"
 _ENVELOPE = ("version", "status")
 # pydantic error types that mean "the wrong shape", as opposed to a value out of its bounds.
 _SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "model_type", "dict_type"})
-_DIGITS = re.compile(r"[0-9]{7,}")
 
 
 class DeadLetterReason(StrEnum):
@@ -40,10 +39,12 @@ class DeadLetterReason(StrEnum):
 
 
 class Refused(Exception):
-    """A message that breaks the contract; `detail` names fields and rules, never values."""
+    """A message that breaks the contract; `detail` names fields and rules, never values. Whatever
+    of the message still reaches it (a field's name, a number a rule quotes back) is redacted here,
+    as a phone number would be, before any header or log line sees it."""
 
     def __init__(self, reason: DeadLetterReason, detail: str) -> None:
-        detail = detail[:500]
+        detail = mask_phones(detail, blank_numbers=True)[:500]
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -72,11 +73,12 @@ def read_message(body: bytes, max_bytes: int) -> Decision:
     if type(version) is not int:  # not bool, not 1.0
         raise Refused(DeadLetterReason.SCHEMA_ERROR, "version: required, an integer")
     if version not in SUPPORTED_VERSIONS:
-        raise Refused(DeadLetterReason.UNKNOWN_VERSION, _scrub(f"version {version} (this service reads {_versions()})"))
+        raise Refused(DeadLetterReason.UNKNOWN_VERSION, f"version {version} (this service reads {_versions()})")
     if not isinstance(status, str) or not status:
         raise Refused(DeadLetterReason.SCHEMA_ERROR, "status: required, a non-empty string")
     if status != ACCEPTED:
-        return Decision(version=version, status=status[:64], receipt=None)
+        # Only logged: redacted like any text of the client's.
+        return Decision(version=version, status=mask_phones(status[:64], blank_numbers=True), receipt=None)
     fields = {k: v for k, v in data.items() if k not in _ENVELOPE}
     try:
         receipt = AcceptedReceipt.model_validate(fields)
@@ -99,13 +101,7 @@ def _refusal(exc: ValidationError) -> Refused:
 
 def _describe(errors: list[Any]) -> str:
     """`field: rule` for each error (pydantic's messages name the rule, not the input)."""
-    return _scrub("; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors[:5]))
-
-
-def _scrub(text: str) -> str:
-    """Blank long runs of digits in text derived from the message: a phone put in the wrong field
-    (or a number quoted back by a rule) never reaches a header or a log."""
-    return _DIGITS.sub("…", text)
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors[:5])
 
 
 def _versions() -> str:

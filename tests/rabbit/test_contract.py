@@ -43,3 +43,17 @@ def test_only_accepted_is_read_further() -> None:
     assert (rejected.status, rejected.receipt) == ("rejected", None)
     assert accepted.receipt is not None and accepted.receipt.amount_kopecks == 2500
     assert refusal({"version": 1, "status": ""}).reason is DeadLetterReason.SCHEMA_ERROR
+
+
+@pytest.mark.parametrize("name", ["+380 00 000 10 61", "+38 (000) 000-10-61", "380.00.000.10.61", "(000) 000 10 61"])
+def test_a_phone_as_a_field_name_is_redacted_whatever_its_spacing(name: str) -> None:
+    refused = refusal({**good_message("t", 1), name: "x"})
+
+    assert refused.reason is DeadLetterReason.SCHEMA_ERROR
+    digits = "".join(ch for ch in refused.detail if ch.isdigit())
+    assert "0001061" not in digits and "00000" not in digits, refused.detail
+
+
+def test_a_status_that_is_a_phone_is_redacted_before_it_is_logged() -> None:
+    decision = read_message(json.dumps({"version": 1, "status": "+380 00 000 10 61"}).encode(), 1024)
+    assert decision.receipt is None and decision.status == "+380•••••61"
