@@ -10,7 +10,6 @@ puts it on the dead-letter queue with that reason.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -18,13 +17,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from payouts.msisdn import mask_phones
-from payouts.receipt import AcceptedReceipt
+from payouts.receipt import AcceptedReceipt, NotJson, read_json
 
 SUPPORTED_VERSIONS = frozenset({1})
 ACCEPTED = "accepted"
 _ENVELOPE = ("version", "status")
-# pydantic error types that mean "the wrong shape", as opposed to a value out of its bounds.
-_SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "model_type", "dict_type"})
+# pydantic error types that mean "the wrong shape", as opposed to a value out of its bounds (any
+# `…_type` too). `string_unicode`: a string that is not text (a lone surrogate from a `\ud800` escape).
+_SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "model_type", "dict_type", "string_unicode"})
 
 
 class DeadLetterReason(StrEnum):
@@ -64,8 +64,8 @@ def read_message(body: bytes, max_bytes: int) -> Decision:
     if len(body) > max_bytes:
         raise Refused(DeadLetterReason.TOO_LARGE, f"{len(body)} bytes, more than {max_bytes}")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
+        data = read_json(body)
+    except NotJson:
         raise Refused(DeadLetterReason.INVALID_JSON, "body is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise Refused(DeadLetterReason.SCHEMA_ERROR, "body must be a JSON object")
