@@ -28,7 +28,9 @@ _SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "model_type", "dict_typ
 
 
 class DeadLetterReason(StrEnum):
-    """Why a message went to the dead-letter queue (header `x-payouts-reason`, metric label)."""
+    """Why the consumer put a message on the dead-letter queue (header `x-payouts-reason`, metric
+    label). The first six are read from the body (`read_message`, the handler); the last two are the
+    consumer's own."""
 
     TOO_LARGE = "too_large"  # over RABBIT_MAX_MESSAGE_BYTES
     INVALID_JSON = "invalid_json"  # not UTF-8 JSON
@@ -36,6 +38,12 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_VERSION = "unknown_version"  # a version this service does not read
     INVALID_PAYLOAD = "invalid_payload"  # well formed, but a value is refused (amount, phone, token, ids)
     CONFLICTING_DUPLICATE = "conflicting_duplicate"  # the receipt's payout was started by a differing request
+    UNDECODABLE_PROPERTIES = "undecodable_properties"  # AMQP properties the client cannot decode (rabbit/frames.py)
+    HANDLING_FAILED = "handling_failed"  # handling raised RABBIT_MAX_HANDLING_FAILURES times
+
+
+# What a message's body can be refused for (`payouts publish --bad` publishes one of each).
+BODY_REASONS: tuple[DeadLetterReason, ...] = tuple(DeadLetterReason)[:6]
 
 
 class Refused(Exception):
