@@ -216,7 +216,7 @@ class ReceiptConsumer:
             if failures >= limit:
                 detail = f"handling failed {failures} times ({type(exc).__name__}); the consumer's log has each"
                 return Handling(Action.DEAD_LETTER, "dead_lettered", DeadLetterReason.HANDLING_FAILED, detail), failures
-            return Handling(Action.RETRY, "retried", detail="internal error"), failures
+            return Handling(Action.RETRY, "failed", detail="internal error"), failures
 
     async def _publish_copy(
         self, channel: AbstractChannel, message: AbstractIncomingMessage, queue: str, ours: dict[str, Any]
