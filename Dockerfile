@@ -20,12 +20,14 @@ ENV PATH=/opt/payouts/bin:$PATH \
     PAYOUTS_DATA_DIR=/var/lib/payouts \
     WEBHOOK_HOST=0.0.0.0 \
     WORKER_METRICS_HOST=0.0.0.0 \
+    RABBIT_METRICS_HOST=0.0.0.0 \
     TELEMETRY_LOG_FORMAT=json
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/payouts --create-home --shell /usr/sbin/nologin payouts
 COPY --from=build /opt/payouts /opt/payouts
 USER 10001:10001
 WORKDIR /var/lib/payouts
-# The webhook (WEBHOOK_PORT) and the worker's /healthz, /readyz and /metrics (WORKER_METRICS_PORT).
-EXPOSE 8080 9464
+# The webhook (WEBHOOK_PORT), and /healthz, /readyz and /metrics of the worker (WORKER_METRICS_PORT)
+# and of the queue consumer (RABBIT_METRICS_PORT).
+EXPOSE 8080 9464 9465
 ENTRYPOINT ["payouts"]
 CMD ["--help"]

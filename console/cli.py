@@ -214,9 +214,9 @@ def _dev_settings() -> str:
 
 
 def _bad_kinds() -> list[str]:
-    from rabbit.contract import DeadLetterReason
+    from rabbit.contract import BODY_REASONS
 
-    return [reason.value for reason in DeadLetterReason]
+    return [reason.value for reason in BODY_REASONS]
 
 
 def _seed(text: str) -> int:

@@ -14,11 +14,12 @@ import aio_pika
 
 from console.demo import sample_receipt
 from rabbit.broker import connect, connection_name
-from rabbit.contract import DeadLetterReason
+from rabbit.contract import BODY_REASONS, DeadLetterReason
+from rabbit.topology import declare_topology
 from runtime.settings import RabbitSettings
 
-# Every kind `--bad` can publish: each dead-letter reason the consumer gives.
-BAD_KINDS: tuple[str, ...] = tuple(reason.value for reason in DeadLetterReason)
+# Every kind `--bad` can publish: each dead-letter reason a message's body can earn.
+BAD_KINDS: tuple[str, ...] = tuple(reason.value for reason in BODY_REASONS)
 
 
 def new_run() -> str:
@@ -64,7 +65,12 @@ async def publish(settings: RabbitSettings, queue: str, bodies: Sequence[bytes])
     connection = await connect(settings, connection_name("publish"))
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        await channel.declare_queue(queue, durable=True)
+        if queue == settings.intake_queue:
+            # As the consumer declares it (a quorum queue with its arguments): what the bot's side
+            # must declare too, if it declares anything (docs/queue.md, "Topology").
+            await declare_topology(channel, settings)
+        else:
+            await channel.declare_queue(queue, durable=True)
         for body in bodies:
             message = aio_pika.Message(
                 body,

@@ -83,6 +83,36 @@ PhoneInput = Annotated[str, StringConstraints(max_length=32), AfterValidator(_no
 MaskedMsisdn = Annotated[str, StringConstraints(max_length=32), AfterValidator(_no_control_characters)]
 UserKey = Annotated[str, StringConstraints(min_length=16, max_length=128), AfterValidator(_no_control_characters)]
 AcceptedAt = Annotated[datetime, AfterValidator(_representable_in_utc)]
+# An ISO 8601 date and time with a time zone, as the intake contract writes it: `2026-11-27T10:00:00+02:00`,
+# `2026-11-27T10:00:00.123Z`, `2026-11-27T10:00+0200`.
+_ISO_8601_ZONED = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})"
+)
+# Named without digits, so the message survives the redaction of a refusal's detail (docs/queue.md).
+_ZONED_FORM = "YYYY-MM-DDThh:mm:ss+hh:mm, or Z for UTC"
+
+
+def _iso_8601_with_zone(value: Any) -> Any:
+    """Only the text of an ISO 8601 date and time with a time zone (or an aware datetime, which no
+    JSON body can hold): pydantic alone would also take a number or a string of digits as seconds
+    since 1970, a date alone, or a time without a zone."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise PydanticCustomError("timezone_aware", f"must carry a time zone ({_ZONED_FORM})")
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "datetime_type", f"must be a string: an ISO 8601 date and time with a time zone ({_ZONED_FORM})"
+        )
+    if not _ISO_8601_ZONED.fullmatch(value):
+        raise PydanticCustomError(
+            "iso_8601", f"must be an ISO 8601 date and time with a time zone ({_ZONED_FORM})"
+        )
+    return value
+
+
+# `accepted_at` as the bot sends it (the HTTP intake and the queue share it): strictly the text above.
+AcceptedAtInput = Annotated[AcceptedAt, BeforeValidator(_iso_8601_with_zone)]
 
 
 class _Model(BaseModel):

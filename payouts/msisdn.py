@@ -2,7 +2,8 @@
 
 A plaintext phone number exists only at intake (before encryption) and inside the `create_bill`
 activity (decrypted just in time). Everything else holds a Fernet token, the masked form or the
-keyed HMAC.
+keyed HMAC. `mask_phones` is the one redaction of phone numbers in text (Portmone's words, a
+client's field names, anything bound for a log line or a header).
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ import re
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 _UA_MOBILE = re.compile(r"^380[0-9]{9}$")
+# Between two digits of a number as people write it: spaces, dashes, dots, slashes, parentheses
+# (`+380 (00) 000-10-61`, `380.00.000.10.61`), at most three of them.
+_GAP = r"[\s().\-/]{0,3}"
+# A Ukrainian mobile number in any spacing: `380` and nine digits, an optional `+`, not glued to
+# a digit before or after it.
+_PHONE_IN_TEXT = re.compile(rf"(?<![0-9])(?:\+{_GAP})?(3{_GAP}8{_GAP}0(?:{_GAP}[0-9]){{9}})(?![0-9])")
+# Any number of seven digits or more, in the same spacing: what text a client wrote must not carry.
+_LONG_NUMBER = re.compile(rf"[0-9](?:{_GAP}[0-9]){{6,}}")
+BLANKED = "…"
 
 
 class MsisdnError(ValueError):
@@ -38,6 +48,19 @@ def is_valid_msisdn(value: str) -> bool:
 def mask_msisdn(msisdn: str) -> str:
     """`380671234567` -> `+380•••••67`: enough for a person to recognise, useless to anyone else."""
     return f"+{msisdn[:3]}•••••{msisdn[-2:]}"
+
+
+def mask_phones(text: str, *, blank_numbers: bool = False) -> str:
+    """Mask every Ukrainian mobile number in free text, however it is spaced or punctuated
+    (`+380 00 000 10 61` -> `+380•••••61`).
+
+    With `blank_numbers`, also blank (`…`) every other number of seven digits or more in any
+    spacing: for text a client wrote (field names, values quoted back by a rule), where a phone in
+    another country's format, or a local `0…` one, must not survive either. Portmone's own texts keep
+    their numbers (bill ids, dates), so they are masked without it.
+    """
+    masked = _PHONE_IN_TEXT.sub(lambda m: mask_msisdn(re.sub(r"[^0-9]", "", m.group(1))), text)
+    return _LONG_NUMBER.sub(BLANKED, masked) if blank_numbers else masked
 
 
 class MsisdnVault:

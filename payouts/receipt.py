@@ -1,15 +1,16 @@
 """The `receipt.accepted` event as the bot's pipeline sends it (`POST /v1/receipts/accepted`, the
-`receipt.accepted` queue, `payouts submit`), and the workflow input it becomes."""
+`receipt.accepted` queue, `payouts submit`), and the workflow input it becomes. Both doors read the
+body with `read_json` and validate it with `AcceptedReceipt`: one rule for each field, in one place."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from payouts.models import (
-    AcceptedAt,
+    AcceptedAtInput,
     Currency,
     FiscalKey,
     Kopecks,
@@ -21,6 +22,26 @@ from payouts.models import (
     TelegramId,
 )
 from payouts.msisdn import MsisdnVault, mask_msisdn, normalize_msisdn
+
+
+class NotJson(ValueError):
+    """A body that is not UTF-8 JSON."""
+
+
+def read_json(raw: bytes) -> Any:
+    """The body as JSON, read strictly as UTF-8 (the contract's encoding). `json.loads` given bytes
+    would guess UTF-16 or UTF-32 from the first bytes and take them too; a byte-order mark is
+    refused as well. Raises NotJson."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: absurd nesting
+        raise NotJson("body is not UTF-8 JSON") from None
+
+
+def _as_text(name: str) -> str:
+    """A field name that is not text (a lone surrogate, from a `\\ud800` escape) spelt with escapes,
+    so the unknown-field rule names it like any other, instead of the whole body failing."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class AcceptedReceipt(BaseModel):
@@ -37,20 +58,20 @@ class AcceptedReceipt(BaseModel):
     currency: Currency
     payee_id: PayeeId | None = None
     fiscal_key: FiscalKey | None = None
-    accepted_at: AcceptedAt
+    accepted_at: AcceptedAtInput
     language: Literal["uk", "en"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_as_text(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {_as_text(k) if isinstance(k, str) else k: v for k, v in data.items()}
+        return data
 
     @field_validator("msisdn")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
         return None if value is None else normalize_msisdn(value)
-
-    @field_validator("accepted_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("accepted_at must carry a time zone (e.g. 2026-11-27T10:00:00Z)")
-        return value
 
     @model_validator(mode="after")
     def _one_phone(self) -> AcceptedReceipt:

@@ -3,9 +3,9 @@
 - the password (any parameter, element or attribute named `password`) becomes `***`;
 - the phone (`contractNumber`) becomes its masked form `+380•••••67` (or `***` when it is not a
   valid phone number, since then we cannot tell how much of it is safe to show);
-- any other Ukrainian mobile number in free text (`380` + 9 digits, optionally with `+`, not part of
-  a longer number) is masked too, so a phone echoed in a comment or an error description
-  never reaches the archive in the clear.
+- any other Ukrainian mobile number in free text (`380` + 9 digits in any spacing, optionally with
+  `+`, not part of a longer number) is masked too, by the kernel's `mask_phones`, so a phone echoed
+  in a comment or an error description never reaches the archive in the clear.
 """
 
 from __future__ import annotations
@@ -13,24 +13,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from payouts.msisdn import is_valid_msisdn, mask_msisdn
+from payouts.msisdn import is_valid_msisdn, mask_msisdn, mask_phones
 from portmone import protocol as p
 
 REDACTED = "***"
+__all__ = ["REDACTED", "mask_phones", "redact_params", "redact_xml"]
 
 _SECRET_NAMES = frozenset(name.lower() for name in p.SECRET_PARAMS)
 _PERSONAL_NAMES = frozenset(name.lower() for name in p.PERSONAL_PARAMS)
-_PHONE_IN_TEXT = re.compile(r"(?<![0-9])\+?(380[0-9]{9})(?![0-9])")
 
 
 def _mask_contract(value: str) -> str:
     cleaned = value.strip()
     return mask_msisdn(cleaned) if is_valid_msisdn(cleaned) else REDACTED
-
-
-def mask_phones(text: str) -> str:
-    """Mask every `380XXXXXXXXX` (or `+380…`) found in free text."""
-    return _PHONE_IN_TEXT.sub(lambda m: mask_msisdn(m.group(1)), text)
 
 
 def redact_params(params: Mapping[str, str]) -> dict[str, str]:

@@ -10,26 +10,27 @@ puts it on the dead-letter queue with that reason.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
 
-from payouts.receipt import AcceptedReceipt
+from payouts.msisdn import mask_phones
+from payouts.receipt import AcceptedReceipt, NotJson, read_json
 
 SUPPORTED_VERSIONS = frozenset({1})
 ACCEPTED = "accepted"
 _ENVELOPE = ("version", "status")
-# pydantic error types that mean "the wrong shape", as opposed to a value out of its bounds.
-_SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "model_type", "dict_type"})
-_DIGITS = re.compile(r"[0-9]{7,}")
+# pydantic error types that mean "the wrong shape", as opposed to a value out of its bounds (any
+# `…_type` too). `string_unicode`: a string that is not text (a lone surrogate from a `\ud800` escape).
+_SHAPE_ERRORS = frozenset({"missing", "extra_forbidden", "model_type", "dict_type", "string_unicode"})
 
 
 class DeadLetterReason(StrEnum):
-    """Why a message went to the dead-letter queue (header `x-payouts-reason`, metric label)."""
+    """Why the consumer put a message on the dead-letter queue (header `x-payouts-reason`, metric
+    label). The first six are read from the body (`read_message`, the handler); the last two are the
+    consumer's own."""
 
     TOO_LARGE = "too_large"  # over RABBIT_MAX_MESSAGE_BYTES
     INVALID_JSON = "invalid_json"  # not UTF-8 JSON
@@ -37,13 +38,21 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_VERSION = "unknown_version"  # a version this service does not read
     INVALID_PAYLOAD = "invalid_payload"  # well formed, but a value is refused (amount, phone, token, ids)
     CONFLICTING_DUPLICATE = "conflicting_duplicate"  # the receipt's payout was started by a differing request
+    UNDECODABLE_PROPERTIES = "undecodable_properties"  # AMQP properties the client cannot decode (rabbit/frames.py)
+    HANDLING_FAILED = "handling_failed"  # handling raised RABBIT_MAX_HANDLING_FAILURES times
+
+
+# What a message's body can be refused for (`payouts publish --bad` publishes one of each).
+BODY_REASONS: tuple[DeadLetterReason, ...] = tuple(DeadLetterReason)[:6]
 
 
 class Refused(Exception):
-    """A message that breaks the contract; `detail` names fields and rules, never values."""
+    """A message that breaks the contract; `detail` names fields and rules, never values. Whatever
+    of the message still reaches it (a field's name, a number a rule quotes back) is redacted here,
+    as a phone number would be, before any header or log line sees it."""
 
     def __init__(self, reason: DeadLetterReason, detail: str) -> None:
-        detail = detail[:500]
+        detail = mask_phones(detail, blank_numbers=True)[:500]
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -63,8 +72,8 @@ def read_message(body: bytes, max_bytes: int) -> Decision:
     if len(body) > max_bytes:
         raise Refused(DeadLetterReason.TOO_LARGE, f"{len(body)} bytes, more than {max_bytes}")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
+        data = read_json(body)
+    except NotJson:
         raise Refused(DeadLetterReason.INVALID_JSON, "body is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise Refused(DeadLetterReason.SCHEMA_ERROR, "body must be a JSON object")
@@ -72,11 +81,12 @@ def read_message(body: bytes, max_bytes: int) -> Decision:
     if type(version) is not int:  # not bool, not 1.0
         raise Refused(DeadLetterReason.SCHEMA_ERROR, "version: required, an integer")
     if version not in SUPPORTED_VERSIONS:
-        raise Refused(DeadLetterReason.UNKNOWN_VERSION, _scrub(f"version {version} (this service reads {_versions()})"))
+        raise Refused(DeadLetterReason.UNKNOWN_VERSION, f"version {version} (this service reads {_versions()})")
     if not isinstance(status, str) or not status:
         raise Refused(DeadLetterReason.SCHEMA_ERROR, "status: required, a non-empty string")
     if status != ACCEPTED:
-        return Decision(version=version, status=status[:64], receipt=None)
+        # Only logged: redacted like any text of the client's.
+        return Decision(version=version, status=mask_phones(status[:64], blank_numbers=True), receipt=None)
     fields = {k: v for k, v in data.items() if k not in _ENVELOPE}
     try:
         receipt = AcceptedReceipt.model_validate(fields)
@@ -99,13 +109,7 @@ def _refusal(exc: ValidationError) -> Refused:
 
 def _describe(errors: list[Any]) -> str:
     """`field: rule` for each error (pydantic's messages name the rule, not the input)."""
-    return _scrub("; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors[:5]))
-
-
-def _scrub(text: str) -> str:
-    """Blank long runs of digits in text derived from the message: a phone put in the wrong field
-    (or a number quoted back by a rule) never reaches a header or a log."""
-    return _DIGITS.sub("…", text)
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors[:5])
 
 
 def _versions() -> str:

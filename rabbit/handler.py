@@ -28,7 +28,8 @@ class Action(StrEnum):
 @dataclass(frozen=True)
 class Handling:
     action: Action
-    outcome: str  # metric label: started, existing, ignored, dead_lettered, retried
+    # Metric label: started, existing, ignored, dead_lettered, retried (Temporal), failed (handling raised).
+    outcome: str
     reason: DeadLetterReason | None = None
     detail: str = ""
     workflow_id: str | None = None

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import signal
 
-from aiohttp import web
 from temporalio.client import Client
 
 from payouts.msisdn import vault_from_settings
 from rabbit.broker import broker_url
 from rabbit.consumer import ReceiptConsumer
 from rabbit.handler import ReceiptHandler
+from rabbit.http import ConsumerReadiness, start_consumer_http
 from runtime import telemetry
 from runtime.settings import Settings
 from runtime.temporal_client import connect
@@ -30,21 +30,15 @@ def build_consumer(settings: Settings, client: Client) -> ReceiptConsumer:
 async def run_consumer(settings: Settings) -> None:
     settings.require("payouts consumer", ["crypto", "rabbit"])
     telemetry.setup(settings.telemetry, "payouts-consumer")
-    consumer = build_consumer(settings, await connect(settings))
+    client = await connect(settings)
+    consumer = build_consumer(settings, client)
     rabbit = settings.rabbit
-    runner: web.AppRunner | None = None
-    if rabbit.metrics_port is not None:
-        app = web.Application()
-        app.router.add_get("/metrics", telemetry.metrics_endpoint)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, rabbit.metrics_host, rabbit.metrics_port).start()
-        _log.info("consumer metrics on http://%s:%s/metrics", rabbit.metrics_host, rabbit.metrics_port)
+    runner, port = await start_consumer_http(settings, ConsumerReadiness(consumer, client))
+    _log.info("consumer health and metrics on http://%s:%s (/healthz, /readyz, /metrics)", rabbit.metrics_host, port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
     try:
         await consumer.run()
     finally:
-        if runner is not None:
-            await runner.cleanup()
+        await runner.cleanup()

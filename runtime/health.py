@@ -1,11 +1,13 @@
-"""Readiness, one rule for every process that answers `/readyz` (the webhook and the worker): each
-named check must pass within its timeout; the answer names every check's result."""
+"""Liveness and readiness, one rule for every process that answers `/healthz` and `/readyz` (the
+webhook, the worker, the queue consumer): each named check must pass within its timeout; the answer
+names every check's result, 200 when all pass and 503 otherwise."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
+from aiohttp import web
 from temporalio.client import Client
 
 # A check returns when its dependency answers, and raises when it does not.
@@ -40,3 +42,14 @@ async def readiness(checks: Mapping[str, Check], timeout: float = CHECK_TIMEOUT_
     outcomes = await asyncio.gather(*(_outcome(check, timeout) for check in checks.values()))
     results = dict(zip(checks, outcomes, strict=True))
     return all(result == "ok" for result in results.values()), results
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """`GET /healthz`: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz_answer(checks: Mapping[str, Check]) -> web.Response:
+    """`GET /readyz`'s answer for these checks: `{"ready", "checks"}`, 200 or 503."""
+    ready, results = await readiness(checks)
+    return web.json_response({"ready": ready, "checks": results}, status=200 if ready else 503)

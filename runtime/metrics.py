@@ -282,7 +282,7 @@ def record_signature_verified(endpoint: str, secret: str) -> None:
 
 QUEUE_MESSAGES = _counter(
     "payout_queue_messages",
-    "receipt.accepted messages handled, by outcome (started, existing, ignored, dead_lettered, retried)",
+    "receipt.accepted messages handled, by outcome (started, existing, ignored, dead_lettered, retried, failed)",
 )
 QUEUE_DEAD_LETTERS = _counter("payout_queue_dead_letters", "Messages put on the dead-letter queue, by reason")
 QUEUE_RECONNECTS = _counter("payout_queue_reconnects", "Times the consumer lost the broker and connected again")

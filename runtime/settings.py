@@ -335,6 +335,13 @@ class RabbitSettings(BaseSettings):
     # intake queue. The TTL is part of the queue's declaration: a new delay needs a new queue name.
     retry_queue: str = Field(default="receipt.accepted.retry", min_length=1, max_length=200)
     retry_delay_seconds: float = Field(default=30.0, gt=0, le=24 * 3600)
+    # A message whose handling raised (a bug of ours, not a Temporal outage) goes round the delay
+    # queue; on this many failures it is dead-lettered as `handling_failed`.
+    max_handling_failures: int = Field(default=5, ge=1, le=1000)
+    # The intake queue (a quorum queue) dead-letters a message the broker delivered this many times
+    # more without an acknowledgement (the consumer died on it, whatever the cause). Part of the
+    # queue's declaration: a new value needs a new RABBIT_INTAKE_QUEUE name (docs/queue.md).
+    delivery_limit: int = Field(default=10, ge=1, le=1000)
     prefetch: int = Field(default=16, ge=1, le=1000)
     max_message_bytes: int = Field(default=64 * 1024, gt=0)
     # Reconnecting after a lost broker: the wait doubles from the first value up to the second.
@@ -342,9 +349,10 @@ class RabbitSettings(BaseSettings):
     reconnect_max_seconds: float = Field(default=30.0, gt=0)
     # A publish (dead letter, delayed retry, payout event) not confirmed by the broker in time fails.
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
-    # Prometheus metrics of `payouts consumer`; unset = off (in `payouts dev` the webhook serves them).
+    # `payouts consumer`'s own HTTP server: /healthz, /readyz and /metrics (0 picks a free port; in
+    # `payouts dev` the consumer runs inside the dev process and the webhook serves the metrics).
     metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_port: int = Field(default=9465, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _distinct_queues(self) -> RabbitSettings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
@@ -10,7 +9,7 @@ from pydantic import ValidationError
 
 from payouts.models import payout_workflow_id
 from payouts.msisdn import MsisdnError
-from payouts.receipt import AcceptedReceipt, to_payout_request
+from payouts.receipt import AcceptedReceipt, NotJson, read_json, to_payout_request
 from runtime import log_context
 from runtime.start import StartOutcome, StartResult, StartUnavailable, start_payout
 from webhook.body import BodyRefused, read_body
@@ -36,9 +35,9 @@ async def accept_receipt(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         return error(415, "send the receipt as application/json")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
-        return error(400, "body is not valid JSON")
+        body = read_json(raw)
+    except NotJson:
+        return error(400, "body is not valid UTF-8 JSON")
     if not isinstance(body, dict):
         return error(400, "body must be a JSON object")
     try:

@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 
 from ledger import Ledger
 from runtime import telemetry
-from runtime.health import NotReady, readiness, temporal_check
+from runtime.health import Check, NotReady, healthz, readyz_answer, temporal_check
 from runtime.settings import ConfigError, Settings
 
 
@@ -44,22 +44,15 @@ class WorkerReadiness:
         if idle:
             raise NotReady(f"not polling: {', '.join(idle)}")
 
-    async def check(self) -> tuple[bool, dict[str, str]]:
-        return await readiness(
-            {"ledger": self._ledger, "temporal": temporal_check(self.client), "workers": self._polling}
-        )
+    def checks(self) -> dict[str, Check]:
+        return {"ledger": self._ledger, "temporal": temporal_check(self.client), "workers": self._polling}
 
 
 _READINESS: web.AppKey[WorkerReadiness] = web.AppKey("readiness", WorkerReadiness)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 async def readyz(request: web.Request) -> web.Response:
-    ready, checks = await request.app[_READINESS].check()
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    return await readyz_answer(request.app[_READINESS].checks())
 
 
 def build_worker_app(state: WorkerReadiness, *, prometheus: bool = True) -> web.Application:

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from console.tools import temporal_cli
 from payouts import search_attributes as sa
-from runtime.settings import LedgerSettings, ReconcileSettings, WorkerSettings
+from runtime.settings import LedgerSettings, RabbitSettings, ReconcileSettings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.temporal.yml"
@@ -148,6 +148,19 @@ def test_the_worker_scales_and_reports_ready_on_its_own_port(rendered: dict[str,
     assert "/readyz" in " ".join(services(rendered)["webhook"]["healthcheck"]["test"])
 
 
+def test_the_consumer_serves_health_and_metrics_on_its_port_and_compose_checks_it(rendered: dict[str, Any]) -> None:
+    consumer = services(rendered)["consumer"]
+    port = int(consumer["environment"]["RABBIT_METRICS_PORT"])
+    assert port == RabbitSettings().metrics_port  # the setting's default, said twice on purpose
+    probe = " ".join(consumer["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/readyz" in probe
+    assert "ports" not in consumer  # scraped on the stack's network, never published
+    # The image makes the consumer (like the worker) listen beyond the container's loopback.
+    image_env = re.findall(r"^\s+(\w+)=(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert ("RABBIT_METRICS_HOST", "0.0.0.0") in image_env
+    assert re.search(rf"^EXPOSE .*\b{port}\b", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+
+
 def test_the_payouts_services_reach_temporal_and_the_ledger_without_secrets_in_the_file(
     rendered: dict[str, Any],
 ) -> None:
@@ -218,7 +231,11 @@ def test_prometheus_and_grafana_find_the_services(rendered: dict[str, Any]) -> N
         job["job_name"]: (config["names"], config["port"])
         for job in scrape["scrape_configs"] for config in job.get("dns_sd_configs", [])
     }
-    assert discovered == {"payouts-webhook": (["webhook"], 8080), "payouts-worker": (["worker"], 9464)}
+    assert discovered == {
+        "payouts-webhook": (["webhook"], 8080),
+        "payouts-worker": (["worker"], 9464),
+        "payouts-consumer": (["consumer"], int(s["consumer"]["environment"]["RABBIT_METRICS_PORT"])),
+    }
     assert s["temporal"]["environment"]["PROMETHEUS_ENDPOINT"].endswith(":8000")
     mounts = {target: Path(*source.parts[-2:]) for target, source in binds(s["grafana"]).items()}
     providers = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/payouts.yml").read_text())["providers"]

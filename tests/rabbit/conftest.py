@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from runtime.settings import RabbitSettings
 from tests.rabbit.helpers import RABBIT_URL, Broker, isolated_rabbit_settings, open_broker, queues_of
+from tests.stack import Stack, running_stack
 
 
 @pytest.fixture
@@ -41,3 +44,10 @@ async def rabbit(broker: Broker) -> AsyncIterator[RabbitSettings]:
         yield settings
     finally:
         await broker.delete(queues_of(settings))
+
+
+@pytest.fixture
+async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The whole stack (sandbox, webhook, workers) on the Temporal dev server, for the consumer to start payouts on."""
+    async with running_stack(dev_env.client, tmp_path, read_timeout=2.0) as s:
+        yield s

@@ -38,6 +38,7 @@ def isolated_rabbit_settings(**overrides: Any) -> RabbitSettings:
         "reconnect_min_seconds": 0.2,
         "reconnect_max_seconds": 1.0,
         "publish_timeout_seconds": 5.0,
+        "metrics_port": 0,  # a `payouts consumer` of a test serves on a free port, never on another's
     }
     values.update(overrides)
     return RabbitSettings(**values)
@@ -136,4 +137,7 @@ def rabbit_env(settings: RabbitSettings) -> dict[str, str]:
         "RABBIT_PREFETCH": str(settings.prefetch),
         "RABBIT_RECONNECT_MIN_SECONDS": str(settings.reconnect_min_seconds),
         "RABBIT_RECONNECT_MAX_SECONDS": str(settings.reconnect_max_seconds),
+        "RABBIT_DELIVERY_LIMIT": str(settings.delivery_limit),
+        "RABBIT_MAX_HANDLING_FAILURES": str(settings.max_handling_failures),
+        "RABBIT_METRICS_PORT": str(settings.metrics_port),
     }

@@ -9,10 +9,8 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from temporalio.client import Client
@@ -20,69 +18,20 @@ from temporalio.testing import WorkflowEnvironment
 
 from console.publish import bad_messages, encode, good_message, new_run, publish
 from payouts.models import payout_workflow_id
-from payouts.status import PayoutStatus as S
 from rabbit.consumer import REASON_HEADER, ReceiptConsumer
-from rabbit.contract import DeadLetterReason
+from rabbit.contract import BODY_REASONS
 from rabbit.main import build_consumer
 from runtime.settings import RabbitSettings
 from tests.cli_helpers import clean_env
 from tests.faults import eventually
-from tests.metrics import in_process
 from tests.rabbit.clients import HeldStart, UnreachableFirst
+from tests.rabbit.flow import consuming, counted, dead_lettered, drained, paid_once
 from tests.rabbit.helpers import Broker, close_connection_named, rabbit_env
 from tests.stack import TEST_PHONE, Stack, running_stack, settings_env
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
-SETTLED = {S.PAID, S.MANUAL_REVIEW, S.REJECTED, S.CANCELLED, S.FAILED}
-
-
-@pytest.fixture
-async def stack(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack]:
-    async with running_stack(dev_env.client, tmp_path, read_timeout=2.0) as s:
-        yield s
-
-
-@asynccontextmanager
-async def consuming(stack: Stack, rabbit: RabbitSettings, client: Any = None) -> AsyncIterator[ReceiptConsumer]:
-    """The consumer running in this process on the stack's settings, stopped (gracefully) at the end."""
-    settings = stack.settings.model_copy(update={"rabbit": rabbit})
-    consumer = build_consumer(settings, cast(Client, client or stack.client))
-    task = asyncio.create_task(consumer.run())
-    try:
-        await asyncio.wait_for(consumer.consuming.wait(), 20)
-        yield consumer
-    finally:
-        consumer.stop()
-        await asyncio.wait_for(task, 60)
-
-
-def counted(outcome: str) -> float:
-    return in_process().value("payout_queue_messages_total", outcome=outcome)
-
-
-def dead_lettered(reason: str) -> float:
-    return in_process().value("payout_queue_dead_letters_total", reason=reason)
-
-
-async def paid_once(stack: Stack, receipt_id: str) -> None:
-    """The receipt's payout ended PAID, with one bill, in one workflow execution."""
-    workflow_id = payout_workflow_id(receipt_id)
-    stack.started.append(workflow_id)
-    view = await stack.wait_status(stack.client.get_workflow_handle(workflow_id), SETTLED, timeout=60)
-    assert view.status == S.PAID
-    creates = [c for c in await stack.creates() if receipt_id in str(c)]
-    assert len(creates) == 1, creates
-    executions = [w async for w in stack.client.list_workflows(f'WorkflowId="{workflow_id}"')]
-    assert len(executions) == 1
-
-
-async def drained(broker: Broker, queue: str) -> None:
-    async def empty() -> bool:
-        return await broker.count(queue) == 0
-
-    await eventually(empty, timeout=30)
 
 
 async def test_an_accepted_receipt_from_the_queue_ends_paid_and_another_status_starts_nothing(
@@ -164,7 +113,7 @@ async def test_each_bad_message_is_dead_lettered_with_its_reason_and_nothing_is_
     stack: Stack, rabbit: RabbitSettings, broker: Broker
 ) -> None:
     run = new_run()
-    kinds = [reason.value for reason in DeadLetterReason]
+    kinds = [reason.value for reason in BODY_REASONS]
     bad = bad_messages(run, kinds, rabbit.max_message_bytes)  # a conflicting duplicate comes with its original
     after = [("not accepted", encode(good_message(run, 1, status="rejected"))), ("good", encode(good_message(run, 2)))]
     sent = bad + after

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rabbit.contract import DeadLetterReason
+from rabbit.contract import BODY_REASONS
 from runtime.settings import RabbitSettings
 from tests.cli_helpers import clean_env, payouts
 from tests.rabbit.helpers import Broker, rabbit_env
@@ -23,7 +23,7 @@ async def test_publish_puts_good_and_every_kind_of_bad_message_on_the_intake_que
     result = await asyncio.to_thread(payouts, "publish", "--count", "2", "--bad", "all", env=env, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    kinds = [reason.value for reason in DeadLetterReason]
+    kinds = [reason.value for reason in BODY_REASONS]
     sent = 2 + len(kinds) + 1  # a conflicting duplicate comes with its original
     assert f"published {sent} message(s) to {rabbit.intake_queue}" in result.stdout
     assert "guest:guest" not in result.stdout
