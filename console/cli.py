@@ -179,6 +179,10 @@ def _serve(command: str, settings: Settings) -> int:
     from workers.main import run_worker
 
     serve = {"worker": run_worker, "webhook": run_webhook, "consumer": run_consumer}[command]
+    if command == "consumer":
+        from console.queue_series import start_queue_series_at_zero
+
+        start_queue_series_at_zero()
     try:
         asyncio.run(serve(settings))
     except RuntimeError as exc:

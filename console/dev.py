@@ -38,6 +38,7 @@ from console.devstate import (
     write_state,
 )
 from console.lifeline import die_with_parent
+from console.queue_series import start_queue_series_at_zero
 from console.reach import temporal_client
 from console.tools import temporal_cli
 from ledger import Ledger, upgrade
@@ -296,6 +297,7 @@ async def _start_consumer(settings: Settings, client: Client) -> tuple[_DevConsu
     if port_free(host, port):
         return None, (f"not answering at {host}:{port}: the receipt.accepted consumer is skipped "
                       "(start RabbitMQ, e.g. `service rabbitmq-server start`, then restart payouts dev)")
+    start_queue_series_at_zero()
     consumer = build_consumer(settings, client)
     task = asyncio.create_task(consumer.run())
     try:

@@ -46,6 +46,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
+from runtime import metrics as payout_metrics
 from runtime.settings import TelemetrySettings
 
 _log = logging.getLogger("payouts.telemetry")
@@ -102,6 +103,7 @@ def setup(settings: TelemetrySettings, service: str) -> None:
         readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval))
     provider = MeterProvider(metric_readers=readers, resource=resource, views=_VIEWS)
     metrics.set_meter_provider(provider)
+    payout_metrics.create_born_series()  # the series alerts read, at 0 from now on
     buffer = MetricBuffer(_TEMPORAL_BUFFER, duration_format=MetricBufferDurationFormat.SECONDS)
     # Core's own log lines go through Python logging too, so they take the process's format (JSON lines).
     core_logs = LoggingConfig(

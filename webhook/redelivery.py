@@ -34,6 +34,9 @@ class Told(StrEnum):
     FAILED = "signal_failed"  # Temporal could not be reached: the sweep tries again
 
 
+metrics.start_at_zero(metrics.REDELIVERED, metrics.every(result=Told))
+
+
 async def signal_stored(deps: WebhookDeps, payout_id: str, stored: CallbackRecord) -> Told:
     """Signal `portmone_callback` to the payout's workflow and note it in the ledger."""
     handle = deps.temporal.get_workflow_handle(payout_id)

@@ -43,6 +43,10 @@ class Reason(StrEnum):
     NAMESPACE_NOT_SERVED = "namespace_not_served"
 
 
+# Every refusal's series exists at 0 from the start (CallbackAuthenticationFailures reads them by reason).
+metrics.start_at_zero(metrics.AUTH_FAILURES, metrics.every(endpoint=Endpoint, reason=Reason))
+
+
 class Refused(Exception):
     """A request refused by authentication.
 
