@@ -31,6 +31,7 @@ from runtime.logs import PayoutIdsFilter, formatter
 from tests.integration.conftest import short_policy
 from tests.metrics import Exposition
 from tests.stack import TEST_PHONE, Stack, free_port, running_stack, settings_env
+from workflows.payout_calls import NOTIFY_TASK_QUEUE, PORTMONE_TASK_QUEUE
 
 pytestmark = pytest.mark.integration
 
@@ -155,8 +156,12 @@ async def test_metrics_and_logs_of_a_paid_and_a_failed_payout(dev_env: WorkflowE
         assert after.value(name) > before.value(name), name
     for name in ("temporal_worker_task_slots_available", "temporal_sticky_cache_size", "temporal_num_pollers"):
         assert after.has(name), name
-    queues = {stack.settings.temporal.task_queue, "payouts-notify"}
-    assert after.label_values("temporal_worker_task_slots_available", "task_queue") & queues
+    # Every worker's gauges, not only the first one's: the three task queues of `payouts worker`.
+    queues = {stack.settings.temporal.task_queue, PORTMONE_TASK_QUEUE, NOTIFY_TASK_QUEUE}
+    for gauge in ("temporal_worker_task_slots_available", "temporal_worker_task_slots_used", "temporal_num_pollers"):
+        assert after.label_values(gauge, "task_queue") >= queues, (gauge, after.label_values(gauge, "task_queue"))
+    assert after.value("temporal_worker_task_slots_available", task_queue=PORTMONE_TASK_QUEUE) > 0
+    assert after.value("temporal_num_pollers", task_queue=NOTIFY_TASK_QUEUE) > 0
 
     # ---- the webhook: intake, the callback, its latency ------------------------------------------------
     def moved(name: str, **labels: str) -> float:
