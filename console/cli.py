@@ -43,12 +43,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="Temporal's and the ledger's files, the log, and dev-stack.json (what --dev reads)")
     dev.add_argument("--temporal-port", type=int, default=DEFAULT_PORTS["temporal"])
     dev.add_argument("--ui-port", type=int, default=DEFAULT_PORTS["ui"])
-    dev.add_argument("--webhook-port", type=int, default=DEFAULT_PORTS["webhook"])
+    dev.add_argument("--webhook-port", type=int, default=DEFAULT_PORTS["webhook"],
+                     help="the webhook's public listener: Portmone's callbacks (default %(default)s)")
+    dev.add_argument("--internal-port", type=int, default=DEFAULT_PORTS["internal"],
+                     help="the webhook's internal listener: intake, codec, health, metrics (default %(default)s)")
     dev.add_argument("--sandbox-port", type=int, default=DEFAULT_PORTS["sandbox"])
     dev.add_argument("--metrics-port", type=int, default=9464, help="the workers' /metrics")
 
     sub.add_parser("worker", help="run the payout and notification workers")
-    sub.add_parser("webhook", help="run the HTTP service (intake, Portmone callbacks, health)")
+    sub.add_parser("webhook", help="run the HTTP service: Portmone callbacks on WEBHOOK_PORT; intake, "
+                                  "codec, health and metrics on WEBHOOK_INTERNAL_PORT")
     sub.add_parser("migrate", help="bring the ledger schema to the latest revision")
     sub.add_parser("consumer", help="start payouts from the bot's RabbitMQ queue (receipt.accepted)")
 
@@ -76,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--payee-id")
     sm.add_argument("--fiscal-key")
     sm.add_argument("--webhook-url", default=None,
-                    help="default: the dev stack's webhook with --dev, else http://WEBHOOK_HOST:WEBHOOK_PORT")
+                    help="the webhook's internal listener (default: the dev stack's with --dev, "
+                         "else http://WEBHOOK_INTERNAL_HOST:WEBHOOK_INTERNAL_PORT)")
     add_dev_arguments(sm)
 
     from console.ops.cli import add_parsers as add_ops_parsers
@@ -134,6 +139,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 temporal_port=args.temporal_port,
                 ui_port=args.ui_port,
                 webhook_port=args.webhook_port,
+                internal_port=args.internal_port,
                 sandbox_port=args.sandbox_port,
                 demo=args.demo,
                 metrics_port=args.metrics_port,
@@ -193,7 +199,7 @@ def _serve(command: str, settings: Settings) -> int:
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    url = args.webhook_url or f"http://{settings.webhook.host}:{settings.webhook.port}"
+    url = args.webhook_url or f"http://{settings.webhook.internal_host}:{settings.webhook.internal_port}"
     body: dict[str, object] = {
         "receipt_id": args.receipt_id,
         "telegram_id": args.telegram_id,

@@ -182,8 +182,12 @@ class TelecomSettings(BaseSettings):
 class WebhookSettings(BaseSettings):
     model_config = _config("WEBHOOK_")
 
+    # The public listener: Portmone's callbacks, and nothing else.
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # The internal listener: intake, the codec, health, metrics (never routed from the internet).
+    internal_host: str = "127.0.0.1"
+    internal_port: int = Field(default=8081, ge=0, le=65535)
     intake_token: SecretStr = SecretStr("")
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     # Slow or oversized requests (docs/security.md 6.2): a body must arrive whole within this many
@@ -215,6 +219,15 @@ class WebhookSettings(BaseSettings):
     # stored callback must be before the sweep takes it (the live path goes first).
     redeliver_interval_seconds: float = Field(default=15.0, gt=0)
     redeliver_after_seconds: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _two_listeners(self) -> WebhookSettings:
+        if self.port and self.port == self.internal_port:
+            raise ValueError(
+                f"WEBHOOK_PORT and WEBHOOK_INTERNAL_PORT are both {self.port}: the public listener (Portmone's "
+                "callbacks) and the internal one (intake, codec, health, metrics) need a port each"
+            )
+        return self
 
     @field_validator("callback_allowed_cidrs", "trusted_proxies")
     @classmethod

@@ -112,7 +112,7 @@ async def test_metrics_and_logs_of_a_paid_and_a_failed_payout(dev_env: WorkflowE
             assert before.value("payout_manual_review_queue_size") == 0
             assert before.value("payout_success_total") == 0
             assert before.value("portmone_request_total") == 0
-            webhook_before = await scrape(stack.http, stack.webhook_url)
+            webhook_before = await scrape(stack.http, stack.internal_url)
 
             with json_log_of_this_process() as webhook_log:
                 paid = await stack.submit()
@@ -128,7 +128,7 @@ async def test_metrics_and_logs_of_a_paid_and_a_failed_payout(dev_env: WorkflowE
                 lambda e: e.value("payout_manual_review_queue_size") == 1
                 and e.value("temporal_workflow_completed_total") >= 1,
             )
-            webhook_after = await scrape(stack.http, stack.webhook_url)
+            webhook_after = await scrape(stack.http, stack.internal_url)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
