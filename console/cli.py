@@ -130,6 +130,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from console.ops.cli import run as run_ops
 
         return run_ops(args)
+    if args.command in ("dev", "sandbox"):
+        _require_dev_tools(args.command)
     if args.command == "dev":
         from console.dev import run_dev
 
@@ -176,6 +178,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "submit":
         return _submit(args, settings)
     raise AssertionError(args.command)
+
+
+def _require_dev_tools(command: str) -> None:
+    """`payouts dev` and `payouts sandbox` need the sandbox (and `dev` the Temporal CLI): dev tools, which
+    a checkout's `pip install -e .` has and the image has not (docs/deploy.md)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sandbox") is None:
+        raise SystemExit(f"error: `payouts {command}` needs the sandbox, a dev tool that this installation "
+                         "(the runtime image) leaves out; run it from a checkout: pip install -e .")
 
 
 def _serve(command: str, settings: Settings) -> int:
