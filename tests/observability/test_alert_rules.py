@@ -125,3 +125,44 @@ def test_every_alert_links_a_runbook_section_that_exists() -> None:
 def test_a_runbook_link_to_a_missing_section_is_caught() -> None:
     assert "portmoneerrorratehigh" in _anchors("## PortmoneErrorRateHigh\n")
     assert "nothing-here" not in _anchors("## PortmoneErrorRateHigh\n")
+
+
+# ---- Alertmanager: the shipped route, its receivers filled in from the environment ---------------------
+
+ALERTMANAGER = ROOT / "deploy" / "alertmanager"
+
+
+def render_alertmanager(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """deploy/alertmanager/start.sh with a stand-in executable (`true`): the filled-in file only."""
+    return subprocess.run(
+        ["sh", str(ALERTMANAGER / "start.sh")], capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "ALERTMANAGER_BIN": "true",
+             "ALERTMANAGER_RENDERED": str(tmp_path / "alertmanager.yml"), **env},
+    )
+
+
+def test_the_alertmanager_config_filled_from_the_environment_passes_amtool(tmp_path: Path) -> None:
+    page, ticket = "https://oncall.example/hooks/page?key=a&team=payouts", "https://oncall.example/hooks/ticket"
+    result = render_alertmanager(tmp_path, ALERTMANAGER_PAGE_WEBHOOK_URL=page, ALERTMANAGER_TICKET_WEBHOOK_URL=ticket)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "alertmanager.yml").read_text())
+    receivers = {r["name"]: r["webhook_configs"][0]["url"] for r in config["receivers"]}
+    assert receivers == {"page": page, "ticket": ticket}
+    assert config["route"]["receiver"] == "ticket"
+    assert config["route"]["routes"][0]["matchers"] == ['severity="page"']
+    assert config["route"]["routes"][0]["receiver"] == "page"
+    assert oct((tmp_path / "alertmanager.yml").stat().st_mode & 0o777) == "0o600"  # the URLs are secrets
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool is not installed: `apt-get install prometheus-alertmanager` (scripts/test.sh does it)")
+    checked = subprocess.run([amtool, "check-config", str(tmp_path / "alertmanager.yml")],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    severities = {rule["labels"]["severity"] for rule in _alerts().values()}
+    assert severities == {"page", "ticket"}  # every alert reaches one of the two receivers by name
+
+
+def test_alertmanager_does_not_start_without_a_receiver(tmp_path: Path) -> None:
+    result = render_alertmanager(tmp_path, ALERTMANAGER_PAGE_WEBHOOK_URL="https://oncall.example/hooks/page")
+    assert result.returncode != 0
+    assert "ALERTMANAGER_TICKET_WEBHOOK_URL is not set" in result.stderr
