@@ -18,6 +18,7 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.ledger import LedgerStep
 from activities.payee import PayeeResolver, PayeeUnknown
 from ledger import AttemptRecord, IllegalTransition, Ledger, LedgerUnavailable, NewBillRefused
 from payouts import failures
@@ -63,7 +64,7 @@ class BillActivities:
             prepared = await self._prepare(inp)
         except LedgerUnavailable as exc:
             # Nothing was sent: the workflow asks again later (an outage delays the payout, no more).
-            metrics.record_ledger_unavailable("create_bill")
+            metrics.record_ledger_unavailable(LedgerStep.CREATE_BILL)
             message = "bills.create not sent: the ledger could not record the attempt"
             raise ApplicationError(message, type=failures.ATTEMPT_NOT_RECORDED, non_retryable=True) from exc
         if isinstance(prepared, CreateBillOutput):

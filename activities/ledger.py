@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from enum import StrEnum
 
 from sqlalchemy import exc as sa_exc
 from temporalio import activity
@@ -43,8 +44,23 @@ from runtime.settings import LedgerSettings
 _log = logging.getLogger("payouts.activities.ledger")
 
 
+class LedgerStep(StrEnum):
+    """The ledger activities' names in `payout_ledger_unavailable_total{activity}` (created at 0)."""
+
+    RESERVE = "reserve"
+    TRANSITION = "transition"
+    ESCALATE = "escalate"
+    UNDELIVERED_CALLBACKS = "undelivered_callbacks"
+    STATE = "state"
+    RECORD_OPERATOR_ACTION = "record_operator_action"
+    CREATE_BILL = "create_bill"  # the attempt log of activities.bill
+
+
+metrics.start_at_zero(metrics.LEDGER_UNAVAILABLE, metrics.every(activity=LedgerStep))
+
+
 @asynccontextmanager
-async def _outages_counted(name: str) -> AsyncIterator[None]:
+async def _outages_counted(name: LedgerStep) -> AsyncIterator[None]:
     try:
         yield
     except LedgerUnavailable as exc:
@@ -99,7 +115,7 @@ class LedgerActivities:
             eligibility=Eligibility(accepted_at=req.accepted_at, decided_at=inp.received_at, window=self._eligibility),
         )
         try:
-            async with _outages_counted("reserve"):
+            async with _outages_counted(LedgerStep.RESERVE):
                 result = await self._ledger.payouts.reserve(reservation)
         except (ValueError, TypeError, OverflowError, sa_exc.StatementError) as exc:
             # Data the ledger cannot hold (intake validates against this; kept as the last guard). The
@@ -119,7 +135,7 @@ class LedgerActivities:
     @activity.defn(name=ActivityName.TRANSITION)
     async def transition(self, inp: TransitionInput) -> None:
         cb = inp.callback
-        async with _outages_counted("transition"):
+        async with _outages_counted(LedgerStep.TRANSITION):
             news = await self._changes_status(inp.payout_id, inp.to_status)
             try:
                 await self._ledger.payouts.transition(
@@ -146,7 +162,7 @@ class LedgerActivities:
         When there are such bills and `reason_if_bill_open` is given, that reason is used: an escalation
         whose bill may be live says so.
         """
-        async with _outages_counted("escalate"):
+        async with _outages_counted(LedgerStep.ESCALATE):
             open_bills = await self._ledger.attempts.open_bills(inp.payout_id)
             reason = inp.reason_if_bill_open if open_bills and inp.reason_if_bill_open else inp.reason
             cb = inp.callback
@@ -178,7 +194,7 @@ class LedgerActivities:
     async def undelivered_callbacks(self, payout_id: str) -> list[CallbackSignal]:
         """The payout's stored callbacks that no transition processed (the ladder reads them before
         escalating, in case a signal was lost while Temporal or the webhook was down)."""
-        async with _outages_counted("undelivered_callbacks"):
+        async with _outages_counted(LedgerStep.UNDELIVERED_CALLBACKS):
             stored = await self._ledger.callbacks.undelivered(payout_id)
         return [CallbackSignal.from_stored(cb) for cb in stored if cb.bill_id]
 
@@ -186,7 +202,7 @@ class LedgerActivities:
     async def state(self, payout_id: str) -> LedgerStateOutput:
         """The payout as the ledger holds it, with its evidence (a Reset's new run, or a step the ledger
         refused, follows it): its bills, those that may hold money, unprocessed and paid callbacks."""
-        async with _outages_counted("state"):
+        async with _outages_counted(LedgerStep.STATE):
             facts = await self._ledger.payouts.facts(payout_id)
         if facts is None:
             message = f"no ledger row for {payout_id}"
@@ -208,7 +224,7 @@ class LedgerActivities:
     async def record_operator_action(self, inp: OperatorActionInput) -> OperatorActionOutput:
         """The audit row (with the confirmations that still match the ledger's evidence), then the bills
         that may still hold money: a confirmed attempt still among them had new evidence meanwhile."""
-        async with _outages_counted("record_operator_action"):
+        async with _outages_counted(LedgerStep.RECORD_OPERATOR_ACTION):
             await self._ledger.operator_actions.record(
                 payout_id=inp.payout_id,
                 action=inp.action,

@@ -28,7 +28,7 @@ class NotifyActivities:
     @activity.defn(name=ActivityName.REMIND_OPERATORS)
     async def remind_operators(self, inp: ReminderInput) -> None:
         """Metric, log line and (when TELEGRAM_OPERATORS_CHAT_ID is set) a message to the operators' chat."""
-        family = inp.reason.partition(":")[0] if is_known(inp.reason) else "unknown"
+        family = inp.reason.partition(":")[0] if is_known(inp.reason) else metrics.UNKNOWN_REASON
         metrics.record_reminder(family)
         _log.warning("payout %s still waits in manual review (reason %s)", inp.payout_id, inp.reason)
         if self._telegram is not None and self._operators_chat:

@@ -125,9 +125,11 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def stack_environment(*, temporal_address: str, ledger_url: str, sandbox_port: int, webhook_port: int,
-                      data_dir: Path, callback_timeout: int) -> dict[str, str]:
+                      internal_port: int, data_dir: Path, callback_timeout: int) -> dict[str, str]:
     """The environment of every process of a soak-like stack: dev defaults, short Portmone timeouts,
-    limits that never reject a benchmark's receipts, a task queue of its own, free metrics ports."""
+    limits that never reject a benchmark's receipts, a task queue of its own, free metrics ports. The
+    webhook's public listener (callbacks) is on `webhook_port`, its internal one (intake, health) on
+    `internal_port`."""
     sandbox_url, webhook_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{webhook_port}"
     return {
         **os.environ,
@@ -139,6 +141,7 @@ def stack_environment(*, temporal_address: str, ledger_url: str, sandbox_port: i
         "TEMPORAL_TASK_QUEUE": f"soak-{uuid.uuid4().hex[:8]}",
         "WORKER_METRICS_PORT": "0",  # several workers on one machine: each its own free port
         "WEBHOOK_PORT": str(webhook_port),
+        "WEBHOOK_INTERNAL_PORT": str(internal_port),
         "WEBHOOK_REDELIVER_INTERVAL_SECONDS": "2",
         "SANDBOX_PORT": str(sandbox_port),
         "SANDBOX_CALLBACK_DELAY_SECONDS": "0.2",
@@ -164,14 +167,14 @@ async def wait_http(url: str, timeout: float = 60) -> None:
             await asyncio.sleep(0.2)
 
 
-async def submit(http: httpx.AsyncClient, webhook_url: str, receipt_id: str, n: int) -> float:
+async def submit(http: httpx.AsyncClient, internal_url: str, receipt_id: str, n: int) -> float:
     """POST one accepted receipt until the webhook answers 202 (it may be restarting); the intake is
     idempotent, so a repeat is harmless. Returns the seconds it took."""
     body = sample_receipt(receipt_id, msisdn=f"38000{n:07d}")
     started = time.perf_counter()
     while True:
         try:
-            resp = await http.post(f"{webhook_url}/v1/receipts/accepted", json=body,
+            resp = await http.post(f"{internal_url}/v1/receipts/accepted", json=body,
                                    headers={"Authorization": f"Bearer {devdefaults.DEV_INTAKE_TOKEN}"})
             if resp.status_code == 202:
                 return time.perf_counter() - started
@@ -246,14 +249,14 @@ async def soak(args: argparse.Namespace) -> int:
         ledger_url = f"sqlite+aiosqlite:///{data_dir}/ledger.db"
     await asyncio.to_thread(upgrade, ledger_url)
     ledger = Ledger.from_url(ledger_url)
-    sandbox_port, webhook_port = free_port(), free_port()
-    sandbox_url, webhook_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{webhook_port}"
+    sandbox_port, webhook_port, internal_port = free_port(), free_port(), free_port()
+    sandbox_url, internal_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{internal_port}"
     print(f"soak: {args.receipts} receipts, {args.workers} workers, seed {args.seed}, ledger {args.ledger}, "
           f"logs in {data_dir}")
     async with dev_server() as temporal:
         env = stack_environment(
             temporal_address=temporal.client.service_client.config.target_host, ledger_url=ledger_url,
-            sandbox_port=sandbox_port, webhook_port=webhook_port, data_dir=data_dir,
+            sandbox_port=sandbox_port, webhook_port=webhook_port, internal_port=internal_port, data_dir=data_dir,
             callback_timeout=args.callback_timeout,
         )
         procs = Processes(env=env, log_dir=data_dir)
@@ -265,7 +268,7 @@ async def soak(args: argparse.Namespace) -> int:
             for _ in range(args.workers):
                 procs.start_worker()
             await wait_http(f"{sandbox_url}/_sandbox/health")
-            await wait_http(f"{webhook_url}/readyz")
+            await wait_http(f"{internal_url}/readyz")
             (await http.post(f"{sandbox_url}/_sandbox/faults", json=FAULTS)).raise_for_status()
 
             receipts = [f"SOAK-{args.seed}-{i:05d}" for i in range(args.receipts)]
@@ -276,7 +279,7 @@ async def soak(args: argparse.Namespace) -> int:
 
             async def one(i: int, receipt: str) -> None:
                 async with gate:
-                    intake.append(await submit(http, webhook_url, receipt, i))
+                    intake.append(await submit(http, internal_url, receipt, i))
 
             tasks = []
             for i, receipt in enumerate(receipts):

@@ -84,7 +84,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="the Temporal Web UI's port on 127.0.0.1 (allowed by the webhook's codec server: "
                           "WEBHOOK_CODEC_CORS_ORIGINS, unless set)")
     dev.add_argument("--webhook-port", type=int, metavar="PORT", default=DEFAULT_PORTS["webhook"],
-                     help="the webhook's port on 127.0.0.1: intake, Portmone callbacks, codec, /metrics (WEBHOOK_PORT)")
+                     help="the webhook's public listener on 127.0.0.1: Portmone's callbacks only (WEBHOOK_PORT)")
+    dev.add_argument("--internal-port", type=int, metavar="PORT", default=DEFAULT_PORTS["internal"],
+                     help="the webhook's internal listener on 127.0.0.1: intake, codec, /healthz, /readyz, "
+                          "/metrics (WEBHOOK_INTERNAL_PORT)")
     dev.add_argument("--sandbox-port", type=int, metavar="PORT", default=DEFAULT_PORTS["sandbox"],
                      help="the sandbox's port on 127.0.0.1: Portmone, Telegram and telecom fakes (SANDBOX_PORT)")
     dev.add_argument("--metrics-port", type=int, metavar="PORT",
@@ -109,11 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     command(
         sub, "webhook", "run the HTTP service (intake, Portmone callbacks, health)",
-        "Serve HTTP (HTTPS when WEBHOOK_TLS_CERT_PATH is set) on WEBHOOK_HOST:WEBHOOK_PORT until SIGTERM or "
-        "SIGINT: POST /portmone/callback (Portmone's callbacks: authenticated, stored in the ledger, then "
-        "signalled to the payout), POST /v1/receipts/accepted (the bot's receipts: each starts a payout), "
-        "POST /codec/encode and /codec/decode (the Web UI's payload codec), GET /healthz, /readyz and /metrics. "
-        "A sweep re-signals stored callbacks whose payout was never told.\n\n"
+        "Serve HTTP until SIGTERM or SIGINT on two listeners. The public one, WEBHOOK_HOST:WEBHOOK_PORT (HTTPS "
+        "when WEBHOOK_TLS_CERT_PATH is set), takes only POST /portmone/callback (Portmone's callbacks: "
+        "authenticated, stored in the ledger, then signalled to the payout). The internal one, "
+        "WEBHOOK_INTERNAL_HOST:WEBHOOK_INTERNAL_PORT, serves POST /v1/receipts/accepted (the bot's receipts: "
+        "each starts a payout), POST /codec/encode and /codec/decode (the Web UI's payload codec, for operators' "
+        "tokens or WEBHOOK_CODEC_TOKEN), GET /healthz, /readyz and /metrics. A sweep re-signals stored callbacks "
+        "whose payout was never told.\n\n"
         "In production (PAYOUTS_ENV) it refuses to start without intake and callback authentication, the "
         "encryption keys, and a Temporal connection that is TLS unless local, naming each missing variable.",
         uses=("env", "webhook", "crypto", "ledger.url", "temporal", *_STARTS_PAYOUTS, "telemetry"),
@@ -191,7 +196,8 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--fiscal-key", help="the receipt's fiscal key (a second receipt with the same key is "
                                          "rejected as a duplicate)")
     sm.add_argument("--webhook-url", default=None, metavar="URL",
-                    help="default: the dev stack's webhook with --dev, else http://WEBHOOK_HOST:WEBHOOK_PORT")
+                    help="the webhook's internal listener (default: the dev stack's with --dev, "
+                         "else http://WEBHOOK_INTERNAL_HOST:WEBHOOK_INTERNAL_PORT)")
     add_dev_arguments(sm)
 
     from console.ops.cli import add_parsers as add_ops_parsers
@@ -204,6 +210,7 @@ def _dev_settings() -> str:
     """What `payouts dev --help` says of settings: named from what it fills in (console.devstate)."""
     ports = DEFAULT_PORTS
     stack = stack_on(DEFAULT_DATA_DIR, temporal=ports["temporal"], ui=ports["ui"], webhook=ports["webhook"],
+                     internal=ports["internal"],
                      sandbox=ports["sandbox"])
     filled = [*stack_environment(stack), *dev_process_environment(stack, metrics_port=0)]
     return (
@@ -253,6 +260,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from console.ops.cli import run as run_ops
 
         return run_ops(args)
+    if args.command in ("dev", "sandbox"):
+        _require_dev_tools(args.command)
     if args.command == "dev":
         from console.dev import run_dev
 
@@ -262,6 +271,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 temporal_port=args.temporal_port,
                 ui_port=args.ui_port,
                 webhook_port=args.webhook_port,
+                internal_port=args.internal_port,
                 sandbox_port=args.sandbox_port,
                 demo=args.demo,
                 metrics_port=args.metrics_port,
@@ -300,6 +310,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def _require_dev_tools(command: str) -> None:
+    """`payouts dev` and `payouts sandbox` need the sandbox (and `dev` the Temporal CLI): dev tools, which
+    a checkout's `pip install -e .` has and the image has not (docs/deploy.md)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sandbox") is None:
+        raise SystemExit(f"error: `payouts {command}` needs the sandbox, a dev tool that this installation "
+                         "(the runtime image) leaves out; run it from a checkout: pip install -e .")
+
+
 def _serve(command: str, settings: Settings) -> int:
     """`payouts worker` / `webhook` / `consumer`: each connects to Temporal first, and stops when it does not answer."""
     from rabbit.main import run_consumer
@@ -307,6 +327,10 @@ def _serve(command: str, settings: Settings) -> int:
     from workers.main import run_worker
 
     serve = {"worker": run_worker, "webhook": run_webhook, "consumer": run_consumer}[command]
+    if command == "consumer":
+        from console.queue_series import start_queue_series_at_zero
+
+        start_queue_series_at_zero()
     try:
         asyncio.run(serve(settings))
     except RuntimeError as exc:
@@ -317,7 +341,7 @@ def _serve(command: str, settings: Settings) -> int:
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    url = args.webhook_url or f"http://{settings.webhook.host}:{settings.webhook.port}"
+    url = args.webhook_url or f"http://{settings.webhook.internal_host}:{settings.webhook.internal_port}"
     body: dict[str, object] = {
         "receipt_id": args.receipt_id,
         "telegram_id": args.telegram_id,

@@ -46,21 +46,21 @@ def sample_receipt(run: str, i: int) -> dict[str, object]:
     }
 
 
-async def submit(http: httpx.AsyncClient, webhook_url: str, token: str, receipt: dict[str, object]) -> str:
+async def submit(http: httpx.AsyncClient, internal_url: str, token: str, receipt: dict[str, object]) -> str:
     resp = await http.post(
-        f"{webhook_url}/v1/receipts/accepted", json=receipt, headers={"Authorization": f"Bearer {token}"}
+        f"{internal_url}/v1/receipts/accepted", json=receipt, headers={"Authorization": f"Bearer {token}"}
     )
     if resp.status_code != 202:
         raise RuntimeError(f"intake refused {receipt['receipt_id']}: HTTP {resp.status_code} {resp.text}")
     return str(resp.json()["workflow_id"])
 
 
-async def run_demo(client: Client, webhook_url: str, settings: Settings, count: int, *, log_file: Path,
+async def run_demo(client: Client, internal_url: str, settings: Settings, count: int, *, log_file: Path,
                    timeout: float = 300) -> int:
     console = Console()
-    print(f"demo: {count} sample receipts to {webhook_url}; the log goes to {log_file} while it runs", flush=True)
+    print(f"demo: {count} sample receipts to {internal_url}; the log goes to {log_file} while it runs", flush=True)
     with logs_to(log_file):
-        ids, views = await _submit_and_follow(client, webhook_url, settings, count, timeout, console)
+        ids, views = await _submit_and_follow(client, internal_url, settings, count, timeout, console)
     rows = [_row(wid, views.get(wid)) for wid in ids]
     if console.is_terminal:
         table = Table(title="Demo payouts")
@@ -76,12 +76,12 @@ async def run_demo(client: Client, webhook_url: str, settings: Settings, count: 
     return 0 if totals.get("PAID", 0) == count else 1
 
 
-async def _submit_and_follow(client: Client, webhook_url: str, settings: Settings, count: int, timeout: float,
+async def _submit_and_follow(client: Client, internal_url: str, settings: Settings, count: int, timeout: float,
                              console: Console) -> tuple[list[str], dict[str, PayoutView]]:
     run = datetime.now(UTC).strftime("%H%M%S")
     token = settings.webhook.intake_token.get_secret_value()
     async with httpx.AsyncClient(timeout=10) as http:
-        ids = await asyncio.gather(*(submit(http, webhook_url, token, sample_receipt(run, i)) for i in range(count)))
+        ids = await asyncio.gather(*(submit(http, internal_url, token, sample_receipt(run, i)) for i in range(count)))
     views: dict[str, PayoutView] = {}
     deadline = time.monotonic() + timeout
     with Progress(console=console) as progress:

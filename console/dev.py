@@ -28,6 +28,7 @@ from yarl import URL
 
 from console.demo import DEMO_LOG, run_demo
 from console.devstate import (
+    DEFAULT_PORTS,
     DevStack,
     dev_flags,
     dev_process_environment,
@@ -39,6 +40,7 @@ from console.devstate import (
     write_state,
 )
 from console.lifeline import die_with_parent
+from console.queue_series import start_queue_series_at_zero
 from console.reach import temporal_client
 from console.tools import temporal_cli
 from ledger import Ledger, upgrade
@@ -117,15 +119,16 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10, sig: signal
 
 
 async def run_dev(*, data_dir: Path, temporal_port: int, ui_port: int, webhook_port: int, sandbox_port: int,
-                  demo: int, metrics_port: int = 9464) -> int:
+                  demo: int, metrics_port: int = 9464, internal_port: int = DEFAULT_PORTS["internal"]) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
-    stack = stack_on(data_dir, temporal=temporal_port, ui=ui_port, webhook=webhook_port, sandbox=sandbox_port,
-                     pid=os.getpid(), namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"))
+    stack = stack_on(data_dir, temporal=temporal_port, ui=ui_port, webhook=webhook_port, internal=internal_port,
+                     sandbox=sandbox_port, pid=os.getpid(), namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"))
     running = await find_running_stack(stack)
     if running is not None:
         return await _use_running_stack(running, demo)
     for name, port in (("Temporal", temporal_port), ("Web UI", ui_port), ("webhook", webhook_port),
-                       ("sandbox", sandbox_port), ("worker's /metrics", metrics_port)):
+                       ("webhook's internal listener", internal_port), ("sandbox", sandbox_port),
+                       ("worker's /metrics", metrics_port)):
         if not port_free("127.0.0.1", port):
             print(f"error: port {port} for the {name} is in use; stop what holds it or pick another port",
                   file=sys.stderr)
@@ -177,11 +180,11 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
             print(f"  Schedule      {schedule_id} ({outcome})")
         ledger = Ledger.from_url(settings.ledger.url)
         vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
-        webhook_runner, _ = await start_webhook(
+        webhook = await start_webhook(
             WebhookDeps(settings=settings, ledger=ledger, temporal=client, vault=vault),
-            "127.0.0.1", port_of(stack.webhook_url),
+            "127.0.0.1", port_of(stack.webhook_url), "127.0.0.1", port_of(stack.internal_url),
         )
-        runners.append(webhook_runner)
+        runners.extend(webhook.runners)
         readiness = WorkerReadiness(client, ledger)
         worker_http, _ = await start_worker_http(settings, readiness)
         runners.append(worker_http)
@@ -203,7 +206,7 @@ async def _serve(stack: DevStack, settings: Settings, temporal: subprocess.Popen
             code = 0
             try:
                 if demo:
-                    code = await run_demo(client, stack.webhook_url, settings, demo, log_file=data_dir / DEMO_LOG)
+                    code = await run_demo(client, stack.internal_url, settings, demo, log_file=data_dir / DEMO_LOG)
                     print("demo finished; the stack keeps running (Ctrl-C to stop)")
                 await _wait_for_stop()
             finally:
@@ -228,11 +231,13 @@ def _banner(stack: DevStack, settings: Settings, state: Path, rabbit: str, metri
     ops_list = shlex.join(["payouts", "ops", "list", *dev_flags(data_dir)])
     print(f"  Temporal      {stack.temporal_address}   (namespace {stack.namespace})")
     print(f"  Web UI        {stack.ui_url}/namespaces/{stack.namespace}/workflows")
-    print(f"  Webhook       {stack.webhook_url}   (intake token: {settings.webhook.intake_token.get_secret_value()})")
+    print(f"  Webhook       {stack.webhook_url}/portmone/callback   (Portmone's callbacks: the public listener)")
+    print(f"  Internal      {stack.internal_url}   (intake, codec, health, metrics; intake token: "
+          f"{settings.webhook.intake_token.get_secret_value()})")
     token = "token: WEBHOOK_CODEC_TOKEN" if settings.webhook.codec_token.get_secret_value() else "no token in dev"
     print(f"  Codec         {stack.codec_endpoint}   (for `temporal … --codec-endpoint`; {token})")
     print(f"  Sandbox       {stack.sandbox_url}/_sandbox/requests")
-    print(f"  Metrics       {stack.webhook_url}/metrics (webhook), {metrics_url} (workers)")
+    print(f"  Metrics       {stack.internal_url}/metrics (webhook), {metrics_url} (workers)")
     print(f"  Ledger        {settings.ledger.url}")
     print(f"  RabbitMQ      {rabbit}")
     print(f"  Manual queue  PayoutStatus=\"MANUAL_REVIEW\" in the Web UI, or `{ops_list}`"
@@ -249,10 +254,10 @@ async def find_running_stack(configured: DevStack) -> DevStack | None:
     candidates.append(dataclasses.replace(configured, pid=0))
     async with httpx.AsyncClient(timeout=3, trust_env=False) as http:
         for stack in candidates:
-            if port_free("127.0.0.1", port_of(stack.webhook_url)):
+            if port_free("127.0.0.1", port_of(stack.internal_url)):
                 continue
             try:
-                resp = await http.get(f"{stack.webhook_url}/readyz")
+                resp = await http.get(f"{stack.internal_url}/readyz")
                 ready = resp.status_code == 200 and resp.json().get("checks", {}).get("temporal") == "ok"
             except (httpx.HTTPError, ValueError, AttributeError):
                 continue
@@ -262,7 +267,7 @@ async def find_running_stack(configured: DevStack) -> DevStack | None:
 
 
 async def _use_running_stack(stack: DevStack, demo: int) -> int:
-    where = f"webhook {stack.webhook_url}, Temporal {stack.temporal_address}"
+    where = f"webhook {stack.internal_url}, Temporal {stack.temporal_address}"
     owner = f"pid {stack.pid}, " if stack.pid else ""
     flags = dev_flags(Path(stack.data_dir))
     demo_cmd = shlex.join(["payouts", "dev", *flags[1:], "--demo", "20"])
@@ -275,7 +280,7 @@ async def _use_running_stack(stack: DevStack, demo: int) -> int:
     print(f"payouts dev: a stack is already running ({owner}{where}): the demo submits to it.")
     settings = dev_settings(stack)
     client = await temporal_client(settings)
-    return await run_demo(client, stack.webhook_url, settings, demo, log_file=Path(stack.data_dir) / DEMO_LOG)
+    return await run_demo(client, stack.internal_url, settings, demo, log_file=Path(stack.data_dir) / DEMO_LOG)
 
 
 @dataclass
@@ -296,6 +301,7 @@ async def _start_consumer(settings: Settings, client: Client) -> tuple[_DevConsu
     if port_free(host, port):
         return None, (f"not answering at {host}:{port}: the receipt.accepted consumer is skipped "
                       "(start RabbitMQ, e.g. `service rabbitmq-server start`, then restart payouts dev)")
+    start_queue_series_at_zero()
     consumer = build_consumer(settings, client)
     task = asyncio.create_task(consumer.run())
     try:

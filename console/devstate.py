@@ -20,7 +20,7 @@ from runtime.devdefaults import dev_environment
 
 STATE_FILE = "dev-stack.json"
 DEFAULT_DATA_DIR = Path(".data")
-DEFAULT_PORTS = {"temporal": 7233, "ui": 8233, "webhook": 8080, "sandbox": 8099}
+DEFAULT_PORTS = {"temporal": 7233, "ui": 8233, "webhook": 8080, "internal": 8081, "sandbox": 8099}
 DEV_CALLBACK_TIMEOUT = 60  # seconds: the manual queue can be tried out locally
 DEV_REMINDER_INTERVAL = 300
 
@@ -31,7 +31,8 @@ class DevStack:
     temporal_address: str
     namespace: str
     ui_url: str
-    webhook_url: str
+    webhook_url: str  # the webhook's public listener: Portmone's callbacks (the sandbox sends them)
+    internal_url: str  # its internal listener: intake, codec, health, metrics
     sandbox_url: str
     codec_endpoint: str
     data_dir: str
@@ -48,7 +49,7 @@ class DevStack:
         return True
 
 
-def stack_on(data_dir: Path, *, temporal: int, ui: int, webhook: int, sandbox: int, pid: int = 0,
+def stack_on(data_dir: Path, *, temporal: int, ui: int, webhook: int, internal: int, sandbox: int, pid: int = 0,
              namespace: str = "default", callback_timeout_seconds: int = DEV_CALLBACK_TIMEOUT) -> DevStack:
     return DevStack(
         pid=pid,
@@ -56,8 +57,9 @@ def stack_on(data_dir: Path, *, temporal: int, ui: int, webhook: int, sandbox: i
         namespace=namespace,
         ui_url=f"http://127.0.0.1:{ui}",
         webhook_url=f"http://127.0.0.1:{webhook}",
+        internal_url=f"http://127.0.0.1:{internal}",
         sandbox_url=f"http://127.0.0.1:{sandbox}",
-        codec_endpoint=f"http://127.0.0.1:{webhook}/codec",
+        codec_endpoint=f"http://127.0.0.1:{internal}/codec",
         data_dir=str(data_dir),
         callback_timeout_seconds=callback_timeout_seconds,
     )
@@ -76,6 +78,7 @@ def stack_environment(stack: DevStack) -> dict[str, str]:
         "TEMPORAL_ADDRESS": stack.temporal_address,
         "TEMPORAL_NAMESPACE": stack.namespace,
         "WEBHOOK_PORT": str(port_of(stack.webhook_url)),
+        "WEBHOOK_INTERNAL_PORT": str(port_of(stack.internal_url)),
         "SANDBOX_PORT": str(port_of(stack.sandbox_url)),
         # Escalations within a minute, reminders every 5 minutes: the manual queue can be tried out locally.
         "PAYOUT_CALLBACK_TIMEOUT_SECONDS": str(stack.callback_timeout_seconds),
@@ -108,7 +111,8 @@ def use_dev_stack(given: Path | None) -> DevStack:
         print(f"note: no running `payouts dev` recorded in {state_path(data_dir)}; trying the default addresses",
               file=sys.stderr)
         stack = stack_on(data_dir, temporal=DEFAULT_PORTS["temporal"], ui=DEFAULT_PORTS["ui"],
-                         webhook=DEFAULT_PORTS["webhook"], sandbox=DEFAULT_PORTS["sandbox"])
+                         webhook=DEFAULT_PORTS["webhook"], internal=DEFAULT_PORTS["internal"],
+                         sandbox=DEFAULT_PORTS["sandbox"])
     elif not stack.running():
         print(f"note: the `payouts dev` recorded in {state_path(data_dir)} (pid {stack.pid}) is no longer running; "
               "trying its addresses", file=sys.stderr)

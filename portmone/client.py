@@ -411,6 +411,15 @@ class PortmoneClient:
         return outcome
 
 
+_NOT_SENT, _UNKNOWN = "not_sent", "unknown"
+# The series the alerts and dashboards read exist at 0 from the start: the calls we make, their
+# version-1 answers, and every failure code we know (Portmone's catalogue, ours); a code outside
+# them (an `http_<status>`, a code Portmone adds) appears with its first failure.
+metrics.start_at_zero(metrics.PORTMONE_REQUESTS, metrics.every(method=[p.METHOD_BILLS_CREATE]))
+metrics.start_at_zero(metrics.V1_FALLBACKS, metrics.every(source=[p.METHOD_BILLS_CREATE]))
+metrics.start_at_zero(metrics.PORTMONE_FAILS, metrics.every(code=[*p.ERROR_CATALOGUE, _NOT_SENT, _UNKNOWN]))
+
+
 def _classify(outcome: Outcome) -> tuple[str, str | None]:
     """The outcome class (a metric label) and, when the call did not answer ok, its failure code:
     Portmone's code or `http_<status>`, `not_sent`, `unknown`."""
@@ -419,8 +428,8 @@ def _classify(outcome: Outcome) -> tuple[str, str | None]:
     if isinstance(outcome, AnsweredFail):
         return "answered_fail", outcome.error.code or "none"
     if isinstance(outcome, NotSent):
-        return "not_sent", "not_sent"
-    return "unknown", "unknown"
+        return _NOT_SENT, _NOT_SENT
+    return _UNKNOWN, _UNKNOWN
 
 
 def _ssl_context(cert_path: str | Path | None, key_path: str | Path | None) -> ssl.SSLContext:

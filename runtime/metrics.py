@@ -6,24 +6,34 @@ importing this module has no effect of its own. docs/observability.md describes 
 alert that uses it and what to do.
 
 Labels take only values from a fixed vocabulary (a method, an outcome class, a reason family, a
-short error code): never an id, a phone or free text. Names are written without the `_total`
-suffix and unit that the Prometheus exporter appends; `EXPOSED` lists the names Prometheus sees.
+short error code): never an id, a phone or free text. Each metric is declared once, below, by the
+helper of its kind; the helper derives the names Prometheus sees (the exporter appends `_total` to
+counters and the unit to names), and `EXPOSED` collects them.
+
+Counters start at zero (docs/observability.md, "Names"): `start_at_zero` names the series of a
+counter that must exist at 0 from the process's start, so `increase()` and `rate()` see its first
+event and dashboards show 0, not "No data". A vocabulary the runtime owns is declared here; a room
+that owns one (the webhook's refusal reasons, Portmone's methods) declares its series where the
+vocabulary lives. `telemetry.setup` creates them once the meter provider is installed (recording
+before that is a no-op), and any declared later at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation, _Gauge
 
 from payouts.escalation import reason_kind
 from payouts.models import EscalationReason
+from payouts.rejection import RejectionReason
 from payouts.status import PayoutStatus
 
 _meter = metrics.get_meter("payouts")
@@ -38,16 +48,70 @@ _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 OTHER = "other"
 
 
+def _expose(name: str, unit: str | None, *suffixes: str) -> None:
+    """The names Prometheus shows for an instrument: its name, the unit's word, then each suffix."""
+    base = f"{name}_seconds" if unit == "s" else name
+    EXPOSED.update({f"{base}{suffix}" for suffix in suffixes or ("",)})
+
+
 def _counter(name: str, description: str) -> Counter:
-    EXPOSED.add(f"{name}_total")
+    _expose(name, None, "_total")
     return _meter.create_counter(name, description=description)
 
 
 def _histogram(name: str, description: str, buckets: Sequence[float]) -> Histogram:
-    EXPOSED.update({f"{name}_seconds", f"{name}_seconds_bucket", f"{name}_seconds_count", f"{name}_seconds_sum"})
+    _expose(name, "s", "", "_bucket", "_count", "_sum")
     return _meter.create_histogram(
         name, unit="s", description=description, explicit_bucket_boundaries_advisory=buckets
     )
+
+
+def _gauge(name: str, description: str, unit: str | None = None) -> _Gauge:
+    _expose(name, unit)
+    return _meter.create_gauge(name, unit=unit or "", description=description)
+
+
+def _observed_gauge(
+    name: str, description: str, callback: Callable[[CallbackOptions], Iterable[Observation]], unit: str | None = None
+) -> None:
+    _expose(name, unit)
+    _meter.create_observable_gauge(name, callbacks=[callback], unit=unit or "", description=description)
+
+
+# ---- series that exist at 0 from the start ---------------------------------------------------------
+
+Labels = Mapping[str, str]
+_BORN: list[tuple[Counter, tuple[Labels, ...]]] = []
+_born_live = False
+
+
+def start_at_zero(counter: Counter, label_sets: Iterable[Labels] = ({},)) -> None:
+    """Create these series of `counter` at 0 in this process (at telemetry setup, or now when it is
+    done): the series an alert or dashboard reads, with each label value it selects."""
+    sets = tuple(dict(labels) for labels in label_sets)
+    _BORN.append((counter, sets))
+    if _born_live:
+        _add_zero(counter, sets)
+
+
+def every(**vocabularies: Iterable[str]) -> list[dict[str, str]]:
+    """Every combination of the label values: `every(endpoint=Endpoint, reason=Reason)`."""
+    keys = list(vocabularies)
+    values = [[str(value) for value in vocabulary] for vocabulary in vocabularies.values()]
+    return [dict(zip(keys, combination, strict=True)) for combination in itertools.product(*values)]
+
+
+def create_born_series() -> None:
+    """Called by `runtime.telemetry.setup` once the meter provider is installed."""
+    global _born_live
+    _born_live = True
+    for counter, sets in _BORN:
+        _add_zero(counter, sets)
+
+
+def _add_zero(counter: Counter, label_sets: Iterable[Labels]) -> None:
+    for labels in label_sets:
+        counter.add(0, dict(labels))
 
 
 # ---- Portmone --------------------------------------------------------------------------------
@@ -129,6 +193,16 @@ def record_timeout() -> None:
 _FAILURES = frozenset(
     {PayoutStatus.REJECTED, PayoutStatus.CANCELLED, PayoutStatus.FAILED, PayoutStatus.MANUAL_REVIEW}
 )
+OPERATOR = "operator"  # an operator's cancel: `operator:<their reason>`
+# Every reason family a payout outcome can carry: the escalation reasons, the rejections, the operator.
+REASON_FAMILIES = tuple(
+    dict.fromkeys(
+        [*(r.value for r in EscalationReason), *(r.value.partition(":")[0] for r in RejectionReason), OPERATOR]
+    )
+)
+start_at_zero(PAYOUT_SUCCESS)
+start_at_zero(PAYOUT_TIMEOUT)
+start_at_zero(PAYOUT_FAILURE, every(reason=REASON_FAMILIES))
 
 
 # ---- the rest of the payout path ---------------------------------------------------------------
@@ -144,15 +218,16 @@ RECONCILIATION_RUNS = _counter("payout_reconciliation_runs", "Reconciliation rep
 ARCHIVE_PRUNED = _counter(
     "payout_archive_pruned_rows", "Exchange-archive rows deleted by the retention schedule"
 )
-EXPOSED.update({"payout_reconciliation_findings", "payout_reconciliation_last_run_timestamp_seconds"})
-RECONCILIATION_FINDINGS = _meter.create_gauge(
-    "payout_reconciliation_findings", description="Findings of the latest reconciliation report, by bucket"
+RECONCILIATION_FINDINGS = _gauge(
+    "payout_reconciliation_findings", "Findings of the latest reconciliation report, by bucket"
 )
-RECONCILIATION_LAST_RUN = _meter.create_gauge(
-    "payout_reconciliation_last_run_timestamp",
-    unit="s",
-    description="When this worker last wrote a reconciliation report (Unix time)",
+RECONCILIATION_LAST_RUN = _gauge(
+    "payout_reconciliation_last_run_timestamp", "When this worker last wrote a reconciliation report (Unix time)", "s"
 )
+
+
+UNKNOWN_REASON = "unknown"
+start_at_zero(REMINDERS, every(reason=[*(r.value for r in EscalationReason), UNKNOWN_REASON]))
 
 
 def record_ledger_unavailable(activity: str) -> None:
@@ -160,7 +235,7 @@ def record_ledger_unavailable(activity: str) -> None:
 
 
 def record_reminder(family: str) -> None:
-    """`family`: the escalation reason's family (`permanent_error`), or `unknown`."""
+    """`family`: the escalation reason's family (`permanent_error`), or `UNKNOWN_REASON`."""
     REMINDERS.add(1, {"reason": family})
 
 
@@ -179,11 +254,8 @@ def record_archive_pruned(rows: int) -> None:
 
 OUTBOX_DELIVERED = _counter("payout_outbox_delivered", "Payout events delivered, by channel")
 OUTBOX_FAILED = _counter("payout_outbox_failed", "Payout event deliveries that failed (retried), by channel")
-EXPOSED.update({"payout_outbox_pending", "payout_outbox_oldest_seconds"})
-OUTBOX_PENDING = _meter.create_gauge("payout_outbox_pending", description="Payout events not yet delivered, by channel")
-OUTBOX_OLDEST = _meter.create_gauge(
-    "payout_outbox_oldest", unit="s", description="Age of the oldest undelivered payout event, by channel"
-)
+OUTBOX_PENDING = _gauge("payout_outbox_pending", "Payout events not yet delivered, by channel")
+OUTBOX_OLDEST = _gauge("payout_outbox_oldest", "Age of the oldest undelivered payout event, by channel", "s")
 
 
 def record_outbox_delivered(channel: str) -> None:
@@ -232,17 +304,12 @@ def _queue_oldest_age(_: CallbackOptions) -> Iterable[Observation]:
         return [Observation(max((datetime.now(UTC) - _queue.oldest_since).total_seconds(), 0.0))]
 
 
-EXPOSED.update({"payout_manual_review_queue_size", "payout_manual_review_oldest_age_seconds"})
-_meter.create_observable_gauge(
-    "payout_manual_review_queue_size",
-    callbacks=[_queue_size],
-    description="Payouts waiting in MANUAL_REVIEW (from the ledger)",
-)
-_meter.create_observable_gauge(
+_observed_gauge("payout_manual_review_queue_size", "Payouts waiting in MANUAL_REVIEW (from the ledger)", _queue_size)
+_observed_gauge(
     "payout_manual_review_oldest_age",
-    callbacks=[_queue_oldest_age],
-    unit="s",
-    description="How long the oldest payout in MANUAL_REVIEW has waited (from the ledger)",
+    "How long the oldest payout in MANUAL_REVIEW has waited (from the ledger)",
+    _queue_oldest_age,
+    "s",
 )
 
 

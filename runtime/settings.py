@@ -179,11 +179,21 @@ class TelecomSettings(BaseSettings):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+# Asymmetric signatures only: no `none`, and no HMAC (a public key must never be usable as a secret).
+_TOKEN_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
 class WebhookSettings(BaseSettings):
     model_config = _config("WEBHOOK_")
 
+    # The public listener: Portmone's callbacks, and nothing else.
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # The internal listener: intake, the codec, health, metrics (never routed from the internet).
+    internal_host: str = "127.0.0.1"
+    internal_port: int = Field(default=8081, ge=0, le=65535)
     intake_token: SecretStr = SecretStr("")
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     # Slow or oversized requests (docs/security.md 6.2): a body must arrive whole within this many
@@ -206,8 +216,17 @@ class WebhookSettings(BaseSettings):
     tls_key_path: Path | None = None
     tls_client_ca_path: Path | None = None
     tls_client_fingerprints: str = ""
-    # The payload codec server for the Web UI (`/codec/encode`, `/codec/decode`).
+    # The payload codec server for the Web UI (`/codec/encode`, `/codec/decode`): a static bearer token
+    # (the CLI) and/or operators' OIDC access tokens that the Web UI passes on, checked against the
+    # issuer's published keys (docs/security.md §4).
     codec_token: SecretStr = SecretStr("")
+    codec_oidc_issuer: str = ""  # the tokens' `iss`, exactly as the identity provider writes it
+    codec_oidc_audience: str = ""  # their `aud`: this codec server (or the Web UI's client) at the provider
+    codec_oidc_jwks_url: str = ""  # the provider's key set (`jwks_uri` of its openid-configuration)
+    # The claim that names operators, and the value it must hold (a string, or a list containing it).
+    codec_oidc_operator_claim: str = Field(default="groups", min_length=1)
+    codec_oidc_operator_value: str = Field(default="payouts-operators", min_length=1)
+    codec_oidc_algorithms: str = "RS256,ES256"
     codec_cors_origins: str = ""
     codec_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # --- callback redelivery (webhook.redelivery) ---
@@ -215,6 +234,40 @@ class WebhookSettings(BaseSettings):
     # stored callback must be before the sweep takes it (the live path goes first).
     redeliver_interval_seconds: float = Field(default=15.0, gt=0)
     redeliver_after_seconds: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _two_listeners(self) -> WebhookSettings:
+        if self.port and self.port == self.internal_port:
+            raise ValueError(
+                f"WEBHOOK_PORT and WEBHOOK_INTERNAL_PORT are both {self.port}: the public listener (Portmone's "
+                "callbacks) and the internal one (intake, codec, health, metrics) need a port each"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_whole(self) -> WebhookSettings:
+        given = {
+            "WEBHOOK_CODEC_OIDC_ISSUER": self.codec_oidc_issuer,
+            "WEBHOOK_CODEC_OIDC_AUDIENCE": self.codec_oidc_audience,
+            "WEBHOOK_CODEC_OIDC_JWKS_URL": self.codec_oidc_jwks_url,
+        }
+        missing = [name for name, value in given.items() if not value]
+        if 0 < len(missing) < len(given):
+            raise ValueError(f"operators' tokens for the codec need all three of {', '.join(given)}: "
+                             f"{', '.join(missing)} is not set")
+        if self.codec_oidc_jwks_url and not self.codec_oidc_jwks_url.startswith(("https://", "http://")):
+            raise ValueError("WEBHOOK_CODEC_OIDC_JWKS_URL must be an http(s) URL")
+        unsupported = set(self.codec_oidc_algorithm_list()) - _TOKEN_ALGORITHMS
+        if unsupported:
+            raise ValueError(f"WEBHOOK_CODEC_OIDC_ALGORITHMS: {', '.join(sorted(unsupported))} not accepted "
+                             f"(use {', '.join(sorted(_TOKEN_ALGORITHMS))}: the provider's keys sign, never a secret)")
+        return self
+
+    def codec_oidc_enabled(self) -> bool:
+        return bool(self.codec_oidc_issuer)
+
+    def codec_oidc_algorithm_list(self) -> list[str]:
+        return split_list(self.codec_oidc_algorithms)
 
     @field_validator("callback_allowed_cidrs", "trusted_proxies")
     @classmethod
@@ -552,6 +605,8 @@ def _check_webhook(s: Settings) -> list[str]:
     problem = callback_auth_problem(w)
     if problem:
         out.append(problem)
+    if w.codec_oidc_jwks_url.startswith("http://"):
+        out.append("WEBHOOK_CODEC_OIDC_JWKS_URL must be https:// in production (the keys that admit operators)")
     out.extend(_check_tls(s))
     return out
 

@@ -2,6 +2,12 @@
 OTLP), the tracer provider (only when a traces exporter is configured), and the Temporal runtime
 whose SDK metrics (schedule-to-start latency, sticky cache, slots, ...) join the same provider.
 
+The SDK's metrics come out of Core's metric buffer, drained here once a second by one bridge for the
+whole process (`_CoreMetrics`), one instrument per metric name: Core hands each worker its own copy of
+a gauge, and a bridge that registered an instrument per copy would keep only the first worker's
+(OpenTelemetry keeps the first observable gauge of a name), so the slots and pollers of the other
+task queues would never be seen.
+
 `setup` is idempotent: the first call in a process wins (OpenTelemetry's global providers can be set
 once). `payouts worker`, `payouts webhook` and `payouts dev` call it at start; the webhook and the
 worker's HTTP server call it too, so a stack built in a test exports its metrics the same way.
@@ -10,10 +16,12 @@ worker's HTTP server call it too, so a stack built in a test exports its metrics
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +30,8 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+from opentelemetry.metrics import CallbackOptions, Counter, Meter, Observation
+from opentelemetry.metrics import Histogram as HistogramInstrument
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import DropAggregation, ExplicitBucketHistogramAggregation, View
@@ -33,10 +43,16 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.util.types import AttributeValue
 from prometheus_client import REGISTRY, generate_latest
 from temporalio.client import Interceptor
-from temporalio.contrib.opentelemetry import MetricsExporter, TracingInterceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import (
+    BUFFERED_METRIC_KIND_COUNTER,
+    BUFFERED_METRIC_KIND_GAUGE,
+    BUFFERED_METRIC_KIND_HISTOGRAM,
+    BufferedMetric,
+    BufferedMetricUpdate,
     LogForwardingConfig,
     LoggingConfig,
     MetricBuffer,
@@ -46,6 +62,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
+from runtime import metrics as payout_metrics
 from runtime.settings import TelemetrySettings
 
 _log = logging.getLogger("payouts.telemetry")
@@ -55,6 +72,7 @@ _TEMPORAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Core drops updates beyond this many between two drains (one drain a second).
 _TEMPORAL_BUFFER = 50_000
+_DRAIN_SECONDS = 1.0
 _VIEWS = (
     # The instrumentations' own HTTP metrics carry host names and raw targets as labels; the webhook
     # records its requests by route template instead (runtime.metrics.record_http_request).
@@ -76,8 +94,9 @@ class _Process:
     buffer: MetricBuffer
     runtime: Runtime
     tracer_provider: TracerProvider | None = None
+    core_metrics: _CoreMetrics | None = None
     # The drain of the Temporal metric buffer: one task per event loop (in practice, one).
-    drains: dict[asyncio.AbstractEventLoop, tuple[MetricsExporter, asyncio.Task[None]]] = field(default_factory=dict)
+    drains: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = field(default_factory=dict)
 
 
 _process: _Process | None = None
@@ -102,6 +121,7 @@ def setup(settings: TelemetrySettings, service: str) -> None:
         readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=interval))
     provider = MeterProvider(metric_readers=readers, resource=resource, views=_VIEWS)
     metrics.set_meter_provider(provider)
+    payout_metrics.create_born_series()  # the series alerts read, at 0 from now on
     buffer = MetricBuffer(_TEMPORAL_BUFFER, duration_format=MetricBufferDurationFormat.SECONDS)
     # Core's own log lines go through Python logging too, so they take the process's format (JSON lines).
     core_logs = LoggingConfig(
@@ -110,6 +130,7 @@ def setup(settings: TelemetrySettings, service: str) -> None:
     )
     runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer, logging=core_logs))
     _process = _Process(settings, resource, provider, buffer, runtime)
+    _process.core_metrics = _CoreMetrics(buffer, provider.get_meter("temporalio"))
     if settings.traces_exporter == "console":
         install_tracing(ConsoleSpanExporter(), simple=True)
     elif settings.traces_exporter == "otlp":
@@ -179,8 +200,83 @@ def _drain_on_this_loop(process: _Process) -> None:
         return
     for stale in [old for old in process.drains if old.is_closed()]:
         del process.drains[stale]
-    exporter = MetricsExporter(process.buffer, process.meter_provider, poll_interval=timedelta(seconds=1))
-    process.drains[loop] = (exporter, loop.create_task(exporter.run(), name="temporal-metrics-drain"))
+    assert process.core_metrics is not None
+    process.drains[loop] = loop.create_task(process.core_metrics.drain_forever(), name="temporal-metrics-drain")
+
+
+Attributes = Mapping[str, AttributeValue]
+
+
+class _CoreMetrics:
+    """Core's buffered metric updates into the meter provider: one instrument per metric name, whichever
+    worker (or client) the update comes from; a gauge keeps the latest value of each label set."""
+
+    def __init__(self, buffer: MetricBuffer, meter: Meter) -> None:
+        self._buffer = buffer
+        self._meter = meter
+        self._counters: dict[str, Counter] = {}
+        self._histograms: dict[str, HistogramInstrument] = {}
+        self._gauges: dict[str, dict[frozenset[tuple[str, AttributeValue]], tuple[Attributes, float]]] = {}
+        self._gauge_lock = threading.Lock()  # the exporter reads gauges from its own thread
+
+    async def drain_forever(self) -> None:
+        try:
+            while True:
+                self.drain()
+                await asyncio.sleep(_DRAIN_SECONDS)
+        finally:
+            self.drain()  # what was recorded until the stop
+
+    def drain(self) -> None:
+        try:
+            updates = self._buffer.retrieve_updates()
+        except Exception:
+            _log.exception("reading the Temporal SDK's metrics failed")
+            return
+        for update in updates:
+            try:
+                self._apply(update)
+            except Exception:
+                _log.exception("a Temporal SDK metric could not be recorded: %s", update.metric.name)
+
+    def _apply(self, update: BufferedMetricUpdate) -> None:
+        metric, attributes = update.metric, dict(update.attributes)
+        if metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+            self._counter(metric).add(update.value, attributes)
+        elif metric.kind == BUFFERED_METRIC_KIND_HISTOGRAM:
+            self._histogram(metric).record(update.value, attributes)
+        elif metric.kind == BUFFERED_METRIC_KIND_GAUGE:
+            values = self._gauge(metric)
+            with self._gauge_lock:
+                values[frozenset(attributes.items())] = (attributes, float(update.value))
+
+    def _counter(self, metric: BufferedMetric) -> Counter:
+        if metric.name not in self._counters:
+            self._counters[metric.name] = self._meter.create_counter(
+                metric.name, unit=metric.unit or "", description=metric.description or ""
+            )
+        return self._counters[metric.name]
+
+    def _histogram(self, metric: BufferedMetric) -> HistogramInstrument:
+        if metric.name not in self._histograms:
+            self._histograms[metric.name] = self._meter.create_histogram(
+                metric.name, unit=metric.unit or "", description=metric.description or ""
+            )
+        return self._histograms[metric.name]
+
+    def _gauge(self, metric: BufferedMetric) -> dict[frozenset[tuple[str, AttributeValue]], tuple[Attributes, float]]:
+        if metric.name not in self._gauges:
+            values: dict[frozenset[tuple[str, AttributeValue]], tuple[Attributes, float]] = {}
+            self._gauges[metric.name] = values
+
+            def observe(_: CallbackOptions) -> Iterable[Observation]:
+                with self._gauge_lock:
+                    return [Observation(value, dict(attributes)) for attributes, value in values.values()]
+
+            self._meter.create_observable_gauge(
+                metric.name, callbacks=[observe], unit=metric.unit or "", description=metric.description or ""
+            )
+        return self._gauges[metric.name]
 
 
 # ---- exposition and shutdown -----------------------------------------------------------------------
@@ -204,7 +300,9 @@ async def flush() -> None:
     loop = asyncio.get_running_loop()
     drain = _process.drains.pop(loop, None)
     if drain is not None:
-        await drain[0].shutdown()
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
     providers: list[Any] = [_process.meter_provider, _process.tracer_provider]
     for provider in providers:
         if provider is not None:

@@ -26,6 +26,12 @@ fi
 if ! command -v promtool >/dev/null 2>&1; then
   $SUDO apt-get install -y -q prometheus || { $SUDO apt-get update -q && $SUDO apt-get install -y -q prometheus; }
 fi
+# The Alertmanager config is checked with amtool, and the monitoring rehearsal
+# (tests/observability/test_rehearsal.py) runs a real Alertmanager: Debian's prometheus-alertmanager.
+if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  $SUDO apt-get install -y -q prometheus-alertmanager \
+    || { $SUDO apt-get update -q && $SUDO apt-get install -y -q prometheus-alertmanager; }
+fi
 
 # The compose file is checked with `docker-compose config` (tests/deploy/test_compose.py), from Debian's
 # docker-compose package; `config` needs no Docker engine, so none is installed.

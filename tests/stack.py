@@ -97,6 +97,7 @@ def stack_settings(
     *,
     sandbox_port: int,
     webhook_port: int,
+    internal_port: int,
     task_queue: str,
     temporal_address: str = "unused:7233",
     read_timeout: float = 5.0,
@@ -131,6 +132,7 @@ def stack_settings(
         # The sandbox signs its callbacks with this secret and the webhook checks them.
         webhook=WebhookSettings(
             port=webhook_port,
+            internal_port=internal_port,
             intake_token=SecretStr(devdefaults.DEV_INTAKE_TOKEN),
             callback_hmac_secrets=SecretStr(devdefaults.DEV_CALLBACK_HMAC_SECRET),
             redeliver_interval_seconds=0.5,
@@ -169,7 +171,8 @@ class Stack:
     http: httpx.AsyncClient
     sink: MemorySink
     sandbox_url: str
-    webhook_url: str
+    webhook_url: str  # the webhook's public listener: Portmone's callbacks only
+    internal_url: str  # its internal listener: intake, codec, health, metrics
     injected: StackFaults = field(default_factory=StackFaults)
     # Workflows this stack started (submit): the ones still running are terminated at teardown, so
     # their timers cannot hold the time-skipping server's clock in later tests.
@@ -183,7 +186,7 @@ class Stack:
     async def post_receipt(self, body: dict[str, Any], token: str | None = None) -> httpx.Response:
         token = devdefaults.DEV_INTAKE_TOKEN if token is None else token
         return await self.http.post(
-            f"{self.webhook_url}/v1/receipts/accepted", json=body, headers={"Authorization": f"Bearer {token}"}
+            f"{self.internal_url}/v1/receipts/accepted", json=body, headers={"Authorization": f"Bearer {token}"}
         )
 
     async def submit(self, **overrides: Any) -> WorkflowHandle[Any, Any]:
@@ -283,11 +286,12 @@ async def running_stack(
 ) -> AsyncIterator[Stack]:
     """The stack, with the outbox relay beside the workers as `payouts worker` runs it (`relay=False`:
     payout events stay in the ledger's outbox)."""
-    sandbox_port, webhook_port = free_port(), free_port()
+    sandbox_port, webhook_port, internal_port = free_port(), free_port(), free_port()
     settings = stack_settings(
         tmp,
         sandbox_port=sandbox_port,
         webhook_port=webhook_port,
+        internal_port=internal_port,
         task_queue=f"payouts-{uuid.uuid4().hex[:8]}",
         temporal_address=client.service_client.config.target_host,
         read_timeout=read_timeout,
@@ -306,10 +310,12 @@ async def running_stack(
         SandboxConfig.from_settings(settings), "127.0.0.1", sandbox_port
     )
     flaky_temporal = cast(Client, FlakyTemporal(client, faults.temporal))
-    webhook_runner, _ = await start_webhook(
+    webhook = await start_webhook(
         WebhookDeps(settings=settings, ledger=faulty_ledger, temporal=flaky_temporal, vault=vault),
         "127.0.0.1",
         webhook_port,
+        "127.0.0.1",
+        internal_port,
     )
     sink = MemorySink()
     http = httpx.AsyncClient(timeout=10)
@@ -338,6 +344,7 @@ async def running_stack(
                 sink=sink,
                 sandbox_url=f"http://127.0.0.1:{sandbox_port}",
                 webhook_url=f"http://127.0.0.1:{webhook_port}",
+                internal_url=f"http://127.0.0.1:{internal_port}",
                 injected=faults,
             )
             try:
@@ -348,7 +355,7 @@ async def running_stack(
                     await worker.__aexit__(None, None, None)
     finally:
         await http.aclose()
-        await webhook_runner.cleanup()
+        await webhook.cleanup()
         await sandbox_runner.cleanup()
         await portmone.aclose()
         await ledger.aclose()

@@ -144,14 +144,20 @@ def with_webhook(settings: Settings, *, env: str | None = None, **changes: Any) 
     return settings.model_copy(update=update)
 
 
+@dataclass(frozen=True)
+class WebhookUrls:
+    public: str  # Portmone's callbacks
+    internal: str  # intake, codec, health, metrics
+
+
 @contextlib.asynccontextmanager
-async def extra_webhook(stack: Stack, settings: Settings) -> AsyncIterator[str]:
-    """A second webhook with other settings, on the stack's ledger and Temporal client; yields its URL."""
+async def extra_webhook(stack: Stack, settings: Settings) -> AsyncIterator[WebhookUrls]:
+    """A second webhook with other settings, on the stack's ledger and Temporal client; yields its URLs."""
     vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
     deps = WebhookDeps(settings=settings, ledger=stack.ledger, temporal=stack.client, vault=vault)
-    runner, port = await start_webhook(deps, "127.0.0.1", 0)
+    listeners = await start_webhook(deps, "127.0.0.1", 0, "127.0.0.1", 0)
     scheme = "https" if settings.webhook.tls_cert_path is not None else "http"
     try:
-        yield f"{scheme}://127.0.0.1:{port}"
+        yield WebhookUrls(f"{scheme}://127.0.0.1:{listeners.public_port}", f"{scheme}://127.0.0.1:{listeners.internal_port}")
     finally:
-        await runner.cleanup()
+        await listeners.cleanup()

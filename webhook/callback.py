@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from enum import StrEnum
 
 from aiohttp import web
 
@@ -38,6 +39,25 @@ _ACK = '<?xml version="1.0" encoding="utf-8"?>\n<rsp status="ok"/>\n'
 _log = logging.getLogger("payouts.webhook.callback")
 
 
+class Result(StrEnum):
+    """What became of a callback request (`portmone_callbacks_total{result}`, docs/runbook.md)."""
+
+    DELIVERED = "delivered"
+    DUPLICATE = "duplicate"
+    UNROUTED = "unrouted"
+    ROUTED_BY_ECHO = "routed_by_echo"
+    SIGNAL_FAILED = "signal_failed"
+    CLOSED_PAYOUT = "closed_payout"
+    STORE_FAILED = "store_failed"
+    REJECTED = "rejected"
+    UNAUTHORIZED = "unauthorized"
+
+
+metrics.start_at_zero(metrics.CALLBACKS, metrics.every(result=Result))
+V1_SOURCE = "callback"  # `portmone_v1_fallback_total{source}` of a callback
+metrics.start_at_zero(metrics.V1_FALLBACKS, metrics.every(source=[V1_SOURCE]))
+
+
 def dedupe_key(rsp: Rsp) -> str:
     """Same bill, same verdict: the same callback, however often and in whatever bytes it comes."""
     assert rsp.bill is not None
@@ -50,7 +70,7 @@ def _ack(status: int = 200) -> web.Response:
 
 
 def _unauthorized(refused: Refused) -> web.Response:
-    metrics.record_callback("unauthorized")
+    metrics.record_callback(Result.UNAUTHORIZED)
     return refuse(Endpoint.CALLBACK, refused)
 
 
@@ -64,27 +84,27 @@ async def portmone_callback(request: web.Request) -> web.Response:
     try:
         raw = await read_body(request, limit=limit, timeout=deps.settings.webhook.body_timeout_seconds)
     except BodyRefused as exc:
-        metrics.record_callback("rejected")
+        metrics.record_callback(Result.REJECTED)
         return exc.response()
     try:
         deps.callback_auth.check_body(request, raw)
     except Refused as refused:
         return _unauthorized(refused)
     if request.content_type not in _XML_TYPES:
-        metrics.record_callback("rejected")
+        metrics.record_callback(Result.REJECTED)
         return error(415, "send the callback as application/xml or text/xml")
     try:
         rsp = parse_rsp(raw, max_bytes=limit)
     except XmlRejected as exc:
-        metrics.record_callback("rejected")
+        metrics.record_callback(Result.REJECTED)
         return error(400, f"callback rejected: {exc}")
     if rsp.bill is None or not rsp.bill.bill_id:
-        metrics.record_callback("rejected")
+        metrics.record_callback(Result.REJECTED)
         return error(400, "callback names no bill (billId)")
     log_context.bind(bill_id=rsp.bill.bill_id)
     _log.debug("callback body: %s", redact_xml(raw.decode("utf-8", errors="replace")))
     if rsp.error is not None and rsp.error.fell_back_to_v1:
-        metrics.record_v1_fallback("callback")
+        metrics.record_v1_fallback(V1_SOURCE)
 
     code = rsp.error.code if rsp.error else None
     try:
@@ -101,12 +121,12 @@ async def portmone_callback(request: web.Request) -> web.Response:
         )
         payout_id = stored.payout_id or await _route_by_echo(deps, rsp, stored)
     except LedgerUnavailable:
-        metrics.record_callback("store_failed")
+        metrics.record_callback(Result.STORE_FAILED)
         _log.error("ledger unavailable: callback for bill %s not stored, asking Portmone to retry", rsp.bill.bill_id)
         return error(503, "cannot store the callback now; retry later")
 
     if payout_id is None:
-        metrics.record_callback("unrouted")
+        metrics.record_callback(Result.UNROUTED)
         _log.info("callback for unknown bill %s stored for later delivery/reconciliation", rsp.bill.bill_id)
         return _ack(202)
 
@@ -115,12 +135,12 @@ async def portmone_callback(request: web.Request) -> web.Response:
     observe_callback_latency(stored)
     if not told.signalled:
         # Stored: the sweep tells the workflow once Temporal answers again.
-        metrics.record_callback(told.result)
+        metrics.record_callback(Result(told.result))
         return _ack(202)
     if told is Told.CLOSED:
-        metrics.record_callback("closed_payout")
+        metrics.record_callback(Result.CLOSED_PAYOUT)
         return _ack()
-    metrics.record_callback("duplicate" if not stored.inserted else "delivered")
+    metrics.record_callback(Result.DUPLICATE if not stored.inserted else Result.DELIVERED)
     return _ack()
 
 
@@ -138,7 +158,7 @@ async def _route_by_echo(deps: WebhookDeps, rsp: Rsp, stored: StoreCallbackResul
         user_key=deps.vault.digest(bill.contract_number),
     )
     if payout_id is not None:
-        metrics.record_callback("routed_by_echo")
+        metrics.record_callback(Result.ROUTED_BY_ECHO)
         _log.warning(
             "callback for bill %s routed to %s by its echo (the bill id was never recorded)", bill.bill_id, payout_id
         )

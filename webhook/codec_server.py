@@ -3,9 +3,11 @@
 Protocol (Temporal's remote codec): the body is the JSON form of `temporal.api.common.v1.Payloads`,
 `{"payloads": [{"metadata": {"encoding": "<base64>"}, "data": "<base64>"}]}`, and so is the answer.
 
-Authorization: `Authorization: Bearer <WEBHOOK_CODEC_TOKEN>`. Without a configured token the
-codec server is open in dev mode (the local Web UI has no way to send a token) and closed (403)
-in production. `X-Namespace`, which the UI sends, must name our namespace when present.
+Authorization: `Authorization: Bearer <token>`, where the token is either the static
+`WEBHOOK_CODEC_TOKEN` (the CLI's `--codec-auth`) or an operator's OIDC access token that the Web UI
+passes on, verified against the issuer's keys (webhook.operator_tokens). Without either configured
+the codec server is open in dev mode (the local Web UI has no identity provider) and closed (403) in
+production. `X-Namespace`, which the UI sends, must name our namespace when present.
 
 CORS: the origins in `WEBHOOK_CODEC_CORS_ORIGINS` (the Web UI's, e.g. http://127.0.0.1:8233) get
 the CORS headers and an answer to the OPTIONS preflight; a request from any other browser origin
@@ -27,6 +29,7 @@ from runtime.settings import Settings
 from runtime.temporal_client import payload_codec
 from webhook.body import BodyRefused, read_body
 from webhook.errors import error
+from webhook.operator_tokens import KeysUnavailable, OperatorTokens
 from webhook.refusal import Endpoint, Reason, Refused, refuse
 
 ENCODE_PATH = "/codec/encode"
@@ -43,6 +46,7 @@ class CodecServer:
         self._codec = codec
         self._origins = frozenset(settings.webhook.cors_origins())
         self._token = settings.webhook.codec_token.get_secret_value()
+        self._operators = OperatorTokens.from_settings(settings.webhook)
         self._max_bytes = settings.webhook.codec_max_body_bytes
 
     # ---- CORS ------------------------------------------------------------------------------
@@ -78,17 +82,27 @@ class CodecServer:
 
     # ---- authorization ---------------------------------------------------------------------
 
-    def _authorize(self, request: web.Request) -> None:
-        """Pass, or raise Refused."""
+    async def _authorize(self, request: web.Request) -> None:
+        """Pass, or raise Refused (KeysUnavailable when operators' tokens cannot be checked now)."""
         self._check_origin(request)
-        if not self._token:
+        if not self._token and self._operators is None:
             if self._settings.is_dev:
                 return
-            raise Refused(403, Reason.NOT_CONFIGURED, "codec server disabled: WEBHOOK_CODEC_TOKEN is not set")
-        given = request.headers.get("Authorization")
+            raise Refused(
+                403, Reason.NOT_CONFIGURED,
+                "codec server disabled: neither WEBHOOK_CODEC_TOKEN nor WEBHOOK_CODEC_OIDC_ISSUER is set",
+            )
+        given = request.headers.get("Authorization", "")
+        scheme, _, credential = given.partition(" ")
         if not given:
             raise Refused(401, Reason.CREDENTIALS_MISSING, "missing bearer token")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise Refused(401, Reason.CREDENTIALS_MISSING, "send Authorization: Bearer <token>")
+        if self._token and hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+            pass  # the static token (the CLI)
+        elif self._operators is not None:
+            await self._operators.check(credential.strip())
+        else:
             raise Refused(401, Reason.TOKEN_MISMATCH, "wrong bearer token")
         namespace = request.headers.get("X-Namespace")
         if namespace is not None and namespace != self._settings.temporal.namespace:
@@ -107,9 +121,13 @@ class CodecServer:
     ) -> web.Response:
         cors = self._cors_headers(request)
         try:
-            self._authorize(request)
+            await self._authorize(request)
         except Refused as refused:
             return refuse(Endpoint.CODEC, refused, cors)
+        except KeysUnavailable:
+            answer = error(503, "operators' tokens cannot be verified now: the identity provider's keys do not answer")
+            answer.headers.update(cors)
+            return answer
         answer = await self._transform(request, transform)
         answer.headers.update(cors)
         return answer

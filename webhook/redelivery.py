@@ -50,6 +50,9 @@ class Told(StrEnum):
 _UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
 
 
+metrics.start_at_zero(metrics.REDELIVERED, metrics.every(result={told.result for told in Told}))
+
+
 async def signal_stored(deps: WebhookDeps, payout_id: str, stored: CallbackRecord) -> Told:
     """Signal `portmone_callback` to the payout's workflow and note it in the ledger."""
     handle = deps.temporal.get_workflow_handle(payout_id)

@@ -41,6 +41,13 @@ class Reason(StrEnum):
     NOT_CONFIGURED = "not_configured"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     NAMESPACE_NOT_SERVED = "namespace_not_served"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - a reason label, not a token
+    TOKEN_INVALID = "token_invalid"  # noqa: S105 - not signed by the issuer's keys, not for us, not a JWT
+    NOT_AN_OPERATOR = "not_an_operator"
+
+
+# Every refusal's series exists at 0 from the start (CallbackAuthenticationFailures reads them by reason).
+metrics.start_at_zero(metrics.AUTH_FAILURES, metrics.every(endpoint=Endpoint, reason=Reason))
 
 
 class Refused(Exception):

@@ -31,7 +31,13 @@ class DevProcess:
 
     @property
     def webhook_url(self) -> str:
+        """The webhook's public listener: Portmone's callbacks."""
         return f"http://127.0.0.1:{self.ports['webhook']}"
+
+    @property
+    def internal_url(self) -> str:
+        """The webhook's internal listener: intake, codec, health, metrics."""
+        return f"http://127.0.0.1:{self.ports['internal']}"
 
     @property
     def port_flags(self) -> list[str]:
@@ -45,7 +51,7 @@ class DevProcess:
 
 
 def start_dev(tmp: Path, *extra: str) -> tuple[DevProcess, IO[bytes]]:
-    ports = {name: free_port() for name in ("temporal", "ui", "webhook", "sandbox", "metrics")}
+    ports = {name: free_port() for name in ("temporal", "ui", "webhook", "internal", "sandbox", "metrics")}
     data_dir = tmp / ".data"
     log = tmp / "dev.out"
     out = log.open("wb")
@@ -64,7 +70,7 @@ def wait_ready(dev: DevProcess) -> None:
         assert dev.proc.poll() is None, dev.output()
         if (dev.data_dir / "dev-stack.json").exists():
             try:
-                if httpx.get(f"{dev.webhook_url}/readyz", timeout=3, trust_env=False).status_code == 200:
+                if httpx.get(f"{dev.internal_url}/readyz", timeout=3, trust_env=False).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

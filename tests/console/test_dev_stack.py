@@ -1,4 +1,5 @@
-"""`payouts dev` tried as a newcomer would, in a second terminal: it records what it started, so
+"""`payouts dev` tried as a newcomer would, in a second terminal: before any payout every series an alert
+or dashboard reads is at 0; it records what it started, so
 `--dev` commands find it on any port; `payouts dev --demo N` submits to the running stack; an empty
 manual queue says what is still awaiting its callback; the README's codec example decodes; a killed
 `payouts dev` leaves no Temporal server behind."""
@@ -6,6 +7,7 @@ manual queue says what is still awaiting its callback; the README's codec exampl
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from aiohttp import web
 from pydantic import SecretStr
 
@@ -22,6 +25,7 @@ from console.tools import temporal_cli
 from runtime.settings import Settings, WebhookSettings
 from tests.cli_helpers import clean_env, parse_error, payouts, suggested_commands
 from tests.console.conftest import DevProcess, start_dev, stop, wait_ready
+from tests.metrics import Exposition
 from tests.stack import TEST_PHONE, free_port, stack_crypto
 from webhook.codec_server import setup_codec_server
 
@@ -42,12 +46,55 @@ def assert_every_suggestion_parses(text: str) -> None:
         assert parse_error(argv) is None, (argv, parse_error(argv))
 
 
+# What no series need be at 0: histograms (no observation, no series), gauges read from the ledger or
+# written by a report (they appear with their first reading), and the Temporal SDK's (Core's own).
+_NOT_BORN = re.compile(
+    r"_(bucket|count|sum)$|^temporal_|^payout_(manual_review_(queue|oldest)|reconciliation_|outbox_)"
+)
+_SELECTOR = re.compile(r"\b((?:payout|portmone|webhook)_[a-z0-9_]+)\b(\{[^}]*\})?")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def _selectors() -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """Every series selector of ours in the alert rules and the payouts dashboard: (name, matchers)."""
+    root = Path(__file__).resolve().parents[2]
+    exprs = [rule["expr"] for group in yaml.safe_load((root / "deploy/prometheus/alerts.yml").read_text())["groups"]
+             for rule in group["rules"] if "alert" in rule]
+    dashboard = json.loads((root / "deploy/grafana/receipt-payouts.json").read_text())
+    exprs += [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    return [(name, _MATCHER.findall(matchers or "")) for expr in exprs for name, matchers in _SELECTOR.findall(expr)]
+
+
+def _matches(labels: dict[str, str], matchers: list[tuple[str, str, str]]) -> bool:
+    checks = {"=": lambda v, w: v == w, "!=": lambda v, w: v != w,
+              "=~": lambda v, w: re.fullmatch(w, v) is not None, "!~": lambda v, w: re.fullmatch(w, v) is None}
+    return all(checks[op](labels.get(label, ""), value) for label, op, value in matchers)
+
+
+def test_before_any_payout_every_series_an_alert_or_dashboard_reads_is_at_0(dev: DevProcess) -> None:
+    """Right after `payouts dev` starts (this module's first test): each counter series that an alert or the
+    payouts dashboard selects is on /metrics at 0, on the webhook's internal listener and the workers'."""
+    consuming = "consuming receipt.accepted" in dev.output()
+    for url in (dev.internal_url, f"http://127.0.0.1:{dev.ports['metrics']}"):
+        scraped = Exposition.parse(httpx.get(f"{url}/metrics", timeout=10, trust_env=False).text)
+        checked = 0
+        for name, matchers in _selectors():
+            if _NOT_BORN.search(name) or (name.startswith("payout_queue_") and not consuming):
+                continue
+            found = [v for labels, v in scraped.samples.get(name, []) if _matches(labels, matchers)]
+            assert found, f"{url}: no {name}{matchers} before the first payout"
+            assert set(found) == {0.0}, (name, matchers, found)
+            checked += 1
+        assert checked >= 20, checked
+
+
 def test_the_state_file_says_where_the_stack_runs_and_ops_dev_finds_it(dev: DevProcess, tmp_path: Path) -> None:
     state = dev.state()
     assert state["pid"] == dev.proc.pid
     assert state["temporal_address"] == f"127.0.0.1:{dev.ports['temporal']}"
     assert state["webhook_url"] == dev.webhook_url
-    assert state["codec_endpoint"] == f"{dev.webhook_url}/codec"
+    assert state["internal_url"] == dev.internal_url
+    assert state["codec_endpoint"] == f"{dev.internal_url}/codec"
     assert state["ui_url"] == f"http://127.0.0.1:{dev.ports['ui']}"
     assert state["callback_timeout_seconds"] == 60
     raw = (dev.data_dir / "dev-stack.json").read_text()
@@ -71,7 +118,7 @@ def test_demo_submits_to_the_running_stack_and_prints_the_whole_table(dev: DevPr
     for run, count, log in ((same_dir, 2, dev.data_dir / "dev.log"), (same_ports, 1, tmp_path / ".data" / "dev.log")):
         assert run.returncode == 0, run.stdout + run.stderr
         owner = f"pid {dev.proc.pid}, " if run is same_dir else ""
-        assert (f"a stack is already running ({owner}webhook {dev.webhook_url}, "
+        assert (f"a stack is already running ({owner}webhook {dev.internal_url}, "
                 f"Temporal 127.0.0.1:{dev.ports['temporal']}): the demo submits to it") in run.stdout
         assert f"the log goes to {log} while it runs" in run.stdout
         rows = [line.split() for line in run.stdout.splitlines() if line.startswith("payout-demo-")]
@@ -141,7 +188,7 @@ async def test_the_readme_codec_example_decodes_the_history(dev: DevProcess) -> 
         return await asyncio.to_thread(subprocess.run, [*show, *extra], capture_output=True, text=True, timeout=60)
 
     # Dev: the webhook's codec endpoint, no token (docs: README "Reading the history").
-    decoded = await run("--codec-endpoint", f"{dev.webhook_url}/codec")
+    decoded = await run("--codec-endpoint", f"{dev.internal_url}/codec")
     sealed = await run()
 
     # Production: the codec server wants `Authorization: Bearer <WEBHOOK_CODEC_TOKEN>`.

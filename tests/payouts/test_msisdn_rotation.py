@@ -49,9 +49,9 @@ async def test_intake_accepts_a_token_from_before_the_rotation(stack: Stack) -> 
         "currency": "UAH",
         "accepted_at": datetime.now(UTC).isoformat(),
     }
-    async with extra_webhook(stack, stack.settings.model_copy(update={"crypto": crypto})) as url:
+    async with extra_webhook(stack, stack.settings.model_copy(update={"crypto": crypto})) as urls:
         resp = await stack.http.post(
-            f"{url}/v1/receipts/accepted",
+            f"{urls.internal}/v1/receipts/accepted",
             content=json.dumps(body).encode(),
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {devdefaults.DEV_INTAKE_TOKEN}"},
         )

@@ -66,10 +66,10 @@ def test_invalid_network_lists_are_named(monkeypatch: pytest.MonkeyPatch) -> Non
 
 async def test_submit_signs_the_receipt_when_intake_signing_is_configured(stack: Stack, tmp_path: Path) -> None:
     settings = with_webhook(stack.settings, env="production", intake_token="", intake_hmac_secrets=INTAKE_SECRET)
-    async with extra_webhook(stack, settings) as url:
+    async with extra_webhook(stack, settings) as urls:
         result = await asyncio.to_thread(
             payouts, "submit", "--receipt-id", "CLI-SIGNED-1", "--telegram-id", "42", "--msisdn", TEST_PHONE,
-            "--amount-kopecks", "2500", "--webhook-url", url,
+            "--amount-kopecks", "2500", "--webhook-url", urls.internal,
             env=clean_env(WEBHOOK_INTAKE_HMAC_SECRETS=INTAKE_SECRET, WEBHOOK_INTAKE_TOKEN="not-the-token"),
             cwd=tmp_path,
         )
@@ -92,15 +92,15 @@ async def _until(check: object, timeout: float = 60) -> None:
 
 
 async def test_payouts_dev_signs_callbacks_and_wires_the_web_ui_to_the_codec_server(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("temporal", "ui", "webhook", "sandbox")}
+    ports = {name: free_port() for name in ("temporal", "ui", "webhook", "internal", "sandbox", "metrics")}
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "console.cli", "dev", "--data-dir", str(tmp_path / ".data"),
-         "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
-         "--webhook-port", str(ports["webhook"]), "--sandbox-port", str(ports["sandbox"])],
+         *(f"--{name}-port={port}" for name, port in ports.items())],
         env=clean_env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
     )
-    webhook = f"http://127.0.0.1:{ports['webhook']}"
+    public = f"http://127.0.0.1:{ports['webhook']}"  # Portmone's callbacks
+    webhook = f"http://127.0.0.1:{ports['internal']}"  # intake, codec, health
     ui = f"http://127.0.0.1:{ports['ui']}"
     try:
         async with httpx.AsyncClient(timeout=5, trust_env=False) as http:
@@ -110,7 +110,7 @@ async def test_payouts_dev_signs_callbacks_and_wires_the_web_ui_to_the_codec_ser
             preflight = await http.options(f"{webhook}/codec/decode", headers={
                 "Origin": ui, "Access-Control-Request-Method": "POST",
                 "Access-Control-Request-Headers": "content-type,x-namespace"})
-            unsigned = await http.post(f"{webhook}/portmone/callback", content=b'<rsp status="ok"/>',
+            unsigned = await http.post(f"{public}/portmone/callback", content=b'<rsp status="ok"/>',
                                        headers={"Content-Type": "application/xml"})
 
             submitted = await asyncio.to_thread(

@@ -60,7 +60,7 @@ async def test_no_phone_or_password_in_logs_history_ledger_or_metrics(
 
         histories = {h.id: (await h.fetch_history()).to_json() for h in (paid, refused, failed_create)}
         ledger_dump = await dump_tables(stack.ledger)
-        metrics = (await stack.http.get(f"{stack.webhook_url}/metrics")).text
+        metrics = (await stack.http.get(f"{stack.internal_url}/metrics")).text
         sandbox_record = json.dumps(await stack.record("requests"))
 
     logs = caplog.text + "\n".join(

@@ -94,51 +94,52 @@ async def test_every_check_configured_each_refuses_on_its_own_with_its_reason(st
                                         "signature_missing"),
     }
 
-    async with extra_webhook(stack, settings) as url:
+    async with extra_webhook(stack, settings) as urls:
         for name, (cert, forwarded, signed, status, reason) in callback_cases.items():
-            counted = await auth_failures(stack.http, stack.webhook_url, "callback", reason or "")
+            counted = await auth_failures(stack.http, stack.internal_url, "callback", reason or "")
             body = paid(name)
             async with tls_client(ca.cert_path, cert) as client:
-                resp = await client.post(f"{url}/portmone/callback", content=body,
+                resp = await client.post(f"{urls.public}/portmone/callback", content=body,
                                          headers={**XML, "X-Forwarded-For": forwarded, **signed(body)})
             if reason is None:
                 assert resp.status_code == status, (name, resp.text)
                 continue
             _assert_refused(resp, status, "X-Payouts-Signature")
-            assert await auth_failures(stack.http, stack.webhook_url, "callback", reason) == counted + 1, name
+            assert await auth_failures(stack.http, stack.internal_url, "callback", reason) == counted + 1, name
 
         async with tls_client(ca.cert_path, None) as client:
             for name, (make, status, reason) in intake_cases.items():
-                counted = await auth_failures(stack.http, stack.webhook_url, "intake", reason or "")
+                counted = await auth_failures(stack.http, stack.internal_url, "intake", reason or "")
                 raw = json.dumps(sample_receipt()).encode()
-                resp = await client.post(f"{url}/v1/receipts/accepted", content=raw, headers={**JSON_TYPE, **make(raw)})
+                resp = await client.post(f"{urls.internal}/v1/receipts/accepted", content=raw,
+                                         headers={**JSON_TYPE, **make(raw)})
                 if reason is None:
                     assert resp.status_code == status, (name, resp.text)
                     continue
                 _assert_refused(resp, status, "Bearer")
-                assert await auth_failures(stack.http, stack.webhook_url, "intake", reason) == counted + 1, name
+                assert await auth_failures(stack.http, stack.internal_url, "intake", reason) == counted + 1, name
 
     assert [c.bill_id for c in await stack.ledger.callbacks.unrouted()] == ["VF-ALL-PASS"]
 
 
 async def test_intake_without_any_credential_configured_lets_nobody_in(stack: Stack) -> None:
     settings = with_webhook(stack.settings, intake_token="", intake_hmac_secrets="")  # dev: the webhook starts
-    counted = await auth_failures(stack.http, stack.webhook_url, "intake", "not_configured")
+    counted = await auth_failures(stack.http, stack.internal_url, "intake", "not_configured")
     raw = json.dumps(sample_receipt()).encode()
-    async with extra_webhook(stack, settings) as url:
-        resp = await stack.http.post(f"{url}/v1/receipts/accepted", content=raw,
+    async with extra_webhook(stack, settings) as urls:
+        resp = await stack.http.post(f"{urls.internal}/v1/receipts/accepted", content=raw,
                                      headers={**JSON_TYPE, "Authorization": "Bearer anything"})
 
     _assert_refused(resp, 401, "Bearer")
     assert "not configured" in resp.json()["error"]
-    assert await auth_failures(stack.http, stack.webhook_url, "intake", "not_configured") == counted + 1
+    assert await auth_failures(stack.http, stack.internal_url, "intake", "not_configured") == counted + 1
 
 
 async def test_the_verifiers_are_built_once_a_request_reads_no_setting(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = with_webhook(stack.settings, callback_hmac_secrets=CALLBACK_SECRET, intake_token=INTAKE_TOKEN)
-    async with extra_webhook(stack, settings) as url:
+    async with extra_webhook(stack, settings) as urls:
         # After the start, the settings object says something else, and parsing any list fails loudly:
         # the webhook goes on with what it parsed at start-up.
         settings.webhook.callback_hmac_secrets = SecretStr(INTAKE_SECRET)
@@ -151,12 +152,12 @@ async def test_the_verifiers_are_built_once_a_request_reads_no_setting(
         statuses: dict[str, int] = {}
         for name, secret in (("ONCE-STARTUP-SECRET", CALLBACK_SECRET), ("ONCE-LATER-SECRET", INTAKE_SECRET)):
             body = paid(name)
-            resp = await stack.http.post(f"{url}/portmone/callback", content=body,
+            resp = await stack.http.post(f"{urls.public}/portmone/callback", content=body,
                                          headers={**XML, **signature_headers([secret], body)})
             statuses[name] = resp.status_code
         for name, token in (("startup token", INTAKE_TOKEN), ("later token", LATER_TOKEN)):
             raw = json.dumps(sample_receipt()).encode()
-            resp = await stack.http.post(f"{url}/v1/receipts/accepted", content=raw,
+            resp = await stack.http.post(f"{urls.internal}/v1/receipts/accepted", content=raw,
                                          headers={**JSON_TYPE, "Authorization": f"Bearer {token}"})
             statuses[name] = resp.status_code
 
@@ -198,8 +199,8 @@ async def test_a_production_webhook_without_any_callback_check_does_not_start(st
     assert devdefaults.DEV_INTAKE_TOKEN not in message
 
     # The same settings in dev mode start a webhook that believes every callback (payouts dev, tests).
-    async with extra_webhook(stack, with_webhook(stack.settings, **unchecked)) as url:
-        resp = await stack.http.post(f"{url}/portmone/callback", content=paid("DEV-UNCHECKED"), headers=XML)
+    async with extra_webhook(stack, with_webhook(stack.settings, **unchecked)) as urls:
+        resp = await stack.http.post(f"{urls.public}/portmone/callback", content=paid("DEV-UNCHECKED"), headers=XML)
     assert resp.status_code == 202
 
 

@@ -13,7 +13,7 @@ from runtime import devdefaults
 from runtime.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from tests.callbacks import SETTLED, paid, rejected, waiting_payout
 from tests.stack import Stack
-from tests.stack_checks import auth_failures, extra_webhook, metric, state, with_webhook
+from tests.stack_checks import WebhookUrls, auth_failures, extra_webhook, metric, state, with_webhook
 
 SECRET = devdefaults.DEV_CALLBACK_HMAC_SECRET
 OTHER_SECRET = "not-the-configured-callback-secret-0000"
@@ -34,7 +34,7 @@ async def _post(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[st
 
 async def _secret_used(stack: Stack, index: int) -> float:
     return await metric(
-        stack.http, stack.webhook_url, "webhook_signatures_verified_total", endpoint="callback", secret=str(index)
+        stack.http, stack.internal_url, "webhook_signatures_verified_total", endpoint="callback", secret=str(index)
     )
 
 
@@ -82,13 +82,13 @@ async def test_unsigned_forged_expired_and_future_callbacks_are_refused_and_chan
     ]
     before = await state(stack, handle.id)
     for name, headers, sent, reason in cases:
-        counted = await auth_failures(stack.http, stack.webhook_url, "callback", reason)
+        counted = await auth_failures(stack.http, stack.internal_url, "callback", reason)
         resp = await _post(stack.http, stack.webhook_url, sent, headers)
 
         assert resp.status_code == 401, (name, resp.status_code, resp.text)
         assert resp.json()["error"], name
         assert SECRET not in resp.text
-        assert await auth_failures(stack.http, stack.webhook_url, "callback", reason) == counted + 1, name
+        assert await auth_failures(stack.http, stack.internal_url, "callback", reason) == counted + 1, name
         assert await state(stack, handle.id) == before, f"{name} changed state"
     assert (await stack.view(handle)).status == S.AWAITING_CALLBACK
 
@@ -101,7 +101,7 @@ async def test_unsigned_forged_expired_and_future_callbacks_are_refused_and_chan
 async def test_rotation_accepts_every_configured_secret_and_nothing_else(stack: Stack) -> None:
     settings = with_webhook(stack.settings, callback_hmac_secrets=f"{NEW_SECRET},{OLD_SECRET}")
     used_before = [await _secret_used(stack, i) for i in (0, 1)]
-    async with extra_webhook(stack, settings) as url:
+    async with extra_webhook(stack, settings) as urls:
         outcomes = {}
         for bill_id, secrets in (
             ("ROT-NEW", [NEW_SECRET]),
@@ -110,7 +110,8 @@ async def test_rotation_accepts_every_configured_secret_and_nothing_else(stack: 
             ("ROT-RETIRED", [RETIRED_SECRET]),
         ):
             body = paid(bill_id)
-            outcomes[bill_id] = (await _post(stack.http, url, body, signature_headers(secrets, body))).status_code
+            sent = await _post(stack.http, urls.public, body, signature_headers(secrets, body))
+            outcomes[bill_id] = sent.status_code
 
     assert outcomes == {"ROT-NEW": 202, "ROT-OLD": 202, "ROT-BOTH": 202, "ROT-RETIRED": 401}
     # Which secret verified is counted by position, so the end of a rotation is visible.
@@ -125,27 +126,27 @@ async def test_source_allowlist_honours_forwarded_for_only_from_trusted_proxies(
     proxied = with_webhook(stack.settings, **only_ip, trusted_proxies="127.0.0.1/32, 10.0.0.0/8")
     results: dict[str, int] = {}
 
-    async def post(url: str, name: str, xff: str | None = None) -> None:
+    async def post(urls: WebhookUrls, name: str, xff: str | None = None) -> None:
         headers = {"X-Forwarded-For": xff} if xff is not None else {}
-        results[name] = (await _post(stack.http, url, paid(name), headers)).status_code
+        results[name] = (await _post(stack.http, urls.public, paid(name), headers)).status_code
 
-    async with extra_webhook(stack, direct) as url:
-        await post(url, "IP-PEER-NOT-ALLOWED")
-        await post(url, "IP-XFF-FROM-UNTRUSTED-PEER", "192.0.2.10")
-    async with extra_webhook(stack, proxied) as url:
-        await post(url, "IP-VIA-PROXY", "192.0.2.10")
-        await post(url, "IP-VIA-PROXY-V6", "2001:db8::7")
-        await post(url, "IP-SPOOFED-LEFTMOST", "192.0.2.10, 198.51.100.7")
-        await post(url, "IP-CHAIN-ENDS-ALLOWED", "198.51.100.7, 192.0.2.10")
-        await post(url, "IP-VIA-TWO-PROXIES", "192.0.2.10, 10.1.2.3")
-        await post(url, "IP-TWO-PROXIES-SPOOFED", "192.0.2.10, 198.51.100.7, 10.1.2.3")
-        await post(url, "IP-PROXY-ITSELF")
-        await post(url, "IP-XFF-GARBAGE", "not-an-address")
-    async with extra_webhook(stack, with_webhook(stack.settings, callback_allowed_cidrs="127.0.0.0/8")) as url:
+    async with extra_webhook(stack, direct) as urls:
+        await post(urls, "IP-PEER-NOT-ALLOWED")
+        await post(urls, "IP-XFF-FROM-UNTRUSTED-PEER", "192.0.2.10")
+    async with extra_webhook(stack, proxied) as urls:
+        await post(urls, "IP-VIA-PROXY", "192.0.2.10")
+        await post(urls, "IP-VIA-PROXY-V6", "2001:db8::7")
+        await post(urls, "IP-SPOOFED-LEFTMOST", "192.0.2.10, 198.51.100.7")
+        await post(urls, "IP-CHAIN-ENDS-ALLOWED", "198.51.100.7, 192.0.2.10")
+        await post(urls, "IP-VIA-TWO-PROXIES", "192.0.2.10, 10.1.2.3")
+        await post(urls, "IP-TWO-PROXIES-SPOOFED", "192.0.2.10, 198.51.100.7, 10.1.2.3")
+        await post(urls, "IP-PROXY-ITSELF")
+        await post(urls, "IP-XFF-GARBAGE", "not-an-address")
+    async with extra_webhook(stack, with_webhook(stack.settings, callback_allowed_cidrs="127.0.0.0/8")) as urls:
         # Both modes configured (the stack's secret and the allowlist): both must pass.
-        await post(url, "IP-ALLOWED-BUT-UNSIGNED")
+        await post(urls, "IP-ALLOWED-BUT-UNSIGNED")
         body = paid("IP-ALLOWED-AND-SIGNED")
-        resp = await _post(stack.http, url, body, signature_headers([SECRET], body))
+        resp = await _post(stack.http, urls.public, body, signature_headers([SECRET], body))
         results["IP-ALLOWED-AND-SIGNED"] = resp.status_code
 
     assert results == {
@@ -164,9 +165,9 @@ async def test_source_allowlist_honours_forwarded_for_only_from_trusted_proxies(
     }
     stored = sorted(c.bill_id or "" for c in await stack.ledger.callbacks.unrouted())
     assert stored == sorted(name for name, status in results.items() if status == 202)
-    metrics = (await stack.http.get(f"{stack.webhook_url}/metrics")).text
-    assert await auth_failures(stack.http, stack.webhook_url, "callback", "ip_not_allowed") >= 4
-    assert await auth_failures(stack.http, stack.webhook_url, "callback", "forwarded_for_invalid") >= 1
+    metrics = (await stack.http.get(f"{stack.internal_url}/metrics")).text
+    assert await auth_failures(stack.http, stack.internal_url, "callback", "ip_not_allowed") >= 4
+    assert await auth_failures(stack.http, stack.internal_url, "callback", "forwarded_for_invalid") >= 1
     for address in ("192.0.2.", "198.51.100.", "127.0.0.1", "2001:db8", SECRET):
         assert address not in metrics
 

@@ -41,7 +41,7 @@ async def test_decode_turns_a_real_history_payload_back_into_json(stack: Stack) 
     sealed = first["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
     assert TEST_PHONE not in json.dumps(sealed)
 
-    resp = await _codec(stack.http, stack.webhook_url, "decode", [sealed, first["userMetadata"]["summary"]])
+    resp = await _codec(stack.http, stack.internal_url, "decode", [sealed, first["userMetadata"]["summary"]])
 
     assert resp.status_code == 200, resp.text
     decoded = resp.json()["payloads"]
@@ -55,19 +55,20 @@ async def test_decode_turns_a_real_history_payload_back_into_json(stack: Stack) 
 
 async def test_encode_then_decode_round_trips(stack: Stack) -> None:
     original = [_plain({"hello": "world"}), _plain(42)]
-    encoded = await _codec(stack.http, stack.webhook_url, "encode", original)
+    encoded = await _codec(stack.http, stack.internal_url, "encode", original)
     assert encoded.status_code == 200
     sealed = encoded.json()["payloads"]
     assert {base64.b64decode(p["metadata"]["encoding"]) for p in sealed} == {b"binary/encrypted"}
 
-    decoded = await _codec(stack.http, stack.webhook_url, "decode", sealed)
+    decoded = await _codec(stack.http, stack.internal_url, "decode", sealed)
     assert decoded.json()["payloads"] == original
 
 
 async def test_token_cors_and_namespace_are_enforced(stack: Stack) -> None:
     settings = with_webhook(stack.settings, env="production", codec_token=TOKEN, codec_cors_origins=UI_ORIGIN + "/")
     payloads = [_plain("x")]
-    async with extra_webhook(stack, settings) as url:
+    async with extra_webhook(stack, settings) as urls:
+        url = urls.internal
         http = stack.http
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         missing = await _codec(http, url, "decode", payloads)
@@ -95,12 +96,13 @@ async def test_token_cors_and_namespace_are_enforced(stack: Stack) -> None:
     assert {"authorization", "content-type", "x-namespace"} <= allowed
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert evil_preflight.status_code == 403 and "Access-Control-Allow-Origin" not in evil_preflight.headers
-    assert await auth_failures(stack.http, stack.webhook_url, "codec", "token_mismatch") >= 1
-    assert TOKEN not in (await stack.http.get(f"{stack.webhook_url}/metrics")).text
+    assert await auth_failures(stack.http, stack.internal_url, "codec", "token_mismatch") >= 1
+    assert TOKEN not in (await stack.http.get(f"{stack.internal_url}/metrics")).text
 
 
 async def test_a_production_codec_server_without_a_token_is_closed(stack: Stack) -> None:
-    async with extra_webhook(stack, with_webhook(stack.settings, env="production")) as url:
+    async with extra_webhook(stack, with_webhook(stack.settings, env="production")) as urls:
+        url = urls.internal
         resp = await _codec(stack.http, url, "decode", [_plain("x")], Authorization="Bearer anything")
     assert resp.status_code == 403
     assert "WEBHOOK_CODEC_TOKEN" in resp.json()["error"]
@@ -111,9 +113,10 @@ async def test_bad_requests_get_clear_4xx(stack: Stack) -> None:
     settings = stack.settings.model_copy(
         update={"crypto": stack.settings.crypto.model_copy(update={"codec_keys": _secret(foreign_key)})}
     )
-    async with extra_webhook(stack, settings) as other:
+    async with extra_webhook(stack, settings) as others:
+        other = others.internal
         [foreign] = (await _codec(stack.http, other, "encode", [_plain("x")])).json()["payloads"]
-    url, http = stack.webhook_url, stack.http
+    url, http = stack.internal_url, stack.http
 
     unknown_key = await _codec(http, url, "decode", [foreign])
     not_json = await http.post(f"{url}/codec/decode", content=b"{nope", headers=JSON)

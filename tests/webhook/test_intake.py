@@ -63,19 +63,19 @@ async def test_intake_without_valid_credentials_is_401_and_starts_nothing(
     stack = shared_stack
     body = receipt()
     before = await state(stack)
-    counted = await auth_failures(stack.http, stack.webhook_url, "intake", reason)
+    counted = await auth_failures(stack.http, stack.internal_url, "intake", reason)
 
-    resp = await _post(stack.http, stack.webhook_url, json.dumps(body).encode(), headers)
+    resp = await _post(stack.http, stack.internal_url, json.dumps(body).encode(), headers)
 
     await _assert_refused_without_trace(stack, resp, 401, body["receipt_id"])
     assert await state(stack) == before
-    assert await auth_failures(stack.http, stack.webhook_url, "intake", reason) == counted + 1
-    assert devdefaults.DEV_INTAKE_TOKEN not in (await stack.http.get(f"{stack.webhook_url}/metrics")).text
+    assert await auth_failures(stack.http, stack.internal_url, "intake", reason) == counted + 1
+    assert devdefaults.DEV_INTAKE_TOKEN not in (await stack.http.get(f"{stack.internal_url}/metrics")).text
 
 
 async def test_intake_with_the_bearer_token_starts_the_payout(stack: Stack) -> None:
     body = receipt()
-    resp = await _post(stack.http, stack.webhook_url, json.dumps(body).encode(), AUTH)
+    resp = await _post(stack.http, stack.internal_url, json.dumps(body).encode(), AUTH)
 
     assert resp.status_code == 202, resp.text
     assert await workflow_exists(stack.client, payout_workflow_id(body["receipt_id"]))
@@ -83,7 +83,7 @@ async def test_intake_with_the_bearer_token_starts_the_payout(stack: Stack) -> N
 
 async def test_signed_intake_is_accepted_and_a_bad_signature_is_not(stack: Stack) -> None:
     settings = with_webhook(stack.settings, env="production", intake_token="", intake_hmac_secrets=INTAKE_SECRET)
-    async with extra_webhook(stack, settings) as url:
+    async with extra_webhook(stack, settings) as urls:
         now = int(time.time())
         results: dict[str, tuple[int, str]] = {}
         for name, make in (
@@ -96,7 +96,7 @@ async def test_signed_intake_is_accepted_and_a_bad_signature_is_not(stack: Stack
         ):
             body = receipt()
             raw = json.dumps(body).encode()
-            results[name] = ((await _post(stack.http, url, raw, make(raw))).status_code, body["receipt_id"])
+            results[name] = ((await _post(stack.http, urls.internal, raw, make(raw))).status_code, body["receipt_id"])
 
     assert {name: status for name, (status, _) in results.items()} == {
         "signed": 202,
@@ -161,7 +161,7 @@ async def test_invalid_receipts_are_422_and_start_nothing(
     body = receipt(**overrides)
     before = await state(stack)
 
-    resp = await _post(stack.http, stack.webhook_url, json.dumps(body).encode(), AUTH)
+    resp = await _post(stack.http, stack.internal_url, json.dumps(body).encode(), AUTH)
 
     receipt_id = body.get("receipt_id")
     await _assert_refused_without_trace(stack, resp, 422, receipt_id if isinstance(receipt_id, str) else "none")
@@ -196,7 +196,7 @@ async def test_malformed_bodies_get_a_clear_4xx_and_change_nothing(
     stack = shared_stack
     before = await state(stack)
 
-    resp = await _post(stack.http, stack.webhook_url, raw, AUTH, content_type)
+    resp = await _post(stack.http, stack.internal_url, raw, AUTH, content_type)
 
     assert resp.status_code == status, resp.text[:300]
     assert resp.json()["error"]  # 413 included: the body reader answers it, not aiohttp

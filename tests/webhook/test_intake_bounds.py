@@ -163,7 +163,7 @@ async def test_what_the_ledger_cannot_hold_is_422_naming_the_field_and_changes_n
     receipt_id, raw = _body(overrides)
     before = await state(stack)
 
-    resp = await stack.http.post(f"{stack.webhook_url}/v1/receipts/accepted", content=raw, headers=AUTH)
+    resp = await stack.http.post(f"{stack.internal_url}/v1/receipts/accepted", content=raw, headers=AUTH)
 
     assert resp.status_code == 422, f"{name}: {resp.status_code} {resp.text[:300]}"
     answer = resp.json()
@@ -176,7 +176,7 @@ async def test_what_the_ledger_cannot_hold_is_422_naming_the_field_and_changes_n
 async def test_a_float_integer_gets_a_message_that_says_so(backend_stack: Stack) -> None:
     _, raw = _body({"telegram_id": _raw("1e30")})
     resp = await backend_stack.http.post(
-        f"{backend_stack.webhook_url}/v1/receipts/accepted", content=raw, headers=AUTH
+        f"{backend_stack.internal_url}/v1/receipts/accepted", content=raw, headers=AUTH
     )
     assert resp.status_code == 422
     [message] = [f["message"] for f in resp.json()["fields"] if f["field"] == "telegram_id"]

@@ -59,7 +59,7 @@ async def test_a_resend_that_differs_only_in_time_language_or_phone_form_is_exis
 
 async def test_payouts_submit_exits_non_zero_naming_what_differs(stack: Stack, tmp_path: Path) -> None:
     args = ["submit", "--receipt-id", f"R-cli-{tmp_path.name[-8:]}", "--telegram-id", "4242",
-            "--msisdn", TEST_PHONE, "--webhook-url", stack.webhook_url]
+            "--msisdn", TEST_PHONE, "--webhook-url", stack.internal_url]
     env = clean_env()
 
     first = await asyncio.to_thread(payouts, *args, "--amount-kopecks", "2500", env=env, cwd=tmp_path)

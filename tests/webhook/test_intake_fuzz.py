@@ -49,7 +49,7 @@ def _receipt_body(draw: st.DrawFn) -> bytes:
 @given(body=_receipt_body())
 async def test_intake_never_answers_5xx(shared_stack: Stack, body: bytes) -> None:
     resp = await shared_stack.http.post(
-        f"{shared_stack.webhook_url}/v1/receipts/accepted",
+        f"{shared_stack.internal_url}/v1/receipts/accepted",
         content=body,
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {devdefaults.DEV_INTAKE_TOKEN}"},
     )

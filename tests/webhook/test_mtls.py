@@ -36,8 +36,9 @@ async def test_only_an_allowlisted_client_certificate_may_post_a_callback(stack:
         tls_client_fingerprints=_colon_form(partner.fingerprint),
     )
     statuses: dict[str, int] = {}
-    async with extra_webhook(stack, settings) as url:
-        assert url.startswith("https://")
+    async with extra_webhook(stack, settings) as urls:
+        url = urls.public
+        assert url.startswith("https://") and urls.internal.startswith("https://")
         for name, cert in (("MTLS-PARTNER", partner), ("MTLS-NO-CERT", None), ("MTLS-STRANGER", stranger)):
             async with tls_client(ca.cert_path, cert) as client:
                 resp = await client.post(
@@ -47,7 +48,7 @@ async def test_only_an_allowlisted_client_certificate_may_post_a_callback(stack:
                 if resp.status_code == 403:
                     assert "certificate" in resp.json()["error"]
         async with tls_client(ca.cert_path, None) as client:
-            health = await client.get(f"{url}/healthz")  # the listener itself does not demand a certificate
+            health = await client.get(f"{urls.internal}/healthz")  # the listener does not demand a certificate
         async with tls_client(ca.cert_path, foreign) as client:
             with pytest.raises(httpx.TransportError):  # the TLS handshake refuses a certificate of another CA
                 await client.post(f"{url}/portmone/callback", content=paid("MTLS-FOREIGN"),
@@ -60,8 +61,8 @@ async def test_only_an_allowlisted_client_certificate_may_post_a_callback(stack:
     assert statuses == {"MTLS-PARTNER": 202, "MTLS-NO-CERT": 403, "MTLS-STRANGER": 403}
     assert health.status_code == 200
     assert [c.bill_id for c in await stack.ledger.callbacks.unrouted()] == ["MTLS-PARTNER"]
-    assert await auth_failures(stack.http, stack.webhook_url, "callback", "client_cert_missing") >= 1
-    assert await auth_failures(stack.http, stack.webhook_url, "callback", "client_cert_not_allowed") >= 1
+    assert await auth_failures(stack.http, stack.internal_url, "callback", "client_cert_missing") >= 1
+    assert await auth_failures(stack.http, stack.internal_url, "callback", "client_cert_not_allowed") >= 1
 
 
 async def test_mutual_tls_and_a_signature_must_both_pass_when_both_are_configured(stack: Stack, tmp_path: Path) -> None:
@@ -75,9 +76,10 @@ async def test_mutual_tls_and_a_signature_must_both_pass_when_both_are_configure
         tls_client_ca_path=ca.cert_path,
         tls_client_fingerprints=partner.fingerprint,
     )
-    async with extra_webhook(stack, settings) as url, tls_client(ca.cert_path, partner) as client:
+    async with extra_webhook(stack, settings) as urls, tls_client(ca.cert_path, partner) as client:
         unsigned = await client.post(
-            f"{url}/portmone/callback", content=paid("BOTH-UNSIGNED"), headers={"Content-Type": "application/xml"}
+            f"{urls.public}/portmone/callback", content=paid("BOTH-UNSIGNED"),
+            headers={"Content-Type": "application/xml"},
         )
     assert unsigned.status_code == 401
     assert await stack.ledger.callbacks.unrouted() == []

@@ -7,7 +7,7 @@ from tests.stack import Stack
 
 
 async def test_readyz_follows_the_ledger(shared_stack: Stack) -> None:
-    url = f"{shared_stack.webhook_url}/readyz"
+    url = f"{shared_stack.internal_url}/readyz"
     ok = await shared_stack.http.get(url)
     assert (ok.status_code, ok.json()) == (200, {"ready": True, "checks": {"ledger": "ok", "temporal": "ok"}})
 

@@ -23,7 +23,7 @@ import pytest
 from payouts.models import payout_workflow_id
 from runtime import devdefaults
 from tests.stack import Stack, sample_receipt
-from tests.stack_checks import extra_webhook, state, with_webhook, workflow_exists
+from tests.stack_checks import WebhookUrls, extra_webhook, state, with_webhook, workflow_exists
 
 BODY_TIMEOUT = 1.0
 MAX_HEADER_BYTES = 1024
@@ -50,7 +50,7 @@ class Answer:
 
 
 @pytest.fixture
-async def strict_url(shared_stack: Stack) -> AsyncIterator[str]:
+async def strict(shared_stack: Stack) -> AsyncIterator[WebhookUrls]:
     """A webhook on the stack's ledger and Temporal with short, small limits."""
     settings = with_webhook(
         shared_stack.settings,
@@ -58,8 +58,13 @@ async def strict_url(shared_stack: Stack) -> AsyncIterator[str]:
         max_header_bytes=MAX_HEADER_BYTES,
         max_headers=MAX_HEADERS,
     )
-    async with extra_webhook(shared_stack, settings) as url:
-        yield url
+    async with extra_webhook(shared_stack, settings) as urls:
+        yield urls
+
+
+def _listener(urls: WebhookUrls, path: str) -> str:
+    """Portmone's callbacks go to the public listener, everything else to the internal one."""
+    return urls.public if path == "/portmone/callback" else urls.internal
 
 
 async def _send(url: str, head: bytes, body: bytes = b"", *, wait: float, until_closed: bool = False) -> Answer:
@@ -102,14 +107,14 @@ def _head(path: str, content_type: str, extra: list[str], content_length: int) -
 
 @pytest.mark.parametrize(("path", "content_type", "extra"), _BODY_ROUTES, ids=[r[0] for r in _BODY_ROUTES])
 async def test_a_half_sent_body_gets_408_within_the_timeout_and_the_connection_closes(
-    shared_stack: Stack, strict_url: str, path: str, content_type: str, extra: list[str]
+    shared_stack: Stack, strict: WebhookUrls, path: str, content_type: str, extra: list[str]
 ) -> None:
     receipt_id = "SLOW-BODY-1"
     forty = json.dumps({"receipt_id": receipt_id, "pad": "x" * 40}).encode()[:40]
     before = await state(shared_stack)
 
     head = _head(path, content_type, extra, 4096)
-    answer = await _send(strict_url, head, forty, wait=BODY_TIMEOUT + SLACK, until_closed=True)
+    answer = await _send(_listener(strict, path), head, forty, wait=BODY_TIMEOUT + SLACK, until_closed=True)
 
     assert answer.status == 408, answer
     assert BODY_TIMEOUT * 0.8 <= answer.seconds <= BODY_TIMEOUT + SLACK, answer.seconds
@@ -121,12 +126,12 @@ async def test_a_half_sent_body_gets_408_within_the_timeout_and_the_connection_c
     assert not await workflow_exists(shared_stack.client, payout_workflow_id(receipt_id))
 
 
-async def test_a_body_that_trickles_in_within_the_timeout_is_read(strict_url: str) -> None:
+async def test_a_body_that_trickles_in_within_the_timeout_is_read(strict: WebhookUrls) -> None:
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
     raw = json.dumps({"payloads": [{"metadata": {"encoding": b64(b"json/plain")}, "data": b64(b"1")}]}).encode()
-    parts = urlsplit(strict_url)
+    parts = urlsplit(strict.internal)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
         writer.write(_head("/codec/encode", "application/json", [], len(raw)) + b"\r\n\r\n" + raw[:10])
@@ -149,7 +154,7 @@ async def test_the_default_stack_webhook_does_not_wait_for_a_half_sent_body_for_
     assert answer.status == 408 and answer.seconds <= timeout + SLACK
 
 
-async def test_a_header_over_the_limit_is_400_and_changes_nothing(shared_stack: Stack, strict_url: str) -> None:
+async def test_a_header_over_the_limit_is_400_and_changes_nothing(shared_stack: Stack, strict: WebhookUrls) -> None:
     body = sample_receipt("OVERSIZE-HEADER-1")
     raw = json.dumps(body).encode()
     before = await state(shared_stack)
@@ -157,7 +162,7 @@ async def test_a_header_over_the_limit_is_400_and_changes_nothing(shared_stack: 
     shared_stack.started.append(payout_workflow_id(body["receipt_id"]))  # terminated at teardown, should it start
     big = f"X-Padding: {'a' * 2 * MAX_HEADER_BYTES}"
     answer = await _send(
-        strict_url, _head("/v1/receipts/accepted", "application/json", [_BEARER, big], len(raw)), raw, wait=SLACK
+        strict.internal, _head("/v1/receipts/accepted", "application/json", [_BEARER, big], len(raw)), raw, wait=SLACK
     )
 
     assert answer.status in (400, 431), answer
@@ -178,8 +183,8 @@ async def test_a_header_over_the_limit_is_400_and_changes_nothing(shared_stack: 
             f"\r\nX-{i}: 1" for i in range(MAX_HEADERS + 4)), 400),
     ],
 )
-async def test_header_bounds_come_from_the_settings(strict_url: str, name: str, head: str, status: int) -> None:
-    answer = await _send(strict_url, head.encode(), wait=SLACK)
+async def test_header_bounds_come_from_the_settings(strict: WebhookUrls, name: str, head: str, status: int) -> None:
+    answer = await _send(strict.internal, head.encode(), wait=SLACK)
     assert answer.status == status, (name, answer)
 
 
@@ -187,5 +192,5 @@ async def test_the_default_header_limit_is_8_kib(shared_stack: Stack) -> None:
     assert shared_stack.settings.webhook.max_header_bytes == 8 * 1024
     for size, status in ((7 * 1024, 200), (9 * 1024, 400)):
         head = f"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Padding: {'a' * size}".encode()
-        answer = await _send(shared_stack.webhook_url, head, wait=SLACK)
+        answer = await _send(shared_stack.internal_url, head, wait=SLACK)
         assert answer.status == status, (size, answer)
