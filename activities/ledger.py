@@ -135,6 +135,8 @@ class LedgerActivities:
     @activity.defn(name=ActivityName.TRANSITION)
     async def transition(self, inp: TransitionInput) -> None:
         cb = inp.callback
+        # A PAID row names the bill that paid, whichever round it came from.
+        paid_bill = inp.bill_id or (cb.bill_id if cb is not None and inp.to_status == PayoutStatus.PAID else None)
         async with _outages_counted(LedgerStep.TRANSITION):
             news = await self._changes_status(inp.payout_id, inp.to_status)
             try:
@@ -145,8 +147,7 @@ class LedgerActivities:
                     portmone_status=cb.bill_status if cb else None,
                     error_code=cb.error_code if cb else None,
                     error_description=cb.error_description if cb else None,
-                    # A PAID row names the bill that paid, whichever round it came from.
-                    bill_id=cb.bill_id if cb is not None and inp.to_status == PayoutStatus.PAID else None,
+                    bill_id=paid_bill,
                 )
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc

@@ -343,6 +343,9 @@ class TransitionInput(_Model):
     # The callback that decided this step: its status and error are recorded with it, and it is
     # marked processed.
     callback: CallbackSignal | None = None
+    # The bill the move is about, when no callback names it (an operator's mark_paid naming a bill of
+    # the payout as its reference).
+    bill_id: str | None = None
 
 
 class ReminderInput(_Model):

@@ -16,6 +16,9 @@ from typing import Any, cast
 
 import httpx
 from pydantic import SecretStr
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, ResetReapplyType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
@@ -249,6 +252,28 @@ class Stack:
         return [r for r in await self.record("requests") if r.get("method") == "bills.create"]
 
     # ---- workflow ------------------------------------------------------------------------------
+
+    async def reset(self, handle: WorkflowHandle[Any, Any], *, to: str = "first") -> WorkflowHandle[Any, Any]:
+        """An engineer's Reset of the payout's current run to its first (or last) completed workflow task,
+        as the Web UI's Reset button does (signals after that point re-delivered); the new run's handle.
+        The dev server resets; the Java test server does not. A run with no completed task cannot be
+        reset (ValueError), as in the Web UI."""
+        described = await handle.describe()
+        history = await self.client.get_workflow_handle(handle.id, run_id=described.run_id).fetch_history()
+        completed = [e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
+        if not completed:
+            raise ValueError(f"{handle.id}: no completed workflow task to reset to yet")
+        answer = await self.client.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace=self.client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=described.run_id),
+                reason="an engineer pressed Reset",
+                workflow_task_finish_event_id=completed[0] if to == "first" else completed[-1],
+                request_id=str(uuid.uuid4()),
+                reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_SIGNAL,
+            )
+        )
+        return self.client.get_workflow_handle(handle.id, run_id=answer.run_id, result_type=PayoutView)
 
     async def view(self, handle: WorkflowHandle[Any, Any]) -> PayoutView:
         return await handle.query(STATUS_QUERY, result_type=PayoutView)

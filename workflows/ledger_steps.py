@@ -60,15 +60,17 @@ class LedgerSteps:
         reason: str | None = None,
         cb: CallbackSignal | None = None,
         *also: SearchAttributeUpdate[Any],
+        bill: str | None = None,
     ) -> None:
         """The ledger moves the payout (and marks the deciding callback processed); then the payout's own
-        record does. PAID on a callback names the bill that paid, in the ledger row and the search
-        attributes alike."""
-        inp = TransitionInput(payout_id=self._s.payout_id, to_status=to, reason=reason, callback=cb)
+        record does. PAID names the bill that paid (the callback's, or `bill`), in the ledger row and the
+        search attributes alike."""
+        bill = bill or (cb.bill_id if cb is not None and to == S.PAID else None)
+        inp = TransitionInput(payout_id=self._s.payout_id, to_status=to, reason=reason, callback=cb, bill_id=bill)
         await self.money(calls.transition(inp))
-        if to == S.PAID and cb is not None:
-            self._s.progress.bill_id = cb.bill_id
-            also = (*also, sa.PORTMONE_BILL_ID.value_set(cb.bill_id))
+        if bill is not None:
+            self._s.progress.bill_id = bill
+            also = (*also, sa.PORTMONE_BILL_ID.value_set(bill))
         view.show(self._s, to, *also)
 
     async def record(self, inp: OperatorActionInput) -> OperatorActionOutput:
@@ -136,7 +138,7 @@ class LedgerSteps:
 
     async def follow(self) -> None:
         """Agree with the ledger and take over its evidence: its bills (so the next round is a new one),
-        the callbacks no step has taken into account, and, in manual review, the reason, the bills that
+        the callbacks no step has taken into account (and only those), and, in manual review, the reason, the bills that
         may hold money and a paid callback whose top-up failed. A closed payout stays closed; a payout
         in manual review waits there; one the ledger holds between rounds goes on from there; anything
         else goes to a person as `state_conflict`."""
@@ -146,6 +148,9 @@ class LedgerSteps:
         p.bill_id = facts.bill_id or p.bill_id
         for bill in facts.bills:
             s.know_bill(bill)
+        # What a step already took into account is done with (a Reset re-delivers the old run's signals).
+        unprocessed = {cb.callback_id for cb in facts.unprocessed}
+        p.inbox = [cb for cb in p.inbox if cb.callback_id in unprocessed]
         for cb in facts.unprocessed:
             s.receive(cb)
         status = facts.status

@@ -283,7 +283,9 @@ class ReceiptPayout:
 
     async def _mark_paid(self, decision: Decision) -> tuple[bool, str]:
         assert isinstance(decision, OperatorMarkPaid)
-        await self._ledger.transition(S.PAID, f"operator:{decision.external_reference}"[:200])
+        reference = decision.external_reference
+        bill = reference if reference in self._s.progress.bills else None  # the payout's own bill, paid
+        await self._ledger.transition(S.PAID, f"operator:{reference}"[:200], bill=bill)
         return True, f"marked paid (reference {decision.external_reference})"
 
     async def _cancel(self, decision: Decision) -> tuple[bool, str]:

@@ -29,7 +29,7 @@ from payouts.names import UpdateName, WorkflowName
 from payouts.status import PayoutStatus as S
 from runtime.settings import LedgerSettings, PayoutSettings
 from tests.stack import Stack, running_stack
-from tests.temporal_envs import time_skipping_server
+from tests.temporal_envs import dev_server, time_skipping_server
 
 HERE = Path(__file__).parent
 FOLDER = HERE / WorkflowName.PAYOUT
@@ -157,6 +157,32 @@ async def cancellation_requested(stack: Stack, env: WorkflowEnvironment) -> Hand
     return handle
 
 
+async def late_callback_while_the_top_up_retries(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    """A late paid callback whose top-up needs a second try: operator decisions are refused meanwhile."""
+    handle = await timed_out(stack, env, OPEN_BILL)
+    view = await stack.view(handle)
+    await stack.faults({"telecom_fail": {"times": 1, "status": 503}})
+    with env.auto_time_skipping_disabled():  # the top-up's retry comes in real seconds
+        await stack.paid_at_portmone(str(view.bill_id))
+        await stack.wait_status(handle, {S.PAID}, timeout=60)
+    return handle
+
+
+async def reset_in_manual_review(stack: Stack, env: WorkflowEnvironment) -> Handle:
+    """The answer to bills.create is lost; an engineer resets the payout in manual review; the new run
+    follows the ledger and its evidence; Portmone pays the bill, its callback routed by echo. The new
+    run's history is the one kept. (Dev server: the Java test server does not reset.)"""
+    await stack.faults({"commit_then_hang": {"times": 1}, **OPEN_BILL})
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW}, timeout=60)
+    latest = await stack.reset(handle)
+    await stack.wait_status(latest, {S.MANUAL_REVIEW})
+    [bill] = await stack.bills_for()
+    await stack.paid_at_portmone(bill["bill_id"])
+    await stack.wait_status(latest, {S.PAID}, timeout=60)
+    return latest
+
+
 async def continue_as_new(stack: Stack, env: WorkflowEnvironment) -> Handle:
     """Two reminders per run (the stack's policy); the history saved is the first run's."""
     handle = await timed_out(stack, env, OPEN_BILL)
@@ -171,7 +197,6 @@ async def continue_as_new(stack: Stack, env: WorkflowEnvironment) -> Handle:
 
 
 SHAPES: dict[str, Shape] = {
-    "happy_path": happy_path,
     "transient_round": transient_round,
     "outcome_unknown": outcome_unknown,
     "lost_answer_paid_by_echo": lost_answer_paid_by_echo,
@@ -183,8 +208,13 @@ SHAPES: dict[str, Shape] = {
     "update_cancel": update_cancel,
     "telecom_retry": telecom_retry,
     "cancellation_requested": cancellation_requested,
+    "late_callback_while_the_top_up_retries": late_callback_while_the_top_up_retries,
 }
 WITH_SHORT_RUNS: dict[str, Shape] = {"continue_as_new": continue_as_new}
+# On the dev server: a Reset (the Java test server has none), and the happy path, whose length the replay
+# test holds to the history bound (the Java test server adds workflow tasks of its own, more or fewer
+# with the machine's timing).
+ON_DEV_SERVER: dict[str, Shape] = {"happy_path": happy_path, "reset_in_manual_review": reset_in_manual_review}
 
 
 async def record(stack: Stack, env: WorkflowEnvironment, name: str, shape: Shape) -> None:
@@ -198,23 +228,32 @@ async def record(stack: Stack, env: WorkflowEnvironment, name: str, shape: Shape
 
 
 async def main(names: list[str]) -> None:
-    unknown = set(names) - set(SHAPES) - set(WITH_SHORT_RUNS)
+    unknown = set(names) - set(SHAPES) - set(WITH_SHORT_RUNS) - set(ON_DEV_SERVER)
     if unknown:
-        known = ", ".join([*SHAPES, *WITH_SHORT_RUNS])
+        known = ", ".join([*SHAPES, *WITH_SHORT_RUNS, *ON_DEV_SERVER])
         raise SystemExit(f"no such shape: {', '.join(sorted(unknown))} (shapes: {known})")
     FOLDER.mkdir(exist_ok=True)
     async with time_skipping_server() as env:
         for every, settings in ((SHAPES, policy()), (WITH_SHORT_RUNS, policy(reminders_per_run=2))):
-            shapes = {name: shape for name, shape in every.items() if not names or name in names}
-            if not shapes:
-                continue
-            with tempfile.TemporaryDirectory() as tmp:
-                ledger = LedgerSettings(url=f"sqlite+aiosqlite:///{tmp}/ledger.db", user_daily_limit=100)
-                async with running_stack(
-                    env.client, Path(tmp), telecom=True, payout=settings, ledger_settings=ledger
-                ) as stack:
-                    for name, shape in shapes.items():
-                        await record(stack, env, name, shape)
+            await record_all(env, every, settings, names)
+    dev_shapes = {name: shape for name, shape in ON_DEV_SERVER.items() if not names or name in names}
+    if dev_shapes:
+        async with dev_server() as env:
+            await record_all(env, dev_shapes, policy(callback_timeout_seconds=30), names)
+
+
+async def record_all(
+    env: WorkflowEnvironment, every: dict[str, Shape], settings: PayoutSettings, names: list[str]
+) -> None:
+    shapes = {name: shape for name, shape in every.items() if not names or name in names}
+    if not shapes:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = LedgerSettings(url=f"sqlite+aiosqlite:///{tmp}/ledger.db", user_daily_limit=100)
+        async with running_stack(env.client, Path(tmp), read_timeout=2.0, telecom=True, payout=settings,
+                                 ledger_settings=ledger) as stack:  # fmt: skip
+            for name, shape in shapes.items():
+                await record(stack, env, name, shape)
 
 
 if __name__ == "__main__":

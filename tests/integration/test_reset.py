@@ -1,39 +1,35 @@
-"""A workflow reset (the Web UI's Reset button, `temporal workflow reset`) makes a new run of the same
-payout: it must follow the ledger, not take itself for a duplicate of its own receipt."""
+"""An engineer's Reset (the Web UI's Reset button, `temporal workflow reset`) makes a new run of the same
+payout: it must follow the ledger and its evidence, never take itself for a duplicate of its own receipt,
+never decide eligibility again, and hand an operator every bill that may hold money (issue: "Money safety
+where people, recovery tools and the queue step in", defects 1 and 4). On the dev server: the Java test
+server does not reset."""
 
 from __future__ import annotations
 
-import uuid
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType
-from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
-from payouts.models import PayoutView
+from payouts.models import OperatorCancel, OperatorRetry
+from payouts.names import UpdateName
 from payouts.status import PayoutStatus as S
 from tests.faults import eventually
-from tests.stack import Stack
+from tests.integration.conftest import short_policy
+from tests.stack import Stack, running_stack
+from tests.workflows.test_operator_updates import refused, update
+
+Handle = WorkflowHandle[Any, Any]
+OPEN_BILL = {"drop_callback": True, "callback_status": "CREATED"}
 
 
 async def test_a_reset_payout_follows_the_ledger_instead_of_rejecting_itself(stack: Stack) -> None:
     handle = await stack.submit()
     assert (await stack.wait_status(handle, {S.PAID})).status == S.PAID
-    first = await handle.describe()
-    history = await handle.fetch_history()
-    completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-    first_task = next(e.event_id for e in history.events if e.event_type == completed)
-
-    reset = await stack.client.workflow_service.reset_workflow_execution(
-        ResetWorkflowExecutionRequest(
-            namespace=stack.client.namespace,
-            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=first.run_id),
-            reason="operator pressed Reset",
-            workflow_task_finish_event_id=first_task,
-            request_id=str(uuid.uuid4()),
-        )
-    )
-    latest = stack.client.get_workflow_handle(handle.id, run_id=reset.run_id, result_type=PayoutView)
+    latest = await stack.reset(handle)
 
     async def closed() -> bool:
         return (await latest.describe()).status != WorkflowExecutionStatus.RUNNING
@@ -44,3 +40,64 @@ async def test_a_reset_payout_follows_the_ledger_instead_of_rejecting_itself(sta
     assert result.status == S.PAID and result.rejection_reason is None  # not "duplicate_receipt"
     assert len(await stack.creates()) == 1
     assert [h.to_status for h in await stack.ledger.payouts.history(handle.id)][-1] == S.PAID
+
+
+async def test_a_reset_after_the_receipt_aged_follows_the_ledger_and_pays_once(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """Eligible at intake, past PAYOUT_ELIGIBILITY_DAYS by the time of the Reset: the new run answers from
+    the ledger's row (its bill waits for its callback) instead of rejecting a payout the ledger holds open."""
+    policy = short_policy(eligibility_days=1)
+    async with running_stack(dev_env.client, tmp_path, read_timeout=2.0, telecom=True, payout=policy) as stack:
+        await stack.faults(OPEN_BILL)
+        accepted = datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=8)
+        handle = await stack.submit(accepted_at=accepted.isoformat())
+        first = await stack.wait_status(handle, {S.AWAITING_CALLBACK})
+        await asyncio.sleep(max(0.0, (accepted + timedelta(days=1) - datetime.now(UTC)).total_seconds()) + 1)
+
+        latest = await stack.reset(handle)
+        followed = await stack.wait_status(latest, {S.AWAITING_CALLBACK, S.REJECTED})
+        assert followed.status == S.AWAITING_CALLBACK and followed.rejection_reason is None, followed
+        assert followed.bill_id == first.bill_id
+        assert (await stack.paid_at_portmone(str(first.bill_id))).status_code == 200
+        paid = await stack.wait_status(latest, {S.PAID})
+
+        assert paid.bill_id == first.bill_id
+        assert len(await stack.creates()) == 1
+        row = await stack.ledger.payouts.get(handle.id)
+        assert row is not None and row.status == S.PAID and row.bill_id == first.bill_id
+
+
+async def test_a_reset_run_in_manual_review_holds_the_evidence(stack: Stack) -> None:
+    """The answer to bills.create was lost: the payout waits in manual review with the attempt as evidence.
+    After a Reset the new run lists that evidence too, so `cancel` still needs the confirmation."""
+    await stack.faults({"commit_then_hang": {"times": 1}, **OPEN_BILL})
+    handle = await stack.submit()
+    before = await stack.wait_status(handle, {S.MANUAL_REVIEW}, timeout=60)
+    assert before.open_bills
+
+    for to in ("first", "last"):
+        latest = await stack.reset(handle, to=to)
+        after = await stack.wait_status(latest, {S.MANUAL_REVIEW})
+        assert after.open_bills == before.open_bills, (to, after)
+        assert after.escalation_reason == before.escalation_reason
+        message = await refused(latest, UpdateName.CANCEL, OperatorCancel(operator="olena", reason="give up"))
+        assert "may hold money" in message, message
+        handle = latest
+    assert len(await stack.creates()) == 1
+
+
+async def test_a_reset_telecom_failure_retries_only_the_top_up(stack: Stack) -> None:
+    """Portmone paid and the top-up failed: after a Reset, `retry` still repeats only the top-up."""
+    await stack.faults({"telecom_fail": {"times": 1, "status": 400}})
+    handle = await stack.submit()
+    assert (await stack.wait_status(handle, {S.MANUAL_REVIEW})).escalation_reason == "telecom_failed"
+
+    latest = await stack.reset(handle)
+    assert (await stack.wait_status(latest, {S.MANUAL_REVIEW})).escalation_reason == "telecom_failed"
+    result = await update(latest, UpdateName.RETRY, OperatorRetry(operator="olena", reason="telecom is back"))
+
+    assert result.accepted and "top-up repeated" in result.message, result
+    assert (await stack.wait_status(latest, {S.PAID})).status == S.PAID
+    assert len(await stack.creates()) == 1
+    assert len([t for t in await stack.record("telecom") if t.get("http_status") == 200]) == 1

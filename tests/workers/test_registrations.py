@@ -123,7 +123,8 @@ def test_workflows_name_activities_only_through_the_kernel() -> None:
 async def test_every_call_is_registered_on_its_queue_once(
     env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = stack_settings(tmp_path, sandbox_port=9, webhook_port=9, task_queue="payouts-registrations")
+    settings = stack_settings(tmp_path, sandbox_port=9, webhook_port=9, internal_port=10,
+                              task_queue="payouts-registrations")
     tuning = WorkerSettings(portmone_requests_per_second=7.0)
     # A client of its own: workers built on it are registered with it (never run), and would keep the
     # session client from building workers for the same task queues in later tests.
