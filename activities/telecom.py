@@ -36,11 +36,11 @@ class TelecomActivities:
             resp = await self._http.post(self._url, json=body, headers=headers)
         except httpx.HTTPError as exc:
             message = f"telecom API unreachable: {type(exc).__name__}"
-            raise ApplicationError(message, type="TelecomUnavailable") from None
+            raise ApplicationError(message, type=failures.TELECOM_UNAVAILABLE) from None
         if 400 <= resp.status_code < 500 and resp.status_code != 429:
             message = f"telecom API refused the top-up: HTTP {resp.status_code}"
             raise ApplicationError(message, type=failures.TELECOM_REFUSED, non_retryable=True)
         if resp.status_code >= 300:
-            raise ApplicationError(f"telecom API answered HTTP {resp.status_code}", type="TelecomUnavailable")
+            raise ApplicationError(f"telecom API answered HTTP {resp.status_code}", type=failures.TELECOM_UNAVAILABLE)
         data = resp.json()
         return TopupOutput(configured=True, topup_id=str(data.get("topup_id", "")) or None)

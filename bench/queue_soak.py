@@ -34,14 +34,13 @@ import aio_pika
 import httpx
 from pamqp import commands
 
-from bench.soak import Processes, check, settle, stack_environment, wait_http
-from ledger import Ledger, upgrade
+from bench.soak import Processes, check, settle, stack_environment, throwaway_ledger, wait_http
+from ledger import Ledger
 from payouts.status import PayoutStatus
 from rabbit import frames
 from rabbit.broker import connect, connection_name
 from rabbit.consumer import DETAIL_HEADER, REASON_HEADER
 from runtime.settings import RabbitSettings
-from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
 from tests.metrics import Exposition
 from tests.rabbit.helpers import isolated_rabbit_settings, open_broker, queues_of, rabbit_env
 from tests.rabbit.hostile import UNDECODABLE, near_the_frame_limit, publish_raw, undecodable
@@ -100,16 +99,7 @@ async def queue_soak(args: argparse.Namespace) -> int:
     # was published: read it as the consumer would, or the check itself dies on it.
     frames.install()
     data_dir = Path(tempfile.mkdtemp(prefix="payouts-queue-soak-"))
-    admin: PgAdmin | None = None
-    if args.ledger == "postgres":
-        from sqlalchemy.ext.asyncio import create_async_engine
-        from sqlalchemy.pool import NullPool
-
-        admin = PgAdmin(create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool))
-        ledger_url = await admin.create_database()
-    else:
-        ledger_url = f"sqlite+aiosqlite:///{data_dir}/ledger.db"
-    await asyncio.to_thread(upgrade, ledger_url)
+    ledger_url, admin = await throwaway_ledger(args.ledger, data_dir)
     ledger = Ledger.from_url(ledger_url)
     rabbit = isolated_rabbit_settings(retry_delay_seconds=5.0, prefetch=args.prefetch, metrics_port=free_port(),
                                       reconnect_min_seconds=0.5, reconnect_max_seconds=5.0)

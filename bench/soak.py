@@ -1,5 +1,6 @@
-"""The soak: several hundred receipts through the real processes under random faults and kills, then
-the money promises checked against Portmone's record (the sandbox) and the ledger.
+"""The soak: several hundred receipts through the real processes under random faults, kills and an
+engineer's Resets, then the money promises checked against Portmone's record (the sandbox), the ledger
+and every run's history.
 
     .venv/bin/python -m bench.soak --receipts 300 --workers 3 --seed 7
 
@@ -7,11 +8,12 @@ Starts the Temporal dev server, a PostgreSQL ledger (a throwaway database on 127
 sqlite` for a file), `payouts sandbox` (seeded random faults: refusals of each class, 5xx, hangs after
 the bill was committed, slow answers, dropped / duplicated / out-of-order / early callbacks, and mixed
 verdicts: paid, declined, reversed), `payouts webhook` and `--workers` `payouts worker` processes.
-While receipts arrive it SIGKILLs a worker three times (starting a new one each time) and restarts the
-webhook once. Then the faults stop, operators follow the runbook for every payout in manual review,
-and it checks: at most one paid bill per receipt; every receipt PAID, CANCELLED, REJECTED or in
-MANUAL_REVIEW with a known reason; no workflow failed or terminated; ledger and workflow agree; a PAID
-payout has exactly one paid bill, and a paid bill's payout is PAID or waits for a person.
+Every 25th receipt was accepted almost a day ago (PAYOUT_ELIGIBILITY_DAYS=1): eligible when it comes,
+past its window while its payout is under way. While receipts arrive it SIGKILLs a worker three times
+(starting a new one each time), restarts the webhook once, and twice resets a handful of payouts to
+their first or last workflow task; after the load it resets some aged receipts' payouts again. Then the
+faults stop, operators follow the runbook for every payout in manual review, and it checks the promises
+of tests/promises.py.
 
 Prints its figures; exits 1 when a promise is broken (each breach listed).
 """
@@ -30,24 +32,30 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, ResetReapplyType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from ledger import Ledger, upgrade
-from payouts import escalation
 from payouts.models import PayoutView, payout_workflow_id
-from payouts.status import TERMINAL, PayoutStatus
+from payouts.status import PayoutStatus
 from runtime import devdefaults
 from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
+from tests.promises import SETTLED, breaches
 from tests.runbook_operator import follow_runbook, receipt_bills, view_of
 from tests.stack import free_port, sample_receipt
 from tests.temporal_envs import dev_server
 
-SETTLED = TERMINAL | {PayoutStatus.MANUAL_REVIEW}
+AGED_EVERY = 25  # every 25th receipt is accepted almost a day ago (PAYOUT_ELIGIBILITY_DAYS=1)
+AGES_AFTER = timedelta(seconds=20)
+RESETS_EACH = 6  # payouts an engineer resets at each Reset in the chaos
 FAULTS: dict[str, Any] = {
     "fail_codes": {"1": 0.04, "3": 0.02, "24": 0.01},
     "http_5xx": 0.02,
@@ -153,6 +161,8 @@ def stack_environment(*, temporal_address: str, ledger_url: str, sandbox_port: i
         "PAYOUT_RETRY_BACKOFF_SECONDS": "3",
         "PAYOUT_MAX_BILL_ROUNDS": "2",
         "PAYOUT_MANUAL_REMINDER_SECONDS": "300",
+        # One day: the soak's aged receipts pass the window while their payouts are under way.
+        "PAYOUT_ELIGIBILITY_DAYS": "1",
     }
 
 
@@ -167,10 +177,13 @@ async def wait_http(url: str, timeout: float = 60) -> None:
             await asyncio.sleep(0.2)
 
 
-async def submit(http: httpx.AsyncClient, internal_url: str, receipt_id: str, n: int) -> float:
+async def submit(http: httpx.AsyncClient, internal_url: str, receipt_id: str, n: int, *, aged: bool = False) -> float:
     """POST one accepted receipt until the webhook answers 202 (it may be restarting); the intake is
-    idempotent, so a repeat is harmless. Returns the seconds it took."""
-    body = sample_receipt(receipt_id, msisdn=f"38000{n:07d}")
+    idempotent, so a repeat is harmless. An `aged` receipt was accepted a day less `AGES_AFTER` ago: it is
+    eligible when it comes (PAYOUT_ELIGIBILITY_DAYS=1) and past the window soon after. Returns the
+    seconds it took."""
+    accepted = datetime.now(UTC) - (timedelta(days=1) - AGES_AFTER if aged else timedelta(minutes=1))
+    body = sample_receipt(receipt_id, msisdn=f"38000{n:07d}", accepted_at=accepted.isoformat())
     started = time.perf_counter()
     while True:
         try:
@@ -197,49 +210,53 @@ async def settle(client: Client, receipts: list[str], timeout: float) -> dict[st
 
 async def check(client: Client, http: httpx.AsyncClient, sandbox_url: str, ledger: Ledger,
                 receipts: list[str]) -> tuple[list[str], dict[str, Any]]:
-    breaches: list[str] = []
+    """The promises (tests/promises.py), and the figures: payouts by status and reason, bills, paid bills."""
     figures: dict[str, Any] = collections.Counter()
     for receipt in receipts:
-        handle = client.get_workflow_handle(payout_workflow_id(receipt))
-        described = await handle.describe()
-        if described.status not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
-            breaches.append(f"{receipt}: workflow {described.status}")
-        view = await view_of(client, receipt)
         bills = await receipt_bills(http, sandbox_url, receipt)
-        paid = [b for b in bills if b["status"] == "PAYED"]
         figures["bills"] += len(bills)
-        figures["paid_bills"] += len(paid)
-        if len(paid) > 1:
-            breaches.append(f"{receipt}: {len(paid)} paid bills at Portmone")
-        if view is None:
-            breaches.append(f"{receipt}: the workflow does not answer")
-            continue
-        figures[f"status {view.status.value}"] += 1
-        if view.status == PayoutStatus.MANUAL_REVIEW:
-            figures[f"reason {view.escalation_reason}"] += 1
-            if not escalation.is_known(view.escalation_reason):
-                breaches.append(f"{receipt}: MANUAL_REVIEW without a known reason ({view.escalation_reason})")
-        elif view.status not in TERMINAL:
-            breaches.append(f"{receipt}: stuck in {view.status.value}")
-        row = await ledger.payouts.get(payout_workflow_id(receipt))
-        if row is None:
-            if view.status != PayoutStatus.REJECTED:
-                breaches.append(f"{receipt}: no ledger row for a {view.status.value} payout")
-            continue
-        if row.status != view.status:
-            breaches.append(f"{receipt}: ledger {row.status.value} vs workflow {view.status.value}")
-        if view.status == PayoutStatus.PAID and len(paid) != 1:
-            breaches.append(f"{receipt}: PAID with {len(paid)} paid bills at Portmone")
-        if paid and view.status not in (PayoutStatus.PAID, PayoutStatus.MANUAL_REVIEW):
-            breaches.append(f"{receipt}: a paid bill, payout {view.status.value}")
-    return breaches, dict(figures)
+        figures["paid_bills"] += sum(b["status"] == "PAYED" for b in bills)
+        view = await view_of(client, receipt)
+        if view is not None:
+            figures[f"status {view.status.value}"] += 1
+            if view.status == PayoutStatus.MANUAL_REVIEW:
+                figures[f"reason {view.escalation_reason}"] += 1
+    return await breaches(ledger, http, sandbox_url, client, receipts), dict(figures)
 
 
-async def soak(args: argparse.Namespace) -> int:
-    rng = random.Random(args.seed)
-    data_dir = Path(tempfile.mkdtemp(prefix="payouts-soak-"))
+async def reset_some(client: Client, receipts: list[str], rng: random.Random, count: int) -> int:
+    """An engineer presses Reset on `count` payouts that have gone beyond reserving, to the first or the last
+    completed workflow task; returns how many were reset."""
+    done = 0
+    for receipt in rng.sample(receipts, min(count * 3, len(receipts))):
+        if done == count:
+            break
+        handle = client.get_workflow_handle(payout_workflow_id(receipt))
+        try:  # its intake may still be on its way
+            described = await handle.describe()
+            history = await client.get_workflow_handle(handle.id, run_id=described.run_id).fetch_history()
+        except RPCError:
+            continue
+        completed = [e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
+        if len(completed) < 2:
+            continue
+        await client.workflow_service.reset_workflow_execution(ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=described.run_id),
+            reason="soak: an engineer pressed Reset",
+            workflow_task_finish_event_id=rng.choice([completed[0], completed[-1]]),
+            request_id=str(uuid.uuid4()),
+            reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_SIGNAL,
+        ))  # fmt: skip
+        done += 1
+    return done
+
+
+async def throwaway_ledger(kind: str, data_dir: Path) -> tuple[str, PgAdmin | None]:
+    """A migrated ledger for one run: a fresh PostgreSQL database (dropped by the admin returned), or a
+    SQLite file in `data_dir`."""
     admin: PgAdmin | None = None
-    if args.ledger == "postgres":
+    if kind == "postgres":
         from sqlalchemy.ext.asyncio import create_async_engine
         from sqlalchemy.pool import NullPool
 
@@ -248,6 +265,13 @@ async def soak(args: argparse.Namespace) -> int:
     else:
         ledger_url = f"sqlite+aiosqlite:///{data_dir}/ledger.db"
     await asyncio.to_thread(upgrade, ledger_url)
+    return ledger_url, admin
+
+
+async def soak(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    data_dir = Path(tempfile.mkdtemp(prefix="payouts-soak-"))
+    ledger_url, admin = await throwaway_ledger(args.ledger, data_dir)
     ledger = Ledger.from_url(ledger_url)
     sandbox_port, webhook_port, internal_port = free_port(), free_port(), free_port()
     sandbox_url, internal_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{internal_port}"
@@ -272,14 +296,17 @@ async def soak(args: argparse.Namespace) -> int:
             (await http.post(f"{sandbox_url}/_sandbox/faults", json=FAULTS)).raise_for_status()
 
             receipts = [f"SOAK-{args.seed}-{i:05d}" for i in range(args.receipts)]
+            aged = set(receipts[::AGED_EVERY])
             chaos = {args.receipts // 4: "kill", args.receipts // 2: "kill", 3 * args.receipts // 4: "kill",
-                     (3 * args.receipts) // 5: "webhook"}
+                     (3 * args.receipts) // 5: "webhook", (2 * args.receipts) // 5: "reset",
+                     (4 * args.receipts) // 5: "reset"}
             gate = asyncio.Semaphore(args.concurrency)
             intake: list[float] = []
+            resets = 0
 
             async def one(i: int, receipt: str) -> None:
                 async with gate:
-                    intake.append(await submit(http, internal_url, receipt, i))
+                    intake.append(await submit(http, internal_url, receipt, i, aged=receipt in aged))
 
             tasks = []
             for i, receipt in enumerate(receipts):
@@ -289,6 +316,8 @@ async def soak(args: argparse.Namespace) -> int:
                     procs.kill_a_worker(rng)
                 elif chaos.get(i) == "webhook":
                     procs.restart_webhook()
+                elif chaos.get(i) == "reset":  # the aged receipts among them are past their window by now
+                    resets += await reset_some(temporal.client, receipts[:i], rng, RESETS_EACH)
                 await asyncio.sleep(args.interval)
             await asyncio.gather(*tasks)
             loaded = time.perf_counter() - started
@@ -302,9 +331,11 @@ async def soak(args: argparse.Namespace) -> int:
             for n, receipt in enumerate(queue):
                 if await follow_runbook(temporal.client, http, sandbox_url, receipt, prefer_retry=n % 2 == 0):
                     decided += 1
+            # Resets after the load: aged receipts, long past their window, reset in manual review or settled.
+            resets += await reset_some(temporal.client, sorted(aged), rng, RESETS_EACH)
             await settle(temporal.client, receipts, timeout=args.callback_timeout * 3 + 120)
-            breaches, figures = await check(temporal.client, http, sandbox_url, ledger, receipts)
-            breaches = first_pass + breaches
+            broken, figures = await check(temporal.client, http, sandbox_url, ledger, receipts)
+            broken = first_pass + broken
             requests = [r for r in (await http.get(f"{sandbox_url}/_sandbox/requests")).json()["requests"]
                         if r.get("method") == "bills.create"]
         finally:
@@ -317,7 +348,8 @@ async def soak(args: argparse.Namespace) -> int:
 
     total = time.perf_counter() - started
     print(f"ran {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: load {loaded:.0f} s, in all {total:.0f} s; "
-          f"{procs.kills} worker SIGKILLs, {procs.webhook_restarts} webhook restart")
+          f"{procs.kills} worker SIGKILLs, {procs.webhook_restarts} webhook restart, {resets} Resets, "
+          f"{len(aged)} receipts that aged past the eligibility window")
     print(f"intake until 202 (retried across the restart): p50 {sorted(intake)[len(intake) // 2] * 1000:.0f} ms, "
           f"max {max(intake):.1f} s")
     print(f"bills.create requests {len(requests)}, bills {figures.get('bills', 0)}, "
@@ -325,13 +357,15 @@ async def soak(args: argparse.Namespace) -> int:
     print(f"the queue before the operators: {dict(sorted(reasons.items()))}")
     for key in sorted(k for k in figures if k.startswith(("status ", "reason "))):
         print(f"  {key}: {figures[key]}")
-    if breaches:
-        print(f"BROKEN PROMISES ({len(breaches)}):")
-        for line in breaches:
+    if broken:
+        print(f"BROKEN PROMISES ({len(broken)}):")
+        for line in broken:
             print(f"  {line}")
         return 1
-    print("every promise held: at most one paid bill per receipt; every receipt settled or waiting for a person "
-          "with a reason; no workflow failed or terminated; ledger and workflow agree")
+    print("every promise held (tests/promises.py): at most one paid bill per receipt; none cancelled or rejected "
+          "while a bill of it is paid; a PAID row and its search attributes name the paid bill; every receipt "
+          "settled or waiting for a person with a reason and every bill that may hold money; no workflow failed "
+          "or terminated; no update accepted and left unanswered; ledger and workflow agree; histories bounded")
     return 0
 
 

@@ -19,6 +19,8 @@ NOT_SENT = "PortmoneNotSent"
 ILLEGAL_TRANSITION = "LedgerIllegalTransition"
 # The telecom API refused the top-up for good.
 TELECOM_REFUSED = "TelecomRefused"
+# The telecom API did not answer, or answered 5xx/429: the top-up is retried.
+TELECOM_UNAVAILABLE = "TelecomUnavailable"
 # The receipt's data cannot be used (phone token undecryptable, no payee for the number).
 BAD_PAYOUT_DATA = "BadPayoutData"
 

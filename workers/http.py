@@ -17,8 +17,8 @@ from temporalio.worker import Worker
 
 from ledger import Ledger
 from runtime import telemetry
-from runtime.health import Check, NotReady, healthz, readyz_answer, temporal_check
-from runtime.settings import ConfigError, Settings
+from runtime.health import Check, NotReady, serve_health, temporal_check
+from runtime.settings import Settings
 
 
 @dataclass
@@ -48,41 +48,13 @@ class WorkerReadiness:
         return {"ledger": self._ledger, "temporal": temporal_check(self.client), "workers": self._polling}
 
 
-_READINESS: web.AppKey[WorkerReadiness] = web.AppKey("readiness", WorkerReadiness)
-
-
-async def readyz(request: web.Request) -> web.Response:
-    return await readyz_answer(request.app[_READINESS].checks())
-
-
-def build_worker_app(state: WorkerReadiness, *, prometheus: bool = True) -> web.Application:
-    app = web.Application()
-    app[_READINESS] = state
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    if prometheus:
-        app.router.add_get("/metrics", telemetry.metrics_endpoint)
-    return app
-
-
 async def start_worker_http(
     settings: Settings, state: WorkerReadiness, *, port: int | None = None
 ) -> tuple[web.AppRunner, int]:
     """Serve on WORKER_METRICS_HOST:WORKER_METRICS_PORT (or `port`; 0 picks a free one); returns the
     runner and the bound port."""
     telemetry.setup(settings.telemetry, "payouts-worker")
-    app = build_worker_app(state, prometheus=settings.telemetry.prometheus)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     wanted = settings.worker.metrics_port if port is None else port
-    site = web.TCPSite(runner, settings.worker.metrics_host, wanted)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ConfigError(
-            f"the worker cannot serve /healthz, /readyz and /metrics on {settings.worker.metrics_host}:{wanted} "
-            f"({exc.strerror}): set WORKER_METRICS_PORT to a free port (0 picks one)"
-        ) from None
-    bound = int(runner.addresses[0][1]) if runner.addresses else wanted
-    return runner, bound
+    return await serve_health(state, host=settings.worker.metrics_host, port=wanted,
+                              prometheus=settings.telemetry.prometheus, who="the worker",
+                              port_variable="WORKER_METRICS_PORT")  # fmt: skip

@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,7 @@ from payouts import search_attributes as sa
 from runtime import devdefaults
 from runtime.temporal_client import data_converter
 from tests.ledger.helpers import PgAdmin
+from tests.rabbit.helpers import open_broker
 from tests.stack import free_port, sample_receipt, stack_crypto
 
 pytestmark = [pytest.mark.rehearsal, pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(240)]
@@ -197,6 +199,7 @@ async def test_the_shipped_monitoring_sees_every_target_and_pages_on_portmone_re
                     f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], logs / "prometheus.log"),
         ):
             http = httpx.AsyncClient(timeout=10, trust_env=False)
+            queues: dict[str, str] = {}
             try:
                 # ---- the stack, in compose's order ------------------------------------------------------
                 await run_job(procs, "migrate", "migrate")
@@ -209,8 +212,13 @@ async def test_the_shipped_monitoring_sees_every_target_and_pages_on_portmone_re
                 procs.others.append(procs.start("webhook-1", "webhook", env={
                     "WEBHOOK_PORT": str(ports["webhook_1"]), "WEBHOOK_INTERNAL_PORT": str(ports["internal_1"])}))
                 if with_consumer:
+                    # Queues of its own (the broker is shared, and keeps what earlier runs declared).
+                    suffix = uuid.uuid4().hex[:10]
+                    queues |= {"RABBIT_INTAKE_QUEUE": f"rehearsal.receipt.accepted.{suffix}",
+                              "RABBIT_DEAD_LETTER_QUEUE": f"rehearsal.receipt.accepted.dead.{suffix}",
+                              "RABBIT_RETRY_QUEUE": f"rehearsal.receipt.accepted.retry.{suffix}"}
                     procs.others.append(procs.start("consumer", "consumer",
-                                                    env={"RABBIT_METRICS_PORT": str(ports["consumer"])}))
+                                                    env={"RABBIT_METRICS_PORT": str(ports["consumer"]), **queues}))
                 await schedules
 
                 async def all_ready() -> bool:
@@ -273,6 +281,12 @@ async def test_the_shipped_monitoring_sees_every_target_and_pages_on_portmone_re
             finally:
                 procs.stop()
                 await http.aclose()
+                if with_consumer:
+                    broker = await open_broker()
+                    try:
+                        await broker.delete(queues.values())
+                    finally:
+                        await broker.connection.close()
 
     # ---- what the rehearsal proved -----------------------------------------------------------------------
     assert up["payouts-webhook"] == 2 and up["payouts-worker"] == 2 and up["temporal-server"] == 1, up

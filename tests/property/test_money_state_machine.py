@@ -30,11 +30,10 @@ import contextlib
 import os
 import shutil
 import tempfile
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -48,18 +47,15 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from payouts.models import PayoutView, payout_workflow_id
+from payouts.models import payout_workflow_id
 from runtime.settings import LedgerSettings, PayoutSettings
-from tests.promises import SETTLED, breaches, money_breaches
-from tests.runbook_operator import Decision, decide, follow_runbook, look, receipt_bills, view_of
+from tests.property.common import LoopThread, Players
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import time_skipping_server
 
-T = TypeVar("T")
 EXAMPLES = int(os.environ.get("PAYOUTS_PROPERTY_EXAMPLES", "10"))
 STEPS = int(os.environ.get("PAYOUTS_PROPERTY_STEPS", "14"))
 CALLBACK_TIMEOUT = 3600
@@ -95,22 +91,6 @@ DELIVERY: dict[str, dict[str, Any]] = {
 LEDGER_PARTS = ["everything", "payouts.reserve", "payouts.transition", "attempts.open_bills", "attempts.begin",
                 "attempts.finish", "callbacks.set_bill_id", "operator_actions.record", "callbacks.store",
                 "callbacks.undelivered"]
-
-
-class LoopThread:
-    """An event loop in its own thread: Hypothesis' state machines are synchronous, the stack is not."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="property-loop", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 180) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 class Harness:
@@ -176,8 +156,7 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
             )
             self.stack: Stack = h.loop.run(self._stack_cm.__aenter__())
             self.submitted: list[str] = []
-            self.decided: dict[str, int] = {}
-            self.looked: dict[str, Decision] = {}  # what an operator decided on, not sent yet
+            self.players = Players(self.stack, self.submitted)
 
         # ---- the world --------------------------------------------------------------------------
 
@@ -232,10 +211,7 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
 
         @rule(receipt=receipts)
         def portmone_pays_an_open_bill_late(self, receipt: str) -> None:
-            for bill in h.loop.run(self._bills(receipt)):
-                if bill["status"] == "CREATED":
-                    h.loop.run(self.stack.paid_at_portmone(bill["bill_id"]))
-                    return
+            h.loop.run(self.players.portmone_pays_late(receipt))
 
         @rule(receipt=receipts)
         def someone_requests_cancellation(self, receipt: str) -> None:
@@ -244,72 +220,35 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
 
         @rule(receipt=receipts, prefer_retry=st.booleans())
         def operator_follows_the_runbook(self, receipt: str, prefer_retry: bool) -> None:
-            h.loop.run(self._operate(receipt, prefer_retry))
+            h.loop.run(self.players.operate(receipt, prefer_retry))
 
         @rule(receipt=receipts, prefer_retry=st.booleans())
         def operator_looks_in_the_cabinet(self, receipt: str, prefer_retry: bool) -> None:
-            """An operator makes up their mind from what the cabinet and the payout show now…"""
-            decision = h.loop.run(look(self.stack.client, self.stack.http, self.stack.sandbox_url, receipt,
-                                       prefer_retry=prefer_retry))  # fmt: skip
-            if decision is not None:
-                self.looked[receipt] = decision
+            h.loop.run(self.players.look(receipt, prefer_retry))
 
-        @precondition(lambda self: bool(self.looked))
+        @precondition(lambda self: bool(self.players.looked))
         @rule(data=st.data())
         def operator_decides_on_what_they_saw(self, data: st.DataObject) -> None:
-            """…and sends it later, whatever happened meanwhile (a late answer, a callback, a Reset)."""
-            receipt = data.draw(st.sampled_from(sorted(self.looked)))
-            if h.loop.run(decide(self.stack.client, receipt, self.looked.pop(receipt))) is not None:
-                self.decided[receipt] = self.decided.get(receipt, 0) + 1
+            h.loop.run(self.players.decide_later(data.draw(st.sampled_from(sorted(self.players.looked)))))
 
         @rule(receipt=receipts)
         def portmone_sends_a_late_created_notice(self, receipt: str) -> None:
-            """A stale CREATED callback for one of the receipt's bills (new evidence for a confirmation)."""
-            for bill in h.loop.run(self._bills(receipt)):
-                h.loop.run(self.stack.http.post(f"{self.stack.sandbox_url}/_sandbox/bills/{bill['bill_id']}/callback",
-                                                json={"status": "CREATED"}))  # fmt: skip
-                return
+            h.loop.run(self.players.late_created_notice(receipt))
 
         @rule(status=st.sampled_from([503, 400]))
         def telecom_api_fails_next(self, status: int) -> None:
-            """The next top-up fails (503: retried; 400: refused for good), perhaps during a late callback."""
-            h.loop.run(self.stack.faults({"telecom_fail": {"times": 1, "status": status}}))
-
-        @invariant()
-        def money_moved_at_most_once(self) -> None:
-            found = []
-            for receipt in self.submitted:
-                found += h.loop.run(money_breaches(self.stack.ledger, self.stack.http, self.stack.sandbox_url,
-                                                   self.stack.client, receipt))  # fmt: skip
-            assert not found, found
-
-        # ---- helpers ------------------------------------------------------------------------------
-
-        async def _bills(self, receipt: str) -> list[dict[str, Any]]:
-            return await receipt_bills(self.stack.http, self.stack.sandbox_url, receipt)
-
-        async def _view(self, receipt: str) -> PayoutView | None:
-            return await view_of(self.stack.client, receipt)
-
-        async def _operate(self, receipt: str, prefer_retry: bool) -> None:
-            result = await follow_runbook(
-                self.stack.client, self.stack.http, self.stack.sandbox_url, receipt, prefer_retry=prefer_retry
-            )
-            if result is not None:
-                self.decided[receipt] = self.decided.get(receipt, 0) + 1
+            h.loop.run(self.players.telecom_fails_next(status))
 
         # ---- the promises -------------------------------------------------------------------------
 
+        @invariant()
+        def money_moved_at_most_once(self) -> None:
+            found = h.loop.run(self.players.money_breaches())
+            assert not found, found
+
         def teardown(self) -> None:
             try:
-                if self.submitted:
-                    h.loop.run(self._quiesce(), timeout=300)
-                    h.loop.run(self._check())
-                    # Then the operators work through the queue, and the promises must still hold.
-                    for n, receipt in enumerate(self.submitted):
-                        h.loop.run(self._operate(receipt, prefer_retry=n % 2 == 0))
-                    h.loop.run(self._quiesce(), timeout=300)
-                    h.loop.run(self._check())
+                self.players.after_the_run(h.loop.run, self._quiesce)
             finally:
                 with contextlib.suppress(Exception):
                     h.loop.run(self._stack_cm.__aexit__(None, None, None))
@@ -325,27 +264,8 @@ def machine_for(h: Harness) -> type[RuleBasedStateMachine]:
             for _ in range(12):
                 await h.skip(CALLBACK_TIMEOUT + 1)
                 await asyncio.sleep(1.0)  # the webhook's redelivery sweep and the sandbox's callbacks
-                if await self._quiet():
+                if await self.players.quiet():
                     return
-
-        async def _quiet(self) -> bool:
-            for receipt in self.submitted:
-                handle = self.stack.client.get_workflow_handle(payout_workflow_id(receipt))
-                described = await handle.describe()
-                raw = described.raw_description
-                if described.status == WorkflowExecutionStatus.RUNNING and (
-                    raw.pending_activities or raw.HasField("pending_workflow_task")
-                ):
-                    return False
-                view = await self._view(receipt)
-                if described.status == WorkflowExecutionStatus.RUNNING and (view is None or view.status not in SETTLED):
-                    return False
-            return True
-
-        async def _check(self) -> None:
-            found = await breaches(self.stack.ledger, self.stack.http, self.stack.sandbox_url, self.stack.client,
-                                   self.submitted)  # fmt: skip
-            assert not found, "\n".join(found)
 
     return PayoutMoney
 

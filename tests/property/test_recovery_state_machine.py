@@ -36,15 +36,12 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from payouts.models import payout_workflow_id
 from runtime.settings import LedgerSettings, PayoutSettings
-from tests.promises import SETTLED, breaches, money_breaches
-from tests.property.test_money_state_machine import LoopThread
-from tests.runbook_operator import Decision, decide, follow_runbook, look, receipt_bills, view_of
+from tests.property.common import LoopThread, Players
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import dev_server
 
@@ -112,7 +109,7 @@ def machine_for(srv: Server) -> type[RuleBasedStateMachine]:
             )  # fmt: skip
             self.stack: Stack = run(self._stack_cm.__aenter__())
             self.submitted: list[str] = []
-            self.looked: dict[str, Decision] = {}
+            self.players = Players(self.stack, self.submitted)
 
         # ---- the world --------------------------------------------------------------------------
 
@@ -151,60 +148,39 @@ def machine_for(srv: Server) -> type[RuleBasedStateMachine]:
 
         @rule(receipt=receipts)
         def portmone_pays_an_open_bill_late(self, receipt: str) -> None:
-            for bill in run(receipt_bills(self.stack.http, self.stack.sandbox_url, receipt)):
-                if bill["status"] == "CREATED":
-                    run(self.stack.paid_at_portmone(bill["bill_id"]))
-                    return
+            run(self.players.portmone_pays_late(receipt))
 
         @rule(receipt=receipts)
         def portmone_sends_a_late_created_notice(self, receipt: str) -> None:
-            for bill in run(receipt_bills(self.stack.http, self.stack.sandbox_url, receipt)):
-                run(self.stack.http.post(f"{self.stack.sandbox_url}/_sandbox/bills/{bill['bill_id']}/callback",
-                                         json={"status": "CREATED"}))  # fmt: skip
-                return
+            run(self.players.late_created_notice(receipt))
 
         @rule(status=st.sampled_from([503, 400]))
         def telecom_api_fails_next(self, status: int) -> None:
-            run(self.stack.faults({"telecom_fail": {"times": 1, "status": status}}))
+            run(self.players.telecom_fails_next(status))
 
         @rule(receipt=receipts, prefer_retry=st.booleans())
         def operator_follows_the_runbook(self, receipt: str, prefer_retry: bool) -> None:
-            run(follow_runbook(self.stack.client, self.stack.http, self.stack.sandbox_url, receipt,
-                               prefer_retry=prefer_retry))  # fmt: skip
+            run(self.players.operate(receipt, prefer_retry))
 
         @rule(receipt=receipts, prefer_retry=st.booleans())
         def operator_looks_in_the_cabinet(self, receipt: str, prefer_retry: bool) -> None:
-            decision = run(look(self.stack.client, self.stack.http, self.stack.sandbox_url, receipt,
-                                prefer_retry=prefer_retry))  # fmt: skip
-            if decision is not None:
-                self.looked[receipt] = decision
+            run(self.players.look(receipt, prefer_retry))
 
-        @precondition(lambda self: bool(self.looked))
+        @precondition(lambda self: bool(self.players.looked))
         @rule(data=st.data())
         def operator_decides_on_what_they_saw(self, data: st.DataObject) -> None:
-            receipt = data.draw(st.sampled_from(sorted(self.looked)))
-            run(decide(self.stack.client, receipt, self.looked.pop(receipt)))
+            run(self.players.decide_later(data.draw(st.sampled_from(sorted(self.players.looked)))))
 
         # ---- the promises -------------------------------------------------------------------------
 
         @invariant()
         def money_moved_at_most_once(self) -> None:
-            found = []
-            for receipt in self.submitted:
-                found += run(money_breaches(self.stack.ledger, self.stack.http, self.stack.sandbox_url,
-                                            self.stack.client, receipt))  # fmt: skip
+            found = run(self.players.money_breaches())
             assert not found, found
 
         def teardown(self) -> None:
             try:
-                if self.submitted:
-                    run(self._quiesce(), timeout=180)
-                    run(self._check())
-                    for n, receipt in enumerate(self.submitted):  # then the operators work through the queue
-                        run(follow_runbook(self.stack.client, self.stack.http, self.stack.sandbox_url, receipt,
-                                           prefer_retry=n % 2 == 0))  # fmt: skip
-                    run(self._quiesce(), timeout=180)
-                    run(self._check())
+                self.players.after_the_run(run, self._quiesce)
             finally:
                 with contextlib.suppress(Exception):
                     run(self._stack_cm.__aexit__(None, None, None))
@@ -215,26 +191,9 @@ def machine_for(srv: Server) -> type[RuleBasedStateMachine]:
             self.stack.injected.clear()
             await self.stack.faults(QUIET)
             for _ in range(60):
-                if await self._quiet():
+                if await self.players.quiet():
                     return
                 await asyncio.sleep(1)
-
-        async def _quiet(self) -> bool:
-            for receipt in self.submitted:
-                handle = self.stack.client.get_workflow_handle(payout_workflow_id(receipt))
-                described = await handle.describe()
-                if described.status != WorkflowExecutionStatus.RUNNING:
-                    continue
-                raw = described.raw_description
-                view = await view_of(self.stack.client, receipt)
-                if raw.pending_activities or view is None or view.status not in SETTLED:
-                    return False
-            return True
-
-        async def _check(self) -> None:
-            found = await breaches(self.stack.ledger, self.stack.http, self.stack.sandbox_url, self.stack.client,
-                                   self.submitted)  # fmt: skip
-            assert not found, "\n".join(found)
 
     return PayoutRecovery
 
