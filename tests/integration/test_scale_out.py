@@ -26,7 +26,7 @@ from tests.stack import free_port
 
 pytestmark = pytest.mark.integration
 
-RECEIPTS = 60
+RECEIPTS = 45
 WORKERS = 3
 
 

@@ -40,11 +40,11 @@ async def wait_until(check, timeout: float = 30) -> None:  # type: ignore[no-unt
 
 @pytest.mark.parametrize("moment", ["before_portmone_answers", "after_portmone_committed"])
 async def test_sigkill_during_create_bill(dev_env: WorkflowEnvironment, tmp_path: Path, moment: str) -> None:
-    # The attempt timeout (20 s) is above the client's budget (connect 2 + write 2 + read 5) plus the
+    # The attempt timeout (17 s) is above the client's budget (connect 2 + write 2 + read 2) plus the
     # 10 s ledger margin; the killed attempt is found unfinished once it has passed.
     async with running_stack(
-        dev_env.client, tmp_path, workers=False, read_timeout=5.0,
-        payout=short_policy(bill_attempt_timeout_seconds=20),
+        dev_env.client, tmp_path, workers=False, read_timeout=2.0,
+        payout=short_policy(bill_attempt_timeout_seconds=17),
     ) as stack:
         if moment == "after_portmone_committed":
             await stack.faults({"commit_then_hang": {"probability": 1.0, "times": 1}, "drop_callback": True})
