@@ -26,7 +26,7 @@ from tests.stack import free_port
 
 pytestmark = pytest.mark.integration
 
-RECEIPTS = 45
+RECEIPTS = 60
 WORKERS = 3
 
 

@@ -83,7 +83,7 @@ def rule_override(shipped: dict[str, Any]) -> dict[str, Any]:
     for group in rules["groups"]:
         for rule in group["rules"]:
             if rule.get("alert") == ALERT:
-                rule["for"] = "10s"
+                rule["for"] = "5s"
                 group["interval"] = "5s"
     return rules
 

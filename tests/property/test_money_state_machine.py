@@ -18,7 +18,7 @@ Continue-as-new has tests of its own: the Java time-skipping server hangs a cont
 follows a cancellation request (the real server does not: tests/integration/
 test_cancel_then_continue_as_new.py), so runs here stay short of it.
 
-Budget: `PAYOUTS_PROPERTY_EXAMPLES` (default 7, derandomized so CI is repeatable); a long hunt:
+Budget: `PAYOUTS_PROPERTY_EXAMPLES` (default 5, derandomized so CI is repeatable); a long hunt:
 
     PAYOUTS_PROPERTY_EXAMPLES=300 .venv/bin/pytest tests/property -x -p no:cacheprovider
 """
@@ -56,7 +56,7 @@ from tests.property.common import LoopThread, Players
 from tests.stack import Stack, running_stack
 from tests.temporal_envs import time_skipping_server
 
-EXAMPLES = int(os.environ.get("PAYOUTS_PROPERTY_EXAMPLES", "7"))
+EXAMPLES = int(os.environ.get("PAYOUTS_PROPERTY_EXAMPLES", "5"))
 STEPS = int(os.environ.get("PAYOUTS_PROPERTY_STEPS", "14"))
 CALLBACK_TIMEOUT = 3600
 REMINDER = 4 * 3600
