@@ -5,7 +5,8 @@
 Part 1, the payouts: the test harness's sandbox (callbacks 0.2 s after the bill) and webhook in this
 process, K `payouts worker` processes, a ledger of its own (a throwaway PostgreSQL database by default).
 N receipts go in through the webhook, C at a time; prints payouts/s, intake -> PAID p50/p95/p99, history
-events per payout (the bound is 30), history events/s and the workers' peak RSS.
+events per payout (the bound is 30), history events/s, the workers' peak RSS, and the ledger's
+transactions, rows, statements and PostgreSQL CPU per payout (bench/pg_meter.py).
 
 Part 2, the baseline, in the same run on the same server: K worker processes of `BaselinePayout`
 (bench/baseline.py: one activity, one signal 0.2 s after the start, no I/O), N workflows, C at a time;
@@ -39,9 +40,11 @@ from bench.harness import (
     final_status,
     machine,
     receipt_body,
+    relay_drained,
     spread,
     temporal_server_pid,
 )
+from bench.pg_meter import PgMeter
 from payouts.models import payout_workflow_id
 from payouts.status import PayoutStatus
 from tests.temporal_envs import dev_server
@@ -117,11 +120,18 @@ async def run(args: argparse.Namespace) -> None:
             async with bench_stack(env.client, Path(tmp), workers=k, ledger=args.ledger,
                                    portmone_rate=args.portmone_rate, worker_env=worker_env) as b:  # fmt: skip
                 await payouts(b, "warmup", warmup, warmup)
+                await relay_drained(b)
+                pg = PgMeter(b.stack.settings.ledger.url) if args.ledger == "postgres" else None
+                if pg is not None:
+                    await pg.start()
                 cpu = CpuMeter({"workers": [w.pid for w in b.procs.workers], "this process": [os.getpid()],
                                 "Temporal": [temporal_server_pid()]})  # fmt: skip
                 cpu.start()
                 ours, statuses = await payouts(b, "bench", n, c)
                 cpu.stop()
+                if pg is not None:  # the relay's messages to the users are part of a payout's cost
+                    await relay_drained(b)
+                    await pg.stop()
                 rss = [peak for _, peak in b.worker_rss_mb()]
             plain = await Client.connect(address)
             queue = f"baseline-{uuid.uuid4().hex[:8]}"
@@ -135,20 +145,29 @@ async def run(args: argparse.Namespace) -> None:
 
     paid = statuses.get(PayoutStatus.PAID, 0)
     cache = f", sticky cache {args.cache}" if args.cache is not None else ""
-    print(f"{n} payouts, {k} worker process(es){cache}, concurrency {c}, ledger {args.ledger}, Portmone cap "
-          f"{args.portmone_rate:g}/s: {paid} PAID in {ours.wall:.1f} s = {n / ours.wall:.2f} payouts/s")
-    print(f"intake -> PAID (incl. the sandbox's {CALLBACK_DELAY} s callback delay): "
-          f"{spread(ours.latencies, 1, 's')}")
-    print(f"history events per payout: median {statistics.median(ours.events):.0f}, max {max(ours.events)}; "
-          f"{ours.events_per_second:.0f} history events/s")
+    print(
+        f"{n} payouts, {k} worker process(es){cache}, concurrency {c}, ledger {args.ledger}, Portmone cap "
+        f"{args.portmone_rate:g}/s: {paid} PAID in {ours.wall:.1f} s = {n / ours.wall:.2f} payouts/s"
+    )
+    print(f"intake -> PAID (incl. the sandbox's {CALLBACK_DELAY} s callback delay): {spread(ours.latencies, 1, 's')}")
+    print(
+        f"history events per payout: median {statistics.median(ours.events):.0f}, max {max(ours.events)}; "
+        f"{ours.events_per_second:.0f} history events/s"
+    )
     print(f"worker peak RSS: {', '.join(f'{mb:.0f} MiB' for mb in rss)}")
-    print(f"CPU per payout: {cpu.per(n)} (this process: webhook, sandbox, load; PostgreSQL not counted)")
-    print(f"baseline (one activity, one signal after {CALLBACK_DELAY} s, no I/O), same server, {k} worker "
-          f"process(es), concurrency {c}: {n / floor.wall:.2f} workflows/s, start -> result {spread(floor.latencies)}, "
-          f"{statistics.median(floor.events):.0f} events each, {floor.events_per_second:.0f} history events/s")
+    print(f"CPU per payout: {cpu.per(n)} (this process: webhook, sandbox, load)")
+    if pg is not None:
+        print(pg.lines(n))
+    print(
+        f"baseline (one activity, one signal after {CALLBACK_DELAY} s, no I/O), same server, {k} worker "
+        f"process(es), concurrency {c}: {n / floor.wall:.2f} workflows/s, start -> result {spread(floor.latencies)}, "
+        f"{statistics.median(floor.events):.0f} events each, {floor.events_per_second:.0f} history events/s"
+    )
     print(f"CPU per baseline workflow: {floor_cpu.per(n)}")
-    print(f"our history events/s as a share of the baseline's: {ours.events_per_second / floor.events_per_second:.0%}"
-          f" (target >= 90 %)")
+    print(
+        f"our history events/s as a share of the baseline's: {ours.events_per_second / floor.events_per_second:.0%}"
+        f" (target >= 90 %)"
+    )
     print(f"machine: {machine()}")
     others = sorted(s.value for s in statuses if s != PayoutStatus.PAID)
     assert paid == n, f"only {paid} of {n} payouts were PAID; others: {others}"
@@ -161,8 +180,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--ledger", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--cache", type=int, default=None, help="WORKER_MAX_CACHED_WORKFLOWS for the workers")
-    parser.add_argument("--portmone-rate", type=float, default=1000.0,
-                        help="WORKER_PORTMONE_REQUESTS_PER_SECOND for the run (high: measure the service, not the cap)")
+    parser.add_argument(
+        "--portmone-rate",
+        type=float,
+        default=1000.0,
+        help="WORKER_PORTMONE_REQUESTS_PER_SECOND for the run (high: measure the service, not the cap)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -90,13 +90,13 @@ def current_rss_mb(pid: int) -> float:
     raise ValueError(f"no VmRSS for process {pid}")
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU a process has used so far (/proc/<pid>/stat), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def temporal_server_pid() -> int:
