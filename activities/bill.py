@@ -20,7 +20,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.ledger import LedgerStep
 from activities.payee import PayeeResolver, PayeeUnknown
-from ledger import AttemptRecord, IllegalTransition, Ledger, LedgerUnavailable, NewBillRefused
+from ledger import (
+    AttemptRecord,
+    ExchangeEntry,
+    IllegalTransition,
+    Ledger,
+    LedgerError,
+    LedgerUnavailable,
+    NewBillRefused,
+)
 from payouts import failures
 from payouts.models import CallbackSignal, CreateBillInput, CreateBillOutput, bill_comment
 from payouts.msisdn import MsisdnError, MsisdnVault
@@ -74,12 +82,9 @@ class BillActivities:
         return await self._settle(inp, attempt, outcome)
 
     async def _prepare(self, inp: CreateBillInput) -> CreateBillOutput | tuple[BillRequest, AttemptRecord]:
-        """Everything before the send: an earlier attempt's bill adopted (or its doubt raised), the request
-        built from the decrypted phone, and `prepared` written under the new-bill rule."""
-        earlier = await self._ledger.attempts.for_payout(inp.payout_id, round_no=inp.round_no)
-        adopted = await self._adopt_or_refuse(inp, earlier)
-        if adopted is not None:
-            return adopted
+        """Everything before the send: the request built from the decrypted phone, then in one ledger
+        transaction `prepared` written under the new-bill rule, or the round's earlier attempt that may
+        have reached Portmone found instead (its bill adopted, or its doubt raised)."""
         try:
             msisdn = self._vault.decrypt(inp.msisdn_token)
             request = self._client.bill_request(
@@ -93,7 +98,7 @@ class BillActivities:
             raise ApplicationError(str(exc), type=failures.BAD_PAYOUT_DATA, non_retryable=True) from None
         del msisdn
         try:
-            attempt = await self._ledger.attempts.begin(inp.payout_id, inp.round_no)
+            started = await self._ledger.attempts.start(inp.payout_id, inp.round_no)
         except NewBillRefused as refused:
             raise ApplicationError(
                 str(refused),
@@ -104,9 +109,12 @@ class BillActivities:
         except IllegalTransition as conflict:
             # The payout moved on meanwhile (a callback, a late answer): a state conflict, nothing was sent.
             raise ApplicationError(str(conflict), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from None
-        return request, attempt
+        if started.attempt is None:
+            return await self._adopt_or_refuse(inp, started.earlier)
+        return request, started.attempt
 
-    async def _adopt_or_refuse(self, inp: CreateBillInput, earlier: list[AttemptRecord]) -> CreateBillOutput | None:
+    async def _adopt_or_refuse(self, inp: CreateBillInput, earlier: list[AttemptRecord]) -> CreateBillOutput:
+        """An earlier attempt of the round may have reached Portmone: adopt its bill, or a person decides."""
         for attempt in earlier:
             if attempt.bill_id:
                 activity.logger.info("adopting bill of attempt %s for %s", attempt.attempt_no, inp.payout_id)
@@ -120,14 +128,18 @@ class BillActivities:
             if attempt.state == "unknown":
                 why = attempt.detail or "an earlier attempt's outcome is unknown"
                 raise self._unknown(inp, attempt.attempt_no, why)
-        return None
+        raise LedgerError(f"no attempt of {inp.payout_id} round {inp.round_no} may have reached Portmone")
 
     async def _settle(self, inp: CreateBillInput, attempt: AttemptRecord, outcome: Outcome) -> CreateBillOutput:
+        """The send's ending, its exchange and (for a bill) its route, in one ledger transaction."""
         if isinstance(outcome, AnsweredOk):
             bill_id = outcome.bill.bill_id
             log_context.bind(bill_id=bill_id)
+            exchange = self._exchange(inp, outcome, "answered_ok", bill_id)
             try:
-                await self._persist(lambda: self._ledger.attempts.finish(attempt.id, "answered", bill_id=bill_id))
+                ending = await self._persist(
+                    lambda: self._ledger.attempts.end(attempt.id, "answered", bill_id=bill_id, exchange=exchange)
+                )
             except LedgerUnavailable as exc:
                 # The bill exists and we know its id, but cannot write it down: never re-send. The id
                 # goes into the failure (the workflow shows it), and its callback still finds the payout
@@ -135,16 +147,16 @@ class BillActivities:
                 raise self._unknown(
                     inp, attempt.attempt_no, f"Portmone created bill {bill_id}; the ledger could not record it: {exc}"
                 ) from None
-            await self._archive(inp, outcome, "answered_ok", bill_id)
-            return await self._persist(lambda: self._route(inp, bill_id, adopted=False))
+            early = [CallbackSignal.from_stored(cb) for cb in ending.early_callbacks]
+            return CreateBillOutput(bill_id=bill_id, adopted=False, early_callbacks=early)
         if isinstance(outcome, AnsweredFail):
             err = outcome.error
             # Portmone's texts may echo the contract number: masked before the ledger or history sees them.
             text = mask_phones(err.description or err.message)
-            await self._ledger.attempts.finish(
-                attempt.id, "answered", error_code=err.code, detail=mask_phones(err.message)[:500]
-            )
-            await self._archive(inp, outcome, "answered_fail", None)
+            await self._ledger.attempts.end(
+                attempt.id, "answered", error_code=err.code, detail=mask_phones(err.message)[:500],
+                exchange=self._exchange(inp, outcome, "answered_fail", None),
+            )  # fmt: skip
             if err.fell_back_to_v1:
                 activity.logger.warning("portmone answered in protocol version 1 (no error_description)")
             message = f"Portmone refused bills.create: {err.code} {text}"
@@ -152,11 +164,19 @@ class BillActivities:
                 raise ApplicationError(message, err.code, type=failures.TRANSIENT)
             raise ApplicationError(message, err.code, type=failures.PERMANENT, non_retryable=True)
         if isinstance(outcome, NotSent):
-            await self._ledger.attempts.finish(attempt.id, "not_sent", detail=outcome.reason[:500])
-            await self._archive(inp, outcome, "not_sent", None)
+            await self._ledger.attempts.end(
+                attempt.id,
+                "not_sent",
+                detail=outcome.reason[:500],
+                exchange=self._exchange(inp, outcome, "not_sent", None),
+            )
             raise ApplicationError(f"bills.create not sent: {outcome.reason}", type=failures.NOT_SENT)
-        await self._ledger.attempts.finish(attempt.id, "unknown", detail=outcome.reason[:500])
-        await self._archive(inp, outcome, "outcome_unknown", None)
+        await self._ledger.attempts.end(
+            attempt.id,
+            "unknown",
+            detail=outcome.reason[:500],
+            exchange=self._exchange(inp, outcome, "outcome_unknown", None),
+        )
         raise self._unknown(inp, attempt.attempt_no, outcome.reason)
 
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
@@ -182,9 +202,10 @@ class BillActivities:
             bill_id=bill_id, adopted=adopted, early_callbacks=[CallbackSignal.from_stored(cb) for cb in early]
         )
 
-    async def _archive(self, inp: CreateBillInput, outcome: Outcome, label: str, bill_id: str | None) -> None:
+    @staticmethod
+    def _exchange(inp: CreateBillInput, outcome: Outcome, label: str, bill_id: str | None) -> ExchangeEntry:
         ex = outcome.exchange
-        await self._ledger.archive.record(
+        return ExchangeEntry(
             method=ex.method or METHOD_BILLS_CREATE,
             request_redacted=dict(ex.request),
             response_body=ex.response_body,

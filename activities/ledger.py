@@ -138,9 +138,8 @@ class LedgerActivities:
         # A PAID row names the bill that paid, whichever round it came from.
         paid_bill = inp.bill_id or (cb.bill_id if cb is not None and inp.to_status == PayoutStatus.PAID else None)
         async with _outages_counted(LedgerStep.TRANSITION):
-            news = await self._changes_status(inp.payout_id, inp.to_status)
             try:
-                await self._ledger.payouts.transition(
+                move = await self._ledger.payouts.move(
                     inp.payout_id,
                     inp.to_status,
                     reason=inp.reason,
@@ -148,13 +147,12 @@ class LedgerActivities:
                     error_code=cb.error_code if cb else None,
                     error_description=cb.error_description if cb else None,
                     bill_id=paid_bill,
+                    processed_callback=cb.callback_id if cb else None,
                 )
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
-            if news:
-                metrics.record_payout_outcome(inp.to_status, inp.reason)
-            if cb is not None:
-                await self._ledger.callbacks.mark_processed(cb.callback_id)
+        if move.changed:  # counted once, not again when a retry repeats a move the ledger already made
+            metrics.record_payout_outcome(inp.to_status, inp.reason)
 
     @activity.defn(name=ActivityName.ESCALATE)
     async def escalate(self, inp: EscalateInput) -> EscalateOutput:
@@ -163,33 +161,23 @@ class LedgerActivities:
         When there are such bills and `reason_if_bill_open` is given, that reason is used: an escalation
         whose bill may be live says so.
         """
+        cb = inp.callback
         async with _outages_counted(LedgerStep.ESCALATE):
-            open_bills = await self._ledger.attempts.open_bills(inp.payout_id)
-            reason = inp.reason_if_bill_open if open_bills and inp.reason_if_bill_open else inp.reason
-            cb = inp.callback
-            news = await self._changes_status(inp.payout_id, PayoutStatus.MANUAL_REVIEW)
             try:
-                await self._ledger.payouts.transition(
+                escalation = await self._ledger.payouts.escalate(
                     inp.payout_id,
-                    PayoutStatus.MANUAL_REVIEW,
-                    reason=reason,
+                    reason=inp.reason,
+                    reason_if_bill_open=inp.reason_if_bill_open,
                     portmone_status=cb.bill_status if cb else None,
                     error_code=cb.error_code if cb else None,
                     error_description=cb.error_description if cb else None,
+                    processed_callback=cb.callback_id if cb else None,
                 )
             except IllegalTransition as exc:
                 raise ApplicationError(str(exc), type=failures.ILLEGAL_TRANSITION, non_retryable=True) from exc
-            if news:
-                metrics.record_payout_outcome(PayoutStatus.MANUAL_REVIEW, reason)
-            if cb is not None:
-                await self._ledger.callbacks.mark_processed(cb.callback_id)
-        return EscalateOutput(reason=reason, open_bills=[open_bill_view(b) for b in open_bills])
-
-    async def _changes_status(self, payout_id: str, to: PayoutStatus) -> bool:
-        """Whether moving to `to` is news: outcomes are counted once, not again when an activity retry
-        repeats a transition the ledger already made."""
-        row = await self._ledger.payouts.get(payout_id)
-        return row is None or row.status != to
+        if escalation.changed:
+            metrics.record_payout_outcome(PayoutStatus.MANUAL_REVIEW, escalation.reason)
+        return EscalateOutput(reason=escalation.reason, open_bills=[open_bill_view(b) for b in escalation.open_bills])
 
     @activity.defn(name=ActivityName.UNDELIVERED_CALLBACKS)
     async def undelivered_callbacks(self, payout_id: str) -> list[CallbackSignal]:

@@ -11,10 +11,14 @@ from ledger.errors import IllegalTransition, LedgerError, LedgerUnavailable, New
 from ledger.migrate import head_revision, upgrade
 from ledger.outbox import MESSAGE_MAYBE_SENT
 from ledger.records import (
+    AttemptEnding,
     AttemptRecord,
+    AttemptStart,
     AttemptState,
     CallbackRecord,
     Eligibility,
+    Escalation,
+    ExchangeEntry,
     ExchangeRecord,
     OpenBill,
     OperatorActionRecord,
@@ -25,6 +29,7 @@ from ledger.records import (
     ReserveRequest,
     ReserveResult,
     StatusChangeRecord,
+    StatusMove,
     StoreCallbackResult,
 )
 from ledger.reports import ReconciliationSnapshot
@@ -32,10 +37,14 @@ from ledger.store import Ledger
 
 __all__ = [
     "MESSAGE_MAYBE_SENT",
+    "AttemptEnding",
     "AttemptRecord",
+    "AttemptStart",
     "AttemptState",
     "CallbackRecord",
     "Eligibility",
+    "Escalation",
+    "ExchangeEntry",
     "ExchangeRecord",
     "IllegalTransition",
     "Ledger",
@@ -54,6 +63,7 @@ __all__ = [
     "ReserveRequest",
     "ReserveResult",
     "StatusChangeRecord",
+    "StatusMove",
     "StoreCallbackResult",
     "head_revision",
     "upgrade",

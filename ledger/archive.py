@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.db import Operations
-from ledger.records import ExchangeRecord, to_record
+from ledger.db import Db, Operations
+from ledger.records import ExchangeEntry, ExchangeRecord, to_record
 from ledger.schema import exchange_archive
 
 
 class Archive(Operations):
-    async def record(
-        self,
-        *,
-        method: str,
-        request_redacted: dict[str, str],
-        response_body: str | None,
-        http_status: int | None,
-        outcome: str,
-        elapsed_ms: int,
-        receipt_id: str | None = None,
-        payout_id: str | None = None,
-        bill_id: str | None = None,
-        telegram_id: int | None = None,
-    ) -> int:
+    async def record(self, entry: ExchangeEntry) -> int:
         """Archive one exchange; returns its id."""
         async with self._db.write() as conn:
-            result = await conn.execute(
-                sa.insert(exchange_archive).values(
-                    created_at=self._db.now(),
-                    method=method,
-                    request_redacted=dict(request_redacted),
-                    response_body=response_body,
-                    http_status=http_status,
-                    outcome=outcome,
-                    elapsed_ms=int(elapsed_ms),
-                    receipt_id=receipt_id,
-                    payout_id=payout_id,
-                    bill_id=bill_id,
-                    telegram_id=telegram_id,
-                )
-            )
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            return await archive_exchange(self._db, conn, entry)
 
     async def for_payout(self, payout_id: str) -> list[ExchangeRecord]:
         query = (
@@ -59,3 +33,10 @@ class Archive(Operations):
         async with self._db.write() as conn:
             result = await conn.execute(sa.delete(exchange_archive).where(exchange_archive.c.created_at < older_than))
             return int(result.rowcount)
+
+
+async def archive_exchange(db: Db, conn: AsyncConnection, entry: ExchangeEntry) -> int:
+    """Archive one exchange inside a transaction (the attempt log writes it with the attempt's ending)."""
+    values = {**asdict(entry), "request_redacted": dict(entry.request_redacted), "elapsed_ms": int(entry.elapsed_ms)}
+    result = await conn.execute(sa.insert(exchange_archive).values(created_at=db.now(), **values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]

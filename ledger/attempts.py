@@ -24,11 +24,21 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ledger.callbacks import route_lock, route_stored_callbacks
-from ledger.db import Operations
+from ledger.archive import archive_exchange
+from ledger.callbacks import route_bill, route_lock, route_stored_callbacks
+from ledger.db import Db, Operations
 from ledger.errors import IllegalTransition, LedgerError, NewBillRefused
 from ledger.payout_rows import change_status, require_payout
-from ledger.records import AttemptRecord, AttemptState, OpenBill, to_record
+from ledger.records import (
+    AttemptEnding,
+    AttemptRecord,
+    AttemptStart,
+    AttemptState,
+    ExchangeEntry,
+    OpenBill,
+    PayoutRecord,
+    to_record,
+)
 from ledger.schema import bill_attempts, callbacks
 from payouts.status import PayoutStatus
 from payouts.verdicts import BillVerdict, Verdict, bill_standing
@@ -44,31 +54,19 @@ class Attempts(Operations):
         """Write `prepared` for a new bills.create send and move the payout to BILL_REQUESTED (from RESERVED
         or RETRY_SCHEDULED), or raise NewBillRefused (the new-bill rule) or IllegalTransition (any other
         status: no bill for a payout that is waiting for a callback, a person, or is settled)."""
-        if round_no < 1:
-            raise ValueError("round_no starts at 1")
         async with self._db.write() as conn:
-            payout = await require_payout(conn, payout_id, lock=True)  # serializes senders and attempt numbering
-            if payout.status not in _BEGIN_FROM:
-                raise IllegalTransition(payout_id, payout.status, PayoutStatus.BILL_REQUESTED)
-            blocking = await find_open_bills(conn, payout_id)
-            if blocking:
-                raise NewBillRefused(payout_id, blocking)
-            last = await conn.scalar(
-                sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == payout_id)
-            )
-            result = await conn.execute(
-                sa.insert(bill_attempts).values(
-                    payout_id=payout_id,
-                    round_no=round_no,
-                    attempt_no=int(last or 0) + 1,
-                    state="prepared",
-                    prepared_at=self._db.now(),
-                )
-            )
-            attempt_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-            await change_status(self._db, conn, payout, PayoutStatus.BILL_REQUESTED)  # a no-op when already there
-            row = (await conn.execute(sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id))).one()
-            return to_record(AttemptRecord, row)
+            return await _begin(self._db, conn, await require_payout(conn, payout_id, lock=True), round_no)
+
+    async def start(self, payout_id: str, round_no: int) -> AttemptStart:
+        """`begin`, unless an earlier attempt of this round may have reached Portmone (it holds a bill, or
+        its outcome is not known): then nothing is written and those attempts come back, so a retried
+        round adopts its bill or goes to a person, never sends again. One transaction."""
+        async with self._db.write() as conn:
+            payout = await require_payout(conn, payout_id, lock=True)
+            earlier = await attempts_of(conn, payout_id, round_no)
+            if any(may_have_reached_portmone(a) for a in earlier):
+                return AttemptStart(attempt=None, earlier=earlier)
+            return AttemptStart(attempt=await _begin(self._db, conn, payout, round_no), earlier=earlier)
 
     async def finish(
         self,
@@ -86,51 +84,30 @@ class Attempts(Operations):
         A bill id answered for the payout's latest attempt moves it from BILL_REQUESTED to
         AWAITING_CALLBACK in the same transaction (a payout that moved on meanwhile, e.g. paid by an early
         callback, stays)."""
-        if state not in FINAL_STATES:
-            raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
-        query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
         async with self._db.write() as conn:
-            if bill_id:
-                await route_lock(self._db, conn, bill_id)  # before the row locks, as every router takes them
-            payout_id = await conn.scalar(
-                sa.select(bill_attempts.c.payout_id).where(bill_attempts.c.id == attempt_id)
-            )
-            if payout_id is None:
-                raise LedgerError(f"no bill attempt {attempt_id}")
-            payout = await require_payout(conn, str(payout_id), lock=True)  # the payout row, then the attempt's
-            current = to_record(AttemptRecord, (await conn.execute(query.with_for_update())).one())
-            if current.state == state and current.bill_id == (bill_id or current.bill_id):
-                return current  # a retried finish: already recorded
-            late_answer = current.state == "unknown" and state == "answered"
-            if current.state != "prepared" and not late_answer:
-                raise LedgerError(f"bill attempt {attempt_id} already finished as {current.state!r}, not {state!r}")
-            if late_answer:
-                earlier = current.detail or "no detail"
-                detail = f"late answer after the attempt was marked unknown ({earlier}); {detail or ''}"
-            elif current.detail:
-                detail = f"{detail}; {current.detail}" if detail else current.detail  # e.g. a bill id learnt by echo
-            await conn.execute(
-                sa.update(bill_attempts)
-                .where(bill_attempts.c.id == attempt_id)
-                .values(
-                    state=state,
-                    bill_id=bill_id or current.bill_id,  # a bill id learnt meanwhile (by echo) is kept
-                    error_code=error_code,
-                    detail=detail,
-                    finished_at=self._db.now(),
-                )
-            )
-            if bill_id:
-                await route_stored_callbacks(self._db, conn, bill_id, current.payout_id)
-                if state == "answered" and not late_answer and payout.status == PayoutStatus.BILL_REQUESTED:
-                    latest = await conn.scalar(
-                        sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(
-                            bill_attempts.c.payout_id == current.payout_id
-                        )
-                    )
-                    if latest == current.attempt_no:
-                        await change_status(self._db, conn, payout, PayoutStatus.AWAITING_CALLBACK)
-            return to_record(AttemptRecord, (await conn.execute(query)).one())
+            return (await _finish(self._db, conn, attempt_id, state, bill_id, error_code, detail))[0]
+
+    async def end(
+        self,
+        attempt_id: int,
+        state: AttemptState,
+        *,
+        bill_id: str | None = None,
+        error_code: str | None = None,
+        detail: str | None = None,
+        exchange: ExchangeEntry | None = None,
+    ) -> AttemptEnding:
+        """Everything a send's ending writes, in one transaction: `finish`, the exchange archived (once:
+        a repeated ending writes nothing), and for an answered bill its route as `Callbacks.set_bill_id`
+        records it, with the bill's callbacks that came first."""
+        async with self._db.write() as conn:
+            attempt, new = await _finish(self._db, conn, attempt_id, state, bill_id, error_code, detail)
+            if new and exchange is not None:
+                await archive_exchange(self._db, conn, exchange)
+            if not bill_id or state != "answered":
+                return AttemptEnding(attempt=attempt, early_callbacks=[])
+            early = await route_bill(self._db, conn, attempt.payout_id, bill_id)
+            return AttemptEnding(attempt=attempt, early_callbacks=early)
 
     async def for_payout(self, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
         """A payout's attempts in order (of one round when given)."""
@@ -227,3 +204,94 @@ async def confirm_no_money(
         )
         confirmed += 1
     return confirmed
+
+
+def may_have_reached_portmone(attempt: AttemptRecord) -> bool:
+    """An attempt whose bills.create may have made a bill: it holds one, or its outcome is not known."""
+    return bool(attempt.bill_id) or attempt.state in ("prepared", "unknown")
+
+
+async def _begin(db: Db, conn: AsyncConnection, payout: PayoutRecord, round_no: int) -> AttemptRecord:
+    """`Attempts.begin` for a payout row this transaction has locked."""
+    if round_no < 1:
+        raise ValueError("round_no starts at 1")
+    payout_id = payout.id
+    if payout.status not in _BEGIN_FROM:
+        raise IllegalTransition(payout_id, payout.status, PayoutStatus.BILL_REQUESTED)
+    blocking = await find_open_bills(conn, payout_id)
+    if blocking:
+        raise NewBillRefused(payout_id, blocking)
+    last = await conn.scalar(
+        sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == payout_id)
+    )
+    row = (
+        await conn.execute(
+            sa.insert(bill_attempts)
+            .values(
+                payout_id=payout_id,
+                round_no=round_no,
+                attempt_no=int(last or 0) + 1,
+                state="prepared",
+                prepared_at=db.now(),
+            )
+            .returning(*bill_attempts.c)
+        )
+    ).one()
+    await change_status(db, conn, payout, PayoutStatus.BILL_REQUESTED)  # a no-op when already there
+    return to_record(AttemptRecord, row)
+
+
+async def _finish(
+    db: Db,
+    conn: AsyncConnection,
+    attempt_id: int,
+    state: AttemptState,
+    bill_id: str | None,
+    error_code: str | None,
+    detail: str | None,
+) -> tuple[AttemptRecord, bool]:
+    """`Attempts.finish` inside a transaction; also says whether this call recorded the ending (False: a
+    repeat found it recorded already)."""
+    if state not in FINAL_STATES:
+        raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
+    if bill_id:
+        await route_lock(db, conn, bill_id)  # before the row locks, as every router takes them
+    payout_id = await conn.scalar(sa.select(bill_attempts.c.payout_id).where(bill_attempts.c.id == attempt_id))
+    if payout_id is None:
+        raise LedgerError(f"no bill attempt {attempt_id}")
+    payout = await require_payout(conn, str(payout_id), lock=True)  # the payout row, then the attempt's
+    query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
+    current = to_record(AttemptRecord, (await conn.execute(query.with_for_update())).one())
+    if current.state == state and current.bill_id == (bill_id or current.bill_id):
+        return current, False  # a retried finish: already recorded
+    late_answer = current.state == "unknown" and state == "answered"
+    if current.state != "prepared" and not late_answer:
+        raise LedgerError(f"bill attempt {attempt_id} already finished as {current.state!r}, not {state!r}")
+    if late_answer:
+        earlier = current.detail or "no detail"
+        detail = f"late answer after the attempt was marked unknown ({earlier}); {detail or ''}"
+    elif current.detail:
+        detail = f"{detail}; {current.detail}" if detail else current.detail  # e.g. a bill id learnt by echo
+    row = (
+        await conn.execute(
+            sa.update(bill_attempts)
+            .where(bill_attempts.c.id == attempt_id)
+            .values(
+                state=state,
+                bill_id=bill_id or current.bill_id,  # a bill id learnt meanwhile (by echo) is kept
+                error_code=error_code,
+                detail=detail,
+                finished_at=db.now(),
+            )
+            .returning(*bill_attempts.c)
+        )
+    ).one()
+    if bill_id:
+        await route_stored_callbacks(db, conn, bill_id, current.payout_id)
+        if state == "answered" and not late_answer and payout.status == PayoutStatus.BILL_REQUESTED:
+            latest = await conn.scalar(
+                sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == current.payout_id)
+            )
+            if latest == current.attempt_no:
+                await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK)
+    return to_record(AttemptRecord, row), True

@@ -70,32 +70,7 @@ class Callbacks(Operations):
         if not bill_id:
             raise ValueError("bill_id is required")
         async with self._db.write() as conn:
-            await route_lock(self._db, conn, bill_id)
-            payout = await require_payout(conn, payout_id, lock=True)
-            owner = await payout_id_for_bill(conn, bill_id)
-            if owner is not None and owner != payout_id:
-                raise LedgerError(f"bill {bill_id!r} already belongs to payout {owner!r}")
-            now = self._db.now()
-            if payout.bill_id != bill_id:
-                await conn.execute(
-                    sa.update(payouts)
-                    .where(payouts.c.id == payout_id)
-                    .values(bill_id=bill_id, updated_at=now, row_version=payouts.c.row_version + 1)
-                )
-            if payout.status == PayoutStatus.BILL_REQUESTED:
-                now_row = await require_payout(conn, payout_id)
-                await change_status(self._db, conn, now_row, PayoutStatus.AWAITING_CALLBACK)
-            await route_stored_callbacks(self._db, conn, bill_id, payout_id)
-            rows = await conn.execute(
-                sa.select(callbacks)
-                .where(
-                    callbacks.c.bill_id == bill_id,
-                    callbacks.c.payout_id == payout_id,
-                    callbacks.c.processed_at.is_(None),
-                )
-                .order_by(callbacks.c.id)
-            )
-            return [to_record(CallbackRecord, row) for row in rows]
+            return await route_bill(self._db, conn, payout_id, bill_id)
 
     async def route_by_echo(
         self, callback_id: int, *, receipt_id: str, amount_kopecks: int | None, user_key: str
@@ -134,17 +109,8 @@ class Callbacks(Operations):
 
     async def mark_processed(self, callback_id: int) -> CallbackRecord:
         """A transition has taken this callback into account."""
-        query = sa.select(callbacks).where(callbacks.c.id == callback_id)
         async with self._db.write() as conn:
-            await conn.execute(
-                sa.update(callbacks)
-                .where(callbacks.c.id == callback_id, callbacks.c.processed_at.is_(None))
-                .values(processed_at=self._db.now())
-            )
-            row = (await conn.execute(query)).first()
-            if row is None:
-                raise LedgerError(f"no callback {callback_id}")
-            return to_record(CallbackRecord, row)
+            return await mark_processed(self._db, conn, callback_id)
 
     async def to_redeliver(self, *, stored_before: datetime, limit: int = 100) -> list[CallbackRecord]:
         """Routed callbacks whose workflow was never told (Temporal was down, or the route appeared later),
@@ -184,6 +150,42 @@ class Callbacks(Operations):
     async def _read(self, query: sa.Select[Any]) -> list[CallbackRecord]:
         async with self._db.read() as conn:
             return [to_record(CallbackRecord, row) for row in await conn.execute(query)]
+
+
+async def route_bill(db: Db, conn: AsyncConnection, payout_id: str, bill_id: str) -> list[CallbackRecord]:
+    """`Callbacks.set_bill_id` inside a transaction (the attempt log records an answer's bill with it)."""
+    await route_lock(db, conn, bill_id)
+    payout = await require_payout(conn, payout_id, lock=True)
+    owner = await payout_id_for_bill(conn, bill_id)
+    if owner is not None and owner != payout_id:
+        raise LedgerError(f"bill {bill_id!r} already belongs to payout {owner!r}")
+    if payout.bill_id != bill_id:
+        await conn.execute(
+            sa.update(payouts)
+            .where(payouts.c.id == payout_id)
+            .values(bill_id=bill_id, updated_at=db.now(), row_version=payouts.c.row_version + 1)
+        )
+    if payout.status == PayoutStatus.BILL_REQUESTED:
+        now_row = await require_payout(conn, payout_id)
+        await change_status(db, conn, now_row, PayoutStatus.AWAITING_CALLBACK)
+    await route_stored_callbacks(db, conn, bill_id, payout_id)
+    rows = await conn.execute(
+        sa.select(callbacks)
+        .where(callbacks.c.bill_id == bill_id, callbacks.c.payout_id == payout_id, callbacks.c.processed_at.is_(None))
+        .order_by(callbacks.c.id)
+    )
+    return [to_record(CallbackRecord, row) for row in rows]
+
+
+async def mark_processed(db: Db, conn: AsyncConnection, callback_id: int) -> CallbackRecord:
+    """`Callbacks.mark_processed` inside a transaction (a status change takes its deciding callback with it)."""
+    marked = sa.update(callbacks).where(callbacks.c.id == callback_id, callbacks.c.processed_at.is_(None))
+    row = (await conn.execute(marked.values(processed_at=db.now()).returning(*callbacks.c))).first()
+    if row is None:  # marked before (a repeated move), or no such callback
+        row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == callback_id))).first()
+    if row is None:
+        raise LedgerError(f"no callback {callback_id}")
+    return to_record(CallbackRecord, row)
 
 
 async def route_lock(db: Db, conn: AsyncConnection, bill_id: str) -> None:

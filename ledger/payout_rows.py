@@ -104,12 +104,14 @@ async def change_status(
         values["reason"] = reason
     values.update({name: value for name, value in fields.items() if value is not None})
     try:
-        await conn.execute(sa.update(payouts).where(payouts.c.id == row.id).values(values))
+        after = (
+            await conn.execute(sa.update(payouts).where(payouts.c.id == row.id).values(values).returning(*payouts.c))
+        ).one()
     except sa_exc.IntegrityError as exc:
         if guard.MESSAGE in str(exc.orig):
             raise IllegalTransition(row.id, current, to) from exc
         raise
-    changed = await require_payout(conn, row.id)
+    changed = to_record(PayoutRecord, after)
     if current != to:
         await record_change(db, conn, current, changed)
         if current in COUNTS_AGAINST_LIMITS and to not in COUNTS_AGAINST_LIMITS:

@@ -8,16 +8,19 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from ledger.attempts import attempts_of, find_open_bills
+from ledger.callbacks import mark_processed
 from ledger.db import Operations
 from ledger.errors import LedgerError
 from ledger.payout_rows import change_status, fetch_payout, payout_by_receipt, payout_id_for_bill, require_payout
 from ledger.records import (
     CallbackRecord,
+    Escalation,
     PayoutFacts,
     PayoutRecord,
     ReserveRequest,
     ReserveResult,
     StatusChangeRecord,
+    StatusMove,
     to_record,
 )
 from ledger.reserve import PASSES, reserve_once, validate
@@ -53,9 +56,27 @@ class Payouts(Operations):
     ) -> PayoutRecord:
         """Move the payout to `to` (`payouts.status` decides what is legal; a replay writes nothing);
         `bill_id`: the bill the move is about (PAID: the bill that paid)."""
+        move = await self.move(payout_id, to, reason=reason, portmone_status=portmone_status, error_code=error_code,
+                               error_description=error_description, bill_id=bill_id)  # fmt: skip
+        return move.payout
+
+    async def move(
+        self,
+        payout_id: str,
+        to: PayoutStatus,
+        *,
+        reason: str | None = None,
+        portmone_status: str | None = None,
+        error_code: str | None = None,
+        error_description: str | None = None,
+        bill_id: str | None = None,
+        processed_callback: int | None = None,
+    ) -> StatusMove:
+        """`transition`, saying whether the status changed, and with the callback that decided the move
+        marked processed in the same transaction."""
         async with self._db.write() as conn:
             row = await require_payout(conn, payout_id, lock=True)
-            return await change_status(
+            after = await change_status(
                 self._db,
                 conn,
                 row,
@@ -66,6 +87,40 @@ class Payouts(Operations):
                 error_description=error_description,
                 bill_id=bill_id,
             )
+            if processed_callback is not None:
+                await mark_processed(self._db, conn, processed_callback)
+            return StatusMove(payout=after, changed=after.status != row.status)
+
+    async def escalate(
+        self,
+        payout_id: str,
+        *,
+        reason: str,
+        reason_if_bill_open: str | None = None,
+        portmone_status: str | None = None,
+        error_code: str | None = None,
+        error_description: str | None = None,
+        processed_callback: int | None = None,
+    ) -> Escalation:
+        """MANUAL_REVIEW, with the bills that may hold money (the new-bill rule's evidence) read under the
+        payout's lock: with such a bill, `reason_if_bill_open` (when given) is the reason. One transaction."""
+        async with self._db.write() as conn:
+            row = await require_payout(conn, payout_id, lock=True)
+            open_bills = await find_open_bills(conn, payout_id)
+            why = reason_if_bill_open if open_bills and reason_if_bill_open else reason
+            after = await change_status(
+                self._db,
+                conn,
+                row,
+                PayoutStatus.MANUAL_REVIEW,
+                reason=why,
+                portmone_status=portmone_status,
+                error_code=error_code,
+                error_description=error_description,
+            )
+            if processed_callback is not None:
+                await mark_processed(self._db, conn, processed_callback)
+            return Escalation(reason=why, open_bills=open_bills, changed=after.status != row.status)
 
     async def facts(self, payout_id: str) -> PayoutFacts | None:
         """The payout with its evidence, in one read: attempts, the bills that may hold money, the

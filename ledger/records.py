@@ -190,6 +190,41 @@ class PayoutFacts:
 
 
 @dataclass(frozen=True)
+class StatusMove:
+    """A status change as the ledger made it: the row after it, and whether the status changed (a
+    repeated move changes nothing, so an outcome is counted once)."""
+
+    payout: PayoutRecord
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """A payout handed to a person: the reason it waits with, and the bills that may hold money."""
+
+    reason: str
+    open_bills: list[OpenBill]
+    changed: bool
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    """What a bill round found when it asked to send: a new `prepared` attempt, or (attempt None) the
+    round's earlier attempts, one of which may already hold a bill (adopted, or a person decides)."""
+
+    attempt: AttemptRecord | None
+    earlier: list[AttemptRecord]
+
+
+@dataclass(frozen=True)
+class AttemptEnding:
+    """An attempt's recorded ending, and the bill's callbacks that came before its route (to hand over)."""
+
+    attempt: AttemptRecord
+    early_callbacks: list[CallbackRecord]
+
+
+@dataclass(frozen=True)
 class OperatorActionRecord:
     id: int
     payout_id: str
@@ -216,6 +251,22 @@ class ExchangeRecord:
     payout_id: str | None
     bill_id: str | None
     telegram_id: int | None
+
+
+@dataclass(frozen=True)
+class ExchangeEntry:
+    """One Portmone exchange to archive, redacted."""
+
+    method: str
+    request_redacted: dict[str, str]
+    response_body: str | None
+    http_status: int | None
+    outcome: str
+    elapsed_ms: int
+    receipt_id: str | None = None
+    payout_id: str | None = None
+    bill_id: str | None = None
+    telegram_id: int | None = None
 
 
 @dataclass(frozen=True)

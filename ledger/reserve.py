@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db
 from ledger.errors import LedgerError
-from ledger.payout_rows import fetch_payout, payout_by_receipt, record_change, require_payout
-from ledger.records import Eligibility, PayoutRecord, ReserveRequest, ReserveResult
+from ledger.payout_rows import payout_by_receipt, record_change
+from ledger.records import Eligibility, PayoutRecord, ReserveRequest, ReserveResult, to_record
 from ledger.schema import daily_totals, payouts
 from payouts.rejection import RejectionReason
 from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus
@@ -69,21 +69,20 @@ async def reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> Re
     if existing is not None:
         return _answer_existing(existing, req)
     reserved_kopecks = await _lock_day(db, conn, req.business_day)
-    # a concurrent reserve of the same receipt may have committed while we waited for the lock
-    existing = await payout_by_receipt(conn, req.receipt_id)
-    if existing is not None:
-        return _answer_existing(existing, req)
-    clash = await fetch_payout(conn, req.payout_id)
-    if clash is not None and clash.receipt_id == req.receipt_id:
-        # committed between the two reads (READ COMMITTED sees each statement's latest commits)
-        return _answer_existing(clash, req)
-    if clash is not None:
-        raise LedgerError(f"payout id {req.payout_id!r} already belongs to receipt {clash.receipt_id!r}")
+    # A concurrent reserve of the same receipt (or payout id) may have committed while we waited for the
+    # lock: one read sees both (READ COMMITTED: each statement sees the latest commits).
+    taken = sa.select(payouts).where(sa.or_(payouts.c.receipt_id == req.receipt_id, payouts.c.id == req.payout_id))
+    clashes = sorted((to_record(PayoutRecord, row) for row in await conn.execute(taken)),
+                     key=lambda clash: clash.receipt_id != req.receipt_id)  # fmt: skip
+    if clashes and clashes[0].receipt_id == req.receipt_id:
+        return _answer_existing(clashes[0], req)
+    if clashes:
+        raise LedgerError(f"payout id {req.payout_id!r} already belongs to receipt {clashes[0].receipt_id!r}")
 
     reason = ineligible(req.eligibility) or await _rejection(conn, req, reserved_kopecks)
     status = PayoutStatus.REJECTED if reason else PayoutStatus.RESERVED
     now = db.now()
-    await conn.execute(
+    row = await conn.execute(
         sa.insert(payouts).values(
             id=req.payout_id,
             receipt_id=req.receipt_id,
@@ -104,10 +103,10 @@ async def reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> Re
             created_at=now,
             updated_at=now,
             row_version=1,
-        )
+        ).returning(*payouts.c)
     )
     # the history row, and the event: "processing" for a reservation, the refusal for a rejection
-    await record_change(db, conn, None, await require_payout(conn, req.payout_id))
+    await record_change(db, conn, None, to_record(PayoutRecord, row.one()))
     if reason is None:
         await conn.execute(
             sa.update(daily_totals)
@@ -133,19 +132,16 @@ def ineligible(rule: Eligibility | None) -> RejectionReason | None:
 
 
 async def _lock_day(db: Db, conn: AsyncConnection, day: date) -> int:
-    """Create the day's row if needed and lock it; returns the kopecks reserved so far.
-
-    PostgreSQL: SELECT … FOR UPDATE serializes every reserve of the day. SQLite: the transaction
-    began IMMEDIATE, so this connection is the only writer already.
-    """
+    """Create the day's row if needed and lock it; returns the kopecks reserved so far. One statement: an
+    upsert that touches the row locks it (PostgreSQL: every reserve of the day serializes on it; SQLite:
+    the transaction began IMMEDIATE, so this connection is the only writer already)."""
     dialect_insert = postgresql.insert if db.is_postgres else sqlite.insert
-    await conn.execute(
-        dialect_insert(daily_totals)
-        .values(business_day=day, reserved_kopecks=0, reserved_count=0)
-        .on_conflict_do_nothing(index_elements=[daily_totals.c.business_day])
-    )
+    insert = dialect_insert(daily_totals).values(business_day=day, reserved_kopecks=0, reserved_count=0)
     reserved = await conn.scalar(
-        sa.select(daily_totals.c.reserved_kopecks).where(daily_totals.c.business_day == day).with_for_update()
+        insert.on_conflict_do_update(
+            index_elements=[daily_totals.c.business_day],
+            set_={"reserved_kopecks": daily_totals.c.reserved_kopecks},
+        ).returning(daily_totals.c.reserved_kopecks)
     )
     return int(reserved or 0)
 

@@ -108,6 +108,7 @@ def stack_settings(
     payout: PayoutSettings | None = None,
     ledger: LedgerSettings | None = None,
     portmone_password: str = devdefaults.DEV_PORTMONE_PASSWORD,
+    redeliver_interval: float = 0.5,
 ) -> Settings:
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     return Settings(
@@ -138,7 +139,7 @@ def stack_settings(
             internal_port=internal_port,
             intake_token=SecretStr(devdefaults.DEV_INTAKE_TOKEN),
             callback_hmac_secrets=SecretStr(devdefaults.DEV_CALLBACK_HMAC_SECRET),
-            redeliver_interval_seconds=0.5,
+            redeliver_interval_seconds=redeliver_interval,
             redeliver_after_seconds=0.5,
         ),
         outbox=OutboxSettings(relay_interval_seconds=0.1, retry_first_seconds=0.5, retry_max_seconds=2.0),
@@ -308,6 +309,7 @@ async def running_stack(
     ledger_settings: LedgerSettings | None = None,
     portmone_password: str = devdefaults.DEV_PORTMONE_PASSWORD,
     relay: bool = True,
+    redeliver_interval: float = 0.5,
 ) -> AsyncIterator[Stack]:
     """The stack, with the outbox relay beside the workers as `payouts worker` runs it (`relay=False`:
     payout events stay in the ledger's outbox)."""
@@ -324,6 +326,7 @@ async def running_stack(
         payout=payout,
         ledger=ledger_settings,
         portmone_password=portmone_password,
+        redeliver_interval=redeliver_interval,
     )
     await asyncio.to_thread(upgrade, settings.ledger.url)
     ledger = Ledger.from_url(settings.ledger.url)

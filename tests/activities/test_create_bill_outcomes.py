@@ -133,7 +133,7 @@ async def test_a_ledger_that_cannot_record_the_attempt_means_nothing_is_sent(led
     faults = LedgerFaults()
     portmone = StubPortmone(answered_ok("B-4"))
     bills = activities(cast(Ledger, FaultyLedger(ledger, faults)), portmone)
-    faults.method("attempts.begin").arm()
+    faults.method("attempts.start").arm()
 
     with pytest.raises(ApplicationError) as not_recorded:
         await run(bills, bill_input(bills, pid))

@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger import Ledger, LedgerError, PayoutNotFound
+from ledger import ExchangeEntry, Ledger, LedgerError, PayoutNotFound
 from tests.ledger.helpers import reserved
 
 
 async def _archive(ledger: Ledger, payout_id: str, outcome: str = "ok") -> int:
-    return await ledger.archive.record(
+    return await ledger.archive.record(ExchangeEntry(
         method="bills.create",
         request_redacted={"method": "bills.create", "password": "***", "contractNumber": "+380•••••67"},
         response_body="<rsp status='ok'/>",
@@ -21,7 +21,7 @@ async def _archive(ledger: Ledger, payout_id: str, outcome: str = "ok") -> int:
         payout_id=payout_id,
         bill_id="B-1",
         telegram_id=7_000_000_001,
-    )
+    ))
 
 
 async def test_archive_and_prune(ledger: Ledger) -> None:

@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleHandle, ScheduleOverlapPolicy
 
 from console.schedules import RECONCILIATION_SCHEDULE_ID, RETENTION_SCHEDULE_ID
-from ledger import Ledger
+from ledger import ExchangeEntry, Ledger
 from payouts.calendar import business_day
 from payouts.models import ReconcileOutput, RetentionOutput
 from tests.ops.test_cli_ops import payouts
@@ -43,10 +43,10 @@ async def fired_result(handle: ScheduleHandle, stack: Stack, result_type: type[A
 
 
 async def archive(ledger: Ledger, payout_id: str) -> int:
-    return await ledger.archive.record(
+    return await ledger.archive.record(ExchangeEntry(
         method="bills.create", request_redacted={"method": "bills.create"}, response_body="<rsp/>", http_status=200,
         outcome="answered_ok", elapsed_ms=5, payout_id=payout_id,
-    )
+    ))
 
 
 async def test_schedules_are_created_once_updated_after_and_run_their_workflows(stack: Stack) -> None:

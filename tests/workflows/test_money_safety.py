@@ -95,7 +95,7 @@ async def test_a_long_ledger_outage_delays_the_payout_and_never_fails_it(
     stack: Stack, env: WorkflowEnvironment
 ) -> None:
     outages_before = metrics.in_process().value("payout_ledger_unavailable_total", activity="create_bill")
-    stack.injected.ledger.method("attempts.begin").arm()  # the bill's attempt cannot be written
+    stack.injected.ledger.method("attempts.start").arm()  # the bill's attempt cannot be written
     handle = await stack.submit()
     await env.sleep(timedelta(minutes=30))  # longer than every bills.create retry together
 

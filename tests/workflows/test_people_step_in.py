@@ -105,7 +105,7 @@ async def test_hours_of_ledger_outage_cost_a_bounded_history(stack: Stack, env: 
     first = await stack.submit()
     await skip(env, OUTAGE_HOURS)
     stack.injected.ledger.clear()
-    stack.injected.ledger.method("attempts.begin").arm()  # the next step's ledger write is down as long
+    stack.injected.ledger.method("attempts.start").arm()  # the next step's ledger write is down as long
     second = await stack.submit()
     await skip(env, OUTAGE_HOURS)
     stack.injected.ledger.clear()
