@@ -36,50 +36,64 @@ EVENT_KINDS: dict[PayoutStatus, PayoutEventKind] = {
 _ERROR_CHARS = 500
 
 
-def event_id(payout_id: str, seq: int, kind: PayoutEventKind) -> str:
-    """Stable for one occurrence: the same on every delivery attempt, unique in the outbox."""
-    return f"{payout_id}:{seq}:{kind.value}"
-
-
 async def record_event(db: Db, conn: AsyncConnection, payout: PayoutRecord) -> None:
     """Write the event for the status `payout` just entered (if it reports one), with one delivery row
-    per registered channel. Call it in the transaction of the change, under the payout row's lock."""
+    per registered channel. Call it in the transaction of the change, under the payout row's lock.
+    One statement on PostgreSQL (the deliveries insert reads the event's from a CTE), two on SQLite.
+
+    The event id, `{payout_id}:{seq}:{kind}`, is stable for one occurrence: the same on every delivery
+    attempt, unique in the outbox."""
     kind = EVENT_KINDS.get(payout.status)
     if kind is None:
         return
-    last = await conn.scalar(sa.select(sa.func.max(outbox.c.seq)).where(outbox.c.payout_id == payout.id))
-    seq = int(last or 0) + 1
     now = db.now()
-    result = await conn.execute(
-        sa.insert(outbox).values(
-            event_id=event_id(payout.id, seq, kind),
-            payout_id=payout.id,
-            seq=seq,
-            kind=kind.value,
-            receipt_id=payout.receipt_id,
-            telegram_id=payout.telegram_id,
-            status=payout.status.value,
-            amount_kopecks=payout.amount_kopecks,
-            language=payout.language,
-            bill_id=payout.bill_id,
-            reason=payout.reason,
-            error_code=payout.error_code,
-            error_description=payout.error_description,
-            occurred_at=now,
-        )
+    o = outbox.c
+    seq = sa.func.coalesce(sa.func.max(o.seq), 0) + 1  # the payout's next one (its row lock keeps it so)
+    fields = {
+        o.event_id: sa.literal(f"{payout.id}:", o.event_id.type)
+        + sa.cast(seq, o.event_id.type)
+        + sa.literal(f":{kind.value}", o.event_id.type),
+        o.payout_id: payout.id,
+        o.seq: seq,
+        o.kind: kind.value,
+        o.receipt_id: payout.receipt_id,
+        o.telegram_id: payout.telegram_id,
+        o.status: payout.status.value,
+        o.amount_kopecks: payout.amount_kopecks,
+        o.language: payout.language,
+        o.bill_id: payout.bill_id,
+        o.reason: payout.reason,
+        o.error_code: payout.error_code,
+        o.error_description: payout.error_description,
+        o.occurred_at: now,
+    }
+    values = [v if isinstance(v, sa.ColumnElement) else sa.literal(v, column.type) for column, v in fields.items()]
+    event = (
+        sa.insert(outbox)
+        .from_select(list(fields), sa.select(*values).where(o.payout_id == payout.id))
+        .returning(o.id, o.payout_id, o.seq)
     )
-    outbox_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     d = outbox_deliveries.c
+    columns = [d.outbox_id, d.channel, d.payout_id, d.seq, d.attempts, d.next_attempt_at]
+    fixed = (sa.literal(0, d.attempts.type), sa.literal(now, d.next_attempt_at.type))
+    if db.is_postgres:
+        # One statement: the event, and one delivery row per registered channel.
+        new = event.cte("new_event")
+        per_channel = sa.select(new.c.id, outbox_channels.c.name, new.c.payout_id, new.c.seq, *fixed).select_from(
+            new.join(outbox_channels, sa.true())
+        )
+        await conn.execute(sa.insert(outbox_deliveries).from_select(columns, per_channel))
+        return
+    row = (await conn.execute(event)).one()
     await conn.execute(
         sa.insert(outbox_deliveries).from_select(
-            [d.outbox_id, d.channel, d.payout_id, d.seq, d.attempts, d.next_attempt_at],
+            columns,
             sa.select(
-                sa.literal(outbox_id, outbox.c.id.type),
+                sa.literal(row.id, o.id.type),
                 outbox_channels.c.name,
-                sa.literal(payout.id, outbox.c.payout_id.type),
-                sa.literal(seq, outbox.c.seq.type),
-                sa.literal(0, outbox_deliveries.c.attempts.type),
-                sa.literal(now, outbox_deliveries.c.next_attempt_at.type),
+                sa.literal(payout.id, o.payout_id.type),
+                sa.literal(row.seq, o.seq.type),
+                *fixed,
             ),
         )
     )
