@@ -9,7 +9,6 @@ raises `LedgerUnavailable` when the database cannot serve it. This module is the
 from ledger.db import Operations
 from ledger.errors import IllegalTransition, LedgerError, LedgerUnavailable, NewBillRefused, PayoutNotFound
 from ledger.migrate import head_revision, upgrade
-from ledger.outbox import MESSAGE_MAYBE_SENT
 from ledger.records import (
     AttemptEnding,
     AttemptRecord,
@@ -24,6 +23,8 @@ from ledger.records import (
     OperatorActionRecord,
     OutboxBacklog,
     OutboxDelivery,
+    OutboxFailure,
+    OutboxReport,
     PayoutFacts,
     PayoutRecord,
     ReserveRequest,
@@ -36,7 +37,6 @@ from ledger.reports import ReconciliationSnapshot
 from ledger.store import Ledger
 
 __all__ = [
-    "MESSAGE_MAYBE_SENT",
     "AttemptEnding",
     "AttemptRecord",
     "AttemptStart",
@@ -56,6 +56,8 @@ __all__ = [
     "OperatorActionRecord",
     "OutboxBacklog",
     "OutboxDelivery",
+    "OutboxFailure",
+    "OutboxReport",
     "PayoutFacts",
     "PayoutNotFound",
     "PayoutRecord",

@@ -3,13 +3,15 @@ delivery to each channel (payouts.events).
 
 `record_event` runs inside the transaction that changes a payout's status, so an event exists exactly
 when its change does. A relay claims undelivered events per channel (`Outbox.claim`, safe with several
-relays: `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer), delivers them and reports back.
-A payout's events reach each channel in order: a later one waits while an earlier one is undelivered.
+relays: `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer), delivers them and reports the
+batch back in one transaction (`Outbox.settle`). A payout's events reach each channel in order: a later
+one waits while an earlier one is undelivered. The user's Telegram message id is kept on the payout row
+(`MESSAGE_MAYBE_SENT`, noted by `mark_first_messages` before a first message goes, keeps it from going twice).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -17,9 +19,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db, Operations
-from ledger.records import OutboxBacklog, OutboxDelivery, PayoutRecord, to_record
+from ledger.records import OutboxBacklog, OutboxDelivery, OutboxReport, PayoutRecord, to_record
 from ledger.schema import outbox, outbox_channels, outbox_deliveries, payouts
-from payouts.events import PayoutEvent, PayoutEventKind
+from payouts.events import MESSAGE_MAYBE_SENT, PayoutEvent, PayoutEventKind
 from payouts.status import PayoutStatus
 
 # The status changes worth telling the world, and what they are called.
@@ -34,50 +36,64 @@ EVENT_KINDS: dict[PayoutStatus, PayoutEventKind] = {
 _ERROR_CHARS = 500
 
 
-def event_id(payout_id: str, seq: int, kind: PayoutEventKind) -> str:
-    """Stable for one occurrence: the same on every delivery attempt, unique in the outbox."""
-    return f"{payout_id}:{seq}:{kind.value}"
-
-
 async def record_event(db: Db, conn: AsyncConnection, payout: PayoutRecord) -> None:
     """Write the event for the status `payout` just entered (if it reports one), with one delivery row
-    per registered channel. Call it in the transaction of the change, under the payout row's lock."""
+    per registered channel. Call it in the transaction of the change, under the payout row's lock.
+    One statement on PostgreSQL (the deliveries insert reads the event's from a CTE), two on SQLite.
+
+    The event id, `{payout_id}:{seq}:{kind}`, is stable for one occurrence: the same on every delivery
+    attempt, unique in the outbox."""
     kind = EVENT_KINDS.get(payout.status)
     if kind is None:
         return
-    last = await conn.scalar(sa.select(sa.func.max(outbox.c.seq)).where(outbox.c.payout_id == payout.id))
-    seq = int(last or 0) + 1
     now = db.now()
-    result = await conn.execute(
-        sa.insert(outbox).values(
-            event_id=event_id(payout.id, seq, kind),
-            payout_id=payout.id,
-            seq=seq,
-            kind=kind.value,
-            receipt_id=payout.receipt_id,
-            telegram_id=payout.telegram_id,
-            status=payout.status.value,
-            amount_kopecks=payout.amount_kopecks,
-            language=payout.language,
-            bill_id=payout.bill_id,
-            reason=payout.reason,
-            error_code=payout.error_code,
-            error_description=payout.error_description,
-            occurred_at=now,
-        )
+    o = outbox.c
+    seq = sa.func.coalesce(sa.func.max(o.seq), 0) + 1  # the payout's next one (its row lock keeps it so)
+    fields = {
+        o.event_id: sa.literal(f"{payout.id}:", o.event_id.type)
+        + sa.cast(seq, o.event_id.type)
+        + sa.literal(f":{kind.value}", o.event_id.type),
+        o.payout_id: payout.id,
+        o.seq: seq,
+        o.kind: kind.value,
+        o.receipt_id: payout.receipt_id,
+        o.telegram_id: payout.telegram_id,
+        o.status: payout.status.value,
+        o.amount_kopecks: payout.amount_kopecks,
+        o.language: payout.language,
+        o.bill_id: payout.bill_id,
+        o.reason: payout.reason,
+        o.error_code: payout.error_code,
+        o.error_description: payout.error_description,
+        o.occurred_at: now,
+    }
+    values = [v if isinstance(v, sa.ColumnElement) else sa.literal(v, column.type) for column, v in fields.items()]
+    event = (
+        sa.insert(outbox)
+        .from_select(list(fields), sa.select(*values).where(o.payout_id == payout.id))
+        .returning(o.id, o.payout_id, o.seq)
     )
-    outbox_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     d = outbox_deliveries.c
+    columns = [d.outbox_id, d.channel, d.payout_id, d.seq, d.attempts, d.next_attempt_at]
+    fixed = (sa.literal(0, d.attempts.type), sa.literal(now, d.next_attempt_at.type))
+    if db.is_postgres:
+        # One statement: the event, and one delivery row per registered channel.
+        new = event.cte("new_event")
+        per_channel = sa.select(new.c.id, outbox_channels.c.name, new.c.payout_id, new.c.seq, *fixed).select_from(
+            new.join(outbox_channels, sa.true())
+        )
+        await conn.execute(sa.insert(outbox_deliveries).from_select(columns, per_channel))
+        return
+    row = (await conn.execute(event)).one()
     await conn.execute(
         sa.insert(outbox_deliveries).from_select(
-            [d.outbox_id, d.channel, d.payout_id, d.seq, d.attempts, d.next_attempt_at],
+            columns,
             sa.select(
-                sa.literal(outbox_id, outbox.c.id.type),
+                sa.literal(row.id, o.id.type),
                 outbox_channels.c.name,
-                sa.literal(payout.id, outbox.c.payout_id.type),
-                sa.literal(seq, outbox.c.seq.type),
-                sa.literal(0, outbox_deliveries.c.attempts.type),
-                sa.literal(now, outbox_deliveries.c.next_attempt_at.type),
+                sa.literal(payout.id, o.payout_id.type),
+                sa.literal(row.seq, o.seq.type),
+                *fixed,
             ),
         )
     )
@@ -101,73 +117,145 @@ class Outbox(Operations):
 
     async def claim(self, channel: str, *, limit: int, lease: timedelta) -> list[OutboxDelivery]:
         """Up to `limit` events due for `channel`, oldest first, at most one per payout (its earliest
-        undelivered one). They are leased: no other relay gets them before `lease` has passed."""
+        undelivered one), each with its payout's Telegram message id. They are leased: no other relay gets
+        them before `lease` has passed. One statement on PostgreSQL, two on SQLite (one writer at a time)."""
         d = outbox_deliveries
         earlier = outbox_deliveries.alias("earlier")
         now = self._db.now()
         due = (
-            sa.select(d.c.outbox_id)
-            .where(
-                d.c.channel == channel,
-                d.c.delivered_at.is_(None),
-                d.c.next_attempt_at <= now,
-                ~sa.exists().where(
-                    earlier.c.channel == d.c.channel,
-                    earlier.c.payout_id == d.c.payout_id,
-                    earlier.c.seq < d.c.seq,
-                    earlier.c.delivered_at.is_(None),
-                ),
-            )
-            .order_by(d.c.outbox_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            d.c.channel == channel,
+            d.c.delivered_at.is_(None),
+            d.c.next_attempt_at <= now,
+            ~sa.exists().where(
+                earlier.c.channel == d.c.channel,
+                earlier.c.payout_id == d.c.payout_id,
+                earlier.c.seq < d.c.seq,
+                earlier.c.delivered_at.is_(None),
+            ),
         )
+        columns = (*outbox.c, d.c.attempts, payouts.c.telegram_message_id)
+        of_payout = payouts.c.id == outbox.c.payout_id
         async with self._db.write() as conn:
-            ids = [int(i) for i in (await conn.execute(due)).scalars()]
-            if not ids:
-                return []
-            mine = sa.and_(d.c.channel == channel, d.c.outbox_id.in_(ids))
-            await conn.execute(sa.update(d).where(mine).values(next_attempt_at=now + lease))
-            rows = await conn.execute(
-                sa.select(outbox, d.c.attempts).join(d, d.c.outbox_id == outbox.c.id).where(mine).order_by(outbox.c.id)
-            )
-            return [
-                OutboxDelivery(
-                    outbox_id=row.id, channel=channel, attempts=row.attempts, event=to_record(PayoutEvent, row)
+            if self._db.is_postgres:
+                # Lock the due rows (skipping another claimer's), lease them and read them back at once. The
+                # CTE is MATERIALIZED so its LIMIT and row locks run once, whatever plan the join gets.
+                picked = (
+                    sa.select(d.c.outbox_id)
+                    .where(*due)
+                    .order_by(d.c.outbox_id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                    .cte("picked")
+                    .prefix_with("MATERIALIZED")
                 )
-                for row in rows
-            ]
-
-    async def delivered(self, delivery: OutboxDelivery) -> None:
-        async with self._db.write() as conn:
-            await conn.execute(
-                sa.update(outbox_deliveries)
-                .where(*_key(delivery), outbox_deliveries.c.delivered_at.is_(None))
-                .values(delivered_at=self._db.now(), last_error=None)
-            )
-
-    async def failed(self, delivery: OutboxDelivery, *, error: str, retry_in: timedelta) -> None:
-        """A failed attempt: counted, its error kept, tried again after `retry_in`."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                sa.update(outbox_deliveries)
-                .where(*_key(delivery), outbox_deliveries.c.delivered_at.is_(None))
-                .values(
-                    attempts=outbox_deliveries.c.attempts + 1,
-                    last_error=error[:_ERROR_CHARS],
-                    next_attempt_at=self._db.now() + retry_in,
+                rows = list(
+                    await conn.execute(
+                        sa.update(d)
+                        .where(
+                            d.c.channel == channel,
+                            d.c.outbox_id == picked.c.outbox_id,
+                            outbox.c.id == d.c.outbox_id,
+                            of_payout,
+                        )
+                        .values(next_attempt_at=now + lease)
+                        .returning(*columns)
+                    )
                 )
+                rows.sort(key=lambda row: int(row.id))
+            else:
+                rows = list(
+                    await conn.execute(
+                        sa.select(*columns)
+                        .select_from(d.join(outbox, outbox.c.id == d.c.outbox_id).join(payouts, of_payout))
+                        .where(*due)
+                        .order_by(d.c.outbox_id)
+                        .limit(limit)
+                    )
+                )
+                if rows:
+                    mine = (d.c.channel == channel, d.c.outbox_id.in_([row.id for row in rows]))
+                    await conn.execute(sa.update(d).where(*mine).values(next_attempt_at=now + lease))
+        return [
+            OutboxDelivery(
+                outbox_id=row.id,
+                channel=channel,
+                attempts=row.attempts,
+                event=to_record(PayoutEvent, row),
+                telegram_message_id=row.telegram_message_id,
             )
+            for row in rows
+        ]
 
-    async def release(self, deliveries: Sequence[OutboxDelivery], *, retry_in: timedelta = timedelta(0)) -> None:
-        """Claimed but not tried (the relay stopped, or the channel went down): due again after
-        `retry_in`, no attempt counted."""
+    async def mark_first_messages(self, payout_ids: Collection[str]) -> set[str]:
+        """Before a relay sends these payouts their first Telegram message: note that one may be sent
+        (MESSAGE_MAYBE_SENT), where no message is recorded yet. Returns the payouts it noted: only those
+        may send a first message (for another, a message was recorded since the claim)."""
+        if not payout_ids:
+            return set()
         async with self._db.write() as conn:
-            for delivery in deliveries:
+            noted = await conn.execute(
+                sa.update(payouts)
+                .where(payouts.c.id.in_(sorted(payout_ids)), payouts.c.telegram_message_id.is_(None))
+                .values(telegram_message_id=MESSAGE_MAYBE_SENT)
+                .returning(payouts.c.id)
+            )
+            return {str(i) for i in noted.scalars()}
+
+    async def settle(self, report: OutboxReport) -> None:
+        """Record what a relay made of a claimed batch, in one transaction: the events delivered, the
+        failed attempts (counted, each error kept, tried again after its pause), the events handed back
+        untried, and the user's Telegram message ids. Reports about delivered events change nothing."""
+        d = outbox_deliveries
+        now = self._db.now()
+        undelivered = d.c.delivered_at.is_(None)
+        async with self._db.write() as conn:
+            for channel, ids in _by_channel(report.delivered).items():
                 await conn.execute(
-                    sa.update(outbox_deliveries)
-                    .where(*_key(delivery), outbox_deliveries.c.delivered_at.is_(None))
-                    .values(next_attempt_at=self._db.now() + retry_in)
+                    sa.update(d)
+                    .where(d.c.channel == channel, d.c.outbox_id.in_(ids), undelivered)
+                    .values(delivered_at=now, last_error=None)
+                )
+            if report.failed:
+                await conn.execute(
+                    sa.update(d)
+                    .where(
+                        d.c.outbox_id == sa.bindparam("f_outbox"), d.c.channel == sa.bindparam("f_channel"), undelivered
+                    )
+                    .values(
+                        attempts=d.c.attempts + 1,
+                        last_error=sa.bindparam("f_error"),
+                        next_attempt_at=sa.bindparam("f_next"),
+                    ),
+                    [
+                        {
+                            "f_outbox": f.delivery.outbox_id,
+                            "f_channel": f.delivery.channel,
+                            "f_error": f.error[:_ERROR_CHARS],
+                            "f_next": now + f.retry_in,
+                        }
+                        for f in report.failed
+                    ],
+                )
+            for channel, ids in _by_channel(report.released).items():
+                await conn.execute(
+                    sa.update(d)
+                    .where(d.c.channel == channel, d.c.outbox_id.in_(ids), undelivered)
+                    .values(next_attempt_at=now + report.release_in)
+                )
+            sent = sorted((pid, mid) for pid, mid in report.user_messages.items() if mid is not None)
+            if sent:
+                await conn.execute(
+                    sa.update(payouts)
+                    .where(payouts.c.id == sa.bindparam("m_payout"))
+                    .values(telegram_message_id=sa.bindparam("m_message")),
+                    [{"m_payout": pid, "m_message": mid} for pid, mid in sent],
+                )
+            unsent = sorted(pid for pid, mid in report.user_messages.items() if mid is None)
+            if unsent:
+                await conn.execute(
+                    sa.update(payouts)
+                    .where(payouts.c.id.in_(unsent), payouts.c.telegram_message_id == MESSAGE_MAYBE_SENT)
+                    .values(telegram_message_id=None)
                 )
 
     async def backlog(self) -> list[OutboxBacklog]:
@@ -191,21 +279,6 @@ class Outbox(Operations):
         async with self._db.read() as conn:
             return [to_record(PayoutEvent, row) for row in await conn.execute(query)]
 
-    async def user_message(self, payout_id: str) -> int | None:
-        """The id of the user's Telegram message about this payout, once one was sent
-        (`MESSAGE_MAYBE_SENT`: one may have been sent, its id was never recorded)."""
-        async with self._db.read() as conn:
-            found = await conn.scalar(sa.select(payouts.c.telegram_message_id).where(payouts.c.id == payout_id))
-        return None if found is None else int(found)
-
-    async def set_user_message(self, payout_id: str, message_id: int | None) -> None:
-        """Record the user's message id (`MESSAGE_MAYBE_SENT` just before a first message is sent; None when
-        Telegram said it was not)."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                sa.update(payouts).where(payouts.c.id == payout_id).values(telegram_message_id=message_id)
-            )
-
     async def prune(self, *, older_than: datetime) -> int:
         """Delete events older than `older_than` that every channel has; returns how many."""
         if older_than.tzinfo is None:
@@ -224,10 +297,8 @@ class Outbox(Operations):
         return len(ids)
 
 
-# Telegram message ids are positive: 0 records "a first message may have been sent, its id is unknown"
-# (the relay stopped between sending it and recording its id), so it is never sent twice.
-MESSAGE_MAYBE_SENT = 0
-
-
-def _key(delivery: OutboxDelivery) -> tuple[sa.ColumnElement[bool], ...]:
-    return (outbox_deliveries.c.outbox_id == delivery.outbox_id, outbox_deliveries.c.channel == delivery.channel)
+def _by_channel(deliveries: Sequence[OutboxDelivery]) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for delivery in deliveries:
+        found.setdefault(delivery.channel, []).append(delivery.outbox_id)
+    return found

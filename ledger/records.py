@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -271,12 +271,38 @@ class ExchangeEntry:
 
 @dataclass(frozen=True)
 class OutboxDelivery:
-    """One event claimed for one channel: deliver it, then report `delivered` or `failed`."""
+    """One event claimed for one channel: deliver it, then report how it went (`OutboxReport`)."""
 
     outbox_id: int
     channel: str
     attempts: int  # failed attempts before this one
     event: PayoutEvent
+    # The payout's Telegram message id when claimed (MESSAGE_MAYBE_SENT: one may have been sent; None: none)
+    telegram_message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class OutboxFailure:
+    """A failed attempt: counted, its error kept, tried again after `retry_in`."""
+
+    delivery: OutboxDelivery
+    error: str
+    retry_in: timedelta
+
+
+@dataclass(frozen=True)
+class OutboxReport:
+    """What a relay made of a claimed batch, recorded in one transaction (`Outbox.settle`)."""
+
+    delivered: Sequence[OutboxDelivery] = ()
+    failed: Sequence[OutboxFailure] = ()
+    # Claimed but not tried (the relay stopped, or the channel went down): due again after `release_in`,
+    # no attempt counted.
+    released: Sequence[OutboxDelivery] = ()
+    release_in: timedelta = timedelta(0)
+    # Payout id -> the id of the user's Telegram message to record; None: the first message was not sent
+    # after all, so the MESSAGE_MAYBE_SENT note goes (only where it is still the note).
+    user_messages: Mapping[str, int | None] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)

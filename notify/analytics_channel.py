@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from notify.analytics import AnalyticsSink
 from payouts.escalation import reason_kind
-from payouts.events import PayoutEvent, PayoutEventKind
+from payouts.events import Outgoing, PayoutEvent, PayoutEventKind, UserMessage
 from payouts.models import AnalyticsEvent, EscalationReason
 
 _NAMES = {
@@ -38,5 +40,9 @@ class AnalyticsChannel:
     def __init__(self, sink: AnalyticsSink) -> None:
         self._sink = sink
 
-    async def deliver(self, event: PayoutEvent) -> None:
-        await self._sink.emit(analytics_event(event))
+    def prepare(self, batch: Sequence[Outgoing]) -> set[str]:
+        return set()  # sends no user message
+
+    async def deliver(self, outgoing: Outgoing) -> UserMessage | None:
+        await self._sink.emit(analytics_event(outgoing.event))
+        return None

@@ -1,10 +1,13 @@
 """The outbox relay: delivers the ledger's payout events to each channel, outside Temporal history.
 
 One loop per channel, so a slow or broken channel never holds up another. Each pass claims a bounded
-batch of due events (`ledger.outbox.claim`: leased, safe with a relay in every worker process),
-delivers them one by one and reports each back. `ChannelUnavailable` backs the channel off: the event
-is tried again after a growing pause, and the rest of the batch waits as long. Delivery is at least
-once (a relay that dies mid-batch leaves its lease to run out); `event_id` lets a channel drop repeats.
+batch of due events of many payouts (`ledger.outbox.claim`: leased, safe with a relay in every worker
+process), notes the first user messages the channel may send (`EventChannel.prepare`, one transaction),
+delivers the events one by one and reports the whole batch back in one transaction
+(`ledger.outbox.settle`): at most three ledger transactions per batch, whatever its size.
+`ChannelUnavailable` backs the channel off: the event is tried again after a growing pause, and the rest
+of the batch waits as long. Delivery is at least once (a relay that dies mid-batch, or before its
+report, leaves its lease to run out); `event_id` lets a channel drop repeats.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from ledger import Ledger, OutboxDelivery
-from payouts.events import ChannelUnavailable, EventChannel
+from ledger import Ledger, OutboxDelivery, OutboxFailure, OutboxReport
+from payouts.events import MESSAGE_MAYBE_SENT, ChannelUnavailable, EventChannel, Outgoing, UserMessage
 from runtime import metrics
 from runtime.log_context import ids_of_workflow, payout_context
 from runtime.settings import OutboxSettings
@@ -95,40 +98,45 @@ class Relay:
         )
 
     async def deliver_due(self, channel: EventChannel, stop: asyncio.Event | None = None) -> int:
-        """One pass for one channel: claim a batch and deliver it. Returns how many events it claimed."""
+        """One pass for one channel: claim a batch, deliver it and report it back. Returns how many events
+        it claimed. Ledger transactions: the claim, the first-message note (only when the channel asks for
+        one), and the report."""
         batch = await self._ledger.outbox.claim(channel.name, limit=self._batch, lease=self._lease)
+        if not batch:
+            return 0
         loop = asyncio.get_running_loop()
         # Stop well inside the lease, so no other relay takes an event while this one still holds it.
         deadline = loop.time() + self._lease.total_seconds() / 2
+        first = channel.prepare([_outgoing(d) for d in batch])
+        noted = await self._ledger.outbox.mark_first_messages(first)
+        report = _Report()
         for i, delivery in enumerate(batch):
             if (stop is not None and stop.is_set()) or loop.time() > deadline:
-                await self._ledger.outbox.release(batch[i:])
+                report.release(batch[i:], noted)
                 break
             event = delivery.event
+            outgoing = _outgoing(delivery, first, noted)
             # Every line about this event carries its payout's ids (runtime.log_context).
             with payout_context(telegram_id=event.telegram_id, bill_id=event.bill_id,
                                 **ids_of_workflow(event.payout_id)):
                 try:
-                    await channel.deliver(event)
+                    message = await channel.deliver(outgoing)
                 except ChannelUnavailable as exc:
-                    pause = await self._failed(delivery, str(exc))
-                    await self._ledger.outbox.release(batch[i + 1 :], retry_in=pause)
+                    pause = self.backoff(delivery.attempts)
+                    report.fail(delivery, str(exc), pause, exc.user_message)
+                    report.release(batch[i + 1 :], noted, retry_in=pause)
                     _log.warning("%s unavailable, retrying in %.1f s: %s", channel.name, pause.total_seconds(), exc)
                     break
                 except Exception as exc:
-                    # A bug, or the ledger failing inside the channel: this event waits, the others go on.
+                    # A bug, or a channel's own dependency failing: this event waits, the others go on.
                     _log.exception("%s could not deliver %s", channel.name, event.event_id)
-                    await self._failed(delivery, type(exc).__name__)
+                    report.fail(delivery, type(exc).__name__, self.backoff(delivery.attempts))
                     continue
-            await self._ledger.outbox.delivered(delivery)
-            metrics.record_outbox_delivered(channel.name)
+            report.deliver(delivery, message)
+        await self._ledger.outbox.settle(report.done())
+        metrics.record_outbox_delivered(channel.name, len(report.delivered))
+        metrics.record_outbox_failed(channel.name, len(report.failed))
         return len(batch)
-
-    async def _failed(self, delivery: OutboxDelivery, error: str) -> timedelta:
-        pause = self.backoff(delivery.attempts)
-        metrics.record_outbox_failed(delivery.channel)
-        await self._ledger.outbox.failed(delivery, error=error, retry_in=pause)
-        return pause
 
     async def _channel_loop(self, channel: EventChannel, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -151,6 +159,57 @@ class Relay:
             except Exception:
                 _log.warning("outbox backlog not measured (ledger unavailable?)", exc_info=True)
             await _sleep(stop, _BACKLOG_EVERY_SECONDS)
+
+
+class _Report:
+    """A batch's results as the relay goes, for the one report transaction (`ledger.outbox.settle`)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[OutboxDelivery] = []
+        self.failed: list[OutboxFailure] = []
+        self.released: list[OutboxDelivery] = []
+        self.release_in = timedelta(0)
+        self.user_messages: dict[str, int | None] = {}
+
+    def deliver(self, delivery: OutboxDelivery, message: UserMessage | None) -> None:
+        self.delivered.append(delivery)
+        self._record(delivery, message)
+
+    def fail(self, delivery: OutboxDelivery, error: str, pause: timedelta, message: UserMessage | None = None) -> None:
+        self.failed.append(OutboxFailure(delivery, error=error, retry_in=pause))
+        self._record(delivery, message)
+
+    def release(
+        self, untried: Sequence[OutboxDelivery], noted: set[str], *, retry_in: timedelta = timedelta(0)
+    ) -> None:
+        """Hand back what was not tried; a first message noted for it was not sent (the note goes)."""
+        self.released.extend(untried)
+        self.release_in = retry_in
+        for delivery in untried:
+            if delivery.event.payout_id in noted:
+                self.user_messages[delivery.event.payout_id] = None
+
+    def done(self) -> OutboxReport:
+        return OutboxReport(
+            delivered=self.delivered,
+            failed=self.failed,
+            released=self.released,
+            release_in=self.release_in,
+            user_messages=self.user_messages,
+        )
+
+    def _record(self, delivery: OutboxDelivery, message: UserMessage | None) -> None:
+        if message is not None:
+            self.user_messages[delivery.event.payout_id] = message.id
+
+
+def _outgoing(delivery: OutboxDelivery, first: set[str] | None = None, noted: set[str] | None = None) -> Outgoing:
+    """The event as the channel gets it. A payout whose first message the channel asked for holds a note
+    by now: this relay's (`first_message`: send it), or one recorded since the claim (treated as sent)."""
+    pid = delivery.event.payout_id
+    if first is not None and pid in first:
+        return Outgoing(delivery.event, MESSAGE_MAYBE_SENT, first_message=noted is not None and pid in noted)
+    return Outgoing(delivery.event, delivery.telegram_message_id)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from payouts.events import ChannelUnavailable, PayoutEvent
+from payouts.events import ChannelUnavailable, Outgoing, PayoutEvent, UserMessage
 from rabbit.broker import BROKER_ERRORS, broker_url, connect, connection_name
 from runtime import metrics
 from runtime.settings import RabbitSettings, Settings
@@ -52,7 +53,11 @@ class BonusEventsChannel:
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
 
-    async def deliver(self, event: PayoutEvent) -> None:
+    def prepare(self, batch: Sequence[Outgoing]) -> set[str]:
+        return set()  # the bot's gateway keeps the user's messages
+
+    async def deliver(self, outgoing: Outgoing) -> UserMessage | None:
+        event = outgoing.event
         try:
             async with asyncio.timeout(self._settings.publish_timeout_seconds):
                 channel = await self._open()
@@ -62,6 +67,7 @@ class BonusEventsChannel:
             problem = type(exc).__name__
             raise ChannelUnavailable(f"{self.queue}: RabbitMQ did not confirm the event ({problem})") from None
         metrics.record_bonus_event_published(event.kind.value)
+        return None
 
     async def aclose(self) -> None:
         async with self._lock:

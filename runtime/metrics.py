@@ -258,12 +258,14 @@ OUTBOX_PENDING = _gauge("payout_outbox_pending", "Payout events not yet delivere
 OUTBOX_OLDEST = _gauge("payout_outbox_oldest", "Age of the oldest undelivered payout event, by channel", "s")
 
 
-def record_outbox_delivered(channel: str) -> None:
-    OUTBOX_DELIVERED.add(1, {"channel": channel})
+def record_outbox_delivered(channel: str, count: int = 1) -> None:
+    if count:
+        OUTBOX_DELIVERED.add(count, {"channel": channel})
 
 
-def record_outbox_failed(channel: str) -> None:
-    OUTBOX_FAILED.add(1, {"channel": channel})
+def record_outbox_failed(channel: str, count: int = 1) -> None:
+    if count:
+        OUTBOX_FAILED.add(count, {"channel": channel})
 
 
 def set_outbox_backlog(channel: str, pending: int, oldest_age_seconds: float) -> None:

@@ -29,7 +29,6 @@ from workers.registry import ActivitySet
 def event_channels(
     settings: Settings,
     *,
-    ledger: Ledger,
     telegram: TelegramClient | None,
     sink: AnalyticsSink,
     bonus_events: BonusEventsChannel | None = None,
@@ -38,7 +37,7 @@ def event_channels(
     hears from Telegram unless EVENTS_USER_CHANNEL=bonus_events hands that to the bot's gateway."""
     channels: list[EventChannel] = [AnalyticsChannel(sink)]
     if telegram is not None and settings.events.user_channel == "telegram":
-        channels.append(TelegramChannel(telegram, ledger))
+        channels.append(TelegramChannel(telegram))
     if bonus_events is not None:
         channels.append(bonus_events)
     return channels
@@ -76,7 +75,7 @@ async def activity_set(
         bonus_events = bonus_events_channel(settings)  # EVENTS_BONUS_QUEUE_ENABLED
         if bonus_events is not None:
             stack.push_async_callback(bonus_events.aclose)
-        channels = event_channels(settings, ledger=ledger, telegram=telegram, sink=sink, bonus_events=bonus_events)
+        channels = event_channels(settings, telegram=telegram, sink=sink, bonus_events=bonus_events)
         yield ActivitySet(
             ledger=LedgerActivities(ledger, settings.ledger, settings.payout.eligibility_days),
             bill=BillActivities(

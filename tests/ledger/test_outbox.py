@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from ledger import IllegalTransition, Ledger
-from ledger.schema import outbox
+from ledger import IllegalTransition, Ledger, OutboxFailure, OutboxReport
+from ledger.schema import outbox, outbox_deliveries
+from payouts.events import MESSAGE_MAYBE_SENT
 from payouts.events import PayoutEventKind as K
 from payouts.rejection import RejectionReason
 from payouts.status import PayoutStatus as S
@@ -182,8 +183,7 @@ async def test_each_registered_channel_claims_its_own_copy_once(timed: Ledger) -
     assert [d.event.payout_id for d in analytics] == pids[:2]
     assert {d.channel for d in telegram} == {"telegram"} and all(d.attempts == 0 for d in telegram)
 
-    for delivery in telegram:
-        await timed.outbox.delivered(delivery)
+    await timed.outbox.settle(OutboxReport(delivered=telegram))
     backlog = {b.channel: b.pending for b in await timed.outbox.backlog()}
     assert backlog == {"analytics": 3, "telegram": 0}
 
@@ -205,7 +205,8 @@ async def test_a_payouts_events_reach_a_channel_in_order(timed: Ledger) -> None:
 
     first = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
     assert [d.event.kind for d in first] == [K.PENDING]  # SUCCESS waits for PENDING
-    await timed.outbox.failed(first[0], error="telegram: HTTP 503", retry_in=timedelta(seconds=30))
+    failure = OutboxFailure(first[0], "telegram: HTTP 503", timedelta(seconds=30))
+    await timed.outbox.settle(OutboxReport(failed=[failure]))
     assert await timed.outbox.claim("telegram", limit=10, lease=LEASE) == []  # still waits, back-off too
 
     analytics = await timed.outbox.claim("analytics", limit=10, lease=LEASE)
@@ -215,15 +216,17 @@ async def test_a_payouts_events_reach_a_channel_in_order(timed: Ledger) -> None:
 async def test_a_failed_attempt_backs_off_and_is_counted(timed: Ledger, clock: Clock) -> None:
     await reserved(timed)
     [delivery] = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
-    await timed.outbox.failed(delivery, error="telegram: HTTP 503 " + "x" * 1000, retry_in=timedelta(seconds=30))
+    error = "telegram: HTTP 503 " + "x" * 1000
+    await timed.outbox.settle(OutboxReport(failed=[OutboxFailure(delivery, error, timedelta(seconds=30))]))
 
     clock.advance(29)
     assert await timed.outbox.claim("telegram", limit=10, lease=LEASE) == []
     clock.advance(2)
     [again] = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
     assert (again.outbox_id, again.attempts) == (delivery.outbox_id, 1)
-    await timed.outbox.delivered(again)
-    await timed.outbox.delivered(again)  # a repeat report changes nothing
+    await timed.outbox.settle(OutboxReport(delivered=[again]))
+    await timed.outbox.settle(OutboxReport(delivered=[again]))  # a repeat report changes nothing
+    await timed.outbox.settle(OutboxReport(failed=[OutboxFailure(again, "late", timedelta(0))]))  # nor a late one
     clock.advance(3600)
     assert await timed.outbox.claim("telegram", limit=10, lease=LEASE) == []
 
@@ -234,7 +237,7 @@ async def test_a_lease_that_runs_out_is_claimed_again_and_a_release_is_due_at_on
     pids = [await reserved(timed) for _ in range(2)]
     claimed = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
 
-    await timed.outbox.release(claimed[1:])  # the relay stopped before trying it
+    await timed.outbox.settle(OutboxReport(released=claimed[1:]))  # the relay stopped before trying it
     assert [d.event.payout_id for d in await timed.outbox.claim("telegram", limit=10, lease=LEASE)] == pids[1:]
     clock.advance(LEASE.total_seconds() + 1)  # the relay that claimed the first one died
     again = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
@@ -250,8 +253,7 @@ async def test_the_backlog_says_how_many_and_since_when(timed: Ledger, clock: Cl
     await reserved(timed)
     clock.advance(10)
     await reserved(timed)
-    for delivery in await timed.outbox.claim("analytics", limit=10, lease=LEASE):
-        await timed.outbox.delivered(delivery)
+    await timed.outbox.settle(OutboxReport(delivered=await timed.outbox.claim("analytics", limit=10, lease=LEASE)))
 
     backlog = {b.channel: b for b in await timed.outbox.backlog()}
     assert (backlog["telegram"].pending, backlog["telegram"].oldest_at) == (2, first_at)
@@ -262,9 +264,9 @@ async def test_prune_keeps_what_a_channel_still_owes(timed: Ledger, clock: Clock
     done = await reserved(timed)
     owed = await reserved(timed)
     for channel in ("telegram", "analytics"):
-        for delivery in await timed.outbox.claim(channel, limit=10, lease=LEASE):
-            if delivery.event.payout_id == done or channel == "analytics":
-                await timed.outbox.delivered(delivery)
+        claimed = await timed.outbox.claim(channel, limit=10, lease=LEASE)
+        delivered = [d for d in claimed if d.event.payout_id == done or channel == "analytics"]
+        await timed.outbox.settle(OutboxReport(delivered=delivered))
     clock.advance(10)
 
     assert await timed.outbox.prune(older_than=clock.now) == 1
@@ -273,10 +275,73 @@ async def test_prune_keeps_what_a_channel_still_owes(timed: Ledger, clock: Clock
     assert {b.channel: b.pending for b in await timed.outbox.backlog()} == {"analytics": 0, "telegram": 1}
 
 
-async def test_the_user_message_id_is_kept_with_the_payout(ledger: Ledger) -> None:
-    pid = await reserved(ledger)
-    assert await ledger.outbox.user_message(pid) is None
-    await ledger.outbox.set_user_message(pid, 41)
-    assert await ledger.outbox.user_message(pid) == 41
+async def message_of(ledger: Ledger, pid: str) -> int | None:
     row = await ledger.payouts.get(pid)
-    assert row is not None and row.telegram_message_id == 41
+    assert row is not None
+    return row.telegram_message_id
+
+
+async def test_the_user_message_id_is_kept_with_the_payout(timed: Ledger) -> None:
+    pids = [await reserved(timed) for _ in range(4)]
+    [first] = await timed.outbox.claim("telegram", limit=1, lease=LEASE)
+    assert first.telegram_message_id is None
+    await timed.outbox.settle(OutboxReport(user_messages={pids[0]: 41}))
+    claimed = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    assert [(d.event.payout_id, d.telegram_message_id) for d in claimed] == [(p, None) for p in pids[1:]]
+
+    # Before first messages go: noted as maybe sent, only where no message is recorded.
+    assert await timed.outbox.mark_first_messages(set(pids)) == set(pids[1:])
+    assert await timed.outbox.mark_first_messages(set(pids)) == set()
+    assert await timed.outbox.mark_first_messages(set()) == set()
+    assert [await message_of(timed, p) for p in pids] == [41, MESSAGE_MAYBE_SENT, MESSAGE_MAYBE_SENT, 0]
+
+    # After: one sent (its id), one Telegram said it did not send (the note goes), one not reported (the
+    # relay died: the note stays); "not sent" for a payout whose message id is known withdraws nothing.
+    report = OutboxReport(delivered=claimed, user_messages={pids[1]: 42, pids[2]: None, pids[0]: None})
+    await timed.outbox.settle(report)
+    assert [await message_of(timed, p) for p in pids] == [41, 42, None, MESSAGE_MAYBE_SENT]
+    [again] = await timed.outbox.claim("analytics", limit=1, lease=LEASE)
+    assert again.telegram_message_id == 41
+
+
+async def test_a_batch_report_records_every_outcome_in_one_transaction(timed: Ledger, clock: Clock) -> None:
+    pids = [await reserved(timed) for _ in range(5)]
+    claimed = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    commits = 0
+
+    def count(_conn: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    sa.event.listen(timed.engine.sync_engine, "commit", count)
+    try:
+        await timed.outbox.settle(
+            OutboxReport(
+                delivered=claimed[:2],
+                failed=[OutboxFailure(claimed[2], "telegram: HTTP 502", timedelta(seconds=20))],
+                released=claimed[3:],
+                release_in=timedelta(seconds=10),
+                user_messages={pids[0]: 7, pids[1]: 8},
+            )
+        )
+    finally:
+        sa.event.remove(timed.engine.sync_engine, "commit", count)
+
+    assert commits == 1
+    assert {b.channel: b.pending for b in await timed.outbox.backlog()}["telegram"] == 3
+    clock.advance(11)
+    assert [(d.event.payout_id, d.attempts) for d in await timed.outbox.claim("telegram", limit=10, lease=LEASE)] == [
+        (pids[3], 0),
+        (pids[4], 0),
+    ]
+    clock.advance(10)
+    [failed] = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    assert (failed.event.payout_id, failed.attempts) == (pids[2], 1)
+    async with timed.engine.connect() as conn:
+        error = await conn.scalar(
+            sa.select(outbox_deliveries.c.last_error).where(
+                outbox_deliveries.c.outbox_id == failed.outbox_id, outbox_deliveries.c.channel == "telegram"
+            )
+        )
+    assert error == "telegram: HTTP 502"
+    assert [await message_of(timed, p) for p in pids[:2]] == [7, 8]

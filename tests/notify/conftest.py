@@ -1,5 +1,5 @@
-"""The relay's world: a real ledger (SQLite file, on a clock the test moves), the sandbox's fake Telegram
-Bot API over HTTP, and the Telegram client pointed at it."""
+"""The relay's world: a real ledger (SQLite file, or PostgreSQL for `pg_ledger`, on a clock the test moves),
+the sandbox's fake Telegram Bot API over HTTP, and the Telegram client pointed at it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from ledger import Ledger, upgrade
 from notify import TelegramClient
 from runtime import devdefaults
-from tests.ledger.conftest import clear
+from tests.ledger.conftest import clear, pg_url  # noqa: F401 - a fixture, found by name
 from tests.sandbox_fixtures import (  # noqa: F401 - fixtures are found by name
     SandboxHandle,
     sandbox,
@@ -48,6 +48,16 @@ def clock() -> Clock:
 @pytest.fixture
 async def ledger(notify_db: str, clock: Clock) -> AsyncIterator[Ledger]:
     led = Ledger.from_url(notify_db, clock=clock)
+    await clear(led)
+    try:
+        yield led
+    finally:
+        await led.aclose()
+
+
+@pytest.fixture
+async def pg_ledger(pg_url: str, clock: Clock) -> AsyncIterator[Ledger]:  # noqa: F811 - the fixture
+    led = Ledger.from_url(pg_url, clock=clock)
     await clear(led)
     try:
         yield led

@@ -4,13 +4,15 @@ to analytics: "processing" edited into the outcome, a Telegram outage that only 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from ledger import Ledger
+import pytest
+
+from ledger import Ledger, OutboxReport
 from notify import AnalyticsChannel, MemorySink, Relay, TelegramChannel, TelegramClient
-from payouts.events import PayoutEvent
+from payouts.events import Outgoing, PayoutEvent, UserMessage
 from payouts.status import PayoutStatus as S
 from tests.ledger.helpers import make_req, reserved
 from tests.notify.conftest import Clock
@@ -36,6 +38,12 @@ async def bot_calls(sandbox: SandboxHandle) -> list[dict[str, Any]]:
     return await sandbox.records("telegram")
 
 
+async def user_message(ledger: Ledger, pid: str) -> int | None:
+    row = await ledger.payouts.get(pid)
+    assert row is not None
+    return row.telegram_message_id
+
+
 async def caught_up(ledger: Ledger) -> bool:
     return all(b.pending == 0 for b in await ledger.outbox.backlog())
 
@@ -44,13 +52,13 @@ async def test_the_user_hears_processing_then_that_message_turns_into_the_outcom
     ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle
 ) -> None:
     sink = MemorySink()
-    relay = Relay(ledger, [TelegramChannel(telegram, ledger), AnalyticsChannel(sink)], **FAST)
+    relay = Relay(ledger, [TelegramChannel(telegram), AnalyticsChannel(sink)], **FAST)
     req = make_req(amount_kopecks=2_500)
     async with relay.running():
         await ledger.payouts.reserve(req)
         await eventually(lambda: caught_up(ledger))
         [sent] = await bot_calls(sandbox)
-        message_id = await ledger.outbox.user_message(req.payout_id)
+        message_id = await user_message(ledger, req.payout_id)
 
         await paid(ledger, req.payout_id)
         await eventually(lambda: caught_up(ledger))
@@ -71,7 +79,7 @@ async def test_a_telegram_outage_delays_the_message_and_it_is_sent_once(
 ) -> None:
     await sandbox.set_faults({"telegram_fail": {"probability": 1.0, "times": 2, "status": 503}})
     sink = MemorySink()
-    bot, analytics = TelegramChannel(telegram, ledger), AnalyticsChannel(sink)
+    bot, analytics = TelegramChannel(telegram), AnalyticsChannel(sink)
     relay = Relay(ledger, [bot, analytics], retry_first=timedelta(seconds=10))
     await ledger.outbox.register([bot.name, analytics.name])
     pid = await reserved(ledger, language="en")
@@ -91,7 +99,7 @@ async def test_a_telegram_outage_delays_the_message_and_it_is_sent_once(
     calls = await bot_calls(sandbox)
     assert [(c["method"], c["http_status"]) for c in calls] == [("sendMessage", 503)] * 2 + [("sendMessage", 200)]
     assert "Processing your top-up" in calls[-1]["text"]
-    assert await ledger.outbox.user_message(pid) == calls[-1]["message_id"]
+    assert await user_message(ledger, pid) == calls[-1]["message_id"]
     assert [e.name for e in sink.events] == ["payout_initiated"]
     assert await caught_up(ledger)
 
@@ -102,7 +110,7 @@ async def test_analytics_receives_each_event_once_while_telegram_comes_and_goes(
     await sandbox.set_faults({"telegram_fail": {"probability": 0.5, "times": 6, "status": 502}})
     sink = MemorySink()
     # Two relays (two worker processes) on the same outbox.
-    relays = [Relay(ledger, [TelegramChannel(telegram, ledger), AnalyticsChannel(sink)], **FAST) for _ in range(2)]
+    relays = [Relay(ledger, [TelegramChannel(telegram), AnalyticsChannel(sink)], **FAST) for _ in range(2)]
     async with relays[0].running(), relays[1].running():
         pids = [await reserved(ledger) for _ in range(4)]
         await paid(ledger, pids[0])
@@ -127,7 +135,7 @@ async def test_analytics_receives_each_event_once_while_telegram_comes_and_goes(
 async def test_a_receipt_over_the_limit_is_told_why(
     ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle
 ) -> None:
-    bot = TelegramChannel(telegram, ledger)
+    bot = TelegramChannel(telegram)
     await ledger.outbox.register([bot.name])
     first = make_req(user_daily_limit=1)
     await ledger.payouts.reserve(first)
@@ -149,9 +157,13 @@ class Held:
         self.seen: list[str] = []
         self.gate = asyncio.Event()
 
-    async def deliver(self, event: PayoutEvent) -> None:
-        self.seen.append(event.event_id)
+    def prepare(self, batch: Sequence[Outgoing]) -> set[str]:
+        return set()
+
+    async def deliver(self, outgoing: Outgoing) -> UserMessage | None:
+        self.seen.append(outgoing.event.event_id)
         await self.gate.wait()
+        return None
 
 
 async def test_a_stop_finishes_the_event_in_hand_and_hands_back_the_rest_at_once(ledger: Ledger) -> None:
@@ -173,9 +185,9 @@ async def test_a_stop_finishes_the_event_in_hand_and_hands_back_the_rest_at_once
     assert all(d.attempts == 0 for d in again)
 
 
-class _StopsAfterSending:
-    """A ledger whose first record of a sent message's id is lost: the worker died between Telegram's
-    answer and the ledger write (issue: "Money safety where people ... step in", defect 8)."""
+class _StopsBeforeItsReport:
+    """A ledger whose first batch report is lost: the worker died between Telegram's answer and the ledger
+    write (issue: "Money safety where people ... step in", defect 8)."""
 
     def __init__(self, inner: Ledger) -> None:
         self._inner = inner
@@ -185,25 +197,27 @@ class _StopsAfterSending:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner.outbox, name)
 
-    async def set_user_message(self, payout_id: str, message_id: int) -> None:
-        if message_id > 0 and not self.lost:
+    async def settle(self, report: OutboxReport) -> None:
+        if any(mid for mid in report.user_messages.values()) and not self.lost:
             self.lost += 1
             raise RuntimeError("worker stopped before it recorded the message id")
-        await self._inner.outbox.set_user_message(payout_id, message_id)
+        await self._inner.outbox.settle(report)
 
 
 async def test_a_relay_that_stops_after_sending_never_sends_a_second_processing_message(
-    ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle
+    ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle, clock: Clock
 ) -> None:
-    crashing = _StopsAfterSending(ledger)
-    bot = TelegramChannel(telegram, crashing)  # type: ignore[arg-type]
+    crashing = _StopsBeforeItsReport(ledger)
+    bot = TelegramChannel(telegram)
     await ledger.outbox.register([bot.name])
     req = make_req(amount_kopecks=2_500)
     await ledger.payouts.reserve(req)
-    relay = Relay(ledger, [bot], retry_first=timedelta(0))
+    relay = Relay(crashing, [bot], retry_first=timedelta(0))  # type: ignore[arg-type]
 
-    await relay.deliver_due(bot)  # sent, then the worker "stopped" before recording the id
-    await relay.deliver_due(bot)  # the event comes again
+    with pytest.raises(RuntimeError):
+        await relay.deliver_due(bot)  # sent, then the worker "stopped" before its report
+    clock.advance(timedelta(seconds=61))  # its lease runs out
+    assert await relay.deliver_due(bot) == 1  # the event comes again
     await paid(ledger, req.payout_id)
     await relay.deliver_due(bot)
 

@@ -10,7 +10,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.cli_helpers import payouts_process, stop_cleanly
 from tests.ledger.helpers import make_req
-from tests.notify.test_relay import eventually
+from tests.notify.test_relay import eventually, user_message
 from tests.stack import running_stack, settings_env
 
 pytestmark = pytest.mark.integration
@@ -32,13 +32,13 @@ async def test_the_worker_process_delivers_payout_events_until_it_is_stopped(
             await stack.ledger.payouts.reserve(req)  # what the reservation activity does: the PENDING event is written
 
             async def told() -> bool:
-                return await stack.ledger.outbox.user_message(req.payout_id) is not None
+                return await user_message(stack.ledger, req.payout_id) is not None
 
             await eventually(told, timeout=30)
             await stop_cleanly(worker, log)
 
         [sent] = [c for c in await stack.record("telegram") if c.get("chat_id") == req.telegram_id]
-        message_id = await stack.ledger.outbox.user_message(req.payout_id)
+        message_id = await user_message(stack.ledger, req.payout_id)
         assert (sent["method"], sent["message_id"]) == ("sendMessage", message_id)
         assert all(b.pending == 0 for b in await stack.ledger.outbox.backlog())
         assert "outbox relay delivering to analytics, telegram" in log.read_text()

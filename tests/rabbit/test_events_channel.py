@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from payouts.events import ChannelUnavailable, EventChannel, PayoutEvent, PayoutEventKind
+from payouts.events import ChannelUnavailable, EventChannel, Outgoing, PayoutEvent, PayoutEventKind
 from payouts.status import PayoutStatus
 from rabbit.events_channel import BonusEventsChannel
 from runtime.settings import RabbitSettings
@@ -51,7 +51,8 @@ async def test_a_delivered_event_is_a_persistent_versioned_message_keyed_by_the_
 ) -> None:
     as_protocol: EventChannel = channel  # the relay holds channels by the kernel's protocol
     event = paid_event()
-    await as_protocol.deliver(event)
+    assert as_protocol.prepare([Outgoing(event)]) == set()  # it keeps no user message
+    assert await as_protocol.deliver(Outgoing(event)) is None
 
     [got] = await broker.take_all(channel.queue, expected=1)
     assert got.message_id == event.event_id
@@ -75,8 +76,8 @@ async def test_a_failed_payout_carries_its_error_and_a_repeat_keeps_its_message_
         kind=PayoutEventKind.FAILED, status=PayoutStatus.FAILED, error_code="30", error_description="declined",
         reason="permanent_error:30",
     )
-    await channel.deliver(event)
-    await channel.deliver(event)  # the relay tried again after a lost confirm
+    await channel.deliver(Outgoing(event))
+    await channel.deliver(Outgoing(event))  # the relay tried again after a lost confirm
 
     got = await broker.take_all(channel.queue, expected=2)
     assert [g.message_id for g in got] == [event.event_id, event.event_id]  # the gateway dedupes on it
@@ -92,11 +93,11 @@ async def test_broker_trouble_is_channel_unavailable_and_the_channel_recovers(
     nobody = rabbit.model_copy(update={"url": SecretStr(f"amqp://guest:guest@127.0.0.1:{free_port()}/")})
     down = BonusEventsChannel(nobody, channel.queue)
     with pytest.raises(ChannelUnavailable):
-        await down.deliver(paid_event())
+        await down.deliver(Outgoing(paid_event()))
 
-    await channel.deliver(paid_event())
+    await channel.deliver(Outgoing(paid_event()))
     await broker.delete([channel.queue])  # the queue vanished under the open channel: no route
     with pytest.raises(ChannelUnavailable):
-        await channel.deliver(paid_event())
-    await channel.deliver(paid_event())  # a fresh connection declares the queue again
+        await channel.deliver(Outgoing(paid_event()))
+    await channel.deliver(Outgoing(paid_event()))  # a fresh connection declares the queue again
     assert len(await broker.take_all(channel.queue, expected=1)) == 1
