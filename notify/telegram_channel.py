@@ -74,6 +74,7 @@ class TelegramChannel:
 
     def _refused(self, event: PayoutEvent, exc: TelegramError) -> None:
         _log.warning("telegram refused the %s message of %s: %s", event.kind.value, event.payout_id, exc)
+
     async def _edited(self, event: PayoutEvent, message_id: int, text: str) -> bool:
         """Edit the user's message into `text`; False when it cannot be edited (gone, too old)."""
         try:
