@@ -117,14 +117,17 @@ async def run(args: argparse.Namespace) -> None:
         address = env.client.service_client.config.target_host
         with tempfile.TemporaryDirectory() as tmp:
             worker_env = {"WORKER_MAX_CACHED_WORKFLOWS": str(args.cache)} if args.cache is not None else None
+            wrapper = [args.py_spy, "record", "-r", "50", "-f", "raw", "-o", f"{args.profile_workers}-{{name}}.txt",
+                       "--"] if args.profile_workers else []  # fmt: skip
             async with bench_stack(env.client, Path(tmp), workers=k, ledger=args.ledger,
-                                   portmone_rate=args.portmone_rate, worker_env=worker_env) as b:  # fmt: skip
+                                   portmone_rate=args.portmone_rate, worker_env=worker_env,
+                                   worker_wrapper=wrapper) as b:  # fmt: skip
                 await payouts(b, "warmup", warmup, warmup)
                 await relay_drained(b)
                 pg = PgMeter(b.stack.settings.ledger.url) if args.ledger == "postgres" else None
                 if pg is not None:
                     await pg.start()
-                cpu = CpuMeter({"workers": [w.pid for w in b.procs.workers], "this process": [os.getpid()],
+                cpu = CpuMeter({"workers": b.procs.worker_pids(), "this process": [os.getpid()],
                                 "Temporal": [temporal_server_pid()]})  # fmt: skip
                 cpu.start()
                 ours, statuses = await payouts(b, "bench", n, c)
@@ -186,6 +189,9 @@ def main() -> None:
         default=1000.0,
         help="WORKER_PORTMONE_REQUESTS_PER_SECOND for the run (high: measure the service, not the cap)",
     )
+    parser.add_argument("--profile-workers", metavar="PREFIX",
+                        help="run each worker under py-spy; its raw profile goes to PREFIX-worker-<n>.txt")
+    parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable (with --profile-workers)")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -27,7 +27,7 @@ from ledger import schema
 from payouts.models import PayoutView, payout_workflow_id
 from payouts.names import STATUS_QUERY
 from payouts.status import PayoutStatus
-from runtime.settings import LedgerSettings, PayoutSettings
+from runtime.settings import LedgerSettings, PayoutSettings, WebhookSettings
 from runtime.signing import signature_headers
 from tests.callbacks import paid
 from tests.ledger.helpers import PG_ADMIN_URL, PgAdmin
@@ -80,7 +80,7 @@ class BenchStack:
 
     def worker_rss_mb(self) -> list[tuple[float, float]]:
         """(now, peak) resident memory of each worker process, MiB."""
-        return [(current_rss_mb(w.pid), peak_rss_mb(w.pid)) for w in self.procs.workers if w.poll() is None]
+        return [(current_rss_mb(pid), peak_rss_mb(pid)) for pid in self.procs.worker_pids()]
 
 
 def current_rss_mb(pid: int) -> float:
@@ -135,6 +135,7 @@ class CpuMeter:
 async def bench_stack(
     client: Client, tmp: Path, *, workers: int, ledger: str, portmone_rate: float,
     payout: PayoutSettings | None = None, worker_env: dict[str, str] | None = None,
+    worker_wrapper: Sequence[str] = (),
 ) -> AsyncIterator[BenchStack]:  # fmt: skip
     """The stack with `workers` worker processes (each runs the outbox relay, as `payouts worker` does;
     this process runs none). The Portmone cap is raised to `portmone_rate` so the benchmark measures the
@@ -142,12 +143,13 @@ async def bench_stack(
     workflow sandbox compiles the workflow modules from source for every workflow it loads."""
     async with ledger_url(ledger, tmp) as url, running_stack(
         client, tmp, workers=False, relay=False, payout=payout or PayoutSettings(),
+        redeliver_interval=WebhookSettings().redeliver_interval_seconds,  # the sweep polls as in production
         ledger_settings=LedgerSettings(url=url, user_daily_limit=10**6, daily_budget_kopecks=10**12),
     ) as stack:  # fmt: skip
         env = {**os.environ, **settings_env(stack.settings), **LEDGER_ENV,
                "WORKER_PORTMONE_REQUESTS_PER_SECOND": str(portmone_rate), **(worker_env or {})}  # fmt: skip
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        procs = Processes(env=env, log_dir=tmp)
+        procs = Processes(env=env, log_dir=tmp, worker_wrapper=list(worker_wrapper))
         try:
             for _ in range(workers):
                 procs.start_worker()

@@ -103,7 +103,7 @@ async def queue_soak(args: argparse.Namespace) -> int:
     ledger = Ledger.from_url(ledger_url)
     rabbit = isolated_rabbit_settings(retry_delay_seconds=5.0, prefetch=args.prefetch, metrics_port=free_port(),
                                       reconnect_min_seconds=0.5, reconnect_max_seconds=5.0)
-    sandbox_port, webhook_port = free_port(), free_port()
+    sandbox_port, webhook_port, internal_port = free_port(), free_port(), free_port()
     sandbox_url, webhook_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{webhook_port}"
     consumer_url = f"http://127.0.0.1:{rabbit.metrics_port}"
     seed = uuid.uuid4().hex[:6]
@@ -116,7 +116,7 @@ async def queue_soak(args: argparse.Namespace) -> int:
         env = {
             **stack_environment(
                 temporal_address=temporal.client.service_client.config.target_host, ledger_url=ledger_url,
-                sandbox_port=sandbox_port, webhook_port=webhook_port, data_dir=data_dir,
+                sandbox_port=sandbox_port, webhook_port=webhook_port, internal_port=internal_port, data_dir=data_dir,
                 callback_timeout=args.callback_timeout,
             ),
             **rabbit_env(rabbit),

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,15 +81,22 @@ class Processes:
     others: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more webhooks, say
     kills: int = 0
     webhook_restarts: int = 0
+    # A profiler that launches the workers (`py-spy record ... -o {name} --`): `{name}` is the worker's name.
+    worker_wrapper: list[str] = field(default_factory=list)
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None,
+              wrapper: Sequence[str] = ()) -> subprocess.Popen[bytes]:  # fmt: skip
         """`payouts <args>` with the shared environment (`env` over it), its output in <log_dir>/<name>.log."""
         log = (self.log_dir / f"{name}.log").open("ab")
-        return subprocess.Popen([sys.executable, "-m", "console.cli", *args], env={**self.env, **(env or {})},
-                                stdout=log, stderr=subprocess.STDOUT)
+        command = [*(part.format(name=name) for part in wrapper), sys.executable, "-m", "console.cli", *args]
+        return subprocess.Popen(command, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes themselves (under a profiler: its child)."""
+        return [_child(w.pid) if self.worker_wrapper else w.pid for w in self.workers]
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        worker = self.start(f"worker-{len(self.workers)}", "worker")
+        worker = self.start(f"worker-{len(self.workers)}", "worker", wrapper=self.worker_wrapper)
         self.workers.append(worker)
         return worker
 
@@ -113,8 +121,11 @@ class Processes:
 
     def stop(self) -> None:
         every = [*self.workers, self.webhook, *self.others, self.sandbox]
+        if self.worker_wrapper:  # the worker stops; its profiler then writes what it saw and exits
+            for pid in self.worker_pids():
+                os.kill(pid, signal.SIGTERM)
         for proc in every:
-            if proc is not None and proc.poll() is None:
+            if proc is not None and proc.poll() is None and (proc not in self.workers or not self.worker_wrapper):
                 proc.send_signal(signal.SIGTERM)
         for proc in every:
             if proc is not None:
@@ -122,6 +133,17 @@ class Processes:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def _child(pid: int, timeout: float = 10.0) -> int:
+    """The one child of a process (a profiler's), once it has started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise LookupError(f"process {pid} started no child in {timeout} s")
 
 
 def peak_rss_mb(pid: int) -> float:

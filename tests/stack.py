@@ -277,7 +277,8 @@ class Stack:
         return self.client.get_workflow_handle(handle.id, run_id=answer.run_id, result_type=PayoutView)
 
     async def view(self, handle: WorkflowHandle[Any, Any]) -> PayoutView:
-        return await handle.query(STATUS_QUERY, result_type=PayoutView)
+        view: PayoutView = await handle.query(STATUS_QUERY, result_type=PayoutView)
+        return view
 
     async def wait_status(
         self, handle: WorkflowHandle[Any, Any], statuses: Iterable[PayoutStatus], timeout: float = 30
