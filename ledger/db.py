@@ -105,7 +105,7 @@ class Db:
             return
         try:
             async with self.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT", **{WRITE_OPTION: True})
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 async with conn.begin():  # nothing on the wire in autocommit: SQLAlchemy's bookkeeping
                     yield conn
         except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:

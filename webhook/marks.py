@@ -40,7 +40,7 @@ class SignalledMarks:
         self,
         ledger: Ledger,
         *,
-        interval: float = MARK_INTERVAL_SECONDS,
+        interval: float | None = None,
         batch: int = MARK_BATCH,
         hold: int = MARK_HOLD,
         retry: float = MARK_RETRY_SECONDS,
@@ -48,7 +48,7 @@ class SignalledMarks:
         if batch < 1 or hold < batch:
             raise ValueError("a batch holds at least one id, and `hold` at least a batch")
         self._ledger = ledger
-        self._interval = interval
+        self._interval = MARK_INTERVAL_SECONDS if interval is None else interval
         self._batch = batch
         self._hold = hold
         self._retry = retry
