@@ -9,14 +9,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db, Operations
 from ledger.errors import LedgerError
 from ledger.payout_rows import change_status, payout_id_for_bill, require_payout
 from ledger.records import CallbackRecord, StoreCallbackResult, to_record
-from ledger.schema import bill_attempts, callbacks, payouts
+from ledger.schema import UTCDateTime, bill_attempts, callbacks, payouts
 from payouts.status import PayoutStatus
 
 # first key of the two-int PostgreSQL advisory lock that serializes routing per bill id
@@ -36,27 +36,63 @@ class Callbacks(Operations):
         error_description: str | None,
         verdict: str | None,
     ) -> StoreCallbackResult:
-        """Store a callback once per `dedupe_key` (a repeat returns the stored one), routed when its bill is known."""
-        for _ in range(2):
-            try:
-                async with self._db.write() as conn:
-                    return await _store_once(
-                        self._db,
-                        conn,
-                        dedupe_key=dedupe_key,
-                        bill_id=bill_id,
-                        values={
-                            "raw_body": raw_body,
-                            "rsp_status": rsp_status,
-                            "bill_status": bill_status,
-                            "error_code": error_code,
-                            "error_description": error_description,
-                            "verdict": verdict,
-                        },
-                    )
-            except sa_exc.IntegrityError:
-                continue  # the same body was stored concurrently: the next pass returns that row
-        raise LedgerError(f"could not store callback {dedupe_key!r}")
+        """Store a callback once per `dedupe_key` (a repeat returns the stored one), routed when its bill is known.
+
+        One statement, on its own (`Db.statement`: no BEGIN/COMMIT on PostgreSQL): the INSERT takes
+        its `payout_id` from the route lookup (`_route_of`) inside its VALUES, does nothing on a known
+        `dedupe_key`, and returns the stored row with the bill's answered time (the latency metric), or
+        the row stored before (PostgreSQL: the same statement; SQLite, and a copy that a concurrent
+        request was committing: a second SELECT). No lock is taken but the row's own: the payout row
+        is share-locked (foreign key) for the statement's microseconds.
+
+        The route lock's guarantee, kept: a callback for bill B and the route to B ("record the route"
+        is `set_bill_id`, `Attempts.finish`, `route_by_echo`: each takes `route_lock(B)`, writes the
+        route, then `route_stored_callbacks(B)`, and commits) never miss each other. The statement
+        reads the routes of one snapshot, taken when it starts, so it can miss a route committed while
+        it ran; it can never wrongly route. Only a callback that ends up unrouted pays a second
+        transaction (`_route_late`): `route_lock(B)`, then a fresh lookup (a new snapshot under READ
+        COMMITTED), routing it when found. Our row is committed before that lock is asked for, so for a
+        route writer W either
+        - W's `route_stored_callbacks` starts after our row was committed: it sees the row and routes
+          it; or
+        - it started before: then W held `route_lock(B)` from before our commit until its own, so our
+          lock waits for W's commit and the fresh lookup sees W's route.
+        A callback for an unknown bill thus costs two transactions on PostgreSQL, and a repeat of an
+        unrouted one tries the route again (it also repairs a webhook that died between the two). SQLite
+        serializes writers (BEGIN IMMEDIATE), so the INSERT's lookup is already the latest; only an
+        unrouted repeat looks again.
+        """
+        stored = await _store_once(
+            self._db,
+            dedupe_key=dedupe_key,
+            bill_id=bill_id,
+            values={
+                "raw_body": raw_body,
+                "rsp_status": rsp_status,
+                "bill_status": bill_status,
+                "error_code": error_code,
+                "error_description": error_description,
+                "verdict": verdict,
+            },
+        )
+        if stored.payout_id is None and bill_id and (self._db.is_postgres or not stored.inserted):
+            stored = await self._route_late(stored, bill_id)
+        return stored
+
+    async def _route_late(self, stored: StoreCallbackResult, bill_id: str) -> StoreCallbackResult:
+        """The slow path of `store`: route a stored, unrouted callback under `route_lock` (see `store`)."""
+        async with self._db.write() as conn:
+            await route_lock(self._db, conn, bill_id)
+            owner = await conn.scalar(sa.select(_route_of(bill_id)))
+            if owner is None:
+                return stored
+            await route_stored_callbacks(self._db, conn, bill_id, str(owner))
+            row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == stored.callback.id))).one()
+            answered_at = await conn.scalar(sa.select(_answered_at(bill_id))) if stored.inserted else None
+        callback = to_record(CallbackRecord, row)
+        return StoreCallbackResult(
+            callback=callback, inserted=stored.inserted, payout_id=callback.payout_id, bill_answered_at=answered_at
+        )
 
     async def set_bill_id(self, payout_id: str, bill_id: str) -> list[CallbackRecord]:
         """Record `bill_id` as the payout's current bill and hand back its undelivered callbacks.
@@ -98,12 +134,21 @@ class Callbacks(Operations):
                 await route_stored_callbacks(self._db, conn, stored.bill_id, owner)
             return owner
 
-    async def mark_signalled(self, callback_id: int) -> None:
-        """The payout's workflow was told about this callback (a signal was accepted, or it is closed)."""
-        async with self._db.write() as conn:
+    async def mark_signalled(self, *callback_ids: int) -> None:
+        """The payouts' workflows were told about these callbacks (a signal was accepted, or the workflow
+        is closed): one statement for all of them (the webhook batches, `webhook.marks`)."""
+        if not callback_ids:
+            return
+        ids = sorted(set(callback_ids))
+        if self._db.is_postgres:
+            # one prepared statement whatever the count (`IN` would render a statement per count)
+            chosen = callbacks.c.id == sa.any_(sa.literal(ids, postgresql.ARRAY(sa.BigInteger())))
+        else:
+            chosen = callbacks.c.id.in_(ids)
+        async with self._db.statement() as conn:
             await conn.execute(
                 sa.update(callbacks)
-                .where(callbacks.c.id == callback_id, callbacks.c.signalled_at.is_(None))
+                .where(chosen, callbacks.c.signalled_at.is_(None))
                 .values(signalled_at=self._db.now())
             )
 
@@ -209,47 +254,91 @@ async def route_stored_callbacks(db: Db, conn: AsyncConnection, bill_id: str, pa
     )
 
 
+def _route_of(bill_id: str) -> sa.ColumnElement[Any]:
+    """The payout a bill belongs to, as one expression: its current bill, else the earliest attempt that
+    holds it (`ledger.payout_rows.payout_id_for_bill` reads the same rule in two statements)."""
+    current = sa.select(payouts.c.id).where(payouts.c.bill_id == bill_id).limit(1).scalar_subquery()
+    past = (
+        sa.select(bill_attempts.c.payout_id)
+        .where(bill_attempts.c.bill_id == bill_id)
+        .order_by(bill_attempts.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sa.func.coalesce(current, past)
+
+
+def _answered_at(bill_id: str) -> sa.ScalarSelect[Any]:
+    """When the ledger recorded Portmone's bills.create answer for this bill (None: not yet)."""
+    return (
+        sa.select(bill_attempts.c.finished_at)
+        .where(bill_attempts.c.bill_id == bill_id, bill_attempts.c.state == "answered")
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 async def _by_dedupe_key(conn: AsyncConnection, dedupe_key: str) -> CallbackRecord | None:
     row = (await conn.execute(sa.select(callbacks).where(callbacks.c.dedupe_key == dedupe_key))).first()
     return None if row is None else to_record(CallbackRecord, row)
 
 
-async def _store_once(
-    db: Db, conn: AsyncConnection, *, dedupe_key: str, bill_id: str | None, values: dict[str, Any]
-) -> StoreCallbackResult:
-    if bill_id:
-        await route_lock(db, conn, bill_id)
-    existing = await _by_dedupe_key(conn, dedupe_key)
-    payout_id = await payout_id_for_bill(conn, bill_id) if bill_id else None
+def _store_statement(db: Db, dedupe_key: str, bill_id: str | None, values: dict[str, Any]) -> sa.Executable:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING, routed by `_route_of` in its VALUES.
+
+    Each returned row has the callback's columns, `inserted` and `bill_answered_at`. PostgreSQL: the
+    insert is a CTE, and a UNION ALL returns the row stored before when it inserted nothing. That row
+    is read in the statement's snapshot, so a copy committed by a concurrent request while the insert
+    waited for it is not there: no row at all (the caller reads it again).
+    """
     now = db.now()
-    if existing is not None:
-        if existing.payout_id is None and payout_id is not None:
-            await conn.execute(
-                sa.update(callbacks).where(callbacks.c.id == existing.id).values(payout_id=payout_id, routed_at=now)
-            )
+    route: sa.ColumnElement[Any] = _route_of(bill_id) if bill_id else sa.null()
+    row = {
+        "dedupe_key": dedupe_key,
+        "bill_id": bill_id,
+        "payout_id": route,
+        "received_at": now,
+        "routed_at": sa.case((route.is_not(None), sa.literal(now, UTCDateTime())), else_=sa.null()),
+        **values,
+    }
+    answered: sa.ColumnElement[Any] = (
+        _answered_at(bill_id) if bill_id else sa.cast(sa.null(), UTCDateTime())
+    ).label("bill_answered_at")
+    if db.is_postgres:
+        pg = postgresql.insert(callbacks).values(row).on_conflict_do_nothing(index_elements=[callbacks.c.dedupe_key])
+        ins = pg.returning(*callbacks.c).cte("stored")
+        fresh = sa.select(*ins.c, sa.true().label("inserted"), answered)
+        before = sa.select(
+            *callbacks.c, sa.false().label("inserted"), sa.cast(sa.null(), UTCDateTime()).label("bill_answered_at")
+        ).where(callbacks.c.dedupe_key == dedupe_key, ~sa.exists(sa.select(ins.c.id)))
+        return fresh.union_all(before)
+    lite = sqlite.insert(callbacks).values(row).on_conflict_do_nothing(index_elements=[callbacks.c.dedupe_key])
+    return lite.returning(*callbacks.c, sa.true().label("inserted"), answered)
+
+
+async def _store_once(
+    db: Db, *, dedupe_key: str, bill_id: str | None, values: dict[str, Any]
+) -> StoreCallbackResult:
+    """Store (or find) the callback with one statement; a second only when the first found a copy that a
+    concurrent request had not yet committed when it started (PostgreSQL) or a copy at all (SQLite)."""
+    statement = _store_statement(db, dedupe_key, bill_id, values)
+    for _ in range(3):
+        async with db.statement() as conn:
+            row = (await conn.execute(statement)).first()
+            if row is not None:
+                m = row._mapping
+                callback = to_record(CallbackRecord, row)
+                return StoreCallbackResult(
+                    callback=callback,
+                    inserted=bool(m["inserted"]),
+                    payout_id=callback.payout_id,
+                    bill_answered_at=m["bill_answered_at"] if m["inserted"] and callback.payout_id else None,
+                )
             existing = await _by_dedupe_key(conn, dedupe_key)
-            assert existing is not None
-        return StoreCallbackResult(callback=existing, inserted=False, payout_id=existing.payout_id)
-    await conn.execute(
-        sa.insert(callbacks).values(
-            dedupe_key=dedupe_key,
-            bill_id=bill_id,
-            payout_id=payout_id,
-            received_at=now,
-            routed_at=now if payout_id is not None else None,
-            **values,
-        )
-    )
-    stored = await _by_dedupe_key(conn, dedupe_key)
-    assert stored is not None
-    answered_at = None
-    if payout_id is not None:
-        answered_at = await conn.scalar(
-            sa.select(bill_attempts.c.finished_at)
-            .where(bill_attempts.c.bill_id == bill_id, bill_attempts.c.state == "answered")
-            .limit(1)
-        )
-    return StoreCallbackResult(callback=stored, inserted=True, payout_id=payout_id, bill_answered_at=answered_at)
+        if existing is not None:
+            return StoreCallbackResult(callback=existing, inserted=False, payout_id=existing.payout_id)
+        # stored and deleted in between (only a test clears the table): insert again
+    raise LedgerError(f"could not store callback {dedupe_key!r}")
 
 
 async def _echo_owner(

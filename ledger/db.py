@@ -88,6 +88,31 @@ class Db:
                 raise LedgerUnavailable(_describe(exc)) from exc
             raise
 
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection]:
+        """A writer whose every statement is a transaction of its own: one round trip a statement.
+
+        PostgreSQL: the connection is in autocommit, so neither BEGIN nor COMMIT goes to the server
+        (asyncpg sends the statement alone; the server commits it when it ends). Use it for one
+        statement that must stand alone, which every statement here then does: a second one sees what
+        the first committed, nothing is rolled back. SQLite: an ordinary write transaction (BEGIN
+        IMMEDIATE, the statements, COMMIT: in process, no round trips), behind this process's writer
+        queue. Connection-level failures become LedgerUnavailable.
+        """
+        if not self.is_postgres:
+            async with self.write() as conn:
+                yield conn
+            return
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                async with conn.begin():  # nothing on the wire in autocommit: SQLAlchemy's bookkeeping
+                    yield conn
+        except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+            if _is_unavailable(exc):
+                raise LedgerUnavailable(_describe(exc)) from exc
+            raise
+
     async def _queue_for_writer(self, stack: contextlib.AsyncExitStack) -> None:
         assert self._sqlite_writer is not None
         try:

@@ -29,6 +29,7 @@ from webhook.errors import error
 from webhook.health import healthz, readyz
 from webhook.intake import accept_receipt
 from webhook.keys import DEPS
+from webhook.marks import MARKS, SignalledMarks, marks_context
 from webhook.observability import ACCESS_LOG, AccessLogger, Handler, observe
 from webhook.redelivery import redelivery_context
 from webhook.tls import server_ssl_context
@@ -49,13 +50,15 @@ async def _callbacks_only(request: web.Request, handler: Handler) -> StreamRespo
 
 
 def build_public_app(deps: WebhookDeps) -> web.Application:
-    """`POST /portmone/callback` only."""
+    """`POST /portmone/callback` only; its signalled marks are batched (webhook.marks) while it runs."""
     telemetry.setup(deps.settings.telemetry, "payouts-webhook")  # before the application: tracing instruments it
     # The callback handler reads its body through webhook.body.read_body (cap and deadline); the
     # app-wide cap is a backstop for any other read.
     app = web.Application(client_max_size=deps.settings.webhook.max_body_bytes, middlewares=[observe, _callbacks_only])
     app[DEPS] = deps
+    app[MARKS] = SignalledMarks(deps.ledger)
     app.router.add_post(CALLBACK_PATH, portmone_callback)
+    app.cleanup_ctx.append(marks_context)
     return app
 
 

@@ -2,8 +2,10 @@
 
 Authentication (webhook.callback_auth, built once at start-up) comes first: a request that fails it
 gets 401/403 (webhook.refusal) and is never parsed or stored. The callback is stored before it is
-acknowledged: a ledger that cannot store it answers 503 so Portmone tries again. Once stored,
-telling the workflow is our job: a signal that fails is redelivered by the sweep (webhook.redelivery).
+acknowledged: a ledger that cannot store it answers 503 so Portmone tries again. Storing is one
+ledger statement for a callback whose bill is known (ledger.callbacks.store). Once stored, telling
+the workflow is our job: a signal that fails is redelivered by the sweep (webhook.redelivery); one
+that succeeds is noted in the ledger with the next batch of marks (webhook.marks), after the answer.
 Storage is deduplicated by a hash of (bill, verdict, status, error code); the workflow dedupes
 signals too, so a repeat is harmless.
 
@@ -31,6 +33,7 @@ from webhook.callback_latency import observe_callback_latency
 from webhook.deps import WebhookDeps
 from webhook.errors import error
 from webhook.keys import DEPS
+from webhook.marks import MARKS
 from webhook.redelivery import Told, signal_stored
 from webhook.refusal import Endpoint, Refused, refuse
 
@@ -131,7 +134,7 @@ async def portmone_callback(request: web.Request) -> web.Response:
         return _ack(202)
 
     log_context.bind(**log_context.ids_of_workflow(payout_id))
-    told = await signal_stored(deps, payout_id, stored.callback)
+    told = await signal_stored(deps, payout_id, stored.callback, request.app[MARKS].add)
     observe_callback_latency(stored)
     if not told.signalled:
         # Stored: the sweep tells the workflow once Temporal answers again.

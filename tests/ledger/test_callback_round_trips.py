@@ -1,0 +1,183 @@
+"""What storing a callback costs the ledger, and the route it still never misses (ledger.callbacks.store)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from ledger import Ledger, StoreCallbackResult
+from ledger.callbacks import route_lock, route_stored_callbacks
+from ledger.db import Db
+from ledger.schema import payouts
+from tests.ledger.helpers import reserved
+
+
+async def _store(ledger: Ledger, bill_id: str, body: str) -> StoreCallbackResult:
+    return await ledger.callbacks.store(
+        dedupe_key=hashlib.sha256(body.encode()).hexdigest(),
+        bill_id=bill_id,
+        raw_body=body,
+        rsp_status="ok",
+        bill_status="PAYED",
+        error_code=None,
+        error_description=None,
+        verdict="paid",
+    )
+
+
+def _pg(ledger: Ledger) -> bool:
+    return ledger.engine.dialect.name == "postgresql"
+
+
+class Meter:
+    def __init__(self) -> None:
+        self.commits = 0
+        self.statements: list[str] = []
+
+
+@contextmanager
+def metered(ledger: Ledger) -> Iterator[Meter]:
+    """Counts the ledger's commits and the statements it sends (BEGIN and COMMIT are not statements here)."""
+    meter = Meter()
+    engine = ledger.engine.sync_engine
+
+    def on_commit(_conn: Any) -> None:
+        meter.commits += 1
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "PRAGMA"):
+            meter.statements.append(statement)
+
+    event.listen(engine, "commit", on_commit)
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        yield meter
+    finally:
+        event.remove(engine, "commit", on_commit)
+        event.remove(engine, "before_cursor_execute", on_statement)
+
+
+async def test_a_callback_for_a_known_bill_is_one_statement_in_one_transaction(ledger: Ledger) -> None:
+    pid = await reserved(ledger)
+    attempt = await ledger.attempts.begin(pid, 1)
+    answered = await ledger.attempts.finish(attempt.id, "answered", bill_id="B-1")
+    await ledger.callbacks.set_bill_id(pid, "B-1")
+
+    with metered(ledger) as meter:
+        stored = await _store(ledger, "B-1", "<rsp>B-1 paid</rsp>")
+    assert (stored.inserted, stored.payout_id, stored.callback.payout_id) == (True, pid, pid)
+    assert stored.callback.routed_at == stored.callback.received_at
+    assert stored.bill_answered_at == answered.finished_at
+    assert (meter.commits, len(meter.statements)) == (1, 1)
+
+    with metered(ledger) as meter:
+        repeat = await _store(ledger, "B-1", "<rsp>B-1 paid</rsp>")
+    assert (repeat.inserted, repeat.callback.id, repeat.payout_id, repeat.bill_answered_at) == (
+        False, stored.callback.id, pid, None,
+    )  # fmt: skip
+    # PostgreSQL finds the stored copy in the same statement; SQLite reads it with a second one
+    assert (meter.commits, len(meter.statements)) == (1, 1 if _pg(ledger) else 2)
+
+
+async def test_a_callback_for_an_unknown_bill_looks_for_its_route_again_under_the_route_lock(ledger: Ledger) -> None:
+    with metered(ledger) as meter:
+        stored = await _store(ledger, "B-nobody", "<rsp>?</rsp>")
+    assert (stored.inserted, stored.payout_id, stored.callback.routed_at) == (True, None, None)
+    # PostgreSQL: the statement's snapshot may have missed a route committed meanwhile, so a second
+    # transaction takes the route lock and looks again; SQLite's writers are serialized already.
+    assert meter.commits == (2 if _pg(ledger) else 1)
+    assert [c.id for c in await ledger.callbacks.unrouted()] == [stored.callback.id]
+
+    with metered(ledger) as meter:
+        repeat = await _store(ledger, "B-nobody", "<rsp>?</rsp>")
+    assert (repeat.inserted, repeat.callback.id, repeat.payout_id) == (False, stored.callback.id, None)
+    assert meter.commits == 2  # an unrouted repeat always looks again
+
+
+async def test_a_repeat_routes_a_callback_left_unrouted_beside_its_route(ledger: Ledger) -> None:
+    """A webhook that died between its two transactions left the callback unrouted though the route was
+    there: Portmone's retry routes it."""
+    stored = await _store(ledger, "B-2", "<rsp>B-2 paid</rsp>")
+    pid = await reserved(ledger)
+    async with ledger.engine.begin() as conn:  # the route, written without routing stored callbacks
+        await conn.execute(sa.update(payouts).where(payouts.c.id == pid).values(bill_id="B-2"))
+
+    repeat = await _store(ledger, "B-2", "<rsp>B-2 paid</rsp>")
+    assert (repeat.inserted, repeat.callback.id, repeat.payout_id, repeat.callback.payout_id) == (
+        False, stored.callback.id, pid, pid,
+    )  # fmt: skip
+    assert repeat.callback.routed_at is not None
+    assert await ledger.callbacks.unrouted() == []
+
+
+async def test_many_signalled_marks_are_one_statement(ledger: Ledger) -> None:
+    pid = await reserved(ledger)
+    await ledger.callbacks.set_bill_id(pid, "B-3")
+    ids = [(await _store(ledger, "B-3", f"<rsp>B-3 notice {i}</rsp>")).callback.id for i in range(7)]
+    await ledger.callbacks.mark_signalled(ids[0])
+    first = (await ledger.callbacks.for_payout(pid))[0].signalled_at
+    assert first is not None
+
+    with metered(ledger) as meter:
+        await ledger.callbacks.mark_signalled(*ids, ids[3])
+        await ledger.callbacks.mark_signalled()
+    assert (meter.commits, len(meter.statements)) == (1, 1)
+    marked = await ledger.callbacks.for_payout(pid)
+    assert all(c.signalled_at is not None for c in marked)
+    assert marked[0].signalled_at == first  # a mark already there stays as it was
+
+
+async def test_a_callback_stored_while_its_route_is_being_written_ends_routed(ledger: Ledger) -> None:
+    """The route writer holds the route lock and has written the route, uncommitted, when the callback's
+    statement runs: the statement cannot see the route and stores the callback unrouted; the writer's
+    `route_stored_callbacks` ran before the callback existed. The store's second look, under the route
+    lock, waits for the writer's commit and routes it."""
+    if not _pg(ledger):
+        pytest.skip("SQLite serializes writers: a store cannot run while a route is being written")
+    pid = await reserved(ledger)
+    writer = Db(ledger.engine)
+    route_written = asyncio.Event()
+    release = asyncio.Event()
+
+    async def record_route() -> None:  # what set_bill_id and attempts.finish do, held open in between
+        async with writer.write() as conn:
+            await route_lock(writer, conn, "B-race")
+            await conn.execute(sa.update(payouts).where(payouts.c.id == pid).values(bill_id="B-race"))
+            await route_stored_callbacks(writer, conn, "B-race", pid)
+            route_written.set()
+            await release.wait()
+
+    route = asyncio.create_task(record_route())
+    try:
+        await route_written.wait()
+        store = asyncio.create_task(_store(ledger, "B-race", "<rsp>B-race paid</rsp>"))
+        await _until_a_route_lock_is_awaited(ledger)
+        assert [c.bill_id for c in await ledger.callbacks.unrouted()] == ["B-race"]  # stored, not yet routed
+    finally:
+        release.set()
+        await route
+    stored = await store
+
+    assert (stored.inserted, stored.payout_id, stored.callback.payout_id) == (True, pid, pid)
+    assert await ledger.callbacks.unrouted() == []
+    assert [c.id for c in await ledger.callbacks.for_payout(pid)] == [stored.callback.id]
+
+
+async def _until_a_route_lock_is_awaited(ledger: Ledger) -> None:
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    async with asyncio.timeout(10):
+        while True:
+            async with ledger.engine.connect() as conn:
+                if await conn.scalar(waiting):
+                    return
+            await asyncio.sleep(0.01)
