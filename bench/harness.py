@@ -259,14 +259,17 @@ def load_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None, max_keepalive_connections=200))
 
 
-async def send_paid_callbacks(b: BenchStack, bills: dict[str, str], rate: float) -> tuple[float, list[float]]:
-    """A signed PAYED callback for each bill, at `rate` per second, to the real webhook. Returns the rate
-    of accepted callbacks (2xx, from the first sent to the last answered) and the answer times; records
-    when each accepted callback left (`b.sent`) and the answers by HTTP status (`b.answered`): 200 stored
-    and signalled, 202 stored (the redelivery sweep signals it), 503 not stored (Portmone retries)."""
+async def send_paid_callbacks(
+    b: BenchStack, bills: dict[str, str], rate: float, url: str | None = None
+) -> tuple[float, list[float]]:
+    """A signed PAYED callback for each bill, at `rate` per second, to the real webhook (the stack's, or
+    `url`). Returns the rate of accepted callbacks (2xx, from the first sent to the last answered) and
+    the answer times; records when each accepted callback left (`b.sent`) and the answers by HTTP status
+    (`b.answered`): 200 stored and signalled, 202 stored (the redelivery sweep signals it), 503 not
+    stored (Portmone retries)."""
     targets = list(bills.items())
     secrets = b.stack.settings.webhook.callback_secret_list()[:1]
-    url = f"{b.stack.webhook_url}/portmone/callback"
+    url = url or f"{b.stack.webhook_url}/portmone/callback"
 
     async with load_client() as http:
 
@@ -295,6 +298,10 @@ class CallbackLatency:
     signalled: list[float] = field(default_factory=list)  # callback left -> signal in the history (the webhook)
     queued: list[float] = field(default_factory=list)  # signal -> a worker picked its workflow task up
     task: list[float] = field(default_factory=list)  # the workflow task itself (a replay when evicted)
+
+    @property
+    def p99(self) -> float:
+        return pct(self.total, 0.99)
 
     def lines(self) -> str:
         return (f"callback -> workflow state {spread(self.total)}\n  of which: callback -> signal recorded "

@@ -188,11 +188,12 @@ def stack_environment(*, temporal_address: str, ledger_url: str, sandbox_port: i
     }
 
 
-async def wait_http(url: str, timeout: float = 60) -> None:
+async def wait_http(url: str, timeout: float = 60, ok: tuple[int, ...] = (200,)) -> None:
+    """Until `url` answers a GET with one of `ok`."""
     async with httpx.AsyncClient(timeout=2) as http, asyncio.timeout(timeout):
         while True:
             try:
-                if (await http.get(url)).status_code == 200:
+                if (await http.get(url)).status_code in ok:
                     return
             except httpx.HTTPError:
                 pass

@@ -1,31 +1,36 @@
 """Portmone callbacks at a fixed rate against the real webhook, beside a bare aiohttp handler that only
-signals, on the same dev server in the same run.
+signals, on the same dev server in the same run, each handler a process of its own.
 
     .venv/bin/python -m bench.webhook --rate R --seconds S [--workers K] [--ledger postgres|sqlite]
 
 First R x S payouts are parked awaiting their callbacks (the sandbox drops its own). Then one signed
-PAYED callback per payout goes to the webhook (verified, stored, routed by bill id, signalled) at R per
-second, open loop; then the same number of POSTs at the same rate to a bare handler that signals a
-`BaselineWaiting` workflow (bench/baseline.py) and does nothing else. For each: the achieved rate, the
-answer time, and callback -> workflow state, from the callback leaving to the end of the first workflow
-task after its signal (read from the history). Target: p99 <= 100 ms at 100 callbacks/s.
+PAYED callback per payout goes to a `payouts webhook` process (verified, stored, routed by bill id,
+signalled; the load, the sandbox and the stack's own webhook stay in this process) at R per second,
+open loop; then the same number of POSTs at the same rate to a bare handler that signals a
+`BaselineWaiting` workflow (bench/baseline.py) and does nothing else (bench/bare_handler.py). For each:
+the achieved rate, the answer time, the handler process's CPU per callback, and callback -> workflow
+state, from the callback leaving to the end of the first workflow task after its signal (read from the
+history). Target: p99 <= 100 ms at 100 callbacks/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from aiohttp import web
 from temporalio.client import Client
 
-from bench.baseline import SIGNAL, BaselineWaiting
+from bench.bare_handler import start_bare_handler
+from bench.baseline import BaselineWaiting
 from bench.harness import (
+    BenchStack,
     CallbackLatency,
+    CpuMeter,
     at_rate,
     baseline_workers,
     bench_stack,
@@ -37,36 +42,29 @@ from bench.harness import (
     signal_to_state,
     spread,
 )
+from bench.soak import wait_http
 from tests.callbacks import paid
 from tests.stack import free_port
 from tests.temporal_envs import dev_server
 
 
-def bare_app(client: Client) -> web.Application:
-    """Reads the body and signals the workflow named in the path: the least a callback handler can do."""
-
-    async def handle(request: web.Request) -> web.Response:
-        await request.read()
-        await client.get_workflow_handle(request.match_info["workflow_id"]).signal(SIGNAL)
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/signal/{workflow_id}", handle)
-    return app
-
-
-async def bare(client: Client, task_queue: str, count: int, rate: float) -> tuple[float, list[float], CallbackLatency]:
+async def bare(
+    address: str, client: Client, task_queue: str, count: int, rate: float, log_dir: Path
+) -> tuple[float, list[float], CallbackLatency, float]:
+    """The bare handler (bench/bare_handler.py, a process of its own) at `rate`: the achieved rate, the
+    answer times, callback -> state, and the handler's CPU seconds."""
     ids = [f"bare-{uuid.uuid4().hex[:8]}-{i:06d}" for i in range(count)]
     for i in range(0, count, 50):
         await asyncio.gather(*(client.start_workflow(BaselineWaiting.run, id=w, task_queue=task_queue)
                                for w in ids[i:i + 50]))  # fmt: skip
     await asyncio.sleep(2)  # every one waiting for its signal
-    runner = web.AppRunner(bare_app(client))
-    await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    handler = start_bare_handler(address, port, log_dir / "bare-handler.log")
     sent: dict[str, float] = {}
     try:
+        await wait_http(f"http://127.0.0.1:{port}/signal/none", ok=(405,))
+        cpu = CpuMeter({"bare handler": [handler.pid]})
+        cpu.start()
         async with load_client() as http:
 
             async def one(i: int) -> float:
@@ -77,9 +75,26 @@ async def bare(client: Client, task_queue: str, count: int, rate: float) -> tupl
                 return time.perf_counter() - t0
 
             answers, achieved = await at_rate(count, rate, one)
+        cpu.stop()
     finally:
-        await runner.cleanup()
-    return achieved, answers, await signal_to_state(client, sent)
+        handler.terminate()
+        handler.wait(30)
+    return achieved, answers, await signal_to_state(client, sent), cpu.used["bare handler"]
+
+
+async def measured_webhook(b: BenchStack) -> tuple[subprocess.Popen[bytes], str]:
+    """A `payouts webhook` process of its own, beside the stack's, for the measured callbacks: the load
+    generator, the sandbox and the stack's own webhook stay in this process. Returns it and its callback URL."""
+    port, internal = free_port(), free_port()
+    hook = b.procs.start("webhook-measured", "webhook", env={
+        "WEBHOOK_PORT": str(port),
+        "WEBHOOK_INTERNAL_PORT": str(internal),
+        "WEBHOOK_CALLBACK_HMAC_SECRETS": b.stack.settings.webhook.callback_hmac_secrets.get_secret_value(),
+        "WEBHOOK_INTAKE_TOKEN": b.stack.settings.webhook.intake_token.get_secret_value(),
+    })  # fmt: skip
+    b.procs.others.append(hook)
+    await wait_http(f"http://127.0.0.1:{internal}/readyz")
+    return hook, f"http://127.0.0.1:{port}/portmone/callback"
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -91,20 +106,28 @@ async def run(args: argparse.Namespace) -> None:
                                    portmone_rate=1000.0) as b:  # fmt: skip
                 bills = await park(b, "hook", count, concurrency=20)
                 await relay_drained(b)
-                achieved, answers = await send_paid_callbacks(b, bills, args.rate)
+                hook, url = await measured_webhook(b)
+                cpu = CpuMeter({"webhook": [hook.pid]})
+                cpu.start()
+                achieved, answers = await send_paid_callbacks(b, bills, args.rate, url=url)
+                cpu.stop()
                 latencies = await signal_to_state(env.client, b.sent)
                 answered = dict(sorted(b.answered.items()))
             plain = await Client.connect(address)
             queue = f"baseline-{uuid.uuid4().hex[:8]}"
             async with baseline_workers(address, args.workers, queue, Path(tmp)):
-                bare_achieved, bare_answers, bare_latencies = await bare(plain, queue, count, args.rate)
+                bare_achieved, bare_answers, bare_latencies, bare_cpu = await bare(
+                    address, plain, queue, count, args.rate, Path(tmp))
 
     print(f"{count} callbacks at {args.rate:g}/s for {args.seconds:g} s, {args.workers} worker process(es), "
           f"ledger {args.ledger}")
-    print(f"webhook (verify, store, route, signal): accepted {achieved:.1f}/s; answers {answered}, in "
-          f"{spread(answers)}; {latencies.lines()}")
-    print(f"bare handler (signal only), baseline workflow: achieved {bare_achieved:.1f}/s; answer "
-          f"{spread(bare_answers)}; {bare_latencies.lines()}")
+    print(f"webhook (verify, store, route, signal; a process of its own): accepted {achieved:.1f}/s; answers "
+          f"{answered}, in {spread(answers)}; CPU {cpu.used['webhook'] / count * 1000:.1f} ms per callback; "
+          f"{latencies.lines()}")
+    print(f"bare handler (signal only; a process of its own), baseline workflow: achieved {bare_achieved:.1f}/s; "
+          f"answer {spread(bare_answers)}; CPU {bare_cpu / count * 1000:.1f} ms per callback; {bare_latencies.lines()}")
+    print(f"webhook / bare: accepted {achieved / bare_achieved:.2f}, CPU per callback "
+          f"{cpu.used['webhook'] / bare_cpu:.2f}, callback -> state p99 {latencies.p99 / bare_latencies.p99:.2f}")
     print(f"machine: {machine()}")
     print("target: callback -> state p99 <= 100 ms at 100 callbacks/s")
 

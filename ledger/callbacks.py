@@ -3,6 +3,7 @@ when the route appears, or by what they echo), marked signalled and processed on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from datetime import datetime
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db, Operations
 from ledger.errors import LedgerError
-from ledger.payout_rows import change_status, payout_id_for_bill, require_payout
+from ledger.payout_rows import change_status, payout_id_for_bill, require_payout, route_of
 from ledger.records import CallbackRecord, StoreCallbackResult, to_record
 from ledger.schema import UTCDateTime, bill_attempts, callbacks, payouts
 from payouts.status import PayoutStatus
@@ -39,7 +40,7 @@ class Callbacks(Operations):
         """Store a callback once per `dedupe_key` (a repeat returns the stored one), routed when its bill is known.
 
         One statement, on its own (`Db.statement`: no BEGIN/COMMIT on PostgreSQL): the INSERT takes
-        its `payout_id` from the route lookup (`_route_of`) inside its VALUES, does nothing on a known
+        its `payout_id` from the route lookup (`route_of`) inside its VALUES, does nothing on a known
         `dedupe_key`, and returns the stored row with the bill's answered time (the latency metric), or
         the row stored before (PostgreSQL: the same statement; SQLite, and a copy that a concurrent
         request was committing: a second SELECT). No lock is taken but the row's own: the payout row
@@ -83,7 +84,7 @@ class Callbacks(Operations):
         """The slow path of `store`: route a stored, unrouted callback under `route_lock` (see `store`)."""
         async with self._db.write() as conn:
             await route_lock(self._db, conn, bill_id)
-            owner = await conn.scalar(sa.select(_route_of(bill_id)))
+            owner = await payout_id_for_bill(conn, bill_id)
             if owner is None:
                 return stored
             await route_stored_callbacks(self._db, conn, bill_id, str(owner))
@@ -254,21 +255,7 @@ async def route_stored_callbacks(db: Db, conn: AsyncConnection, bill_id: str, pa
     )
 
 
-def _route_of(bill_id: str) -> sa.ColumnElement[Any]:
-    """The payout a bill belongs to, as one expression: its current bill, else the earliest attempt that
-    holds it (`ledger.payout_rows.payout_id_for_bill` reads the same rule in two statements)."""
-    current = sa.select(payouts.c.id).where(payouts.c.bill_id == bill_id).limit(1).scalar_subquery()
-    past = (
-        sa.select(bill_attempts.c.payout_id)
-        .where(bill_attempts.c.bill_id == bill_id)
-        .order_by(bill_attempts.c.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-    return sa.func.coalesce(current, past)
-
-
-def _answered_at(bill_id: str) -> sa.ScalarSelect[Any]:
+def _answered_at(bill_id: Any) -> sa.ScalarSelect[Any]:
     """When the ledger recorded Portmone's bills.create answer for this bill (None: not yet)."""
     return (
         sa.select(bill_attempts.c.finished_at)
@@ -283,34 +270,39 @@ async def _by_dedupe_key(conn: AsyncConnection, dedupe_key: str) -> CallbackReco
     return None if row is None else to_record(CallbackRecord, row)
 
 
-def _store_statement(db: Db, dedupe_key: str, bill_id: str | None, values: dict[str, Any]) -> sa.Executable:
-    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING, routed by `_route_of` in its VALUES.
+_STORED_VALUES = ("raw_body", "rsp_status", "bill_status", "error_code", "error_description", "verdict")
+
+
+@functools.cache
+def _store_statement(postgres: bool) -> sa.Executable:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING, routed by `route_of` in its VALUES.
 
     Each returned row has the callback's columns, `inserted` and `bill_answered_at`. PostgreSQL: the
     insert is a CTE, and a UNION ALL returns the row stored before when it inserted nothing. That row
     is read in the statement's snapshot, so a copy committed by a concurrent request while the insert
-    waited for it is not there: no row at all (the caller reads it again).
+    waited for it is not there: no row at all (the caller reads it again). Built once per dialect, with
+    bound parameters (`dedupe_key`, `bill_id`, `now` and `_STORED_VALUES`): building it is most of a
+    callback's Python cost otherwise.
     """
-    now = db.now()
-    route: sa.ColumnElement[Any] = _route_of(bill_id) if bill_id else sa.null()
+    bill_id = sa.bindparam("bill_id", type_=callbacks.c.bill_id.type)
+    now = sa.bindparam("now", type_=UTCDateTime())
+    route = route_of(bill_id)
     row = {
-        "dedupe_key": dedupe_key,
+        "dedupe_key": sa.bindparam("dedupe_key", type_=callbacks.c.dedupe_key.type),
         "bill_id": bill_id,
         "payout_id": route,
         "received_at": now,
-        "routed_at": sa.case((route.is_not(None), sa.literal(now, UTCDateTime())), else_=sa.null()),
-        **values,
+        "routed_at": sa.case((route.is_not(None), now), else_=sa.null()),
+        **{name: sa.bindparam(name, type_=callbacks.c[name].type) for name in _STORED_VALUES},
     }
-    answered: sa.ColumnElement[Any] = (
-        _answered_at(bill_id) if bill_id else sa.cast(sa.null(), UTCDateTime())
-    ).label("bill_answered_at")
-    if db.is_postgres:
+    answered = _answered_at(bill_id).label("bill_answered_at")
+    if postgres:
         pg = postgresql.insert(callbacks).values(row).on_conflict_do_nothing(index_elements=[callbacks.c.dedupe_key])
         ins = pg.returning(*callbacks.c).cte("stored")
         fresh = sa.select(*ins.c, sa.true().label("inserted"), answered)
         before = sa.select(
             *callbacks.c, sa.false().label("inserted"), sa.cast(sa.null(), UTCDateTime()).label("bill_answered_at")
-        ).where(callbacks.c.dedupe_key == dedupe_key, ~sa.exists(sa.select(ins.c.id)))
+        ).where(callbacks.c.dedupe_key == sa.bindparam("dedupe_key"), ~sa.exists(sa.select(ins.c.id)))
         return fresh.union_all(before)
     lite = sqlite.insert(callbacks).values(row).on_conflict_do_nothing(index_elements=[callbacks.c.dedupe_key])
     return lite.returning(*callbacks.c, sa.true().label("inserted"), answered)
@@ -321,10 +313,11 @@ async def _store_once(
 ) -> StoreCallbackResult:
     """Store (or find) the callback with one statement; a second only when the first found a copy that a
     concurrent request had not yet committed when it started (PostgreSQL) or a copy at all (SQLite)."""
-    statement = _store_statement(db, dedupe_key, bill_id, values)
+    statement = _store_statement(db.is_postgres)
+    params = {"dedupe_key": dedupe_key, "bill_id": bill_id, "now": db.now(), **values}
     for _ in range(3):
         async with db.statement() as conn:
-            row = (await conn.execute(statement)).first()
+            row = (await conn.execute(statement, params)).first()
             if row is not None:
                 m = row._mapping
                 callback = to_record(CallbackRecord, row)

@@ -42,16 +42,22 @@ async def payout_by_receipt(conn: AsyncConnection, receipt_id: str) -> PayoutRec
 
 async def payout_id_for_bill(conn: AsyncConnection, bill_id: str) -> str | None:
     """The payout a bill id belongs to: its current bill, or a bill of an earlier round (attempt log)."""
-    current = await conn.scalar(sa.select(payouts.c.id).where(payouts.c.bill_id == bill_id))
-    if current is not None:
-        return str(current)
-    past = await conn.scalar(
+    found = await conn.scalar(sa.select(route_of(bill_id)))
+    return None if found is None else str(found)
+
+
+def route_of(bill_id: str | sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The payout a bill belongs to, as one expression (a statement can route by it): the payout whose
+    current bill it is, else the payout of the earliest attempt that holds it."""
+    current = sa.select(payouts.c.id).where(payouts.c.bill_id == bill_id).limit(1).scalar_subquery()
+    past = (
         sa.select(bill_attempts.c.payout_id)
         .where(bill_attempts.c.bill_id == bill_id)
         .order_by(bill_attempts.c.id)
         .limit(1)
+        .scalar_subquery()
     )
-    return None if past is None else str(past)
+    return sa.func.coalesce(current, past)
 
 
 async def record_change(db: Db, conn: AsyncConnection, from_status: PayoutStatus | None, row: PayoutRecord) -> None:
