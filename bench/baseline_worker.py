@@ -14,7 +14,7 @@ import signal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.baseline import BASELINE_TASK_QUEUE, BaselinePayout, BaselineWaiting, work
+from bench.baseline import BASELINE_TASK_QUEUE, BaselinePayout, BaselineWaiting, ShapedPayout, echo, local_work, work
 
 
 async def serve(address: str, task_queue: str) -> None:
@@ -22,7 +22,8 @@ async def serve(address: str, task_queue: str) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with Worker(client, task_queue=task_queue, workflows=[BaselinePayout, BaselineWaiting], activities=[work]):
+    async with Worker(client, task_queue=task_queue, workflows=[BaselinePayout, BaselineWaiting, ShapedPayout],
+                      activities=[work, echo, local_work]):
         await stop.wait()
 
 
