@@ -55,7 +55,8 @@ class Attempts(Operations):
         or RETRY_SCHEDULED), or raise NewBillRefused (the new-bill rule) or IllegalTransition (any other
         status: no bill for a payout that is waiting for a callback, a person, or is settled)."""
         async with self._db.write() as conn:
-            return await _begin(self._db, conn, await require_payout(conn, payout_id, lock=True), round_no)
+            payout = await require_payout(conn, payout_id, lock=True)  # serializes senders and attempt numbering
+            return await _begin(self._db, conn, payout, round_no, await attempts_of(conn, payout_id))
 
     async def start(self, payout_id: str, round_no: int) -> AttemptStart:
         """`begin`, unless an earlier attempt of this round may have reached Portmone (it holds a bill, or
@@ -63,10 +64,11 @@ class Attempts(Operations):
         round adopts its bill or goes to a person, never sends again. One transaction."""
         async with self._db.write() as conn:
             payout = await require_payout(conn, payout_id, lock=True)
-            earlier = await attempts_of(conn, payout_id, round_no)
+            attempts = await attempts_of(conn, payout_id)
+            earlier = [a for a in attempts if a.round_no == round_no]
             if any(may_have_reached_portmone(a) for a in earlier):
                 return AttemptStart(attempt=None, earlier=earlier)
-            return AttemptStart(attempt=await _begin(self._db, conn, payout, round_no), earlier=earlier)
+            return AttemptStart(attempt=await _begin(self._db, conn, payout, round_no, attempts), earlier=earlier)
 
     async def finish(
         self,
@@ -85,7 +87,8 @@ class Attempts(Operations):
         AWAITING_CALLBACK in the same transaction (a payout that moved on meanwhile, e.g. paid by an early
         callback, stays)."""
         async with self._db.write() as conn:
-            return (await _finish(self._db, conn, attempt_id, state, bill_id, error_code, detail))[0]
+            attempt, _, _ = await _finish(self._db, conn, attempt_id, state, bill_id, error_code, detail)
+            return attempt
 
     async def end(
         self,
@@ -101,12 +104,12 @@ class Attempts(Operations):
         a repeated ending writes nothing), and for an answered bill its route as `Callbacks.set_bill_id`
         records it, with the bill's callbacks that came first."""
         async with self._db.write() as conn:
-            attempt, new = await _finish(self._db, conn, attempt_id, state, bill_id, error_code, detail)
+            attempt, new, payout = await _finish(self._db, conn, attempt_id, state, bill_id, error_code, detail)
             if new and exchange is not None:
                 await archive_exchange(self._db, conn, exchange)
             if not bill_id or state != "answered":
                 return AttemptEnding(attempt=attempt, early_callbacks=[])
-            early = await route_bill(self._db, conn, attempt.payout_id, bill_id)
+            early = await route_bill(self._db, conn, attempt.payout_id, bill_id, routed=payout)
             return AttemptEnding(attempt=attempt, early_callbacks=early)
 
     async def for_payout(self, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
@@ -149,16 +152,21 @@ def evidence_of(attempt: AttemptRecord, stored: Sequence[tuple[int, Verdict]]) -
     return f"{attempt.state}:{attempt.bill_id or '-'}:{len(stored)}:{latest}"
 
 
-async def _evidence(conn: AsyncConnection, payout_id: str) -> list[tuple[AttemptRecord, list[tuple[int, Verdict]]]]:
-    attempts = await attempts_of(conn, payout_id)
+async def _evidence(
+    conn: AsyncConnection, payout_id: str, attempts: Sequence[AttemptRecord] | None = None
+) -> list[tuple[AttemptRecord, list[tuple[int, Verdict]]]]:
+    attempts = await attempts_of(conn, payout_id) if attempts is None else attempts
     by_bill = await _callbacks_by_bill(conn, [a.bill_id for a in attempts if a.bill_id])
     return [(a, by_bill.get(a.bill_id, []) if a.bill_id else []) for a in attempts]
 
 
-async def find_open_bills(conn: AsyncConnection, payout_id: str) -> list[OpenBill]:
-    """The attempts of this payout whose bill may hold money (the new-bill rule's evidence)."""
+async def find_open_bills(
+    conn: AsyncConnection, payout_id: str, attempts: Sequence[AttemptRecord] | None = None
+) -> list[OpenBill]:
+    """The attempts of this payout whose bill may hold money (the new-bill rule's evidence); `attempts`:
+    all of the payout's, when this transaction has read them already."""
     found: list[OpenBill] = []
-    for attempt, stored in await _evidence(conn, payout_id):
+    for attempt, stored in await _evidence(conn, payout_id, attempts):
         evidence = evidence_of(attempt, stored)
         confirmed = attempt.confirmed_by is not None and attempt.confirmed_evidence == evidence
         verdict: BillVerdict
@@ -211,26 +219,26 @@ def may_have_reached_portmone(attempt: AttemptRecord) -> bool:
     return bool(attempt.bill_id) or attempt.state in ("prepared", "unknown")
 
 
-async def _begin(db: Db, conn: AsyncConnection, payout: PayoutRecord, round_no: int) -> AttemptRecord:
-    """`Attempts.begin` for a payout row this transaction has locked."""
+async def _begin(
+    db: Db, conn: AsyncConnection, payout: PayoutRecord, round_no: int, attempts: Sequence[AttemptRecord]
+) -> AttemptRecord:
+    """`Attempts.begin` for a payout row this transaction has locked, whose attempts it has read."""
     if round_no < 1:
         raise ValueError("round_no starts at 1")
     payout_id = payout.id
     if payout.status not in _BEGIN_FROM:
         raise IllegalTransition(payout_id, payout.status, PayoutStatus.BILL_REQUESTED)
-    blocking = await find_open_bills(conn, payout_id)
+    blocking = await find_open_bills(conn, payout_id, attempts)
     if blocking:
         raise NewBillRefused(payout_id, blocking)
-    last = await conn.scalar(
-        sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == payout_id)
-    )
+    last = max((a.attempt_no for a in attempts), default=0)
     row = (
         await conn.execute(
             sa.insert(bill_attempts)
             .values(
                 payout_id=payout_id,
                 round_no=round_no,
-                attempt_no=int(last or 0) + 1,
+                attempt_no=last + 1,
                 state="prepared",
                 prepared_at=db.now(),
             )
@@ -249,9 +257,10 @@ async def _finish(
     bill_id: str | None,
     error_code: str | None,
     detail: str | None,
-) -> tuple[AttemptRecord, bool]:
+) -> tuple[AttemptRecord, bool, PayoutRecord]:
     """`Attempts.finish` inside a transaction; also says whether this call recorded the ending (False: a
-    repeat found it recorded already)."""
+    repeat found it recorded already), and gives the payout row as it left it (locked, its bill's stored
+    callbacks routed to it when `bill_id` is given)."""
     if state not in FINAL_STATES:
         raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
     if bill_id:
@@ -263,7 +272,7 @@ async def _finish(
     query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
     current = to_record(AttemptRecord, (await conn.execute(query.with_for_update())).one())
     if current.state == state and current.bill_id == (bill_id or current.bill_id):
-        return current, False  # a retried finish: already recorded
+        return current, False, payout  # a retried finish: already recorded
     late_answer = current.state == "unknown" and state == "answered"
     if current.state != "prepared" and not late_answer:
         raise LedgerError(f"bill attempt {attempt_id} already finished as {current.state!r}, not {state!r}")
@@ -293,5 +302,5 @@ async def _finish(
                 sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == current.payout_id)
             )
             if latest == current.attempt_no:
-                await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK)
-    return to_record(AttemptRecord, row), True
+                payout = await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK)
+    return to_record(AttemptRecord, row), True, payout

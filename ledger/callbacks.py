@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.db import Db, Operations
 from ledger.errors import LedgerError
 from ledger.payout_rows import change_status, payout_id_for_bill, require_payout, route_of
-from ledger.records import CallbackRecord, StoreCallbackResult, to_record
+from ledger.records import CallbackRecord, PayoutRecord, StoreCallbackResult, to_record
 from ledger.schema import UTCDateTime, bill_attempts, callbacks, payouts
 from payouts.status import PayoutStatus
 
@@ -198,23 +198,28 @@ class Callbacks(Operations):
             return [to_record(CallbackRecord, row) for row in await conn.execute(query)]
 
 
-async def route_bill(db: Db, conn: AsyncConnection, payout_id: str, bill_id: str) -> list[CallbackRecord]:
-    """`Callbacks.set_bill_id` inside a transaction (the attempt log records an answer's bill with it)."""
-    await route_lock(db, conn, bill_id)
-    payout = await require_payout(conn, payout_id, lock=True)
+async def route_bill(
+    db: Db, conn: AsyncConnection, payout_id: str, bill_id: str, *, routed: PayoutRecord | None = None
+) -> list[CallbackRecord]:
+    """`Callbacks.set_bill_id` inside a transaction. `routed`: the payout row as this transaction locked it,
+    after it took `route_lock(bill_id)` and routed the bill's stored callbacks (the attempt log records an
+    answer's bill so)."""
+    if routed is None:
+        await route_lock(db, conn, bill_id)
+    payout = routed or await require_payout(conn, payout_id, lock=True)
     owner = await payout_id_for_bill(conn, bill_id)
     if owner is not None and owner != payout_id:
         raise LedgerError(f"bill {bill_id!r} already belongs to payout {owner!r}")
-    if payout.bill_id != bill_id:
+    if payout.status == PayoutStatus.BILL_REQUESTED:  # the bill's callback is awaited now, as the workflow does
+        await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK, bill_id=bill_id)
+    elif payout.bill_id != bill_id:
         await conn.execute(
             sa.update(payouts)
             .where(payouts.c.id == payout_id)
             .values(bill_id=bill_id, updated_at=db.now(), row_version=payouts.c.row_version + 1)
         )
-    if payout.status == PayoutStatus.BILL_REQUESTED:
-        now_row = await require_payout(conn, payout_id)
-        await change_status(db, conn, now_row, PayoutStatus.AWAITING_CALLBACK)
-    await route_stored_callbacks(db, conn, bill_id, payout_id)
+    if routed is None:
+        await route_stored_callbacks(db, conn, bill_id, payout_id)
     rows = await conn.execute(
         sa.select(callbacks)
         .where(callbacks.c.bill_id == bill_id, callbacks.c.payout_id == payout_id, callbacks.c.processed_at.is_(None))

@@ -56,7 +56,7 @@ def build_public_app(deps: WebhookDeps) -> web.Application:
     # app-wide cap is a backstop for any other read.
     app = web.Application(client_max_size=deps.settings.webhook.max_body_bytes, middlewares=[observe, _callbacks_only])
     app[DEPS] = deps
-    app[MARKS] = SignalledMarks(deps.ledger)
+    app[MARKS] = SignalledMarks(deps.ledger, grace=deps.settings.webhook.redeliver_after_seconds)
     app.router.add_post(CALLBACK_PATH, portmone_callback)
     app.cleanup_ctx.append(marks_context)
     return app

@@ -27,7 +27,7 @@ from ledger import Ledger, LedgerUnavailable
 
 _log = logging.getLogger("payouts.webhook.marks")
 
-MARK_INTERVAL_SECONDS = 0.05
+MARK_INTERVAL_SECONDS = 0.5
 MARK_BATCH = 200
 MARK_HOLD = 10_000
 MARK_RETRY_SECONDS = 1.0
@@ -41,6 +41,7 @@ class SignalledMarks:
         ledger: Ledger,
         *,
         interval: float | None = None,
+        grace: float | None = None,
         batch: int = MARK_BATCH,
         hold: int = MARK_HOLD,
         retry: float = MARK_RETRY_SECONDS,
@@ -48,7 +49,10 @@ class SignalledMarks:
         if batch < 1 or hold < batch:
             raise ValueError("a batch holds at least one id, and `hold` at least a batch")
         self._ledger = ledger
-        self._interval = MARK_INTERVAL_SECONDS if interval is None else interval
+        if interval is None:
+            # well within the sweep's grace (`grace`), so a callback whose mark is pending is not signalled again
+            interval = MARK_INTERVAL_SECONDS if grace is None else min(MARK_INTERVAL_SECONDS, grace / 4)
+        self._interval = interval
         self._batch = batch
         self._hold = hold
         self._retry = retry

@@ -58,10 +58,15 @@ class _MarkCount:
 
 
 @asynccontextmanager
-async def _webhook(tmp: Path, temporal: _Temporal) -> AsyncIterator[tuple[Settings, Ledger, Listeners]]:
+async def _webhook(
+    tmp: Path, temporal: _Temporal, grace: float = 0.5
+) -> AsyncIterator[tuple[Settings, Ledger, Listeners]]:
+    """The webhook's listeners; `grace`: the redelivery sweep's (a mark waits at most a quarter of it)."""
     settings = stack_settings(
         tmp, sandbox_port=free_port(), webhook_port=0, internal_port=0, task_queue=f"marks-{uuid.uuid4().hex[:8]}"
     )
+    webhook = settings.webhook.model_copy(update={"redeliver_after_seconds": grace})
+    settings = settings.model_copy(update={"webhook": webhook})
     await asyncio.to_thread(upgrade, settings.ledger.url)
     ledger = Ledger.from_url(settings.ledger.url)
     vault = vault_from_settings(settings.crypto.fernet_key_list(), settings.crypto.hmac_key.get_secret_value())
@@ -107,7 +112,8 @@ async def test_pending_marks_are_written_when_the_webhook_stops(
 ) -> None:
     monkeypatch.setattr("webhook.marks.MARK_INTERVAL_SECONDS", 3600.0)  # no timed flush within the test
     temporal = _Temporal()
-    async with _webhook(tmp_path, temporal) as (settings, ledger, listeners), httpx.AsyncClient(timeout=10) as http:
+    hook = _webhook(tmp_path, temporal, grace=3600 * 4)
+    async with hook as (settings, ledger, listeners), httpx.AsyncClient(timeout=10) as http:
         pids = []
         for i in range(3):
             pid = await reserved(ledger)
