@@ -139,7 +139,7 @@ class LedgerActivities:
         paid_bill = inp.bill_id or (cb.bill_id if cb is not None and inp.to_status == PayoutStatus.PAID else None)
         async with _outages_counted(LedgerStep.TRANSITION):
             try:
-                move = await self._ledger.payouts.move(
+                move = await self._ledger.payouts.transition(
                     inp.payout_id,
                     inp.to_status,
                     reason=inp.reason,

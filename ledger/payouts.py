@@ -53,27 +53,11 @@ class Payouts(Operations):
         error_code: str | None = None,
         error_description: str | None = None,
         bill_id: str | None = None,
-    ) -> PayoutRecord:
-        """Move the payout to `to` (`payouts.status` decides what is legal; a replay writes nothing);
-        `bill_id`: the bill the move is about (PAID: the bill that paid)."""
-        move = await self.move(payout_id, to, reason=reason, portmone_status=portmone_status, error_code=error_code,
-                               error_description=error_description, bill_id=bill_id)  # fmt: skip
-        return move.payout
-
-    async def move(
-        self,
-        payout_id: str,
-        to: PayoutStatus,
-        *,
-        reason: str | None = None,
-        portmone_status: str | None = None,
-        error_code: str | None = None,
-        error_description: str | None = None,
-        bill_id: str | None = None,
         processed_callback: int | None = None,
     ) -> StatusMove:
-        """`transition`, saying whether the status changed, and with the callback that decided the move
-        marked processed in the same transaction."""
+        """Move the payout to `to` (`payouts.status` decides what is legal; a replay writes nothing), and
+        say whether its status changed. `bill_id`: the bill the move is about (PAID: the bill that paid);
+        `processed_callback`: the callback that decided the move, marked processed in the same transaction."""
         async with self._db.write() as conn:
             row = await require_payout(conn, payout_id, lock=True)
             after = await change_status(

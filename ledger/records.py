@@ -238,22 +238,6 @@ class OperatorActionRecord:
 
 
 @dataclass(frozen=True)
-class ExchangeRecord:
-    id: int
-    created_at: datetime
-    method: str
-    request_redacted: dict[str, str]
-    response_body: str | None
-    http_status: int | None
-    outcome: str
-    elapsed_ms: int
-    receipt_id: str | None
-    payout_id: str | None
-    bill_id: str | None
-    telegram_id: int | None
-
-
-@dataclass(frozen=True)
 class ExchangeEntry:
     """One Portmone exchange to archive, redacted."""
 
@@ -267,6 +251,14 @@ class ExchangeEntry:
     payout_id: str | None = None
     bill_id: str | None = None
     telegram_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExchangeRecord(ExchangeEntry):
+    """An archived exchange."""
+
+    id: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)

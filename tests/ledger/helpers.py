@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import secrets
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import Ledger, ReserveRequest
+from ledger import Ledger, ReserveRequest, StoreCallbackResult
 
 PG_ADMIN_URL = os.environ.get("PAYOUTS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 DAY = date(2025, 11, 27)
@@ -76,3 +77,17 @@ class PgAdmin:
         async with self.engine.connect() as conn:
             for name in self.created:
                 await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def store_callback(ledger: Ledger, bill_id: str | None, body: str) -> StoreCallbackResult:
+    """A PAYED callback with this body (its hash is the dedupe key), stored as the webhook stores one."""
+    return await ledger.callbacks.store(
+        dedupe_key=hashlib.sha256(body.encode()).hexdigest(),
+        bill_id=bill_id,
+        raw_body=body,
+        rsp_status="ok",
+        bill_status="PAYED",
+        error_code=None,
+        error_description=None,
+        verdict="paid",
+    )

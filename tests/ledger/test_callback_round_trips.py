@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,24 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from ledger import Ledger, StoreCallbackResult
+from ledger import Ledger
 from ledger.callbacks import route_lock, route_stored_callbacks
 from ledger.db import Db
 from ledger.schema import payouts
-from tests.ledger.helpers import reserved
-
-
-async def _store(ledger: Ledger, bill_id: str, body: str) -> StoreCallbackResult:
-    return await ledger.callbacks.store(
-        dedupe_key=hashlib.sha256(body.encode()).hexdigest(),
-        bill_id=bill_id,
-        raw_body=body,
-        rsp_status="ok",
-        bill_status="PAYED",
-        error_code=None,
-        error_description=None,
-        verdict="paid",
-    )
+from tests.ledger.helpers import reserved, store_callback
 
 
 def _pg(ledger: Ledger) -> bool:
@@ -71,14 +57,14 @@ async def test_a_callback_for_a_known_bill_is_one_statement_in_one_transaction(l
     await ledger.callbacks.set_bill_id(pid, "B-1")
 
     with metered(ledger) as meter:
-        stored = await _store(ledger, "B-1", "<rsp>B-1 paid</rsp>")
+        stored = await store_callback(ledger, "B-1", "<rsp>B-1 paid</rsp>")
     assert (stored.inserted, stored.payout_id, stored.callback.payout_id) == (True, pid, pid)
     assert stored.callback.routed_at == stored.callback.received_at
     assert stored.bill_answered_at == answered.finished_at
     assert (meter.commits, len(meter.statements)) == (1, 1)
 
     with metered(ledger) as meter:
-        repeat = await _store(ledger, "B-1", "<rsp>B-1 paid</rsp>")
+        repeat = await store_callback(ledger, "B-1", "<rsp>B-1 paid</rsp>")
     assert (repeat.inserted, repeat.callback.id, repeat.payout_id, repeat.bill_answered_at) == (
         False, stored.callback.id, pid, None,
     )  # fmt: skip
@@ -88,7 +74,7 @@ async def test_a_callback_for_a_known_bill_is_one_statement_in_one_transaction(l
 
 async def test_a_callback_for_an_unknown_bill_looks_for_its_route_again_under_the_route_lock(ledger: Ledger) -> None:
     with metered(ledger) as meter:
-        stored = await _store(ledger, "B-nobody", "<rsp>?</rsp>")
+        stored = await store_callback(ledger, "B-nobody", "<rsp>?</rsp>")
     assert (stored.inserted, stored.payout_id, stored.callback.routed_at) == (True, None, None)
     # PostgreSQL: the statement's snapshot may have missed a route committed meanwhile, so a second
     # transaction takes the route lock and looks again; SQLite's writers are serialized already.
@@ -96,7 +82,7 @@ async def test_a_callback_for_an_unknown_bill_looks_for_its_route_again_under_th
     assert [c.id for c in await ledger.callbacks.unrouted()] == [stored.callback.id]
 
     with metered(ledger) as meter:
-        repeat = await _store(ledger, "B-nobody", "<rsp>?</rsp>")
+        repeat = await store_callback(ledger, "B-nobody", "<rsp>?</rsp>")
     assert (repeat.inserted, repeat.callback.id, repeat.payout_id) == (False, stored.callback.id, None)
     assert meter.commits == 2  # an unrouted repeat always looks again
 
@@ -104,12 +90,12 @@ async def test_a_callback_for_an_unknown_bill_looks_for_its_route_again_under_th
 async def test_a_repeat_routes_a_callback_left_unrouted_beside_its_route(ledger: Ledger) -> None:
     """A webhook that died between its two transactions left the callback unrouted though the route was
     there: Portmone's retry routes it."""
-    stored = await _store(ledger, "B-2", "<rsp>B-2 paid</rsp>")
+    stored = await store_callback(ledger, "B-2", "<rsp>B-2 paid</rsp>")
     pid = await reserved(ledger)
     async with ledger.engine.begin() as conn:  # the route, written without routing stored callbacks
         await conn.execute(sa.update(payouts).where(payouts.c.id == pid).values(bill_id="B-2"))
 
-    repeat = await _store(ledger, "B-2", "<rsp>B-2 paid</rsp>")
+    repeat = await store_callback(ledger, "B-2", "<rsp>B-2 paid</rsp>")
     assert (repeat.inserted, repeat.callback.id, repeat.payout_id, repeat.callback.payout_id) == (
         False, stored.callback.id, pid, pid,
     )  # fmt: skip
@@ -120,7 +106,7 @@ async def test_a_repeat_routes_a_callback_left_unrouted_beside_its_route(ledger:
 async def test_many_signalled_marks_are_one_statement(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     await ledger.callbacks.set_bill_id(pid, "B-3")
-    ids = [(await _store(ledger, "B-3", f"<rsp>B-3 notice {i}</rsp>")).callback.id for i in range(7)]
+    ids = [(await store_callback(ledger, "B-3", f"<rsp>B-3 notice {i}</rsp>")).callback.id for i in range(7)]
     await ledger.callbacks.mark_signalled(ids[0])
     first = (await ledger.callbacks.for_payout(pid))[0].signalled_at
     assert first is not None
@@ -157,7 +143,7 @@ async def test_a_callback_stored_while_its_route_is_being_written_ends_routed(le
     route = asyncio.create_task(record_route())
     try:
         await route_written.wait()
-        store = asyncio.create_task(_store(ledger, "B-race", "<rsp>B-race paid</rsp>"))
+        store = asyncio.create_task(store_callback(ledger, "B-race", "<rsp>B-race paid</rsp>"))
         await _until_a_route_lock_is_awaited(ledger)
         assert [c.bill_id for c in await ledger.callbacks.unrouted()] == ["B-race"]  # stored, not yet routed
     finally:

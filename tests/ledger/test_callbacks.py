@@ -1,31 +1,17 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 import pytest
 
-from ledger import Ledger, LedgerError, PayoutNotFound, StoreCallbackResult
+from ledger import Ledger, LedgerError, PayoutNotFound
 from payouts.status import PayoutStatus
-from tests.ledger.helpers import reserved
-
-
-async def _store(ledger: Ledger, bill_id: str | None, body: str) -> StoreCallbackResult:
-    return await ledger.callbacks.store(
-        dedupe_key=hashlib.sha256(body.encode()).hexdigest(),
-        bill_id=bill_id,
-        raw_body=body,
-        rsp_status="ok",
-        bill_status="PAYED",
-        error_code=None,
-        error_description=None,
-        verdict="paid",
-    )
+from tests.ledger.helpers import reserved, store_callback
 
 
 async def test_callback_before_route_is_kept_and_handed_over(ledger: Ledger) -> None:
     pid = await reserved(ledger)
-    early = await _store(ledger, "B-10", "<rsp status='ok'><billId>B-10</billId></rsp>")
+    early = await store_callback(ledger, "B-10", "<rsp status='ok'><billId>B-10</billId></rsp>")
     assert (early.inserted, early.payout_id, early.callback.routed_at) == (True, None, None)
     assert [c.id for c in await ledger.callbacks.unrouted()] == [early.callback.id]
 
@@ -45,7 +31,7 @@ async def test_callback_before_route_is_kept_and_handed_over(ledger: Ledger) -> 
     assert await ledger.callbacks.set_bill_id(pid, "B-10") == []
 
     # Portmone retries the same body: stored once, the route is known now
-    repeat = await _store(ledger, "B-10", "<rsp status='ok'><billId>B-10</billId></rsp>")
+    repeat = await store_callback(ledger, "B-10", "<rsp status='ok'><billId>B-10</billId></rsp>")
     assert (repeat.inserted, repeat.payout_id, repeat.callback.id) == (False, pid, early.callback.id)
     assert len(await ledger.callbacks.for_payout(pid)) == 1
 
@@ -53,12 +39,12 @@ async def test_callback_before_route_is_kept_and_handed_over(ledger: Ledger) -> 
 async def test_route_before_callback(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     assert await ledger.callbacks.set_bill_id(pid, "B-20") == []
-    stored = await _store(ledger, "B-20", "<rsp status='ok'>B-20 paid</rsp>")
+    stored = await store_callback(ledger, "B-20", "<rsp status='ok'>B-20 paid</rsp>")
     assert (stored.inserted, stored.payout_id, stored.callback.payout_id) == (True, pid, pid)
     assert stored.callback.routed_at is not None
-    dup = await _store(ledger, "B-20", "<rsp status='ok'>B-20 paid</rsp>")
+    dup = await store_callback(ledger, "B-20", "<rsp status='ok'>B-20 paid</rsp>")
     assert (dup.inserted, dup.payout_id) == (False, pid)
-    other_body = await _store(ledger, "B-20", "<rsp status='ok'>B-20 paid, second notice</rsp>")
+    other_body = await store_callback(ledger, "B-20", "<rsp status='ok'>B-20 paid, second notice</rsp>")
     assert other_body.inserted
     assert other_body.payout_id == pid
     assert [c.raw_body for c in await ledger.callbacks.for_payout(pid)] == [
@@ -71,12 +57,12 @@ async def test_a_stored_callback_carries_when_its_bill_was_answered(ledger: Ledg
     """The callback-latency metric's start, read in the storing transaction: set for the first copy of a
     callback whose bill's answer is recorded, absent for a repeat and for a callback that came first."""
     pid = await reserved(ledger)
-    early = await _store(ledger, "B-30", "<rsp status='ok'>B-30 early</rsp>")
+    early = await store_callback(ledger, "B-30", "<rsp status='ok'>B-30 early</rsp>")
     attempt = await ledger.attempts.begin(pid, 1)
     answered = await ledger.attempts.finish(attempt.id, "answered", bill_id="B-30")
     await ledger.callbacks.set_bill_id(pid, "B-30")
-    stored = await _store(ledger, "B-30", "<rsp status='ok'>B-30 paid</rsp>")
-    repeat = await _store(ledger, "B-30", "<rsp status='ok'>B-30 paid</rsp>")
+    stored = await store_callback(ledger, "B-30", "<rsp status='ok'>B-30 paid</rsp>")
+    repeat = await store_callback(ledger, "B-30", "<rsp status='ok'>B-30 paid</rsp>")
 
     assert early.bill_answered_at is None
     assert answered.finished_at is not None
@@ -85,8 +71,8 @@ async def test_a_stored_callback_carries_when_its_bill_was_answered(ledger: Ledg
 
 
 async def test_unknown_bill_stays_unrouted(ledger: Ledger) -> None:
-    stored = await _store(ledger, "B-nobody", "<rsp status='ok'>?</rsp>")
-    none = await _store(ledger, None, "<rsp status='fail'/>")
+    stored = await store_callback(ledger, "B-nobody", "<rsp status='ok'>?</rsp>")
+    none = await store_callback(ledger, None, "<rsp status='fail'/>")
     assert stored.payout_id is None
     assert none.payout_id is None
     assert [c.id for c in await ledger.callbacks.unrouted()] == [stored.callback.id, none.callback.id]
@@ -95,7 +81,7 @@ async def test_unknown_bill_stays_unrouted(ledger: Ledger) -> None:
 async def test_concurrent_duplicate_callbacks_store_once(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     await ledger.callbacks.set_bill_id(pid, "B-30")
-    results = await asyncio.gather(*(_store(ledger, "B-30", "<rsp>same</rsp>") for _ in range(6)))
+    results = await asyncio.gather(*(store_callback(ledger, "B-30", "<rsp>same</rsp>") for _ in range(6)))
     assert sum(r.inserted for r in results) == 1
     assert {r.callback.id for r in results} == {results[0].callback.id}
     assert all(r.payout_id == pid for r in results)
@@ -106,7 +92,7 @@ async def test_racing_route_and_callback_never_lose_the_callback(ledger: Ledger)
         pid = await reserved(ledger)
         bill = f"B-race-{i}"
         handed, stored = await asyncio.gather(
-            ledger.callbacks.set_bill_id(pid, bill), _store(ledger, bill, f"<rsp>{bill}</rsp>")
+            ledger.callbacks.set_bill_id(pid, bill), store_callback(ledger, bill, f"<rsp>{bill}</rsp>")
         )
         # either the store saw the route, or set_bill_id saw the callback (or both)
         assert stored.payout_id == pid or [c.id for c in handed] == [stored.callback.id]
@@ -137,7 +123,7 @@ async def test_old_round_bill_still_finds_its_payout(ledger: Ledger) -> None:
     assert new is not None
     assert old.id == new.id == pid
     assert await ledger.payouts.by_bill("B-unknown") is None
-    late = await _store(ledger, "B-old", "<rsp>late callback for round 1</rsp>")
+    late = await store_callback(ledger, "B-old", "<rsp>late callback for round 1</rsp>")
     assert late.payout_id == pid
 
 

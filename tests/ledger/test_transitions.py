@@ -19,7 +19,7 @@ async def test_legal_path_to_paid_with_history(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     await ledger.payouts.transition(pid, S.BILL_REQUESTED)
     await ledger.payouts.transition(pid, S.AWAITING_CALLBACK)
-    paid = await ledger.payouts.transition(pid, S.PAID, portmone_status="PAYED")
+    paid = (await ledger.payouts.transition(pid, S.PAID, portmone_status="PAYED")).payout
     assert (paid.status, paid.portmone_status, paid.row_version) == (S.PAID, "PAYED", 4)
     history = await ledger.payouts.history(pid)
     assert [(h.from_status, h.to_status) for h in history] == [
@@ -56,7 +56,7 @@ async def test_same_status_is_a_noop_that_updates_fields(ledger: Ledger) -> None
     pid = await reserved(ledger)
     await ledger.payouts.transition(pid, S.BILL_REQUESTED)
     await ledger.payouts.transition(pid, S.MANUAL_REVIEW, reason="callback_timeout")
-    again = await ledger.payouts.transition(pid, S.MANUAL_REVIEW, error_code="14", error_description="timeout")
+    again = (await ledger.payouts.transition(pid, S.MANUAL_REVIEW, error_code="14", error_description="timeout")).payout
     assert (again.status, again.reason, again.error_code, again.error_description) == (
         S.MANUAL_REVIEW,
         "callback_timeout",
@@ -71,7 +71,7 @@ async def test_reason_follows_the_current_status(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     await ledger.payouts.transition(pid, S.MANUAL_REVIEW, reason="outcome_unknown")
     assert [p.id for p in await ledger.payouts.find(status=S.MANUAL_REVIEW, reason="outcome_unknown")] == [pid]
-    back = await ledger.payouts.transition(pid, S.BILL_REQUESTED)
+    back = (await ledger.payouts.transition(pid, S.BILL_REQUESTED)).payout
     assert back.reason is None
     assert (await ledger.payouts.history(pid))[1].reason == "outcome_unknown"
 

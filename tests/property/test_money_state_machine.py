@@ -88,7 +88,7 @@ DELIVERY: dict[str, dict[str, Any]] = {
     "out_of_order": {"out_of_order": {"times": 1}},
     "before_answer": {"callback_before_answer": {"times": 1}},
 }
-LEDGER_PARTS = ["everything", "payouts.reserve", "payouts.move", "payouts.escalate", "attempts.open_bills",
+LEDGER_PARTS = ["everything", "payouts.reserve", "payouts.transition", "payouts.escalate", "attempts.open_bills",
                 "attempts.start", "attempts.end", "callbacks.set_bill_id", "operator_actions.record",
                 "callbacks.store", "callbacks.undelivered"]
 
