@@ -269,7 +269,7 @@ async def reset_some(client: Client, receipts: list[str], rng: random.Random, co
             reason="soak: an engineer pressed Reset",
             workflow_task_finish_event_id=rng.choice([completed[0], completed[-1]]),
             request_id=str(uuid.uuid4()),
-            reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_SIGNAL,
+            reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_ALL_ELIGIBLE,  # the Web UI's default
         ))  # fmt: skip
         done += 1
     return done

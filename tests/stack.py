@@ -256,7 +256,8 @@ class Stack:
 
     async def reset(self, handle: WorkflowHandle[Any, Any], *, to: str = "first") -> WorkflowHandle[Any, Any]:
         """An engineer's Reset of the payout's current run to its first (or last) completed workflow task,
-        as the Web UI's Reset button does (signals after that point re-delivered); the new run's handle.
+        as the Web UI's Reset button does by default (signals and updates after that point re-delivered);
+        the new run's handle.
         The dev server resets; the Java test server does not. A run with no completed task cannot be
         reset (ValueError), as in the Web UI."""
         described = await handle.describe()
@@ -271,7 +272,7 @@ class Stack:
                 reason="an engineer pressed Reset",
                 workflow_task_finish_event_id=completed[0] if to == "first" else completed[-1],
                 request_id=str(uuid.uuid4()),
-                reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_SIGNAL,
+                reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_ALL_ELIGIBLE,
             )
         )
         return self.client.get_workflow_handle(handle.id, run_id=answer.run_id, result_type=PayoutView)

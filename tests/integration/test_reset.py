@@ -101,3 +101,26 @@ async def test_a_reset_telecom_failure_retries_only_the_top_up(stack: Stack) -> 
     assert (await stack.wait_status(latest, {S.PAID})).status == S.PAID
     assert len(await stack.creates()) == 1
     assert len([t for t in await stack.record("telecom") if t.get("http_status") == 200]) == 1
+
+
+async def test_a_reset_after_a_person_closed_the_payout_follows_the_ledger(stack: Stack) -> None:
+    """An operator's cancel closed the payout; then an engineer resets it to its last workflow task, where
+    the decision came, and to its first. The Reset re-delivers the decision (an update, as the Web UI's
+    and the CLI's Reset do by default); each new run ends CANCELLED with the ledger, none waits in manual
+    review for a decision the ledger already holds. (Found by `bench.soak`, with a Reset that excluded
+    updates: docs/runbook.md, "Reset", says why not to.)"""
+    await stack.faults({"callback_status": "REJECTED", "callback_error_code": "30"})
+    handle = await stack.submit()
+    await stack.wait_status(handle, {S.MANUAL_REVIEW})
+    decided = await update(handle, UpdateName.CANCEL, OperatorCancel(operator="olena", reason="giving up"))
+    assert decided.accepted, decided.message
+    assert (await handle.result()).status == S.CANCELLED
+
+    for to in ("last", "first"):
+        latest = await stack.reset(handle, to=to)
+        result = await asyncio.wait_for(latest.result(), 30)
+        assert result.status == S.CANCELLED, (to, result.status, result.escalation_reason)
+        assert (await latest.describe()).status == WorkflowExecutionStatus.COMPLETED
+        handle = latest
+    assert [h.to_status for h in await stack.ledger.payouts.history(handle.id)][-1] == S.CANCELLED
+    assert len(await stack.creates()) == 1
