@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -142,6 +143,13 @@ async def runs_of(client: Client, workflow_id: str) -> list[str]:
     return run_ids
 
 
+def _accepted_update_id(event: HistoryEvent) -> str:
+    """The update an accepted event is about. An update a Reset re-delivered was admitted as an event of
+    its own, and its accepted event names it by the protocol instance, not by a copy of the request."""
+    accepted = event.workflow_execution_update_accepted_event_attributes
+    return accepted.accepted_request.meta.update_id or accepted.protocol_instance_id
+
+
 async def _history_breaches(client: Client, workflow_id: str) -> list[str]:
     found: list[str] = []
     for run_id in await runs_of(client, workflow_id):
@@ -149,8 +157,7 @@ async def _history_breaches(client: Client, workflow_id: str) -> list[str]:
         events = (await run.fetch_history()).events
         if len(events) > HISTORY_BOUND:
             found.append(f"{workflow_id} run {run_id}: {len(events)} history events (bound {HISTORY_BOUND})")
-        accepted = {e.workflow_execution_update_accepted_event_attributes.accepted_request.meta.update_id
-                    for e in events if e.event_type == _ACCEPTED}  # fmt: skip
+        accepted = {_accepted_update_id(e) for e in events if e.event_type == _ACCEPTED}
         completed = {e.workflow_execution_update_completed_event_attributes.meta.update_id
                      for e in events if e.event_type == _COMPLETED}  # fmt: skip
         # A run an engineer's Reset ended (TERMINATED) loses the update it was applying: its caller gets an

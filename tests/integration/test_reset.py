@@ -19,6 +19,7 @@ from payouts.names import UpdateName
 from payouts.status import PayoutStatus as S
 from tests.faults import eventually
 from tests.integration.conftest import short_policy
+from tests.promises import breaches
 from tests.stack import Stack, running_stack
 from tests.workflows.test_operator_updates import refused, update
 
@@ -110,7 +111,8 @@ async def test_a_reset_after_a_person_closed_the_payout_follows_the_ledger(stack
     review for a decision the ledger already holds. (Found by `bench.soak`, with a Reset that excluded
     updates: docs/runbook.md, "Reset", says why not to.)"""
     await stack.faults({"callback_status": "REJECTED", "callback_error_code": "30"})
-    handle = await stack.submit()
+    receipt = stack.receipt()["receipt_id"]
+    handle = await stack.submit(receipt_id=receipt)
     await stack.wait_status(handle, {S.MANUAL_REVIEW})
     decided = await update(handle, UpdateName.CANCEL, OperatorCancel(operator="olena", reason="giving up"))
     assert decided.accepted, decided.message
@@ -124,3 +126,5 @@ async def test_a_reset_after_a_person_closed_the_payout_follows_the_ledger(stack
         handle = latest
     assert [h.to_status for h in await stack.ledger.payouts.history(handle.id)][-1] == S.CANCELLED
     assert len(await stack.creates()) == 1
+    # Every promise, the re-delivered decisions answered in each run included.
+    assert await breaches(stack.ledger, stack.http, stack.sandbox_url, stack.client, [receipt]) == []
