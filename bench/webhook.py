@@ -1,7 +1,7 @@
 """Portmone callbacks at a fixed rate against the real webhook, beside a bare aiohttp handler that only
 signals, on the same dev server in the same run, each handler a process of its own.
 
-    .venv/bin/python -m bench.webhook --rate R --seconds S [--workers K] [--ledger postgres|sqlite]
+    .venv/bin/python -m bench.webhook --rate R --seconds S [--workers K] [--ledger postgres|sqlite] [--pause-workers]
 
 First R x S payouts are parked awaiting their callbacks (the sandbox drops its own). Then one signed
 PAYED callback per payout goes to a `payouts webhook` process (verified, stored, routed by bill id,
@@ -10,17 +10,23 @@ open loop; then the same number of POSTs at the same rate to a bare handler that
 `BaselineWaiting` workflow (bench/baseline.py) and does nothing else (bench/bare_handler.py). For each:
 the achieved rate, the answer time, the handler process's CPU per callback, and callback -> workflow
 state, from the callback leaving to the end of the first workflow task after its signal (read from the
-history). Target: p99 <= 100 ms at 100 callbacks/s.
+history). Target: p99 <= 100 ms at 100 callbacks/s. With `--pause-workers` the worker processes of
+each half are stopped while its callbacks are sent, so the accepted rate is the handler's own, not the
+share of two cores the workers leave it (callback -> state then includes the pause).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from temporalio.client import Client
@@ -48,9 +54,25 @@ from tests.stack import free_port
 from tests.temporal_envs import dev_server
 
 
+@contextmanager
+def paused(pids: list[int], pause: bool) -> Iterator[None]:
+    """With `pause`, the worker processes stopped (SIGSTOP) meanwhile: their workflow tasks wait, so the
+    handler has the machine to itself and what is measured is the handler alone."""
+    if pause:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        if pause:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+
 async def bare(
-    address: str, client: Client, task_queue: str, count: int, rate: float, log_dir: Path
-) -> tuple[float, list[float], CallbackLatency, float]:
+    address: str, client: Client, task_queue: str, count: int, rate: float, log_dir: Path,
+    workers: list[int], pause: bool,
+) -> tuple[float, list[float], CallbackLatency, float]:  # fmt: skip
     """The bare handler (bench/bare_handler.py, a process of its own) at `rate`: the achieved rate, the
     answer times, callback -> state, and the handler's CPU seconds."""
     ids = [f"bare-{uuid.uuid4().hex[:8]}-{i:06d}" for i in range(count)]
@@ -74,7 +96,8 @@ async def bare(
                 assert resp.status_code == 200, resp.text
                 return time.perf_counter() - t0
 
-            answers, achieved = await at_rate(count, rate, one)
+            with paused(workers, pause):
+                answers, achieved = await at_rate(count, rate, one)
         cpu.stop()
     finally:
         handler.terminate()
@@ -109,15 +132,16 @@ async def run(args: argparse.Namespace) -> None:
                 hook, url = await measured_webhook(b)
                 cpu = CpuMeter({"webhook": [hook.pid]})
                 cpu.start()
-                achieved, answers = await send_paid_callbacks(b, bills, args.rate, url=url)
+                with paused(b.procs.worker_pids(), args.pause_workers):
+                    achieved, answers = await send_paid_callbacks(b, bills, args.rate, url=url)
                 cpu.stop()
                 latencies = await signal_to_state(env.client, b.sent)
                 answered = dict(sorted(b.answered.items()))
             plain = await Client.connect(address)
             queue = f"baseline-{uuid.uuid4().hex[:8]}"
-            async with baseline_workers(address, args.workers, queue, Path(tmp)):
+            async with baseline_workers(address, args.workers, queue, Path(tmp)) as pids:
                 bare_achieved, bare_answers, bare_latencies, bare_cpu = await bare(
-                    address, plain, queue, count, args.rate, Path(tmp))
+                    address, plain, queue, count, args.rate, Path(tmp), pids, args.pause_workers)
 
     print(f"{count} callbacks at {args.rate:g}/s for {args.seconds:g} s, {args.workers} worker process(es), "
           f"ledger {args.ledger}")
@@ -138,6 +162,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ledger", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--pause-workers", action="store_true",
+                        help="stop the workers while the callbacks are sent: the handlers' own capacity (the "
+                             "callback -> state figures then include the pause)")
     asyncio.run(run(parser.parse_args()))
 
 
