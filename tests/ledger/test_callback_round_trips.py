@@ -120,13 +120,14 @@ async def test_many_signalled_marks_are_one_statement(ledger: Ledger) -> None:
     assert marked[0].signalled_at == first  # a mark already there stays as it was
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite serializes writers: no such race
 async def test_a_callback_stored_while_its_route_is_being_written_ends_routed(ledger: Ledger) -> None:
     """The route writer holds the route lock and has written the route, uncommitted, when the callback's
     statement runs: the statement cannot see the route and stores the callback unrouted; the writer's
     `route_stored_callbacks` ran before the callback existed. The store's second look, under the route
     lock, waits for the writer's commit and routes it."""
-    if not _pg(ledger):
-        pytest.skip("SQLite serializes writers: a store cannot run while a route is being written")
+    assert _pg(ledger)
     pid = await reserved(ledger)
     writer = Db(ledger.engine)
     route_written = asyncio.Event()
