@@ -160,7 +160,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"worker peak RSS: {', '.join(f'{mb:.0f} MiB' for mb in rss)}")
     print(f"CPU per payout: {cpu.per(n)} (this process: webhook, sandbox, load)")
     if pg is not None:
-        print(pg.lines(n, top=24))
+        print(pg.lines(n, top=40))
     print(
         f"baseline (one activity, one signal after {CALLBACK_DELAY} s, no I/O), same server, {k} worker "
         f"process(es), concurrency {c}: {n / floor.wall:.2f} workflows/s, start -> result {spread(floor.latencies)}, "

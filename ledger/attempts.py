@@ -263,11 +263,11 @@ async def _finish(
     callbacks routed to it when `bill_id` is given)."""
     if state not in FINAL_STATES:
         raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
-    if bill_id:
-        await route_lock(db, conn, bill_id)  # before the row locks, as every router takes them
     payout_id = await conn.scalar(sa.select(bill_attempts.c.payout_id).where(bill_attempts.c.id == attempt_id))
     if payout_id is None:
         raise LedgerError(f"no bill attempt {attempt_id}")
+    if bill_id:  # the bill is this payout's: its route row first, before the row locks, as every router
+        await route_lock(db, conn, bill_id, str(payout_id))
     payout = await require_payout(conn, str(payout_id), lock=True)  # the payout row, then the attempt's
     query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
     current = to_record(AttemptRecord, (await conn.execute(query.with_for_update())).one())
@@ -302,5 +302,5 @@ async def _finish(
                 sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == current.payout_id)
             )
             if latest == current.attempt_no:
-                payout = await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK)
+                payout = await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK, bill_id=bill_id)
     return to_record(AttemptRecord, row), True, payout

@@ -4,7 +4,6 @@ when the route appears, or by what they echo), marked signalled and processed on
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 from datetime import datetime
 from typing import Any
@@ -15,13 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db, Operations
 from ledger.errors import LedgerError
-from ledger.payout_rows import change_status, payout_id_for_bill, require_payout, route_of
+from ledger.payout_rows import change_status, require_payout, route_of
 from ledger.records import CallbackRecord, PayoutRecord, StoreCallbackResult, to_record
-from ledger.schema import UTCDateTime, bill_attempts, callbacks, payouts
+from ledger.schema import UTCDateTime, bill_attempts, bill_routes, callbacks, payouts
 from payouts.status import PayoutStatus
-
-# first key of the two-int PostgreSQL advisory lock that serializes routing per bill id
-_ROUTE_LOCK_CLASS = 0x4C47  # "LG"
 
 
 class Callbacks(Operations):
@@ -39,29 +35,24 @@ class Callbacks(Operations):
     ) -> StoreCallbackResult:
         """Store a callback once per `dedupe_key` (a repeat returns the stored one), routed when its bill is known.
 
-        One statement, on its own (`Db.statement`: no BEGIN/COMMIT on PostgreSQL): the INSERT takes
-        its `payout_id` from the route lookup (`route_of`) inside its VALUES, does nothing on a known
-        `dedupe_key`, and returns the stored row with the bill's answered time (the latency metric), or
-        the row stored before (PostgreSQL: the same statement; SQLite, and a copy that a concurrent
-        request was committing: a second SELECT). No lock is taken but the row's own: the payout row
-        is share-locked (foreign key) for the statement's microseconds.
+        One statement, on its own (`Db.statement`: no BEGIN/COMMIT on PostgreSQL). It takes the bill's
+        route row first (`route_lock`: an upsert of `bill_routes`, which creates the row without a
+        payout when the bill is new) and routes the callback by what that returns; the INSERT does
+        nothing on a known `dedupe_key` and returns the stored row with the bill's answered time (the
+        latency metric), or the row stored before (PostgreSQL: the same statement; SQLite, and a copy
+        that a concurrent request was committing: a second SELECT).
 
-        The route lock's guarantee, kept: a callback for bill B and the route to B ("record the route"
-        is `set_bill_id`, `Attempts.finish`, `route_by_echo`: each takes `route_lock(B)`, writes the
-        route, then `route_stored_callbacks(B)`, and commits) never miss each other. The statement
-        reads the routes of one snapshot, taken when it starts, so it can miss a route committed while
-        it ran; it can never wrongly route. Only a callback that ends up unrouted pays a second
-        transaction (`_route_late`): `route_lock(B)`, then a fresh lookup (a new snapshot under READ
-        COMMITTED), routing it when found. Our row is committed before that lock is asked for, so for a
-        route writer W either
-        - W's `route_stored_callbacks` starts after our row was committed: it sees the row and routes
-          it; or
-        - it started before: then W held `route_lock(B)` from before our commit until its own, so our
-          lock waits for W's commit and the fresh lookup sees W's route.
-        A callback for an unknown bill thus costs two transactions on PostgreSQL, and a repeat of an
-        unrouted one tries the route again (it also repairs a webhook that died between the two). SQLite
-        serializes writers (BEGIN IMMEDIATE), so the INSERT's lookup is already the latest; only an
-        unrouted repeat looks again.
+        Why a callback for bill B and the route to B ("record the route" is `set_bill_id`,
+        `Attempts.finish`, `route_by_echo`: each takes `route_lock(B)` first, writes the owner,
+        then `route_stored_callbacks(B)`, and commits) never miss each other: both take B's row.
+        An upsert that finds the row, or a concurrent insert of it, waits for the other transaction
+        and then reads the row's latest version, whatever its snapshot. So either the writer took
+        the row first, and the callback's statement returns the owner the writer committed; or the
+        callback took it first, and the writer's `route_stored_callbacks` (a later statement, a
+        new snapshot) sees the committed callback. The row is held for the statement's
+        microseconds. SQLite serializes writers (BEGIN IMMEDIATE), so its INSERT reads the route
+        directly; only an unrouted repeat looks again there, and on PostgreSQL too (it repairs a
+        callback stored before its route row existed, by a webhook of an earlier version).
         """
         stored = await _store_once(
             self._db,
@@ -76,18 +67,18 @@ class Callbacks(Operations):
                 "verdict": verdict,
             },
         )
-        if stored.payout_id is None and bill_id and (self._db.is_postgres or not stored.inserted):
+        if stored.payout_id is None and bill_id and not stored.inserted:
             stored = await self._route_late(stored, bill_id)
         return stored
 
     async def _route_late(self, stored: StoreCallbackResult, bill_id: str) -> StoreCallbackResult:
-        """The slow path of `store`: route a stored, unrouted callback under `route_lock` (see `store`)."""
+        """The slow path of `store`: a repeat of a callback stored unrouted is routed when its route is
+        known now (`route_lock`, then `route_stored_callbacks`)."""
         async with self._db.write() as conn:
-            await route_lock(self._db, conn, bill_id)
-            owner = await payout_id_for_bill(conn, bill_id)
+            owner = await route_lock(self._db, conn, bill_id)
             if owner is None:
                 return stored
-            await route_stored_callbacks(self._db, conn, bill_id, str(owner))
+            await route_stored_callbacks(self._db, conn, bill_id, owner)
             row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == stored.callback.id))).one()
             answered_at = await conn.scalar(sa.select(_answered_at(bill_id))) if stored.inserted else None
         callback = to_record(CallbackRecord, row)
@@ -127,10 +118,11 @@ class Callbacks(Operations):
             stored = to_record(CallbackRecord, row)
             if stored.payout_id is not None or not stored.bill_id:
                 return stored.payout_id
-            await route_lock(self._db, conn, stored.bill_id)
-            owner = await payout_id_for_bill(conn, stored.bill_id)
+            owner = await route_lock(self._db, conn, stored.bill_id)
             if owner is None:
                 owner = await _echo_owner(conn, stored.bill_id, receipt_id, amount_kopecks, user_key)
+                if owner is not None:
+                    await route_lock(self._db, conn, stored.bill_id, owner)
             if owner is not None:
                 await route_stored_callbacks(self._db, conn, stored.bill_id, owner)
             return owner
@@ -202,14 +194,13 @@ async def route_bill(
     db: Db, conn: AsyncConnection, payout_id: str, bill_id: str, *, routed: PayoutRecord | None = None
 ) -> list[CallbackRecord]:
     """`Callbacks.set_bill_id` inside a transaction. `routed`: the payout row as this transaction locked it,
-    after it took `route_lock(bill_id)` and routed the bill's stored callbacks (the attempt log records an
-    answer's bill so)."""
+    after it routed the bill to it (`route_lock(bill_id, payout_id)`) and routed the bill's stored
+    callbacks (the attempt log records an answer's bill so)."""
     if routed is None:
-        await route_lock(db, conn, bill_id)
+        await route_lock(db, conn, bill_id)  # the route row first, as every router takes it
     payout = routed or await require_payout(conn, payout_id, lock=True)
-    owner = await payout_id_for_bill(conn, bill_id)
-    if owner is not None and owner != payout_id:
-        raise LedgerError(f"bill {bill_id!r} already belongs to payout {owner!r}")
+    if routed is None:
+        await route_lock(db, conn, bill_id, payout_id)
     if payout.status == PayoutStatus.BILL_REQUESTED:  # the bill's callback is awaited now, as the workflow does
         await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK, bill_id=bill_id)
     elif payout.bill_id != bill_id:
@@ -239,15 +230,35 @@ async def mark_processed(db: Db, conn: AsyncConnection, callback_id: int) -> Cal
     return to_record(CallbackRecord, row)
 
 
-async def route_lock(db: Db, conn: AsyncConnection, bill_id: str) -> None:
-    """Serialize "store a callback for bill B" with "record the route to bill B".
+async def route_lock(db: Db, conn: AsyncConnection, bill_id: str, payout_id: str | None = None) -> str | None:
+    """Take bill B's route row for this transaction, creating it when B is new, and return B's payout;
+    with `payout_id`, a bill without one becomes that payout's. Raises LedgerError when the bill is
+    another payout's.
 
-    Under READ COMMITTED the two could otherwise miss each other (the callback finds no route, the
-    route finds no callback). SQLite writers are serialized by BEGIN IMMEDIATE already.
+    The row serializes "store a callback for bill B" with "record the route to bill B" (see
+    `Callbacks.store`): under READ COMMITTED they could otherwise miss each other (the callback finds
+    no route, the route finds no callback). Take it before the payout row, as every router does.
     """
-    if db.is_postgres:
-        key = int.from_bytes(hashlib.sha256(bill_id.encode()).digest()[:4], "big", signed=True)
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ROUTE_LOCK_CLASS, key)))
+    row = (await conn.execute(_route_statement(db.is_postgres), {"bill_id": bill_id, "payout_id": payout_id})).one()
+    owner = None if row.payout_id is None else str(row.payout_id)
+    if payout_id is not None and owner != payout_id:
+        raise LedgerError(f"bill {bill_id!r} already belongs to payout {owner!r}")
+    return owner
+
+
+@functools.cache
+def _route_statement(postgres: bool) -> sa.Insert:
+    """INSERT INTO bill_routes ... ON CONFLICT (bill_id) DO UPDATE RETURNING payout_id: the row is taken
+    (locked) either way, its payout kept once set. Built once per dialect, with bound parameters."""
+    insert = postgresql.insert if postgres else sqlite.insert
+    statement = insert(bill_routes).values(
+        bill_id=sa.bindparam("bill_id", type_=bill_routes.c.bill_id.type),
+        payout_id=sa.bindparam("payout_id", type_=bill_routes.c.payout_id.type),
+    )
+    kept = sa.func.coalesce(bill_routes.c.payout_id, statement.excluded.payout_id)
+    return statement.on_conflict_do_update(index_elements=[bill_routes.c.bill_id], set_={"payout_id": kept}).returning(
+        bill_routes.c.payout_id
+    )
 
 
 async def route_stored_callbacks(db: Db, conn: AsyncConnection, bill_id: str, payout_id: str) -> None:
@@ -279,8 +290,10 @@ _STORED_VALUES = ("raw_body", "rsp_status", "bill_status", "error_code", "error_
 
 
 @functools.cache
-def _store_statement(postgres: bool) -> sa.Executable:
-    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING, routed by `route_of` in its VALUES.
+def _store_statement(postgres: bool, bill: bool = True) -> sa.Executable:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING, routed in its VALUES: by the bill's route
+    row taken in a CTE (PostgreSQL, `_route_statement`), by `route_of` (SQLite); `bill`: the callback
+    names a bill.
 
     Each returned row has the callback's columns, `inserted` and `bill_answered_at`. PostgreSQL: the
     insert is a CTE, and a UNION ALL returns the row stored before when it inserted nothing. That row
@@ -291,7 +304,14 @@ def _store_statement(postgres: bool) -> sa.Executable:
     """
     bill_id = sa.bindparam("bill_id", type_=callbacks.c.bill_id.type)
     now = sa.bindparam("now", type_=UTCDateTime())
-    route = route_of(bill_id)
+    route: sa.ColumnElement[Any]
+    if not bill:  # a callback that names no bill has no route
+        route = sa.cast(sa.null(), callbacks.c.payout_id.type)
+    elif postgres:  # the bill's route row taken first (`route_lock`): see `Callbacks.store`
+        taken = _route_statement(True).cte("route")
+        route = sa.select(taken.c.payout_id).scalar_subquery()
+    else:
+        route = route_of(bill_id)
     row = {
         "dedupe_key": sa.bindparam("dedupe_key", type_=callbacks.c.dedupe_key.type),
         "bill_id": bill_id,
@@ -318,8 +338,8 @@ async def _store_once(
 ) -> StoreCallbackResult:
     """Store (or find) the callback with one statement; a second only when the first found a copy that a
     concurrent request had not yet committed when it started (PostgreSQL) or a copy at all (SQLite)."""
-    statement = _store_statement(db.is_postgres)
-    params = {"dedupe_key": dedupe_key, "bill_id": bill_id, "now": db.now(), **values}
+    statement = _store_statement(db.is_postgres, bill_id is not None)
+    params = {"dedupe_key": dedupe_key, "bill_id": bill_id, "payout_id": None, "now": db.now(), **values}
     for _ in range(3):
         async with db.statement() as conn:
             row = (await conn.execute(statement, params)).first()

@@ -1,6 +1,7 @@
 """The payout row inside a transaction: read it, lock it, change its status. Every status change of the
-ledger goes through `change_status` (or, for a new row, `record_change`), so the history row and the
-outbox event are written with it, and the transition table and the day's totals are kept (internal)."""
+ledger goes through `change_status` (a new row: `ledger.reserve`), so the outbox event is written with it
+(`ledger.outbox.record_event`), and the transition table and the day's totals are kept (internal). The
+history row is the database's own (`ledger.history`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ledger.db import Db
 from ledger.errors import IllegalTransition, PayoutNotFound
 from ledger.outbox import record_event
 from ledger.records import PayoutRecord, to_record
-from ledger.schema import bill_attempts, daily_totals, payouts, status_history
+from ledger.schema import bill_routes, daily_totals, payouts
 from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus, is_legal
 
 
@@ -41,38 +42,15 @@ async def payout_by_receipt(conn: AsyncConnection, receipt_id: str) -> PayoutRec
 
 
 async def payout_id_for_bill(conn: AsyncConnection, bill_id: str) -> str | None:
-    """The payout a bill id belongs to: its current bill, or a bill of an earlier round (attempt log)."""
+    """The payout a bill id belongs to (its route: the current bill or one of an earlier round)."""
     found = await conn.scalar(sa.select(route_of(bill_id)))
     return None if found is None else str(found)
 
 
 def route_of(bill_id: str | sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """The payout a bill belongs to, as one expression (a statement can route by it): the payout whose
-    current bill it is, else the payout of the earliest attempt that holds it."""
-    current = sa.select(payouts.c.id).where(payouts.c.bill_id == bill_id).limit(1).scalar_subquery()
-    past = (
-        sa.select(bill_attempts.c.payout_id)
-        .where(bill_attempts.c.bill_id == bill_id)
-        .order_by(bill_attempts.c.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-    return sa.func.coalesce(current, past)
-
-
-async def record_change(db: Db, conn: AsyncConnection, from_status: PayoutStatus | None, row: PayoutRecord) -> None:
-    """A status change, recorded where it happened: the history row and, when the new status is worth
-    telling, the outbox event (`ledger.outbox`). `row` is the payout as the change left it."""
-    await conn.execute(
-        sa.insert(status_history).values(
-            payout_id=row.id,
-            from_status=None if from_status is None else from_status.value,
-            to_status=row.status.value,
-            reason=row.reason,
-            created_at=db.now(),
-        )
-    )
-    await record_event(db, conn, row)
+    """The payout a bill belongs to, as one expression (a statement can route by it): its route row's
+    (`bill_routes`, written once by whoever first learnt the bill)."""
+    return sa.select(bill_routes.c.payout_id).where(bill_routes.c.bill_id == bill_id).scalar_subquery()
 
 
 async def change_status(
@@ -119,7 +97,7 @@ async def change_status(
         raise
     changed = to_record(PayoutRecord, after)
     if current != to:
-        await record_change(db, conn, current, changed)
+        await record_event(db, conn, changed)  # the history row: the database's trigger (`ledger.history`)
         if current in COUNTS_AGAINST_LIMITS and to not in COUNTS_AGAINST_LIMITS:
             await _release(conn, row)
     return changed

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db
 from ledger.errors import LedgerError
-from ledger.payout_rows import payout_by_receipt, record_change
+from ledger.outbox import record_event
+from ledger.payout_rows import payout_by_receipt
 from ledger.records import Eligibility, PayoutRecord, ReserveRequest, ReserveResult, to_record
 from ledger.schema import daily_totals, payouts
 from payouts.rejection import RejectionReason
@@ -106,7 +107,7 @@ async def reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> Re
         ).returning(*payouts.c)
     )
     # the history row, and the event: "processing" for a reservation, the refusal for a rejection
-    await record_change(db, conn, None, to_record(PayoutRecord, row.one()))
+    await record_event(db, conn, to_record(PayoutRecord, row.one()))  # its history row: `ledger.history`
     if reason is None:
         await conn.execute(
             sa.update(daily_totals)

@@ -128,6 +128,17 @@ bill_attempts = sa.Table(
     sa.Index(None, "bill_id"),
 )
 
+# Which payout each Portmone bill belongs to: written once, by whoever first learns the bill (its answer,
+# an echo, `set_bill_id`); the row is also what serializes "store a callback for bill B" with "record the
+# route to B" (`ledger.callbacks.route_lock`). A callback for a bill nobody knows yet leaves a row
+# without a payout, filled in when the route is learnt.
+bill_routes = sa.Table(
+    "bill_routes",
+    metadata,
+    sa.Column("bill_id", sa.String(128), primary_key=True),
+    sa.Column("payout_id", sa.String(128), sa.ForeignKey("payouts.id"), nullable=True),
+)
+
 callbacks = sa.Table(
     "callbacks",
     metadata,

@@ -32,6 +32,24 @@ async def test_legal_path_to_paid_with_history(ledger: Ledger) -> None:
     assert await ledger.payouts.day_totals(DAY) == (1, 2_500)  # PAID keeps its amount
 
 
+async def test_the_database_records_every_status_change_however_it_was_made(ledger: Ledger) -> None:
+    """The history row is the database's (`ledger.history`): a hand-written fix is recorded too, with
+    the row's reason and time; staying put, or changing another column, records nothing."""
+    pid = await reserved(ledger)
+    fixed_at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    async with ledger.engine.begin() as conn:
+        by_hand = payouts.update().where(payouts.c.id == pid)
+        await conn.execute(by_hand.values(reason="touched", updated_at=fixed_at))  # no status change
+        await conn.execute(by_hand.values(status=S.BILL_REQUESTED.value, reason="fixed in psql", updated_at=fixed_at))
+    await ledger.payouts.transition(pid, S.BILL_REQUESTED, reason="again")  # staying put
+    history = await ledger.payouts.history(pid)
+    assert [(h.from_status, h.to_status, h.reason) for h in history] == [
+        (None, S.RESERVED, None),
+        (S.RESERVED, S.BILL_REQUESTED, "fixed in psql"),
+    ]
+    assert history[1].created_at == fixed_at
+
+
 async def test_illegal_transition_is_refused_by_the_api(ledger: Ledger) -> None:
     pid = await reserved(ledger)
     with pytest.raises(IllegalTransition) as info:
