@@ -2,16 +2,17 @@
 delivery to each channel (payouts.events).
 
 `record_event` runs inside the transaction that changes a payout's status, so an event exists exactly
-when its change does. A relay claims undelivered events per channel (`Outbox.claim`, safe with several
-relays: `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer), delivers them and reports the
-batch back in one transaction (`Outbox.settle`). A payout's events reach each channel in order: a later
-one waits while an earlier one is undelivered. The user's Telegram message id is kept on the payout row
-(`MESSAGE_MAYBE_SENT`, noted by `mark_first_messages` before a first message goes, keeps it from going twice).
+when its change does. A relay pass claims every channel's undelivered events in one transaction
+(`Outbox.claim`, safe with several relays: `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one
+writer), delivers them and reports them all back in one more (`Outbox.settle`). A payout's events reach
+each channel in order: a later one waits while an earlier one is undelivered. The user's Telegram message
+id is kept on the payout row (`MESSAGE_MAYBE_SENT`, noted by the claim before a first message goes, keeps
+it from going twice).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger.db import Db, Operations
-from ledger.records import OutboxBacklog, OutboxDelivery, OutboxReport, PayoutRecord, to_record
+from ledger.records import OutboxBacklog, OutboxClaim, OutboxDelivery, OutboxReport, PayoutRecord, to_record
 from ledger.schema import outbox, outbox_channels, outbox_deliveries, payouts
 from payouts.events import MESSAGE_MAYBE_SENT, PayoutEvent, PayoutEventKind
 from payouts.status import PayoutStatus
@@ -34,6 +35,9 @@ EVENT_KINDS: dict[PayoutStatus, PayoutEventKind] = {
     PayoutStatus.MANUAL_REVIEW: PayoutEventKind.MANUAL_REVIEW,
 }
 _ERROR_CHARS = 500
+
+# Of a pass's claimed batches (by channel), the payouts whose first user message they may send.
+FirstMessages = Callable[[Mapping[str, Sequence[OutboxDelivery]]], Collection[str]]
 
 
 async def record_event(db: Db, conn: AsyncConnection, payout: PayoutRecord) -> None:
@@ -115,96 +119,31 @@ class Outbox(Operations):
                 .on_conflict_do_nothing(index_elements=[outbox_channels.c.name])
             )
 
-    async def claim(self, channel: str, *, limit: int, lease: timedelta) -> list[OutboxDelivery]:
-        """Up to `limit` events due for `channel`, oldest first, at most one per payout (its earliest
-        undelivered one), each with its payout's Telegram message id. They are leased: no other relay gets
-        them before `lease` has passed. One statement on PostgreSQL, two on SQLite (one writer at a time)."""
-        d = outbox_deliveries
-        earlier = outbox_deliveries.alias("earlier")
-        now = self._db.now()
-        due = (
-            d.c.channel == channel,
-            d.c.delivered_at.is_(None),
-            d.c.next_attempt_at <= now,
-            ~sa.exists().where(
-                earlier.c.channel == d.c.channel,
-                earlier.c.payout_id == d.c.payout_id,
-                earlier.c.seq < d.c.seq,
-                earlier.c.delivered_at.is_(None),
-            ),
-        )
-        columns = (*outbox.c, d.c.attempts, payouts.c.telegram_message_id)
-        of_payout = payouts.c.id == outbox.c.payout_id
+    async def claim(
+        self,
+        channels: Sequence[str],
+        *,
+        limit: int,
+        lease: timedelta,
+        first_messages: FirstMessages | None = None,
+    ) -> OutboxClaim:
+        """A relay pass's claim, in one transaction: for each channel up to `limit` due events, oldest first,
+        at most one per payout (its earliest undelivered one), each with its payout's Telegram message id,
+        leased (no other relay gets them before `lease` has passed). Then the first-message note: of the
+        payouts `first_messages` names from the batches (pure Python: it runs inside the transaction),
+        those with no message recorded are noted MESSAGE_MAYBE_SENT, committed before any message is sent.
+        Per channel one statement on PostgreSQL, two on SQLite (one writer at a time); one for the note."""
+        until = self._db.now() + lease
         async with self._db.write() as conn:
-            if self._db.is_postgres:
-                # Lock the due rows (skipping another claimer's), lease them and read them back at once. The
-                # CTE is MATERIALIZED so its LIMIT and row locks run once, whatever plan the join gets.
-                picked = (
-                    sa.select(d.c.outbox_id)
-                    .where(*due)
-                    .order_by(d.c.outbox_id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                    .cte("picked")
-                    .prefix_with("MATERIALIZED")
-                )
-                rows = list(
-                    await conn.execute(
-                        sa.update(d)
-                        .where(
-                            d.c.channel == channel,
-                            d.c.outbox_id == picked.c.outbox_id,
-                            outbox.c.id == d.c.outbox_id,
-                            of_payout,
-                        )
-                        .values(next_attempt_at=now + lease)
-                        .returning(*columns)
-                    )
-                )
-                rows.sort(key=lambda row: int(row.id))
-            else:
-                rows = list(
-                    await conn.execute(
-                        sa.select(*columns)
-                        .select_from(d.join(outbox, outbox.c.id == d.c.outbox_id).join(payouts, of_payout))
-                        .where(*due)
-                        .order_by(d.c.outbox_id)
-                        .limit(limit)
-                    )
-                )
-                if rows:
-                    mine = (d.c.channel == channel, d.c.outbox_id.in_([row.id for row in rows]))
-                    await conn.execute(sa.update(d).where(*mine).values(next_attempt_at=now + lease))
-        return [
-            OutboxDelivery(
-                outbox_id=row.id,
-                channel=channel,
-                attempts=row.attempts,
-                event=to_record(PayoutEvent, row),
-                telegram_message_id=row.telegram_message_id,
-            )
-            for row in rows
-        ]
-
-    async def mark_first_messages(self, payout_ids: Collection[str]) -> set[str]:
-        """Before a relay sends these payouts their first Telegram message: note that one may be sent
-        (MESSAGE_MAYBE_SENT), where no message is recorded yet. Returns the payouts it noted: only those
-        may send a first message (for another, a message was recorded since the claim)."""
-        if not payout_ids:
-            return set()
-        async with self._db.write() as conn:
-            noted = await conn.execute(
-                sa.update(payouts)
-                .where(payouts.c.id.in_(sorted(payout_ids)), payouts.c.telegram_message_id.is_(None))
-                .values(telegram_message_id=MESSAGE_MAYBE_SENT)
-                .returning(payouts.c.id)
-            )
-            return {str(i) for i in noted.scalars()}
+            batches = {channel: await _claim_due(self._db, conn, channel, limit, until) for channel in channels}
+            noted = await _note_first_messages(conn, first_messages(batches)) if first_messages else frozenset()
+        return OutboxClaim(batches, noted)
 
     async def settle(self, report: OutboxReport) -> None:
-        """Record what a relay made of a claimed batch, in one transaction: the events delivered, the
-        failed attempts (counted, each error kept, tried again after its pause), the events handed back
-        untried, and the user's Telegram message ids. Reports about delivered events change nothing."""
+        """Record what a relay made of its claimed batches (any channels), in one transaction: the events
+        delivered, the failed attempts (counted, each error kept, tried again after its pause), the events
+        handed back untried (due after theirs), and the user's Telegram message ids. Reports about
+        delivered events change nothing."""
         d = outbox_deliveries
         now = self._db.now()
         undelivered = d.c.delivered_at.is_(None)
@@ -217,30 +156,13 @@ class Outbox(Operations):
                 )
             if report.failed:
                 await conn.execute(
-                    sa.update(d)
-                    .where(
-                        d.c.outbox_id == sa.bindparam("f_outbox"), d.c.channel == sa.bindparam("f_channel"), undelivered
-                    )
-                    .values(
-                        attempts=d.c.attempts + 1,
-                        last_error=sa.bindparam("f_error"),
-                        next_attempt_at=sa.bindparam("f_next"),
-                    ),
-                    [
-                        {
-                            "f_outbox": f.delivery.outbox_id,
-                            "f_channel": f.delivery.channel,
-                            "f_error": f.error[:_ERROR_CHARS],
-                            "f_next": now + f.retry_in,
-                        }
-                        for f in report.failed
-                    ],
+                    _reschedule(attempts=d.c.attempts + 1, last_error=sa.bindparam("error")),
+                    [_row(f.delivery, error=f.error[:_ERROR_CHARS], next=now + f.retry_in) for f in report.failed],
                 )
-            for channel, ids in _by_channel(report.released).items():
+            if report.released:
                 await conn.execute(
-                    sa.update(d)
-                    .where(d.c.channel == channel, d.c.outbox_id.in_(ids), undelivered)
-                    .values(next_attempt_at=now + report.release_in)
+                    _reschedule(),
+                    [_row(r.delivery, next=now + r.retry_in) for r in report.released],
                 )
             sent = sorted((pid, mid) for pid, mid in report.user_messages.items() if mid is not None)
             if sent:
@@ -295,6 +217,101 @@ class Outbox(Operations):
                 await conn.execute(sa.delete(d).where(d.c.outbox_id.in_(chunk)))
                 await conn.execute(sa.delete(outbox).where(outbox.c.id.in_(chunk)))
         return len(ids)
+
+
+async def _claim_due(db: Db, conn: AsyncConnection, channel: str, limit: int, until: datetime) -> list[OutboxDelivery]:
+    """Up to `limit` events due for `channel`, leased until `until` (`Outbox.claim`)."""
+    d = outbox_deliveries
+    earlier = outbox_deliveries.alias("earlier")
+    due = (
+        d.c.channel == channel,
+        d.c.delivered_at.is_(None),
+        d.c.next_attempt_at <= db.now(),
+        ~sa.exists().where(
+            earlier.c.channel == d.c.channel,
+            earlier.c.payout_id == d.c.payout_id,
+            earlier.c.seq < d.c.seq,
+            earlier.c.delivered_at.is_(None),
+        ),
+    )
+    columns = (*outbox.c, d.c.attempts, payouts.c.telegram_message_id)
+    of_payout = payouts.c.id == outbox.c.payout_id
+    if db.is_postgres:
+        # Lock the due rows (skipping another claimer's), lease them and read them back at once. The CTE is
+        # MATERIALIZED so its LIMIT and row locks run once, whatever plan the join gets.
+        picked = (
+            sa.select(d.c.outbox_id)
+            .where(*due)
+            .order_by(d.c.outbox_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("picked")
+            .prefix_with("MATERIALIZED")
+        )
+        rows = list(
+            await conn.execute(
+                sa.update(d)
+                .where(
+                    d.c.channel == channel, d.c.outbox_id == picked.c.outbox_id, outbox.c.id == d.c.outbox_id, of_payout
+                )
+                .values(next_attempt_at=until)
+                .returning(*columns)
+            )
+        )
+        rows.sort(key=lambda row: int(row.id))
+    else:
+        rows = list(
+            await conn.execute(
+                sa.select(*columns)
+                .select_from(d.join(outbox, outbox.c.id == d.c.outbox_id).join(payouts, of_payout))
+                .where(*due)
+                .order_by(d.c.outbox_id)
+                .limit(limit)
+            )
+        )
+        if rows:
+            mine = (d.c.channel == channel, d.c.outbox_id.in_([row.id for row in rows]))
+            await conn.execute(sa.update(d).where(*mine).values(next_attempt_at=until))
+    return [
+        OutboxDelivery(
+            outbox_id=row.id,
+            channel=channel,
+            attempts=row.attempts,
+            event=to_record(PayoutEvent, row),
+            telegram_message_id=row.telegram_message_id,
+        )
+        for row in rows
+    ]
+
+
+async def _note_first_messages(conn: AsyncConnection, payout_ids: Collection[str]) -> frozenset[str]:
+    """Note MESSAGE_MAYBE_SENT for these payouts where no message is recorded; returns the ones noted."""
+    if not payout_ids:
+        return frozenset()
+    noted = await conn.execute(
+        sa.update(payouts)
+        .where(payouts.c.id.in_(sorted(payout_ids)), payouts.c.telegram_message_id.is_(None))
+        .values(telegram_message_id=MESSAGE_MAYBE_SENT)
+        .returning(payouts.c.id)
+    )
+    return frozenset(str(i) for i in noted.scalars())
+
+
+def _reschedule(**values: object) -> sa.Update:
+    """`settle`'s UPDATE of one still undelivered delivery (executemany, with `_row`'s parameters): due
+    again at `next`, with `values` besides."""
+    d = outbox_deliveries.c
+    return (
+        sa.update(outbox_deliveries)
+        .where(
+            d.outbox_id == sa.bindparam("d_outbox"), d.channel == sa.bindparam("d_channel"), d.delivered_at.is_(None)
+        )
+        .values(next_attempt_at=sa.bindparam("next"), **values)
+    )
+
+
+def _row(delivery: OutboxDelivery, **params: object) -> dict[str, object]:
+    return {"d_outbox": delivery.outbox_id, "d_channel": delivery.channel, **params}
 
 
 def _by_channel(deliveries: Sequence[OutboxDelivery]) -> dict[str, list[int]]:

@@ -283,15 +283,30 @@ class OutboxFailure:
 
 
 @dataclass(frozen=True)
+class OutboxRelease:
+    """A claimed event not tried (the relay stopped, or its channel went down): due again after
+    `retry_in`, no attempt counted."""
+
+    delivery: OutboxDelivery
+    retry_in: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class OutboxClaim:
+    """What a relay pass claimed in one transaction (`Outbox.claim`): each channel's batch, and the
+    payouts noted MESSAGE_MAYBE_SENT for it (only those may send a first message)."""
+
+    batches: Mapping[str, list[OutboxDelivery]]
+    noted: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class OutboxReport:
-    """What a relay made of a claimed batch, recorded in one transaction (`Outbox.settle`)."""
+    """What a relay made of its claimed batches, recorded in one transaction (`Outbox.settle`)."""
 
     delivered: Sequence[OutboxDelivery] = ()
     failed: Sequence[OutboxFailure] = ()
-    # Claimed but not tried (the relay stopped, or the channel went down): due again after `release_in`,
-    # no attempt counted.
-    released: Sequence[OutboxDelivery] = ()
-    release_in: timedelta = timedelta(0)
+    released: Sequence[OutboxRelease] = ()
     # Payout id -> the id of the user's Telegram message to record; None: the first message was not sent
     # after all, so the MESSAGE_MAYBE_SENT note goes (only where it is still the note).
     user_messages: Mapping[str, int | None] = dataclasses.field(default_factory=dict)

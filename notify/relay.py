@@ -1,13 +1,14 @@
 """The outbox relay: delivers the ledger's payout events to each channel, outside Temporal history.
 
-One loop per channel, so a slow or broken channel never holds up another. Each pass claims a bounded
-batch of due events of many payouts (`ledger.outbox.claim`: leased, safe with a relay in every worker
-process), notes the first user messages the channel may send (`EventChannel.prepare`, one transaction),
-delivers the events one by one and reports the whole batch back in one transaction
-(`ledger.outbox.settle`): at most three ledger transactions per batch, whatever its size.
-`ChannelUnavailable` backs the channel off: the event is tried again after a growing pause, and the rest
-of the batch waits as long. Delivery is at least once (a relay that dies mid-batch, or before its
-report, leaves its lease to run out); `event_id` lets a channel drop repeats.
+A pass costs two ledger transactions for all channels together, whatever the batches hold. The claim
+(`ledger.outbox.claim`: leased, safe with a relay in every worker process) takes a bounded batch of due
+events of many payouts for each channel and, in the same transaction, notes the first user messages the
+channels may send (`EventChannel.prepare`); the channels then deliver their batches concurrently, each
+event by event, so a slow or broken channel does not hold up another's batch; the report
+(`ledger.outbox.settle`) records every channel's outcome at once. `ChannelUnavailable` backs the channel
+off: the event is tried again after a growing pause, and the rest of its batch waits as long. Delivery
+is at least once (a relay that dies mid-pass, or before its report, leaves its lease to run out);
+`event_id` lets a channel drop repeats.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence, Set
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from ledger import Ledger, OutboxDelivery, OutboxFailure, OutboxReport
+from ledger import Ledger, OutboxDelivery, OutboxFailure, OutboxRelease, OutboxReport
 from payouts.events import MESSAGE_MAYBE_SENT, ChannelUnavailable, EventChannel, Outgoing, UserMessage
 from runtime import metrics
 from runtime.log_context import ids_of_workflow, payout_context
@@ -93,22 +94,63 @@ class Relay:
                     await task
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(
-            self._watch_backlog(stop), *(self._channel_loop(channel, stop) for channel in self.channels)
-        )
+        await asyncio.gather(self._watch_backlog(stop), self._pass_loop(stop))
 
-    async def deliver_due(self, channel: EventChannel, stop: asyncio.Event | None = None) -> int:
-        """One pass for one channel: claim a batch, deliver it and report it back. Returns how many events
-        it claimed. Ledger transactions: the claim, the first-message note (only when the channel asks for
-        one), and the report."""
-        batch = await self._ledger.outbox.claim(channel.name, limit=self._batch, lease=self._lease)
-        if not batch:
-            return 0
-        loop = asyncio.get_running_loop()
+    async def deliver_pass(self, stop: asyncio.Event | None = None) -> dict[str, int]:
+        """One pass over every channel: claim their due events and note the first messages they may send
+        (one transaction), deliver each channel's batch (the channels concurrently), and report them all
+        back (one transaction). Returns how many events each channel claimed."""
+        asked: dict[str, set[str]] = {}
+
+        def first_messages(batches: Mapping[str, Sequence[OutboxDelivery]]) -> set[str]:
+            asked.update(self._prepare(batches))
+            return set().union(*asked.values())
+
+        names = [channel.name for channel in self.channels]
+        claim = await self._ledger.outbox.claim(
+            names, limit=self._batch, lease=self._lease, first_messages=first_messages
+        )
+        claimed = {name: len(claim.batches[name]) for name in names}
+        busy = [channel for channel in self.channels if claim.batches[channel.name]]
+        if not busy:
+            return claimed
         # Stop well inside the lease, so no other relay takes an event while this one still holds it.
-        deadline = loop.time() + self._lease.total_seconds() / 2
-        first = channel.prepare([_outgoing(d) for d in batch])
-        noted = await self._ledger.outbox.mark_first_messages(first)
+        deadline = asyncio.get_running_loop().time() + self._lease.total_seconds() / 2
+        reports = await asyncio.gather(
+            *(
+                self._deliver(c, claim.batches[c.name], asked[c.name], claim.noted & asked[c.name], deadline, stop)
+                for c in busy
+            )
+        )
+        await self._ledger.outbox.settle(_Report.merged(reports))
+        for channel, report in zip(busy, reports, strict=True):
+            metrics.record_outbox_delivered(channel.name, len(report.delivered))
+            metrics.record_outbox_failed(channel.name, len(report.failed))
+        return claimed
+
+    def _prepare(self, batches: Mapping[str, Sequence[OutboxDelivery]]) -> dict[str, set[str]]:
+        """Each channel's payouts whose first message its batch may send. One note is one message: a payout
+        two channels name is the first one's."""
+        asked: dict[str, set[str]] = {}
+        taken: set[str] = set()
+        for channel in self.channels:
+            asked[channel.name] = channel.prepare([_outgoing(d) for d in batches[channel.name]]) - taken
+            taken |= asked[channel.name]
+        return asked
+
+    async def _deliver(
+        self,
+        channel: EventChannel,
+        batch: Sequence[OutboxDelivery],
+        first: Set[str],
+        noted: Set[str],
+        deadline: float,
+        stop: asyncio.Event | None,
+    ) -> _Report:
+        """Deliver one channel's batch in order, until the deadline, a stop, or the channel is unavailable
+        (then the rest is handed back); `first`: the payouts the channel asked to send a first message,
+        `noted`: those of them the claim noted."""
+        loop = asyncio.get_running_loop()
         report = _Report()
         for i, delivery in enumerate(batch):
             if (stop is not None and stop.is_set()) or loop.time() > deadline:
@@ -117,8 +159,9 @@ class Relay:
             event = delivery.event
             outgoing = _outgoing(delivery, first, noted)
             # Every line about this event carries its payout's ids (runtime.log_context).
-            with payout_context(telegram_id=event.telegram_id, bill_id=event.bill_id,
-                                **ids_of_workflow(event.payout_id)):
+            with payout_context(
+                telegram_id=event.telegram_id, bill_id=event.bill_id, **ids_of_workflow(event.payout_id)
+            ):
                 try:
                     message = await channel.deliver(outgoing)
                 except ChannelUnavailable as exc:
@@ -133,20 +176,18 @@ class Relay:
                     report.fail(delivery, type(exc).__name__, self.backoff(delivery.attempts))
                     continue
             report.deliver(delivery, message)
-        await self._ledger.outbox.settle(report.done())
-        metrics.record_outbox_delivered(channel.name, len(report.delivered))
-        metrics.record_outbox_failed(channel.name, len(report.failed))
-        return len(batch)
+        return report
 
-    async def _channel_loop(self, channel: EventChannel, stop: asyncio.Event) -> None:
+    async def _pass_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            claimed = 0
+            full = False
             try:
-                claimed = await self.deliver_due(channel, stop)
+                claimed = await self.deliver_pass(stop)
+                full = any(n >= self._batch for n in claimed.values())
             except Exception:
                 # The ledger is down (or a bug): what was claimed comes back when its lease runs out.
-                _log.exception("outbox relay pass for %s failed", channel.name)
-            if claimed < self._batch:  # caught up: wait for new events
+                _log.exception("outbox relay pass failed")
+            if not full:  # caught up: wait for new events (a channel with a full batch goes again at once)
                 await _sleep(stop, self._interval)
 
     async def _watch_backlog(self, stop: asyncio.Event) -> None:
@@ -162,13 +203,13 @@ class Relay:
 
 
 class _Report:
-    """A batch's results as the relay goes, for the one report transaction (`ledger.outbox.settle`)."""
+    """A channel's batch results as the relay goes, for the pass's one report transaction
+    (`ledger.outbox.settle`)."""
 
     def __init__(self) -> None:
         self.delivered: list[OutboxDelivery] = []
         self.failed: list[OutboxFailure] = []
-        self.released: list[OutboxDelivery] = []
-        self.release_in = timedelta(0)
+        self.released: list[OutboxRelease] = []
         self.user_messages: dict[str, int | None] = {}
 
     def deliver(self, delivery: OutboxDelivery, message: UserMessage | None) -> None:
@@ -180,22 +221,22 @@ class _Report:
         self._record(delivery, message)
 
     def release(
-        self, untried: Sequence[OutboxDelivery], noted: set[str], *, retry_in: timedelta = timedelta(0)
+        self, untried: Sequence[OutboxDelivery], noted: Set[str], *, retry_in: timedelta = timedelta(0)
     ) -> None:
         """Hand back what was not tried; a first message noted for it was not sent (the note goes)."""
-        self.released.extend(untried)
-        self.release_in = retry_in
+        self.released.extend(OutboxRelease(delivery, retry_in) for delivery in untried)
         for delivery in untried:
             if delivery.event.payout_id in noted:
                 self.user_messages[delivery.event.payout_id] = None
 
-    def done(self) -> OutboxReport:
+    @staticmethod
+    def merged(reports: Sequence[_Report]) -> OutboxReport:
+        """The channels' reports as one (each first-message note is one channel's: no payout twice)."""
         return OutboxReport(
-            delivered=self.delivered,
-            failed=self.failed,
-            released=self.released,
-            release_in=self.release_in,
-            user_messages=self.user_messages,
+            delivered=[d for r in reports for d in r.delivered],
+            failed=[f for r in reports for f in r.failed],
+            released=[d for r in reports for d in r.released],
+            user_messages={pid: mid for r in reports for pid, mid in r.user_messages.items()},
         )
 
     def _record(self, delivery: OutboxDelivery, message: UserMessage | None) -> None:
@@ -203,7 +244,7 @@ class _Report:
             self.user_messages[delivery.event.payout_id] = message.id
 
 
-def _outgoing(delivery: OutboxDelivery, first: set[str] | None = None, noted: set[str] | None = None) -> Outgoing:
+def _outgoing(delivery: OutboxDelivery, first: Set[str] | None = None, noted: Set[str] | None = None) -> Outgoing:
     """The event as the channel gets it. A payout whose first message the channel asked for holds a note
     by now: this relay's (`first_message`: send it), or one recorded since the claim (treated as sent)."""
     pid = delivery.event.payout_id

@@ -2,7 +2,7 @@
 edited into the outcome (or a fresh one when it cannot be edited). Its id is kept in the ledger.
 
 A first message is sent at most once: the relay notes in the ledger that one may be on its way
-(`MESSAGE_MAYBE_SENT`, for the whole batch in one transaction: `prepare` names the payouts) before it is
+(`MESSAGE_MAYBE_SENT`, in the transaction that claims the batch: `prepare` names the payouts) before it is
 sent, so a relay that stops between sending it and recording its id never sends a second "processing"
 (the outcome then comes as a message of its own: the first cannot be edited without its id). When
 Telegram answers with a refusal, or was never reached, nothing was sent and the note goes. The channel

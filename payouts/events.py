@@ -8,8 +8,9 @@ message, analytics, the bot's `bonus.events` queue. Nothing here holds a phone n
 its consumer can drop a repeat.
 
 Channels never write the ledger: the relay claims a batch, asks the channel to `prepare` it (which
-payouts' first user message the batch may send: the relay notes them in the ledger before any is
-sent), delivers each event and records what each delivery hands back (`UserMessage`) with the batch.
+payouts' first user message the batch may send: the relay notes them in the ledger, in the claim's
+transaction, before any is sent), delivers each event and records what each delivery hands back
+(`UserMessage`) with the batch.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ class EventChannel(Protocol):
 
     def prepare(self, batch: Sequence[Outgoing]) -> set[str]:
         """The payouts whose first user message delivering `batch` may send (a channel that sends none:
-        the empty set). The relay notes them in the ledger as MESSAGE_MAYBE_SENT, for the whole batch in
-        one transaction, before any delivery, and hands `deliver` those events with `first_message`."""
+        the empty set). The relay notes them in the ledger as MESSAGE_MAYBE_SENT in the transaction that
+        claims the batch, before any delivery, and hands `deliver` those events with `first_message`.
+        Pure (no I/O, no waiting): it runs while that transaction holds the claimed rows."""
         ...
 
     async def deliver(self, outgoing: Outgoing) -> UserMessage | None:

@@ -7,14 +7,14 @@ import itertools
 import os
 import secrets
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger import Ledger, ReserveRequest, StoreCallbackResult
+from ledger import Ledger, OutboxDelivery, ReserveRequest, StoreCallbackResult
 
 PG_ADMIN_URL = os.environ.get("PAYOUTS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 DAY = date(2025, 11, 27)
@@ -48,6 +48,13 @@ async def reserved(ledger: Ledger, **overrides: Any) -> str:
     result = await ledger.payouts.reserve(make_req(**overrides))
     assert result.accepted, result
     return result.payout_id
+
+
+async def claim_channel(
+    ledger: Ledger, channel: str, *, limit: int = 10, lease: timedelta = timedelta(seconds=60)
+) -> list[OutboxDelivery]:
+    """One channel's due events, claimed as a relay pass over that channel alone claims them."""
+    return (await ledger.outbox.claim([channel], limit=limit, lease=lease)).batches[channel]
 
 
 async def confirm_no_bill(ledger: Ledger, pid: str, attempt_ids: list[int], key: str, action: str = "retry") -> None:

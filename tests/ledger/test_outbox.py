@@ -3,20 +3,20 @@ status change it reports commits, and each channel claims, delivers and retries 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from ledger import IllegalTransition, Ledger, OutboxFailure, OutboxReport
+from ledger import IllegalTransition, Ledger, OutboxDelivery, OutboxFailure, OutboxRelease, OutboxReport
 from ledger.schema import outbox, outbox_deliveries
 from payouts.events import MESSAGE_MAYBE_SENT
 from payouts.events import PayoutEventKind as K
 from payouts.rejection import RejectionReason
 from payouts.status import PayoutStatus as S
 from tests.ledger.conftest import clear
-from tests.ledger.helpers import make_req, reserved
+from tests.ledger.helpers import claim_channel, make_req, reserved
 
 LEASE = timedelta(seconds=60)
 
@@ -176,10 +176,10 @@ async def test_the_event_and_its_status_change_commit_together(ledger: Ledger) -
 async def test_each_registered_channel_claims_its_own_copy_once(timed: Ledger) -> None:
     pids = [await reserved(timed) for _ in range(3)]
 
-    telegram = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    telegram = await claim_channel(timed, "telegram")
     assert [d.event.payout_id for d in telegram] == pids  # oldest first
-    assert await timed.outbox.claim("telegram", limit=10, lease=LEASE) == []  # leased
-    analytics = await timed.outbox.claim("analytics", limit=2, lease=LEASE)  # the other channel is not held up
+    assert await claim_channel(timed, "telegram") == []  # leased
+    analytics = await claim_channel(timed, "analytics", limit=2)  # the other channel is not held up
     assert [d.event.payout_id for d in analytics] == pids[:2]
     assert {d.channel for d in telegram} == {"telegram"} and all(d.attempts == 0 for d in telegram)
 
@@ -194,7 +194,7 @@ async def test_a_channel_registered_later_gets_the_events_written_after(timed: L
     await timed.outbox.register(["bonus_events"])  # every worker registers at start: idempotent
     after = await reserved(timed)
 
-    claimed = await timed.outbox.claim("bonus_events", limit=10, lease=LEASE)
+    claimed = await claim_channel(timed, "bonus_events")
     assert [d.event.payout_id for d in claimed] == [after]
     assert before != after
 
@@ -203,44 +203,45 @@ async def test_a_payouts_events_reach_a_channel_in_order(timed: Ledger) -> None:
     pid = await reserved(timed)
     await paid(timed, pid, "B-4")
 
-    first = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    first = await claim_channel(timed, "telegram")
     assert [d.event.kind for d in first] == [K.PENDING]  # SUCCESS waits for PENDING
     failure = OutboxFailure(first[0], "telegram: HTTP 503", timedelta(seconds=30))
     await timed.outbox.settle(OutboxReport(failed=[failure]))
-    assert await timed.outbox.claim("telegram", limit=10, lease=LEASE) == []  # still waits, back-off too
+    assert await claim_channel(timed, "telegram") == []  # still waits, back-off too
 
-    analytics = await timed.outbox.claim("analytics", limit=10, lease=LEASE)
+    analytics = await claim_channel(timed, "analytics")
     assert [d.event.kind for d in analytics] == [K.PENDING]
 
 
 async def test_a_failed_attempt_backs_off_and_is_counted(timed: Ledger, clock: Clock) -> None:
     await reserved(timed)
-    [delivery] = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    [delivery] = await claim_channel(timed, "telegram")
     error = "telegram: HTTP 503 " + "x" * 1000
     await timed.outbox.settle(OutboxReport(failed=[OutboxFailure(delivery, error, timedelta(seconds=30))]))
 
     clock.advance(29)
-    assert await timed.outbox.claim("telegram", limit=10, lease=LEASE) == []
+    assert await claim_channel(timed, "telegram") == []
     clock.advance(2)
-    [again] = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    [again] = await claim_channel(timed, "telegram")
     assert (again.outbox_id, again.attempts) == (delivery.outbox_id, 1)
     await timed.outbox.settle(OutboxReport(delivered=[again]))
     await timed.outbox.settle(OutboxReport(delivered=[again]))  # a repeat report changes nothing
     await timed.outbox.settle(OutboxReport(failed=[OutboxFailure(again, "late", timedelta(0))]))  # nor a late one
     clock.advance(3600)
-    assert await timed.outbox.claim("telegram", limit=10, lease=LEASE) == []
+    assert await claim_channel(timed, "telegram") == []
 
 
 async def test_a_lease_that_runs_out_is_claimed_again_and_a_release_is_due_at_once(
     timed: Ledger, clock: Clock
 ) -> None:
     pids = [await reserved(timed) for _ in range(2)]
-    claimed = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    claimed = await claim_channel(timed, "telegram")
 
-    await timed.outbox.settle(OutboxReport(released=claimed[1:]))  # the relay stopped before trying it
-    assert [d.event.payout_id for d in await timed.outbox.claim("telegram", limit=10, lease=LEASE)] == pids[1:]
+    # The relay stopped before trying the second.
+    await timed.outbox.settle(OutboxReport(released=[OutboxRelease(d) for d in claimed[1:]]))
+    assert [d.event.payout_id for d in await claim_channel(timed, "telegram")] == pids[1:]
     clock.advance(LEASE.total_seconds() + 1)  # the relay that claimed the first one died
-    again = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    again = await claim_channel(timed, "telegram")
     assert [(d.event.payout_id, d.attempts) for d in again] == [(pids[0], 0), (pids[1], 0)]
 
 
@@ -253,7 +254,7 @@ async def test_the_backlog_says_how_many_and_since_when(timed: Ledger, clock: Cl
     await reserved(timed)
     clock.advance(10)
     await reserved(timed)
-    await timed.outbox.settle(OutboxReport(delivered=await timed.outbox.claim("analytics", limit=10, lease=LEASE)))
+    await timed.outbox.settle(OutboxReport(delivered=await claim_channel(timed, "analytics")))
 
     backlog = {b.channel: b for b in await timed.outbox.backlog()}
     assert (backlog["telegram"].pending, backlog["telegram"].oldest_at) == (2, first_at)
@@ -264,7 +265,7 @@ async def test_prune_keeps_what_a_channel_still_owes(timed: Ledger, clock: Clock
     done = await reserved(timed)
     owed = await reserved(timed)
     for channel in ("telegram", "analytics"):
-        claimed = await timed.outbox.claim(channel, limit=10, lease=LEASE)
+        claimed = await claim_channel(timed, channel)
         delivered = [d for d in claimed if d.event.payout_id == done or channel == "analytics"]
         await timed.outbox.settle(OutboxReport(delivered=delivered))
     clock.advance(10)
@@ -281,18 +282,27 @@ async def message_of(ledger: Ledger, pid: str) -> int | None:
     return row.telegram_message_id
 
 
-async def test_the_user_message_id_is_kept_with_the_payout(timed: Ledger) -> None:
+async def test_the_user_message_id_is_kept_with_the_payout(timed: Ledger, clock: Clock) -> None:
     pids = [await reserved(timed) for _ in range(4)]
-    [first] = await timed.outbox.claim("telegram", limit=1, lease=LEASE)
+    [first] = await claim_channel(timed, "telegram", limit=1)
     assert first.telegram_message_id is None
     await timed.outbox.settle(OutboxReport(user_messages={pids[0]: 41}))
-    claimed = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
-    assert [(d.event.payout_id, d.telegram_message_id) for d in claimed] == [(p, None) for p in pids[1:]]
 
-    # Before first messages go: noted as maybe sent, only where no message is recorded.
-    assert await timed.outbox.mark_first_messages(set(pids)) == set(pids[1:])
-    assert await timed.outbox.mark_first_messages(set(pids)) == set()
-    assert await timed.outbox.mark_first_messages(set()) == set()
+    # The claim notes the first messages its batches may send (maybe sent), only where no message is
+    # recorded: every channel's batch is claimed before it asks.
+    asked: list[dict[str, list[str]]] = []
+
+    def first_messages(batches: Mapping[str, Sequence[OutboxDelivery]]) -> set[str]:
+        asked.append({channel: [d.event.payout_id for d in batch] for channel, batch in batches.items()})
+        return set(pids)
+
+    claim = await timed.outbox.claim(["telegram", "analytics"], limit=10, lease=LEASE, first_messages=first_messages)
+    claimed = claim.batches["telegram"]
+    assert [(d.event.payout_id, d.telegram_message_id) for d in claimed] == [(p, None) for p in pids[1:]]
+    assert asked == [{"telegram": pids[1:], "analytics": pids}]
+    assert claim.noted == set(pids[1:])
+    again = await timed.outbox.claim(["telegram"], limit=10, lease=LEASE, first_messages=lambda _: set(pids))
+    assert (again.batches, again.noted) == ({"telegram": []}, set())
     assert [await message_of(timed, p) for p in pids] == [41, MESSAGE_MAYBE_SENT, MESSAGE_MAYBE_SENT, 0]
 
     # After: one sent (its id), one Telegram said it did not send (the note goes), one not reported (the
@@ -300,13 +310,14 @@ async def test_the_user_message_id_is_kept_with_the_payout(timed: Ledger) -> Non
     report = OutboxReport(delivered=claimed, user_messages={pids[1]: 42, pids[2]: None, pids[0]: None})
     await timed.outbox.settle(report)
     assert [await message_of(timed, p) for p in pids] == [41, 42, None, MESSAGE_MAYBE_SENT]
-    [again] = await timed.outbox.claim("analytics", limit=1, lease=LEASE)
-    assert again.telegram_message_id == 41
+    clock.advance(LEASE.total_seconds() + 1)
+    [again_first] = await claim_channel(timed, "analytics", limit=1)
+    assert again_first.telegram_message_id == 41
 
 
 async def test_a_batch_report_records_every_outcome_in_one_transaction(timed: Ledger, clock: Clock) -> None:
     pids = [await reserved(timed) for _ in range(5)]
-    claimed = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    claimed = await claim_channel(timed, "telegram")
     commits = 0
 
     def count(_conn: object) -> None:
@@ -319,8 +330,7 @@ async def test_a_batch_report_records_every_outcome_in_one_transaction(timed: Le
             OutboxReport(
                 delivered=claimed[:2],
                 failed=[OutboxFailure(claimed[2], "telegram: HTTP 502", timedelta(seconds=20))],
-                released=claimed[3:],
-                release_in=timedelta(seconds=10),
+                released=[OutboxRelease(d, timedelta(seconds=10)) for d in claimed[3:]],
                 user_messages={pids[0]: 7, pids[1]: 8},
             )
         )
@@ -330,12 +340,12 @@ async def test_a_batch_report_records_every_outcome_in_one_transaction(timed: Le
     assert commits == 1
     assert {b.channel: b.pending for b in await timed.outbox.backlog()}["telegram"] == 3
     clock.advance(11)
-    assert [(d.event.payout_id, d.attempts) for d in await timed.outbox.claim("telegram", limit=10, lease=LEASE)] == [
+    assert [(d.event.payout_id, d.attempts) for d in await claim_channel(timed, "telegram")] == [
         (pids[3], 0),
         (pids[4], 0),
     ]
     clock.advance(10)
-    [failed] = await timed.outbox.claim("telegram", limit=10, lease=LEASE)
+    [failed] = await claim_channel(timed, "telegram")
     assert (failed.event.payout_id, failed.attempts) == (pids[2], 1)
     async with timed.engine.connect() as conn:
         error = await conn.scalar(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -13,10 +12,9 @@ import sqlalchemy as sa
 from ledger import Ledger
 from ledger.schema import outbox_deliveries
 from tests.ledger.conftest import clear
-from tests.ledger.helpers import reserved
+from tests.ledger.helpers import claim_channel, reserved
 
 pytestmark = pytest.mark.postgres
-LEASE = timedelta(seconds=60)
 
 
 @pytest.fixture
@@ -39,10 +37,10 @@ async def test_two_concurrent_claimers_get_disjoint_events(relays: tuple[Ledger,
     got: list[list[str]] = [[], []]
     for _ in range(10):
         rounds = await asyncio.gather(
-            first.outbox.claim("telegram", limit=7, lease=LEASE),
-            second.outbox.claim("telegram", limit=7, lease=LEASE),
-            first.outbox.claim("telegram", limit=7, lease=LEASE),
-            second.outbox.claim("telegram", limit=7, lease=LEASE),
+            claim_channel(first, "telegram", limit=7),
+            claim_channel(second, "telegram", limit=7),
+            claim_channel(first, "telegram", limit=7),
+            claim_channel(second, "telegram", limit=7),
         )
         for i, claimed in enumerate(rounds):
             got[i % 2].extend(d.event.payout_id for d in claimed)
@@ -64,5 +62,5 @@ async def test_a_claimer_skips_rows_another_holds_instead_of_waiting(relays: tup
         )
         assert len(held.all()) == 2
         async with asyncio.timeout(3):  # well under the ledger's 5 s lock timeout: no waiting
-            claimed = await second.outbox.claim("telegram", limit=10, lease=LEASE)
+            claimed = await claim_channel(second, "telegram")
     assert [d.event.payout_id for d in claimed] == pids[2:]

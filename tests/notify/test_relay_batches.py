@@ -1,5 +1,5 @@
-"""The relay's ledger cost and its batches: a pass claims the due events of many payouts, notes their first
-messages and reports back in a fixed number of transactions, whatever the batch holds; an outage in the
+"""The relay's ledger cost and its batches: a pass claims every channel's due events of many payouts and notes
+their first messages in one transaction, and reports back in one more, whatever the batches hold; an outage in the
 middle of a batch hands the rest back, and they are delivered later, in order."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Commits:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("payouts", [3, 40])
-async def test_a_batch_of_many_payouts_costs_the_same_few_transactions_as_a_small_one(
+async def test_a_pass_over_every_channel_costs_two_transactions_whatever_its_batches_hold(
     pg_ledger: Ledger, telegram: TelegramClient, sandbox: SandboxHandle, payouts: int
 ) -> None:
     ledger = pg_ledger
@@ -54,15 +54,16 @@ async def test_a_batch_of_many_payouts_costs_the_same_few_transactions_as_a_smal
     commits = Commits(ledger)
     pids = [await reserved(ledger) for _ in range(payouts)]
 
-    with commits.counting():  # PENDING: claim, first-message note, report; analytics: claim, report
-        assert (await relay.deliver_due(bot), await relay.deliver_due(analytics)) == (payouts, payouts)
+    claimed = {bot.name: payouts, analytics.name: payouts}
+    with commits.counting():  # PENDING: the claim with the first-message note, the report; both channels
+        assert await relay.deliver_pass() == claimed
     pending = commits.count
     for pid in pids:
         await paid(ledger, pid)
     with commits.counting():  # SUCCESS: edits, no first message to note
-        assert (await relay.deliver_due(bot), await relay.deliver_due(analytics)) == (payouts, payouts)
+        assert await relay.deliver_pass() == claimed
 
-    assert (pending, commits.count) == (3 + 2, 3 + 2 + 2 + 2)  # the same for 3 payouts and for 40
+    assert (pending, commits.count) == (2, 2 + 2)  # the same for 3 payouts and for 40
     calls = await bot_calls(sandbox)
     assert sorted(c["method"] for c in calls) == ["editMessageText"] * payouts + ["sendMessage"] * payouts
     assert all(c["http_status"] == 200 for c in calls)
@@ -103,20 +104,20 @@ async def test_an_outage_mid_batch_hands_the_rest_back_and_they_are_delivered_la
     for req in reqs:
         await ledger.payouts.reserve(req)
 
-    assert await relay.deliver_due(bot) == 5  # two sent, the third meets the outage, two handed back untried
+    assert await relay.deliver_pass() == {bot.name: 5}  # two sent, the third meets the outage, two handed back untried
     sent = [c["chat_id"] for c in await bot_calls(sandbox) if c["http_status"] == 200]
     assert sent == [r.telegram_id for r in reqs[:2]]
     # The first messages noted for the three were not sent: the notes went, so each is sent later, once.
     assert [await user_message(ledger, r.payout_id) for r in reqs[2:]] == [None, None, None]
     [backlog] = await ledger.outbox.backlog()
     assert backlog.pending == 3
-    assert await relay.deliver_due(bot) == 0  # the whole channel backs off, not only the failed event
+    assert await relay.deliver_pass() == {bot.name: 0}  # the whole channel backs off, not only the failed event
     await paid(ledger, reqs[2].payout_id)  # its outcome waits for its "processing"
     await paid(ledger, reqs[4].payout_id)
 
     clock.advance(timedelta(seconds=10))
-    assert await relay.deliver_due(bot) == 3  # the PENDING events again, oldest first
-    assert await relay.deliver_due(bot) == 2  # then the outcomes
+    assert await relay.deliver_pass() == {bot.name: 3}  # the PENDING events again, oldest first
+    assert await relay.deliver_pass() == {bot.name: 2}  # then the outcomes
     assert await caught_up(ledger)
 
     calls = [c for c in await bot_calls(sandbox) if c["http_status"] == 200]
