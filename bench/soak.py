@@ -93,7 +93,7 @@ class Processes:
 
     def worker_pids(self) -> list[int]:
         """The worker processes themselves (under a profiler: its child)."""
-        return [_child(w.pid) if self.worker_wrapper else w.pid for w in self.workers]
+        return [child_of(w.pid) if self.worker_wrapper else w.pid for w in self.workers]
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         worker = self.start(f"worker-{len(self.workers)}", "worker", wrapper=self.worker_wrapper)
@@ -135,7 +135,7 @@ class Processes:
                     proc.kill()
 
 
-def _child(pid: int, timeout: float = 10.0) -> int:
+def child_of(pid: int, timeout: float = 10.0) -> int:
     """The one child of a process (a profiler's), once it has started."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -21,11 +21,10 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,7 +47,7 @@ from bench.harness import (
     signal_to_state,
     spread,
 )
-from bench.soak import wait_http
+from bench.soak import child_of, wait_http
 from tests.callbacks import paid
 from tests.stack import free_port
 from tests.temporal_envs import dev_server
@@ -105,11 +104,12 @@ async def bare(
     return achieved, answers, await signal_to_state(client, sent), cpu.used["bare handler"]
 
 
-async def measured_webhook(b: BenchStack) -> tuple[subprocess.Popen[bytes], str]:
+async def measured_webhook(b: BenchStack, wrapper: Sequence[str] = ()) -> tuple[int, str]:
     """A `payouts webhook` process of its own, beside the stack's, for the measured callbacks: the load
-    generator, the sandbox and the stack's own webhook stay in this process. Returns it and its callback URL."""
+    generator, the sandbox and the stack's own webhook stay in this process. Returns its pid (under a
+    profiler, `wrapper`: the profiled process's) and its callback URL."""
     port, internal = free_port(), free_port()
-    hook = b.procs.start("webhook-measured", "webhook", env={
+    hook = b.procs.start("webhook-measured", "webhook", wrapper=wrapper, env={
         "WEBHOOK_PORT": str(port),
         "WEBHOOK_INTERNAL_PORT": str(internal),
         "WEBHOOK_CALLBACK_HMAC_SECRETS": b.stack.settings.webhook.callback_hmac_secrets.get_secret_value(),
@@ -117,7 +117,7 @@ async def measured_webhook(b: BenchStack) -> tuple[subprocess.Popen[bytes], str]
     })  # fmt: skip
     b.procs.others.append(hook)
     await wait_http(f"http://127.0.0.1:{internal}/readyz")
-    return hook, f"http://127.0.0.1:{port}/portmone/callback"
+    return child_of(hook.pid) if wrapper else hook.pid, f"http://127.0.0.1:{port}/portmone/callback"
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -129,8 +129,10 @@ async def run(args: argparse.Namespace) -> None:
                                    portmone_rate=1000.0) as b:  # fmt: skip
                 bills = await park(b, "hook", count, concurrency=20)
                 await relay_drained(b)
-                hook, url = await measured_webhook(b)
-                cpu = CpuMeter({"webhook": [hook.pid]})
+                wrapper = [args.py_spy, "record", "-r", "100", "-f", "raw", "-o", args.profile_webhook,
+                           "--"] if args.profile_webhook else []  # fmt: skip
+                hook, url = await measured_webhook(b, wrapper)
+                cpu = CpuMeter({"webhook": [hook]})
                 cpu.start()
                 with paused(b.procs.worker_pids(), args.pause_workers):
                     achieved, answers = await send_paid_callbacks(b, bills, args.rate, url=url)
@@ -165,6 +167,9 @@ def main() -> None:
     parser.add_argument("--pause-workers", action="store_true",
                         help="stop the workers while the callbacks are sent: the handlers' own capacity (the "
                              "callback -> state figures then include the pause)")
+    parser.add_argument("--profile-webhook", metavar="PATH",
+                        help="run the measured webhook under py-spy; its raw profile goes to PATH")
+    parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable (with --profile-webhook)")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -18,8 +18,10 @@ payout has gone to a person, who may already have asked for the next round).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -125,10 +127,18 @@ class Attempts(Operations):
 
 async def attempts_of(conn: AsyncConnection, payout_id: str, round_no: int | None = None) -> list[AttemptRecord]:
     """A payout's attempts in order (of one round when given), inside a transaction."""
-    query = sa.select(bill_attempts).where(bill_attempts.c.payout_id == payout_id).order_by(bill_attempts.c.attempt_no)
-    if round_no is not None:
-        query = query.where(bill_attempts.c.round_no == round_no)
-    return [to_record(AttemptRecord, row) for row in await conn.execute(query)]
+    rows = await conn.execute(_attempts_query(round_no is not None), {"a_payout": payout_id, "a_round": round_no})
+    return [to_record(AttemptRecord, row) for row in rows]
+
+
+@functools.cache
+def _attempts_query(of_round: bool) -> sa.Select[Any]:
+    """A payout's attempts (`a_payout`), of one round (`a_round`) or all, built once."""
+    a = bill_attempts.c
+    query = sa.select(bill_attempts).where(a.payout_id == sa.bindparam("a_payout", type_=a.payout_id.type))
+    if of_round:
+        query = query.where(a.round_no == sa.bindparam("a_round", type_=a.round_no.type))
+    return query.order_by(a.attempt_no)
 
 
 async def _callbacks_by_bill(conn: AsyncConnection, bill_ids: Sequence[str]) -> dict[str, list[tuple[int, Verdict]]]:
@@ -263,14 +273,14 @@ async def _finish(
     callbacks routed to it when `bill_id` is given)."""
     if state not in FINAL_STATES:
         raise ValueError(f"an attempt finishes as one of {sorted(FINAL_STATES)}, not {state!r}")
-    payout_id = await conn.scalar(sa.select(bill_attempts.c.payout_id).where(bill_attempts.c.id == attempt_id))
+    payout_id = await conn.scalar(_FINISH.payout_of, {"a_id": attempt_id})
     if payout_id is None:
         raise LedgerError(f"no bill attempt {attempt_id}")
     if bill_id:  # the bill is this payout's: its route row first, before the row locks, as every router
         await route_lock(db, conn, bill_id, str(payout_id))
     payout = await require_payout(conn, str(payout_id), lock=True)  # the payout row, then the attempt's
-    query = sa.select(bill_attempts).where(bill_attempts.c.id == attempt_id)
-    current = to_record(AttemptRecord, (await conn.execute(query.with_for_update())).one())
+    locked = (await conn.execute(_FINISH.locked, {"a_id": attempt_id})).one()
+    current = to_record(AttemptRecord, locked)
     if current.state == state and current.bill_id == (bill_id or current.bill_id):
         return current, False, payout  # a retried finish: already recorded
     late_answer = current.state == "unknown" and state == "answered"
@@ -281,26 +291,42 @@ async def _finish(
         detail = f"late answer after the attempt was marked unknown ({earlier}); {detail or ''}"
     elif current.detail:
         detail = f"{detail}; {current.detail}" if detail else current.detail  # e.g. a bill id learnt by echo
-    row = (
-        await conn.execute(
-            sa.update(bill_attempts)
-            .where(bill_attempts.c.id == attempt_id)
-            .values(
-                state=state,
-                bill_id=bill_id or current.bill_id,  # a bill id learnt meanwhile (by echo) is kept
-                error_code=error_code,
-                detail=detail,
-                finished_at=db.now(),
-            )
-            .returning(*bill_attempts.c)
-        )
-    ).one()
+    ending = {
+        "a_id": attempt_id,
+        "a_state": state,
+        "a_bill": bill_id or current.bill_id,  # a bill id learnt meanwhile (by echo) is kept
+        "a_error": error_code,
+        "a_detail": detail,
+        "a_finished": db.now(),
+    }
+    row = (await conn.execute(_FINISH.ending, ending)).one()
     if bill_id:
         await route_stored_callbacks(db, conn, bill_id, current.payout_id)
-        if state == "answered" and not late_answer and payout.status == PayoutStatus.BILL_REQUESTED:
-            latest = await conn.scalar(
-                sa.select(sa.func.max(bill_attempts.c.attempt_no)).where(bill_attempts.c.payout_id == current.payout_id)
-            )
-            if latest == current.attempt_no:
-                payout = await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK, bill_id=bill_id)
+        moves = state == "answered" and not late_answer and payout.status == PayoutStatus.BILL_REQUESTED
+        if moves and locked.latest_attempt_no == current.attempt_no:  # only the latest attempt moves the status
+            payout = await change_status(db, conn, payout, PayoutStatus.AWAITING_CALLBACK, bill_id=bill_id)
     return to_record(AttemptRecord, row), True, payout
+
+
+class _FinishStatements:
+    """`_finish`'s statements, built once (bound: `a_id`, and the ending's `a_*`)."""
+
+    def __init__(self) -> None:
+        a = bill_attempts.c
+        chosen = a.id == sa.bindparam("a_id", type_=a.id.type)
+        self.payout_of = sa.select(a.payout_id).where(chosen)
+        later = bill_attempts.alias("later")
+        latest = sa.select(sa.func.max(later.c.attempt_no)).where(later.c.payout_id == a.payout_id).scalar_subquery()
+        # the attempt, locked, with the payout's latest attempt number (only the latest moves the status)
+        self.locked = (
+            sa.select(bill_attempts, latest.label("latest_attempt_no")).where(chosen).with_for_update(of=bill_attempts)
+        )
+        ending = {
+            "state": "a_state", "bill_id": "a_bill", "error_code": "a_error", "detail": "a_detail",
+            "finished_at": "a_finished",
+        }  # fmt: skip
+        values = {column: sa.bindparam(param, type_=a[column].type) for column, param in ending.items()}
+        self.ending = sa.update(bill_attempts).where(chosen).values(values).returning(*bill_attempts.c)
+
+
+_FINISH = _FinishStatements()

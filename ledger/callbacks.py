@@ -211,18 +211,13 @@ async def route_bill(
         )
     if routed is None:
         await route_stored_callbacks(db, conn, bill_id, payout_id)
-    rows = await conn.execute(
-        sa.select(callbacks)
-        .where(callbacks.c.bill_id == bill_id, callbacks.c.payout_id == payout_id, callbacks.c.processed_at.is_(None))
-        .order_by(callbacks.c.id)
-    )
+    rows = await conn.execute(_ROUTING.undelivered, {"c_bill": bill_id, "c_payout": payout_id})
     return [to_record(CallbackRecord, row) for row in rows]
 
 
 async def mark_processed(db: Db, conn: AsyncConnection, callback_id: int) -> CallbackRecord:
     """`Callbacks.mark_processed` inside a transaction (a status change takes its deciding callback with it)."""
-    marked = sa.update(callbacks).where(callbacks.c.id == callback_id, callbacks.c.processed_at.is_(None))
-    row = (await conn.execute(marked.values(processed_at=db.now()).returning(*callbacks.c))).first()
+    row = (await conn.execute(_ROUTING.processed, {"c_id": callback_id, "c_now": db.now()})).first()
     if row is None:  # marked before (a repeated move), or no such callback
         row = (await conn.execute(sa.select(callbacks).where(callbacks.c.id == callback_id))).first()
     if row is None:
@@ -264,11 +259,7 @@ def _route_statement(postgres: bool) -> sa.Insert:
 async def route_stored_callbacks(db: Db, conn: AsyncConnection, bill_id: str, payout_id: str) -> None:
     """Callbacks for `bill_id` stored before its route was known now belong to `payout_id`. Call it
     under `route_lock`. They are not signalled yet, so the redelivery sweep tells the workflow."""
-    await conn.execute(
-        sa.update(callbacks)
-        .where(callbacks.c.bill_id == bill_id, callbacks.c.payout_id.is_(None))
-        .values(payout_id=payout_id, routed_at=db.now())
-    )
+    await conn.execute(_ROUTING.routed, {"c_bill": bill_id, "c_payout": payout_id, "c_now": db.now()})
 
 
 def _answered_at(bill_id: Any) -> sa.ScalarSelect[Any]:
@@ -333,9 +324,7 @@ def _store_statement(postgres: bool, bill: bool = True) -> sa.Executable:
     return lite.returning(*callbacks.c, sa.true().label("inserted"), answered)
 
 
-async def _store_once(
-    db: Db, *, dedupe_key: str, bill_id: str | None, values: dict[str, Any]
-) -> StoreCallbackResult:
+async def _store_once(db: Db, *, dedupe_key: str, bill_id: str | None, values: dict[str, Any]) -> StoreCallbackResult:
     """Store (or find) the callback with one statement; a second only when the first found a copy that a
     concurrent request had not yet committed when it started (PostgreSQL) or a copy at all (SQLite)."""
     statement = _store_statement(db.is_postgres, bill_id is not None)
@@ -393,3 +382,25 @@ async def _echo_owner(
         )
     )
     return str(m["id"])
+
+
+class _RoutingStatements:
+    """The statements every payout's bill round sends, built once (bound: `c_bill`, `c_payout`, `c_id`,
+    `c_now`)."""
+
+    def __init__(self) -> None:
+        c = callbacks.c
+        bill = c.bill_id == sa.bindparam("c_bill", type_=c.bill_id.type)
+        payout = sa.bindparam("c_payout", type_=c.payout_id.type)
+        now = sa.bindparam("c_now", type_=c.processed_at.type)
+        self.undelivered = (
+            sa.select(callbacks).where(bill, c.payout_id == payout, c.processed_at.is_(None)).order_by(c.id)
+        )
+        self.routed = sa.update(callbacks).where(bill, c.payout_id.is_(None)).values(payout_id=payout, routed_at=now)
+        chosen = c.id == sa.bindparam("c_id", type_=c.id.type)
+        self.processed = (
+            sa.update(callbacks).where(chosen, c.processed_at.is_(None)).values(processed_at=now).returning(*c)
+        )
+
+
+_ROUTING = _RoutingStatements()

@@ -12,8 +12,10 @@ it from going twice).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -50,57 +52,65 @@ async def record_event(db: Db, conn: AsyncConnection, payout: PayoutRecord) -> N
     kind = EVENT_KINDS.get(payout.status)
     if kind is None:
         return
-    now = db.now()
+    params = {f"e_{name}": getattr(payout, name) for name in _FROM_PAYOUT}
+    params.update(e_payout_id=payout.id, e_kind=kind.value, e_status=payout.status.value, e_occurred_at=db.now())
+    event, deliveries = _event_statements(db.is_postgres)
+    if deliveries is None:
+        await conn.execute(event, params)
+        return
+    row = (await conn.execute(event, params)).one()
+    await conn.execute(deliveries, {**params, "d_outbox_id": row.id, "d_seq": row.seq})
+
+
+# The event's columns copied from the payout row (bound as `e_<name>`, as are `payout_id`, `kind`,
+# `status` and `occurred_at`).
+_FROM_PAYOUT = (
+    "receipt_id", "telegram_id", "amount_kopecks", "language", "bill_id", "reason", "error_code",
+    "error_description",
+)  # fmt: skip
+
+
+def _event_param(name: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(f"e_{name}", type_=outbox.c[name].type)
+
+
+@functools.cache
+def _event_statements(postgres: bool) -> tuple[sa.Executable, sa.Executable | None]:
+    """`record_event`'s statements, built once per dialect with bound parameters: PostgreSQL's one (the
+    event and its deliveries), or SQLite's two (the event, then its deliveries)."""
     o = outbox.c
     seq = sa.func.coalesce(sa.func.max(o.seq), 0) + 1  # the payout's next one (its row lock keeps it so)
-    fields = {
-        o.event_id: sa.literal(f"{payout.id}:", o.event_id.type)
-        + sa.cast(seq, o.event_id.type)
-        + sa.literal(f":{kind.value}", o.event_id.type),
-        o.payout_id: payout.id,
+    payout_id = _event_param("payout_id")
+    fields: dict[sa.Column[Any], sa.ColumnElement[Any]] = {
+        o.event_id: payout_id + ":" + sa.cast(seq, o.event_id.type) + ":" + _event_param("kind"),
         o.seq: seq,
-        o.kind: kind.value,
-        o.receipt_id: payout.receipt_id,
-        o.telegram_id: payout.telegram_id,
-        o.status: payout.status.value,
-        o.amount_kopecks: payout.amount_kopecks,
-        o.language: payout.language,
-        o.bill_id: payout.bill_id,
-        o.reason: payout.reason,
-        o.error_code: payout.error_code,
-        o.error_description: payout.error_description,
-        o.occurred_at: now,
+        **{o[name]: _event_param(name) for name in (*_FROM_PAYOUT, "payout_id", "kind", "status", "occurred_at")},
     }
-    values = [v if isinstance(v, sa.ColumnElement) else sa.literal(v, column.type) for column, v in fields.items()]
     event = (
         sa.insert(outbox)
-        .from_select(list(fields), sa.select(*values).where(o.payout_id == payout.id))
+        .from_select(list(fields), sa.select(*fields.values()).where(o.payout_id == payout_id))
         .returning(o.id, o.payout_id, o.seq)
     )
     d = outbox_deliveries.c
     columns = [d.outbox_id, d.channel, d.payout_id, d.seq, d.attempts, d.next_attempt_at]
-    fixed = (sa.literal(0, d.attempts.type), sa.literal(now, d.next_attempt_at.type))
-    if db.is_postgres:
-        # One statement: the event, and one delivery row per registered channel.
+    fixed = (sa.literal(0, d.attempts.type), _event_param("occurred_at"))
+    if postgres:
         new = event.cte("new_event")
         per_channel = sa.select(new.c.id, outbox_channels.c.name, new.c.payout_id, new.c.seq, *fixed).select_from(
             new.join(outbox_channels, sa.true())
         )
-        await conn.execute(sa.insert(outbox_deliveries).from_select(columns, per_channel))
-        return
-    row = (await conn.execute(event)).one()
-    await conn.execute(
-        sa.insert(outbox_deliveries).from_select(
-            columns,
-            sa.select(
-                sa.literal(row.id, o.id.type),
-                outbox_channels.c.name,
-                sa.literal(payout.id, o.payout_id.type),
-                sa.literal(row.seq, o.seq.type),
-                *fixed,
-            ),
-        )
+        return sa.insert(outbox_deliveries).from_select(columns, per_channel), None
+    deliveries = sa.insert(outbox_deliveries).from_select(
+        columns,
+        sa.select(
+            sa.bindparam("d_outbox_id", type_=o.id.type),
+            outbox_channels.c.name,
+            payout_id,
+            sa.bindparam("d_seq", type_=o.seq.type),
+            *fixed,
+        ),
     )
+    return event, deliveries
 
 
 class Outbox(Operations):

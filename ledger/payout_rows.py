@@ -5,6 +5,7 @@ history row is the database's own (`ledger.history`)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,11 +23,15 @@ from payouts.status import COUNTS_AGAINST_LIMITS, PayoutStatus, is_legal
 
 async def fetch_payout(conn: AsyncConnection, payout_id: str, *, lock: bool = False) -> PayoutRecord | None:
     """The row, optionally locked FOR UPDATE (PostgreSQL; SQLite writers already hold the write lock)."""
-    query = sa.select(payouts).where(payouts.c.id == payout_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_by_id(lock), {"p_id": payout_id})).first()
     return None if row is None else to_record(PayoutRecord, row)
+
+
+@functools.cache
+def _by_id(lock: bool) -> sa.Select[Any]:
+    """The payout row by id (`p_id`), built once (the ledger's most frequent statement)."""
+    query = sa.select(payouts).where(payouts.c.id == sa.bindparam("p_id", type_=payouts.c.id.type))
+    return query.with_for_update() if lock else query
 
 
 async def require_payout(conn: AsyncConnection, payout_id: str, *, lock: bool = False) -> PayoutRecord:
@@ -82,15 +87,14 @@ async def change_status(
     }
     if current == to and reason is None and all(v is None for v in fields.values()):
         return row  # a replayed transition with nothing new: no write at all
-    values: dict[str, Any] = {"status": to.value, "updated_at": db.now(), "row_version": payouts.c.row_version + 1}
+    values: dict[str, Any] = {"status": to.value, "updated_at": db.now()}
     if current != to or reason is not None:
         # `reason` says why the payout is in its current status; the history keeps earlier ones
         values["reason"] = reason
     values.update({name: value for name, value in fields.items() if value is not None})
     try:
-        after = (
-            await conn.execute(sa.update(payouts).where(payouts.c.id == row.id).values(values).returning(*payouts.c))
-        ).one()
+        params = {"p_id": row.id, **{f"v_{name}": value for name, value in values.items()}}
+        after = (await conn.execute(_status_update(frozenset(values)), params)).one()
     except sa_exc.IntegrityError as exc:
         if guard.MESSAGE in str(exc.orig):
             raise IllegalTransition(row.id, current, to) from exc
@@ -101,6 +105,16 @@ async def change_status(
         if current in COUNTS_AGAINST_LIMITS and to not in COUNTS_AGAINST_LIMITS:
             await _release(conn, row)
     return changed
+
+
+@functools.cache
+def _status_update(columns: frozenset[str]) -> sa.Update:
+    """UPDATE payouts SET <columns> (bound as `v_<column>`), the row's version counted up, RETURNING the row:
+    one statement per set of columns, built once."""
+    values: dict[str, Any] = {name: sa.bindparam(f"v_{name}", type_=payouts.c[name].type) for name in sorted(columns)}
+    values["row_version"] = payouts.c.row_version + 1
+    chosen = payouts.c.id == sa.bindparam("p_id", type_=payouts.c.id.type)
+    return sa.update(payouts).where(chosen).values(values).returning(*payouts.c)
 
 
 async def _release(conn: AsyncConnection, row: PayoutRecord) -> None:

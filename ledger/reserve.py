@@ -6,7 +6,8 @@ is a REJECTED row with its reason, so it leaves a trace and the shopper can be t
 
 from __future__ import annotations
 
-from datetime import UTC, date
+import functools
+from datetime import UTC
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ledger.db import Db
 from ledger.errors import LedgerError
 from ledger.outbox import record_event
-from ledger.payout_rows import payout_by_receipt
 from ledger.records import Eligibility, PayoutRecord, ReserveRequest, ReserveResult, to_record
 from ledger.schema import daily_totals, payouts
 from payouts.rejection import RejectionReason
@@ -66,57 +66,47 @@ def _answer_existing(row: PayoutRecord, req: ReserveRequest) -> ReserveResult:
 
 async def reserve_once(db: Db, conn: AsyncConnection, req: ReserveRequest) -> ReserveResult:
     """One pass (a unique violation, raised, means another transaction reserved the receipt first)."""
-    existing = await payout_by_receipt(conn, req.receipt_id)
-    if existing is not None:
-        return _answer_existing(existing, req)
-    reserved_kopecks = await _lock_day(db, conn, req.business_day)
-    # A concurrent reserve of the same receipt (or payout id) may have committed while we waited for the
-    # lock: one read sees both (READ COMMITTED: each statement sees the latest commits).
-    taken = sa.select(payouts).where(sa.or_(payouts.c.receipt_id == req.receipt_id, payouts.c.id == req.payout_id))
-    clashes = sorted((to_record(PayoutRecord, row) for row in await conn.execute(taken)),
+    statements = _statements(db.is_postgres)
+    reserved_kopecks = int(await conn.scalar(statements.lock_day, {"r_day": req.business_day}) or 0)
+    # The receipt's row (a repeat, or a concurrent reserve committed while we waited for the lock) and a
+    # payout id taken by another receipt, in one read after the lock (READ COMMITTED: each statement sees
+    # the latest commits).
+    taken = await conn.execute(statements.taken, {"r_receipt": req.receipt_id, "r_id": req.payout_id})
+    clashes = sorted((to_record(PayoutRecord, row) for row in taken),
                      key=lambda clash: clash.receipt_id != req.receipt_id)  # fmt: skip
     if clashes and clashes[0].receipt_id == req.receipt_id:
         return _answer_existing(clashes[0], req)
     if clashes:
         raise LedgerError(f"payout id {req.payout_id!r} already belongs to receipt {clashes[0].receipt_id!r}")
 
-    reason = ineligible(req.eligibility) or await _rejection(conn, req, reserved_kopecks)
+    reason = ineligible(req.eligibility) or await _rejection(statements, conn, req, reserved_kopecks)
     status = PayoutStatus.REJECTED if reason else PayoutStatus.RESERVED
     now = db.now()
-    row = await conn.execute(
-        sa.insert(payouts).values(
-            id=req.payout_id,
-            receipt_id=req.receipt_id,
-            # the key stays with the receipt that used it first (an ineligible receipt never used it), so
-            # the unique index holds
-            fiscal_key=None if reason in _KEY_NOT_USED else (req.fiscal_key or None),
-            user_key=req.user_key,
-            masked_msisdn=req.masked_msisdn,
-            telegram_id=req.telegram_id,
-            language=req.language,
-            amount_kopecks=req.amount_kopecks,
-            currency=req.currency,
-            payee_id=req.payee_id,
-            status=status.value,
-            reason=reason,
-            owner=req.owner,
-            business_day=req.business_day,
-            created_at=now,
-            updated_at=now,
-            row_version=1,
-        ).returning(*payouts.c)
-    )
-    # the history row, and the event: "processing" for a reservation, the refusal for a rejection
-    await record_event(db, conn, to_record(PayoutRecord, row.one()))  # its history row: `ledger.history`
+    row = {
+        "id": req.payout_id,
+        "receipt_id": req.receipt_id,
+        # the key stays with the receipt that used it first (an ineligible receipt never used it), so the
+        # unique index holds
+        "fiscal_key": None if reason in _KEY_NOT_USED else (req.fiscal_key or None),
+        "user_key": req.user_key,
+        "masked_msisdn": req.masked_msisdn,
+        "telegram_id": req.telegram_id,
+        "language": req.language,
+        "amount_kopecks": req.amount_kopecks,
+        "currency": req.currency,
+        "payee_id": req.payee_id,
+        "status": status.value,
+        "reason": reason,
+        "owner": req.owner,
+        "business_day": req.business_day,
+        "created_at": now,
+        "updated_at": now,
+    }
+    inserted = (await conn.execute(statements.insert, {f"n_{name}": value for name, value in row.items()})).one()
+    # the event: "processing" for a reservation, the refusal for a rejection (the history row: `ledger.history`)
+    await record_event(db, conn, to_record(PayoutRecord, inserted))
     if reason is None:
-        await conn.execute(
-            sa.update(daily_totals)
-            .where(daily_totals.c.business_day == req.business_day)
-            .values(
-                reserved_kopecks=daily_totals.c.reserved_kopecks + req.amount_kopecks,
-                reserved_count=daily_totals.c.reserved_count + 1,
-            )
-        )
+        await conn.execute(statements.count_in, {"r_day": req.business_day, "r_amount": req.amount_kopecks})
     return ReserveResult(accepted=reason is None, payout_id=req.payout_id, status=status, reason=reason, replay=False)
 
 
@@ -132,39 +122,64 @@ def ineligible(rule: Eligibility | None) -> RejectionReason | None:
     return None
 
 
-async def _lock_day(db: Db, conn: AsyncConnection, day: date) -> int:
-    """Create the day's row if needed and lock it; returns the kopecks reserved so far. One statement: an
-    upsert that touches the row locks it (PostgreSQL: every reserve of the day serializes on it; SQLite:
-    the transaction began IMMEDIATE, so this connection is the only writer already)."""
-    dialect_insert = postgresql.insert if db.is_postgres else sqlite.insert
-    insert = dialect_insert(daily_totals).values(business_day=day, reserved_kopecks=0, reserved_count=0)
-    reserved = await conn.scalar(
-        insert.on_conflict_do_update(
-            index_elements=[daily_totals.c.business_day],
-            set_={"reserved_kopecks": daily_totals.c.reserved_kopecks},
-        ).returning(daily_totals.c.reserved_kopecks)
-    )
-    return int(reserved or 0)
-
-
-async def _rejection(conn: AsyncConnection, req: ReserveRequest, reserved_kopecks: int) -> RejectionReason | None:
+async def _rejection(
+    statements: _Statements, conn: AsyncConnection, req: ReserveRequest, reserved_kopecks: int
+) -> RejectionReason | None:
     if req.fiscal_key:
-        used = await conn.scalar(sa.select(payouts.c.id).where(payouts.c.fiscal_key == req.fiscal_key))
+        used = await conn.scalar(statements.fiscal_key_used, {"r_key": req.fiscal_key})
         if used is not None:
             return RejectionReason.DUPLICATE_FISCAL_KEY
     if req.amount_kopecks > req.max_payout_kopecks:
         return RejectionReason.AMOUNT_OVER_MAX
-    user_count = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(payouts)
-        .where(
-            payouts.c.user_key == req.user_key,
-            payouts.c.business_day == req.business_day,
-            payouts.c.status.in_(_COUNTED),
-        )
-    )
+    user_count = await conn.scalar(statements.user_count, {"r_user": req.user_key, "r_day": req.business_day})
     if int(user_count or 0) >= req.user_daily_limit:
         return RejectionReason.USER_DAILY_LIMIT
     if reserved_kopecks + req.amount_kopecks > req.daily_budget_kopecks:
         return RejectionReason.DAILY_BUDGET
     return None
+
+
+# The columns a reservation writes (the others keep their defaults).
+_NEW_ROW = (
+    "id", "receipt_id", "fiscal_key", "user_key", "masked_msisdn", "telegram_id", "language", "amount_kopecks",
+    "currency", "payee_id", "status", "reason", "owner", "business_day", "created_at", "updated_at",
+)  # fmt: skip
+
+
+class _Statements:
+    """The reservation's statements, built once per dialect with bound parameters (`r_*`; the new row's
+    columns as `n_<column>`)."""
+
+    def __init__(self, postgres: bool) -> None:
+        p, totals = payouts.c, daily_totals.c
+        day = sa.bindparam("r_day", type_=totals.business_day.type)
+        insert = postgresql.insert if postgres else sqlite.insert
+        # Create the day's row if needed and lock it, returning the kopecks reserved so far: an upsert that
+        # touches the row locks it (PostgreSQL: every reserve of the day serializes on it; SQLite: the
+        # transaction began IMMEDIATE, so this connection is the only writer already).
+        self.lock_day = (
+            insert(daily_totals)
+            .values(business_day=day, reserved_kopecks=0, reserved_count=0)
+            .on_conflict_do_update(
+                index_elements=[totals.business_day], set_={"reserved_kopecks": totals.reserved_kopecks}
+            )
+            .returning(totals.reserved_kopecks)
+        )
+        receipt = p.receipt_id == sa.bindparam("r_receipt", type_=p.receipt_id.type)
+        self.taken = sa.select(payouts).where(sa.or_(receipt, p.id == sa.bindparam("r_id", type_=p.id.type)))
+        self.fiscal_key_used = sa.select(p.id).where(p.fiscal_key == sa.bindparam("r_key", type_=p.fiscal_key.type))
+        user = p.user_key == sa.bindparam("r_user", type_=p.user_key.type)
+        self.user_count = sa.select(sa.func.count()).where(user, p.business_day == day, p.status.in_(_COUNTED))
+        new_row = {name: sa.bindparam(f"n_{name}", type_=p[name].type) for name in _NEW_ROW}
+        self.insert = sa.insert(payouts).values({**new_row, "row_version": 1}).returning(*p)
+        amount = sa.bindparam("r_amount", type_=totals.reserved_kopecks.type)
+        self.count_in = (
+            sa.update(daily_totals)
+            .where(totals.business_day == day)
+            .values(reserved_kopecks=totals.reserved_kopecks + amount, reserved_count=totals.reserved_count + 1)
+        )
+
+
+@functools.cache
+def _statements(postgres: bool) -> _Statements:
+    return _Statements(postgres)
