@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -104,10 +105,12 @@ async def bare(
     return achieved, answers, await signal_to_state(client, sent), cpu.used["bare handler"]
 
 
-async def measured_webhook(b: BenchStack, wrapper: Sequence[str] = ()) -> tuple[int, str]:
+async def measured_webhook(
+    b: BenchStack, wrapper: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], int, str]:
     """A `payouts webhook` process of its own, beside the stack's, for the measured callbacks: the load
-    generator, the sandbox and the stack's own webhook stay in this process. Returns its pid (under a
-    profiler, `wrapper`: the profiled process's) and its callback URL."""
+    generator, the sandbox and the stack's own webhook stay in this process. Returns the process started,
+    the webhook's pid (under a profiler, `wrapper`: its child's) and its callback URL."""
     port, internal = free_port(), free_port()
     hook = b.procs.start("webhook-measured", "webhook", wrapper=wrapper, env={
         "WEBHOOK_PORT": str(port),
@@ -117,7 +120,7 @@ async def measured_webhook(b: BenchStack, wrapper: Sequence[str] = ()) -> tuple[
     })  # fmt: skip
     b.procs.others.append(hook)
     await wait_http(f"http://127.0.0.1:{internal}/readyz")
-    return child_of(hook.pid) if wrapper else hook.pid, f"http://127.0.0.1:{port}/portmone/callback"
+    return hook, child_of(hook.pid) if wrapper else hook.pid, f"http://127.0.0.1:{port}/portmone/callback"
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -131,12 +134,15 @@ async def run(args: argparse.Namespace) -> None:
                 await relay_drained(b)
                 wrapper = [args.py_spy, "record", "-r", "100", "-f", "raw", "-o", args.profile_webhook,
                            "--"] if args.profile_webhook else []  # fmt: skip
-                hook, url = await measured_webhook(b, wrapper)
+                started, hook, url = await measured_webhook(b, wrapper)
                 cpu = CpuMeter({"webhook": [hook]})
                 cpu.start()
                 with paused(b.procs.worker_pids(), args.pause_workers):
                     achieved, answers = await send_paid_callbacks(b, bills, args.rate, url=url)
                 cpu.stop()
+                if args.profile_webhook:  # the webhook stops; its profiler then writes what it saw and exits
+                    os.kill(hook, signal.SIGTERM)
+                    started.wait(60)
                 latencies = await signal_to_state(env.client, b.sent)
                 answered = dict(sorted(b.answered.items()))
             plain = await Client.connect(address)
