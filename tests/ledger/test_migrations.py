@@ -15,7 +15,7 @@ from ledger.engine import make_engine
 from ledger.migrate import alembic_config
 from ledger.schema import metadata
 from payouts.status import PayoutStatus
-from tests.ledger.helpers import PgAdmin
+from tests.ledger.helpers import PgAdmin, store_callback
 
 
 async def _version(url: str) -> list[str]:
@@ -111,6 +111,65 @@ async def test_0003_adds_the_outbox_to_a_ledger_in_use_and_goes_back(empty_url: 
         with pytest.raises(sa.exc.DBAPIError, match="illegal transition"):  # the status guard survived
             async with engine.begin() as conn:
                 await conn.execute(sa.text("UPDATE payouts SET status = 'RESERVED' WHERE id = 'payout-old'"))
+        await asyncio.to_thread(upgrade, url)
+        assert await _version(url) == [head_revision()]
+    finally:
+        await engine.dispose()
+
+
+async def test_0006_and_0007_route_the_bills_a_ledger_in_use_holds_and_record_later_changes(empty_url: str) -> None:
+    """The routes come from the attempt log (the earliest attempt holding a bill owns it) and from callbacks
+    still waiting for theirs; from 0007 on, the database writes the history of a status change."""
+    url = empty_url
+    await asyncio.to_thread(_migrate, url, "upgrade", "0005_confirmed_evidence")
+    engine = make_engine(url, null_pool=True)
+    try:
+        async with engine.begin() as conn:
+            now = datetime.now(UTC)
+            if engine.dialect.name == "sqlite":
+                now = now.replace(tzinfo=None)
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO payouts (id, receipt_id, user_key, masked_msisdn, telegram_id, amount_kopecks,"
+                    " currency, status, owner, business_day, created_at, updated_at, bill_id)"
+                    " VALUES ('payout-old', 'old', :key, '+380•••••67', 1, 2500, 'UAH', 'AWAITING_CALLBACK',"
+                    " 'payout-old', :day, :now, :now, 'B-2')"
+                ),
+                {"key": "e" * 64, "now": now, "day": date(2025, 11, 27)},
+            )
+            for attempt_no, bill in ((1, "B-1"), (2, "B-2")):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO bill_attempts (payout_id, round_no, attempt_no, state, bill_id, prepared_at)"
+                        " VALUES ('payout-old', :no, :no, 'answered', :bill, :now)"
+                    ),
+                    {"no": attempt_no, "bill": bill, "now": now},
+                )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO callbacks (dedupe_key, bill_id, raw_body, received_at)"
+                    " VALUES ('k-1', 'B-unknown', '<rsp/>', :now)"
+                ),
+                {"now": now},
+            )
+        await asyncio.to_thread(upgrade, url)
+
+        ledger = Ledger.from_url(url)
+        try:
+            async with ledger.engine.connect() as conn:
+                routes = dict((await conn.execute(sa.text("SELECT bill_id, payout_id FROM bill_routes"))).all())
+            assert routes == {"B-1": "payout-old", "B-2": "payout-old", "B-unknown": None}
+            repeat = await store_callback(ledger, "B-1", "<rsp>B-1 paid</rsp>")
+            assert repeat.payout_id == "payout-old"
+            await ledger.payouts.transition("payout-old", PayoutStatus.PAID)
+            assert [(h.from_status, h.to_status) for h in await ledger.payouts.history("payout-old")] == [
+                (PayoutStatus.AWAITING_CALLBACK, PayoutStatus.PAID)
+            ]
+        finally:
+            await ledger.aclose()
+
+        await asyncio.to_thread(_migrate, url, "downgrade", "0005_confirmed_evidence")
+        assert await _version(url) == ["0005_confirmed_evidence"]
         await asyncio.to_thread(upgrade, url)
         assert await _version(url) == [head_revision()]
     finally:
