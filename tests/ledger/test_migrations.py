@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ledger import Ledger, head_revision, upgrade
 from ledger.engine import make_engine
@@ -76,24 +77,30 @@ async def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return await admin.create_database()
 
 
+async def _old_payout(conn: AsyncConnection, bill_id: str | None = None) -> datetime:
+    """A payout awaiting its callback, written as an earlier revision's ledger held it; returns its time."""
+    now = datetime.now(UTC)
+    if conn.dialect.name == "sqlite":
+        now = now.replace(tzinfo=None)
+    await conn.execute(
+        sa.text(
+            "INSERT INTO payouts (id, receipt_id, user_key, masked_msisdn, telegram_id, amount_kopecks,"
+            " currency, status, owner, business_day, created_at, updated_at, bill_id)"
+            " VALUES ('payout-old', 'old', :key, '+380•••••67', 1, 2500, 'UAH', 'AWAITING_CALLBACK',"
+            " 'payout-old', :day, :now, :now, :bill)"
+        ),
+        {"key": "e" * 64, "now": now, "day": date(2025, 11, 27), "bill": bill_id},
+    )
+    return now
+
+
 async def test_0003_adds_the_outbox_to_a_ledger_in_use_and_goes_back(empty_url: str) -> None:
     url = empty_url
     await asyncio.to_thread(_migrate, url, "upgrade", "0002_new_bill_rule")
     engine = make_engine(url, null_pool=True)
     try:
         async with engine.begin() as conn:
-            now = datetime.now(UTC)
-            if engine.dialect.name == "sqlite":
-                now = now.replace(tzinfo=None)
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO payouts (id, receipt_id, user_key, masked_msisdn, telegram_id, amount_kopecks,"
-                    " currency, status, owner, business_day, created_at, updated_at)"
-                    " VALUES ('payout-old', 'old', :key, '+380•••••67', 1, 2500, 'UAH', 'AWAITING_CALLBACK',"
-                    " 'payout-old', :day, :now, :now)"
-                ),
-                {"key": "e" * 64, "now": now, "day": date(2025, 11, 27)},
-            )
+            await _old_payout(conn)
         await asyncio.to_thread(upgrade, url)
 
         ledger = Ledger.from_url(url)
@@ -125,18 +132,7 @@ async def test_0006_and_0007_route_the_bills_a_ledger_in_use_holds_and_record_la
     engine = make_engine(url, null_pool=True)
     try:
         async with engine.begin() as conn:
-            now = datetime.now(UTC)
-            if engine.dialect.name == "sqlite":
-                now = now.replace(tzinfo=None)
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO payouts (id, receipt_id, user_key, masked_msisdn, telegram_id, amount_kopecks,"
-                    " currency, status, owner, business_day, created_at, updated_at, bill_id)"
-                    " VALUES ('payout-old', 'old', :key, '+380•••••67', 1, 2500, 'UAH', 'AWAITING_CALLBACK',"
-                    " 'payout-old', :day, :now, :now, 'B-2')"
-                ),
-                {"key": "e" * 64, "now": now, "day": date(2025, 11, 27)},
-            )
+            now = await _old_payout(conn, bill_id="B-2")
             for attempt_no, bill in ((1, "B-1"), (2, "B-2")):
                 await conn.execute(
                     sa.text(
