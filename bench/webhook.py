@@ -89,11 +89,13 @@ async def bare(
         cpu.start()
         async with load_client() as http:
 
+            bodies = [paid(f"B-{i}") for i in range(count)]
+
             async def one(i: int) -> float:
                 sent[ids[i]] = time.time()
                 t0 = time.perf_counter()
-                resp = await http.post(f"http://127.0.0.1:{port}/signal/{ids[i]}", content=paid(f"B-{i}"))
-                assert resp.status_code == 200, resp.text
+                async with http.post(f"http://127.0.0.1:{port}/signal/{ids[i]}", data=bodies[i]) as resp:
+                    assert resp.status == 200, await resp.text()
                 return time.perf_counter() - t0
 
             with paused(workers, pause):
