@@ -275,10 +275,10 @@ async def send_paid_callbacks(
     secrets = b.stack.settings.webhook.callback_secret_list()[:1]
     url = url or f"{b.stack.webhook_url}/portmone/callback"
     # signed before the clock starts: the generator's own work per callback stays out of the rate
-    prepared = [
-        (workflow_id, body, {"Content-Type": "application/xml", **signature_headers(secrets, body)})
-        for workflow_id, body in ((workflow_id, paid(bill_id)) for workflow_id, bill_id in bills.items())
-    ]
+    prepared: list[tuple[str, bytes, dict[str, str]]] = []
+    for workflow_id, bill_id in bills.items():
+        body = paid(bill_id)
+        prepared.append((workflow_id, body, {"Content-Type": "application/xml", **signature_headers(secrets, body)}))
 
     async with load_client() as http:
 
